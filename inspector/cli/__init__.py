@@ -1,0 +1,76 @@
+"""The command line: the same core as the desktop app, without a window.
+
+Each command group lives in its own module with a ``register(subparsers)`` function that adds
+its sub-commands; a sub-command's handler takes the parsed arguments and returns an exit code.
+Exit codes: 0 success, 1 user error (one clear line, no traceback), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from inspector import __version__
+from inspector.core.errors import UserError
+from inspector.core.progress import Cancelled
+
+COMMAND_MODULES = (
+    "inspector.cli.project_cmds",
+    "inspector.cli.learning_cmds",
+    "inspector.cli.export_cmds",
+    "inspector.cli.app_cmds",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="inspector",
+        description="Offline visual-inspection labelling with an active learner.",
+    )
+    parser.add_argument("--version", action="version", version=f"inspector {__version__}")
+    parser.add_argument("--self-test", action="store_true", help="exercise the whole product offscreen and exit")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # command group not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.self_test:
+            from inspector.selftest import run_self_test
+
+            return run_self_test()
+        if args.command is None:
+            return app_cmds_fallback(args)
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"inspector: error: {exc}", file=sys.stderr)
+        return 1
+    except Cancelled:
+        print("inspector: cancelled", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("inspector: interrupted", file=sys.stderr)
+        return 130
+
+
+def app_cmds_fallback(args: argparse.Namespace) -> int:
+    """With no command, open the desktop app (the start page)."""
+    try:
+        from inspector.cli.app_cmds import run_gui
+    except ModuleNotFoundError:
+        build_parser().print_help()
+        return 2
+    return run_gui(None)

@@ -1,0 +1,334 @@
+"""Finding and decoding image files.
+
+Every problem with a file becomes an :class:`ImageError` with a reason a person understands;
+nothing here lets a bad file crash the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+
+#: Images with more pixels than this are refused as possible decompression bombs.
+#: 16k x 16k covers the largest line-scan frames we expect; a bomb declares far more.
+MAX_PIXELS = 16384 * 16384
+#: Files larger than this are not read at all.
+MAX_FILE_BYTES = 2 * 1024**3
+
+cv2.setNumThreads(1)  # parallelism comes from worker processes; nested threads only thrash
+
+
+class ImageError(Exception):
+    """A file that cannot be used as an image; ``str(error)`` is the reason for a person."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Pixels as stored (BGR or BGRA order for colour, like OpenCV) with their description."""
+
+    pixels: np.ndarray
+    bit_depth: int  # 8, 16 or 32 (float)
+    channels: int
+    note: str = ""  # e.g. "first of 3 pages"
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """A candidate image found by :func:`walk_images`."""
+
+    relative_path: str  # POSIX separators, relative to the image root
+    size: int
+    mtime_ns: int
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def walk_images(root: Path, errors: Optional[list[tuple[str, str]]] = None) -> Iterator[FoundFile]:
+    """Yield every image-named regular file below ``root``, recursively, in a stable order.
+
+    Hidden files and folders (leading dot) are skipped, symlinked folders are not followed (so a
+    link loop cannot trap the scan), folders named like images are ignored. Entries that cannot
+    be read are appended to ``errors`` as ``(relative_path, reason)`` when a list is given.
+    """
+    root = Path(root)
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if errors is not None:
+                rel = _relative(folder, root) or "."
+                errors.append((rel, f"folder cannot be read: {_os_reason(exc)}"))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(Path(entry.path))
+                    continue
+                if not is_image_name(entry.name):
+                    continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError as exc:
+                if errors is not None:
+                    errors.append((_relative(Path(entry.path), root), _os_reason(exc)))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                continue  # a symlink to a folder named like an image
+            if not stat.S_ISREG(st.st_mode):
+                if errors is not None:
+                    errors.append((_relative(Path(entry.path), root), "not a regular file"))
+                continue
+            yield FoundFile(_relative(Path(entry.path), root), st.st_size, st.st_mtime_ns)
+        stack.extend(reversed(subfolders))
+
+
+def _relative(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "file disappeared or is a broken link"
+    if exc.errno == 40:  # ELOOP
+        return "symbolic link loop"
+    return exc.strerror or str(exc)
+
+
+def read_bytes(path: Path) -> bytes:
+    """Return the file's content; raise :class:`ImageError` when it cannot be read."""
+    try:
+        size = os.stat(path).st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"file too large ({size / 1024**3:.1f} GB)")
+        with open(path, "rb") as handle:
+            return handle.read()
+    except ImageError:
+        raise
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image") from None
+    except OSError as exc:
+        raise ImageError(_os_reason(exc)) from None
+
+
+def content_hash(data: bytes) -> str:
+    """A stable identifier of a file's bytes (used for duplicates and change detection)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _sniff_format(data: bytes) -> str:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8"):
+        return "jpeg"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    return ""
+
+
+def _declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """Read width and height from the header without decoding pixels."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below
+            with Image.open(io.BytesIO(data)) as probe:
+                return int(probe.width), int(probe.height)
+    except Exception:  # noqa: BLE001 - any header Pillow cannot parse; the decoder decides
+        return None
+
+
+def decode(data: bytes, name: str = "") -> DecodedImage:
+    """Decode image bytes; raise :class:`ImageError` with a readable reason on any problem."""
+    if len(data) == 0:
+        raise ImageError("empty file (0 bytes)")
+    fmt = _sniff_format(data)
+    if not fmt:
+        raise ImageError("not an image (unrecognised content)")
+    size = _declared_size(data, fmt)
+    if size is not None:
+        width, height = size
+        if width <= 0 or height <= 0:
+            raise ImageError("image has no pixels")
+        if width * height > MAX_PIXELS:
+            raise ImageError(
+                f"image too large: {width} x {height} px declared "
+                f"(limit {MAX_PIXELS // 1_000_000} megapixels; possible decompression bomb)"
+            )
+    if fmt == "jpeg" and data.rfind(b"\xff\xd9") < 0:
+        raise ImageError("truncated JPEG (file ends before the image does)")
+    if fmt == "tiff":
+        return _decode_tiff(data)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    try:
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ImageError(f"cannot decode {fmt.upper()}: {exc.msg.strip() or 'decoder error'}") from None
+    if pixels is None:
+        pixels = _decode_with_pillow(data, fmt)
+    return _describe(pixels)
+
+
+def _decode_tiff(data: bytes) -> DecodedImage:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            pages = len(tif.pages)
+            if pages == 0:
+                raise ImageError("TIFF has no pages")
+            page = tif.pages[0]
+            if int(np.prod(page.shape)) > MAX_PIXELS * 4:
+                raise ImageError("image too large (possible decompression bomb)")
+            pixels = page.asarray()
+            photometric = getattr(page, "photometric", None)
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for damaged files
+        # OpenCV reads some TIFF flavours tifffile refuses (and the reverse).
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if pixels is None:
+            raise ImageError(f"damaged or unsupported TIFF ({type(exc).__name__})") from None
+        return _describe(pixels)
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[0] in (1, 3, 4) and pixels.shape[-1] not in (1, 3, 4):
+        pixels = np.moveaxis(pixels, 0, -1)  # planar configuration
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim not in (2, 3):
+        raise ImageError(f"unsupported TIFF layout {pixels.shape}")
+    if pixels.ndim == 3:
+        if str(photometric).endswith("SEPARATED") and pixels.shape[-1] == 4:  # CMYK
+            pixels = _cmyk_to_bgr(pixels)
+        elif pixels.shape[-1] >= 3:
+            pixels = pixels[..., :4].copy()
+            pixels[..., :3] = pixels[..., 2::-1]  # RGB(A) -> BGR(A)
+        else:
+            pixels = pixels[..., 0]
+    note = f"first of {pages} pages" if pages > 1 else ""
+    return _describe(pixels, note)
+
+
+def _cmyk_to_bgr(cmyk: np.ndarray) -> np.ndarray:
+    scale = float(np.iinfo(cmyk.dtype).max) if cmyk.dtype.kind in "ui" else 1.0
+    c, m, y, k = (cmyk[..., i].astype(np.float32) / scale for i in range(4))
+    rgb = np.stack([(1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)], axis=-1)
+    return (rgb[..., ::-1] * 255).round().astype(np.uint8)
+
+
+def _decode_with_pillow(data: bytes, fmt: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+                    img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
+                array = np.asarray(img)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for damaged files
+        reason = str(exc).split("\n")[0][:120]
+        if "truncated" in reason.lower():
+            raise ImageError(f"truncated {fmt.upper()} (file ends before the image does)") from None
+        raise ImageError(f"damaged {fmt.upper()}: {reason}") from None
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., [2, 1, 0, 3][: array.shape[-1]]]
+    return np.ascontiguousarray(array)
+
+
+def _describe(pixels: np.ndarray, note: str = "") -> DecodedImage:
+    if pixels.size == 0 or pixels.ndim < 2:
+        raise ImageError("image has no pixels")
+    if pixels.dtype == np.uint8 or pixels.dtype == np.int8:
+        depth = 8
+    elif pixels.dtype in (np.uint16, np.int16):
+        depth = 16
+    elif pixels.dtype == bool:
+        pixels, depth = pixels.astype(np.uint8) * 255, 8
+    elif pixels.dtype.kind == "f":
+        depth = 32
+    else:  # 32-bit integers: keep as float so downstream maths is uniform
+        pixels, depth = pixels.astype(np.float32), 32
+    channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
+    return DecodedImage(pixels, depth, channels, note)
+
+
+def to_gray_u8(image: DecodedImage) -> np.ndarray:
+    """Convert any decoded image to 8-bit grayscale.
+
+    16-bit images are scaled by the bit depth their values actually use (12-bit cameras store
+    into 16-bit containers), floats by their range; alpha is dropped.
+    """
+    pixels = image.pixels
+    if pixels.ndim == 3:
+        if pixels.shape[2] >= 3:
+            pixels = cv2.cvtColor(np.ascontiguousarray(pixels[..., :3]), cv2.COLOR_BGR2GRAY)
+        else:
+            pixels = pixels[..., 0]
+    if pixels.dtype == np.uint8:
+        return np.ascontiguousarray(pixels)
+    data = pixels.astype(np.float32)
+    if image.bit_depth == 16 and pixels.dtype.kind in "ui":
+        top = float(pixels.max()) if pixels.size else 0.0
+        bits = max(8, int(np.ceil(np.log2(top + 1)))) if top > 0 else 8
+        scale = 255.0 / (2**bits - 1)
+        return np.clip(data * scale + 0.5, 0, 255).astype(np.uint8)
+    finite = np.isfinite(data)
+    if not finite.all():
+        data = np.where(finite, data, 0.0)
+    low, high = float(data.min()), float(data.max())
+    if low >= 0.0 and high <= 1.0:
+        low, high = 0.0, 1.0
+    span = high - low if high > low else 1.0
+    return np.clip((data - low) * (255.0 / span) + 0.5, 0, 255).astype(np.uint8)
+
+
+def load_gray(path: Path, max_side: Optional[int] = None) -> np.ndarray:
+    """Read, decode and convert a file to 8-bit grayscale, shrunk to ``max_side`` if larger."""
+    gray = to_gray_u8(decode(read_bytes(path), str(path)))
+    return shrink(gray, max_side)
+
+
+def shrink(gray: np.ndarray, max_side: Optional[int]) -> np.ndarray:
+    """Downscale (area averaging) so the longer side is at most ``max_side``."""
+    if not max_side:
+        return gray
+    height, width = gray.shape[:2]
+    longest = max(height, width)
+    if longest <= max_side:
+        return gray
+    factor = max_side / longest
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
