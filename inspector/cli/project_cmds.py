@@ -1,0 +1,218 @@
+"""Commands that create, scan and describe projects: new, scan, info, demo, relocate."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from inspector.cli.common import open_project, print_json, terminal_progress
+from inspector.core.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    new = subparsers.add_parser(
+        "new", help="create a project from a folder of images, scan it and extract features",
+        description="Create a project file for the images below a folder, then scan and extract features.",
+    )
+    new.add_argument("project", help="project file to create (e.g. line3.inspector)")
+    new.add_argument("--images", required=True, help="folder of images (searched recursively)")
+    new.add_argument("--labels-from-folders", action="store_true",
+                     help="take each image's parent folder name as its class")
+    new.add_argument("--labels-csv", metavar="FILE", help="import labels from a CSV with columns path,label")
+    new.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    new.add_argument("--annotator", default="", help="name recorded with imported labels")
+    new.add_argument("--quiet", action="store_true", help="no progress bar")
+    new.set_defaults(handler=cmd_new)
+
+    scan = subparsers.add_parser("scan", help="rescan the image folder and extract what is missing")
+    scan.add_argument("project")
+    scan.add_argument("--workers", type=int, default=None)
+    scan.add_argument("--quiet", action="store_true")
+    scan.set_defaults(handler=cmd_scan)
+
+    info = subparsers.add_parser("info", help="describe a project: images, problems, labels, classes")
+    info.add_argument("project")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(handler=cmd_info)
+
+    relocate = subparsers.add_parser("relocate", help="re-point a project at its moved image folder")
+    relocate.add_argument("project")
+    relocate.add_argument("images", help="the folder where the images are now")
+    relocate.set_defaults(handler=cmd_relocate)
+
+    demo = subparsers.add_parser("demo", help="write a synthetic inspection data set to try Inspector on")
+    demo.add_argument("folder", help="folder to write (created; must be empty if it exists)")
+    demo.add_argument("-n", "--images", type=int, default=240, help="number of images (default 240)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=cmd_demo)
+
+
+def _scan(project, workers, quiet: bool) -> None:
+    from inspector.core.ingest import analyse_pending, scan_folder
+
+    summary = scan_folder(project)
+    with terminal_progress("Reading images", enabled=not quiet) as progress:
+        analysed, errors = analyse_pending(project, workers=workers, progress=progress)
+    parts = [f"{summary.new} new", f"{summary.changed} changed", f"{summary.missing} gone"]
+    if summary.returned:
+        parts.append(f"{summary.returned} back")
+    print(f"Scanned {project.image_root}: {', '.join(parts)}; read {analysed} files, "
+          f"{errors + summary.errors} could not be used")
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from inspector.core.store import Project
+
+    images = Path(args.images)
+    if not images.is_dir():
+        raise UserError(f"image folder {images} does not exist or is not a folder")
+    project_path = Path(args.project)
+    project = Project.create(project_path, images)
+    with project:
+        _scan(project, args.workers, args.quiet)
+        if args.labels_from_folders:
+            count = import_folder_labels(project, args.annotator)
+            print(f"Imported {count} labels from folder names")
+        if args.labels_csv:
+            count = import_csv_labels(project, Path(args.labels_csv), args.annotator)
+            print(f"Imported {count} labels from {args.labels_csv}")
+        print(f"Created {project_path}")
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    with open_project(args.project) as project:
+        _scan(project, args.workers, args.quiet)
+    return 0
+
+
+def cmd_relocate(args: argparse.Namespace) -> int:
+    with open_project(args.project) as project:
+        project.set_image_root(Path(args.images))
+        print(f"{project.name} now reads its images from {project.image_root}")
+    return 0
+
+
+def project_summary(project) -> dict:
+    """Facts about a project for `info` and reports."""
+    from inspector.core.features import default_extractor
+
+    extractor = default_extractor()
+    classes = project.classes()
+    latest = project.latest_labels()
+    per_class = {c.name: 0 for c in classes}
+    names = {c.id: c.name for c in classes}
+    for class_id in latest.values():
+        per_class[names[class_id]] += 1
+    counts = project.counts()
+    return {
+        "project": str(project.path),
+        "image_root": str(project.image_root),
+        "image_root_found": project.image_root_found(),
+        "images": counts["images"],
+        "pending": counts["pending"],
+        "missing": counts["missing"],
+        "errors": [{"path": r.path, "reason": r.error} for r in project.problem_files()],
+        "duplicates": [
+            {"path": project.image(dup).path, "same_as": project.image(orig).path}
+            for dup, orig in project.duplicates()
+        ],
+        "features": project.feature_count(extractor.name, extractor.version),
+        "extractor": {"name": extractor.name, "version": extractor.version},
+        "labels": len(latest),
+        "classes": per_class,
+        "queue": len(project.queue()),
+        "model_versions": len(project.model_versions()),
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with open_project(args.project, read_only=True) as project:
+        summary = project_summary(project)
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"Project     {summary['project']}")
+    root_note = "" if summary["image_root_found"] else "   (NOT FOUND: use 'inspector relocate')"
+    print(f"Images from {summary['image_root']}{root_note}")
+    print(f"Images      {summary['images']} usable, {len(summary['errors'])} unreadable, "
+          f"{len(summary['duplicates'])} duplicates, {summary['missing']} gone, {summary['pending']} not read yet")
+    print(f"Features    {summary['features']} ({summary['extractor']['name']} v{summary['extractor']['version']})")
+    print(f"Labels      {summary['labels']}")
+    for name, count in summary["classes"].items():
+        print(f"  {name:<24} {count}")
+    for error in summary["errors"][:20]:
+        print(f"  ! {error['path']}: {error['reason']}")
+    if len(summary["errors"]) > 20:
+        print(f"  ! … and {len(summary['errors']) - 20} more (see --json)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from inspector.core.demo import write_demo_dataset
+
+    folder = Path(args.folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise UserError(f"{folder} is not empty; choose a new folder for the demo images")
+    if args.images < 10:
+        raise UserError("the demo needs at least 10 images")
+    with terminal_progress("Drawing demo parts") as progress:
+        write_demo_dataset(folder, n_images=args.images, random_state=args.seed, progress=progress)
+    print(f"Wrote {args.images} demo images to {folder}")
+    return 0
+
+
+def _class_id(project, name: str, cache: dict[str, int]) -> int:
+    if name not in cache:
+        record = project.class_by_name(name)
+        cache[name] = record.id if record else project.add_class(name)
+    return cache[name]
+
+
+def import_folder_labels(project, annotator: str = "") -> int:
+    """Label every usable image with its parent folder's name (images at the root stay unlabelled)."""
+    cache: dict[str, int] = {}
+    labels = []
+    for image_id, path in sorted(project.image_paths().items()):
+        parent = Path(path).parent.name
+        if parent:
+            labels.append((image_id, _class_id(project, parent, cache)))
+    return project.add_labels_bulk(labels, annotator=annotator, source="imported")
+
+
+def import_csv_labels(project, csv_path: Path, annotator: str = "") -> int:
+    """Import labels from a CSV with a header naming `path` (relative to the image folder) and
+    `label` (or `class`) columns. Unknown paths are reported, not guessed."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise UserError(f"cannot read {csv_path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{csv_path} is not a readable CSV file ({exc})") from None
+    if not rows:
+        return 0
+    columns = {c.lower().strip(): c for c in rows[0].keys() if c}
+    path_column = columns.get("path")
+    label_column = columns.get("label") or columns.get("class")
+    if not path_column or not label_column:
+        raise UserError(f"{csv_path} needs a header with 'path' and 'label' columns")
+    cache: dict[str, int] = {}
+    labels, unknown = [], []
+    for row in rows:
+        path, label = (row.get(path_column) or "").strip(), (row.get(label_column) or "").strip()
+        if not path or not label:
+            continue
+        image_id = project.find_image(path)
+        if image_id is None:
+            unknown.append(path)
+            continue
+        labels.append((image_id, _class_id(project, label, cache)))
+    count = project.add_labels_bulk(labels, annotator=annotator, source="imported")
+    if unknown:
+        import sys
+
+        print(f"inspector: warning: {len(unknown)} paths in {csv_path} are not images of this project "
+              f"(first: {unknown[0]})", file=sys.stderr)
+    return count

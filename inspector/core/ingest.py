@@ -1,0 +1,256 @@
+"""Reading image files into a project: folder walk, then one pass per file that hashes,
+decodes and extracts features, in worker processes with progress and cancel.
+
+A file is read from disk once per pass: the same bytes give its content hash, its metadata and
+its feature vector.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from inspector.core import images
+from inspector.core.progress import CancelToken, ProgressCallback, check, report
+from inspector.core.store import ImageAnalysis, Project
+
+#: Files per task sent to a worker: large enough to hide the inter-process overhead,
+#: small enough that progress moves and cancel answers within a second.
+CHUNK_FILES = 8
+#: Below this many files, starting worker processes costs more than it saves.
+IN_PROCESS_BELOW = 24
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The outcome of reading one file: ``error`` is a reason for a person, or None."""
+
+    index: int
+    content_hash: Optional[str]
+    width: Optional[int] = None
+    height: Optional[int] = None
+    bit_depth: Optional[int] = None
+    channels: Optional[int] = None
+    error: Optional[str] = None
+    note: str = ""
+    features: Optional[np.ndarray] = None
+
+
+_EXTRACTOR = None
+
+
+def _extractor():
+    global _EXTRACTOR
+    if _EXTRACTOR is None:
+        from inspector.core.features import default_extractor
+
+        _EXTRACTOR = default_extractor()
+    return _EXTRACTOR
+
+
+def analyse_file(index: int, path: Path, with_features: bool = True) -> FileResult:
+    """Read one file: hash, decode, describe and (optionally) extract features. Never raises
+    for a bad file; the result carries the reason instead."""
+    try:
+        data = images.read_bytes(Path(path))
+    except images.ImageError as exc:
+        return FileResult(index, None, error=str(exc))
+    digest = images.content_hash(data)
+    try:
+        decoded = images.decode(data, str(path))
+        description = dict(
+            width=decoded.width, height=decoded.height, bit_depth=decoded.bit_depth,
+            channels=decoded.channels, note=decoded.note,
+        )
+        vector = None
+        if with_features:
+            extractor = _extractor()
+            gray = images.shrink(images.to_gray_u8(decoded), extractor.max_side)
+            del decoded
+            vector = np.asarray(extractor.extract(gray), dtype=np.float32)
+            if not np.all(np.isfinite(vector)):
+                return FileResult(index, digest, error="features could not be computed (non-finite values)", **description)
+        return FileResult(index, digest, features=vector, **description)
+    except images.ImageError as exc:
+        return FileResult(index, digest, error=str(exc))
+    except MemoryError:
+        return FileResult(index, digest, error="not enough memory to decode this image")
+    except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not stop a scan of thousands
+        return FileResult(index, digest, error=f"cannot decode ({type(exc).__name__}: {str(exc)[:100]})")
+
+
+def _analyse_chunk(chunk: Sequence[tuple[int, str]], with_features: bool) -> list[FileResult]:
+    return [analyse_file(index, Path(path), with_features) for index, path in chunk]
+
+
+def _worker_init() -> None:
+    # Background work must not make the inspector's window sluggish.
+    if hasattr(os, "nice"):
+        try:
+            os.nice(5)
+        except OSError:
+            pass  # not allowed to lower priority here; running at normal priority is fine
+    images.cv2.setNumThreads(1)
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def analyse_files(
+    paths: Sequence[Path | str],
+    workers: Optional[int] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    with_features: bool = True,
+) -> Iterator[FileResult]:
+    """Analyse many files in worker processes; yields results as they finish (any order,
+    ``result.index`` is the position in ``paths``). Raises ``Cancelled`` when cancelled, after
+    yielding what was already done."""
+    total = len(paths)
+    workers = default_workers() if workers is None else max(1, int(workers))
+    report(progress, 0, total, "")
+    if total == 0:
+        return
+    if workers == 1 or total < IN_PROCESS_BELOW:
+        for index, path in enumerate(paths):
+            check(cancel)
+            yield analyse_file(index, Path(path), with_features)
+            report(progress, index + 1, total, "")
+        return
+
+    indexed = [(i, str(p)) for i, p in enumerate(paths)]
+    chunks = [indexed[i : i + CHUNK_FILES] for i in range(0, total, CHUNK_FILES)]
+    context = multiprocessing.get_context("spawn")
+    pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+    done = 0
+    pending: set[futures.Future] = set()
+    next_chunk = 0
+    max_in_flight = workers * 3
+    try:
+        while next_chunk < len(chunks) or pending:
+            check(cancel)
+            while next_chunk < len(chunks) and len(pending) < max_in_flight:
+                pending.add(pool.submit(_analyse_chunk, chunks[next_chunk], with_features))
+                next_chunk += 1
+            finished, pending = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                for result in future.result():
+                    done += 1
+                    yield result
+                report(progress, done, total, "")
+    finally:
+        pool.shutdown(wait=not (cancel is not None and cancel.cancelled), cancel_futures=True)
+
+
+@dataclass
+class ScanSummary:
+    new: int = 0
+    changed: int = 0
+    missing: int = 0
+    returned: int = 0
+    analysed: int = 0
+    errors: int = 0
+    cancelled: bool = False
+
+
+def scan_folder(project: Project) -> ScanSummary:
+    """Walk the image folder and record new, changed, deleted and returned files.
+
+    The files' contents are read later by :func:`analyse_pending`. Raises ProjectError when the image folder is gone.
+    """
+    from inspector.core.errors import ProjectError
+
+    root = project.image_root
+    if not root.is_dir():
+        raise ProjectError(f"the image folder {root} is not there; re-point the project to where the images are now")
+    known = project.scan_state()
+    unreadable: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    new, changed, returned = [], [], []
+    for found in images.walk_images(root, unreadable):
+        seen.add(found.relative_path)
+        entry = known.get(found.relative_path)
+        if entry is None:
+            new.append((found.relative_path, found.size, found.mtime_ns))
+            continue
+        image_id, size, mtime_ns, was_missing = entry
+        if size != found.size or mtime_ns != found.mtime_ns:
+            changed.append((image_id, found.size, found.mtime_ns))
+        elif was_missing:
+            returned.append(image_id)
+    unreadable = [(p, r) for p, r in unreadable if p not in seen]
+    listed = seen | {p for p, _ in unreadable}
+    missing = [entry[0] for path, entry in known.items() if path not in listed and not entry[3]]
+    project.record_scan(new, changed, missing, returned, unreadable)
+    summary = ScanSummary(new=len(new), changed=len(changed), missing=len(missing), returned=len(returned),
+                          errors=len(unreadable))
+    return summary
+
+
+def analyse_pending(
+    project: Project,
+    workers: Optional[int] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    batch_seconds: float = 0.5,
+) -> tuple[int, int]:
+    """Analyse every image lacking current features; results are saved in small batches so a
+    cancel or crash keeps what was done. Returns ``(analysed, errors)``."""
+    extractor = _extractor()
+    pending = project.pending_analysis(extractor.name, extractor.version)
+    root = project.image_root
+    paths = [root / path for _, path in pending]
+    batch: list[ImageAnalysis] = []
+    analysed = errors = 0
+    last_save = time.monotonic()
+
+    def flush() -> None:
+        nonlocal batch, last_save
+        if batch:
+            project.save_analyses(batch, extractor.name, extractor.version)
+            batch = []
+        last_save = time.monotonic()
+
+    try:
+        for result in analyse_files(paths, workers=workers, progress=progress, cancel=cancel):
+            image_id = pending[result.index][0]
+            batch.append(
+                ImageAnalysis(
+                    image_id, result.content_hash, result.width, result.height, result.bit_depth,
+                    result.channels, result.error, result.note, result.features,
+                )
+            )
+            analysed += 1
+            errors += result.error is not None
+            if len(batch) >= 256 or time.monotonic() - last_save >= batch_seconds:
+                flush()
+    finally:
+        flush()
+    return analysed, errors
+
+
+def scan_project(
+    project: Project,
+    workers: Optional[int] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> ScanSummary:
+    """Rescan the folder and analyse whatever is new, changed or lacks current features."""
+    summary = scan_folder(project)
+    from inspector.core.progress import Cancelled
+
+    try:
+        summary.analysed, decode_errors = analyse_pending(project, workers, progress, cancel)
+    except Cancelled:
+        summary.cancelled = True
+        raise
+    summary.errors += decode_errors
+    return summary

@@ -1,0 +1,888 @@
+"""The project file: one SQLite database that owns everything a project knows.
+
+Only this module writes SQL. Every method is named by intention; a write the user confirmed
+(a label) is committed with ``synchronous=FULL`` in WAL mode before the method returns, so it
+survives a crash, a kill or a power cut. Errors reach callers as :class:`ProjectError` with a
+sentence for a person (damaged file, newer version, disk full, opened elsewhere…).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from inspector.core.errors import ProjectError
+from inspector.core.migrations import APPLICATION_ID, SCHEMA_VERSION, apply_migrations
+
+PROJECT_SUFFIX = ".inspector"
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+#: Class colours handed out in order; distinct for colour-blind viewers where possible.
+PALETTE = (
+    "#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+)
+
+LABEL_KINDS = ("class", "unsure", "skip", "cleared")
+LABEL_SOURCES = ("human", "imported", "suggestion", "bulk", "merge")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: str
+    content_hash: Optional[str]
+    size: int
+    width: Optional[int]
+    height: Optional[int]
+    bit_depth: Optional[int]
+    channels: Optional[int]
+    error: Optional[str]
+    note: Optional[str]
+    missing: bool
+
+
+@dataclass(frozen=True)
+class ClassRecord:
+    id: int
+    name: str
+    color: str
+    position: int
+
+    @property
+    def key(self) -> str:
+        """The keyboard key that labels with this class: '1'..'9' for the first nine."""
+        return str(self.position + 1) if self.position < 9 else ""
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    id: int
+    image_id: int
+    class_id: Optional[int]
+    kind: str
+    annotator: str
+    source: str
+    audit: bool
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: int
+    kind: str
+    settings: dict
+    n_labels: int
+    metrics: dict
+    created_at: str
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    image_id: int
+    position: int
+    strategy: str
+    score: Optional[float]
+    reason: str
+    model_version: Optional[int]
+    audit: bool = False
+
+
+@dataclass(frozen=True)
+class ImageAnalysis:
+    """What reading one file produced: metadata, or the reason it is unusable, and features."""
+
+    image_id: int
+    content_hash: Optional[str]
+    width: Optional[int] = None
+    height: Optional[int] = None
+    bit_depth: Optional[int] = None
+    channels: Optional[int] = None
+    error: Optional[str] = None
+    note: str = ""
+    features: Optional[np.ndarray] = None
+
+
+class _ProjectLock:
+    """An advisory lock beside the project file so a second running instance is told clearly."""
+
+    def __init__(self, project_path: Path) -> None:
+        self.path = project_path.with_name(project_path.name + ".lock")
+        self._handle = None
+
+    def acquire(self) -> None:
+        try:
+            handle = open(self.path, "a+")
+        except OSError:
+            return  # read-only folder: nothing else can write there either; no lock needed
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            detail = f" ({holder})" if holder else ""
+            raise ProjectError(
+                f"the project is already open in another Inspector window or command{detail}; "
+                "close it there first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            try:
+                self._handle.seek(0)
+                self._handle.truncate()
+            except OSError:
+                pass  # the lock itself is released by closing below; stale text is harmless
+            self._handle.close()
+            self._handle = None
+
+
+class Project:
+    """An open project file. Thread-safe: one connection guarded by a lock."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock: Optional[_ProjectLock], read_only: bool):
+        self.path = path
+        self._db = connection
+        self._lock = lock
+        self._mutex = threading.RLock()
+        self.read_only = read_only
+
+    # ------------------------------------------------------------------ opening and closing
+    @classmethod
+    def create(cls, path: Path, image_root: Path) -> "Project":
+        """Create a new project file for the images below ``image_root``.
+
+        Raises :class:`ProjectError` if ``path`` exists or cannot be written.
+        """
+        path = Path(path)
+        image_root = Path(image_root)
+        if path.exists():
+            raise ProjectError(f"{path} already exists; choose another name or open it")
+        if not image_root.is_dir():
+            raise ProjectError(f"image folder {image_root} does not exist or is not a folder")
+        if not path.parent.is_dir():
+            raise ProjectError(f"folder {path.parent} does not exist")
+        lock = _ProjectLock(path)
+        lock.acquire()
+        try:
+            connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            lock.release()
+            raise ProjectError(f"cannot create {path}: {exc}") from None
+        project = cls(path, connection, lock, read_only=False)
+        try:
+            project._configure()
+            apply_migrations(connection, 0)
+            with project._write():
+                connection.executemany(
+                    "INSERT INTO meta(key, value) VALUES (?, ?)",
+                    [
+                        ("image_root", str(image_root.resolve())),
+                        ("image_root_relative", os.path.relpath(image_root.resolve(), path.resolve().parent)),
+                        ("created_at", _now()),
+                        ("name", path.stem),
+                    ],
+                )
+        except BaseException:
+            project.close()
+            path.unlink(missing_ok=True)
+            raise
+        return project
+
+    @classmethod
+    def open(cls, path: Path, read_only: bool = False) -> "Project":
+        """Open an existing project. Changes nothing when the file is refused.
+
+        Raises :class:`ProjectError` when the file is missing, not an Inspector project, made by
+        a newer Inspector, damaged, read-only (unless ``read_only``) or open elsewhere.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise ProjectError(f"no project at {path}")
+        if path.is_dir():
+            raise ProjectError(f"{path} is a folder, not a project file")
+        try:
+            with open(path, "rb") as handle:
+                header = handle.read(100)
+        except OSError as exc:
+            raise ProjectError(f"cannot read {path}: {exc.strerror}") from None
+        if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+            raise ProjectError(f"{path.name} is not an Inspector project (not a database file, or damaged)")
+        application_id = int.from_bytes(header[68:72], "big")
+        user_version = int.from_bytes(header[60:64], "big")
+        if application_id != APPLICATION_ID:
+            raise ProjectError(f"{path.name} is a database of another application, not an Inspector project")
+        if user_version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{path.name} was saved by a newer version of Inspector (project format {user_version}; "
+                f"this version reads up to {SCHEMA_VERSION}); update Inspector to open it"
+            )
+        if not read_only and not os.access(path, os.W_OK):
+            raise ProjectError(f"{path.name} is read-only; copy it somewhere writable or open it read-only")
+        lock = None
+        if not read_only:
+            lock = _ProjectLock(path)
+            lock.acquire()
+        try:
+            if read_only:
+                uri = path.resolve().as_uri() + "?mode=ro"
+                connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            else:
+                connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            project = cls(path, connection, lock, read_only)
+        except sqlite3.Error as exc:
+            if lock:
+                lock.release()
+            raise ProjectError(f"cannot open {path.name}: {exc}") from None
+        try:
+            project._configure()
+            with project._reading():
+                connection.execute("SELECT count(*) FROM images").fetchone()
+                connection.execute("SELECT count(*) FROM label_events").fetchone()
+            if not read_only:
+                apply_migrations(connection, user_version)
+        except ProjectError:
+            project.close()
+            raise
+        except sqlite3.Error as exc:
+            project.close()
+            raise ProjectError(f"{path.name} is damaged and cannot be opened ({exc})") from None
+        return project
+
+    def _configure(self) -> None:
+        try:
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            if not self.read_only:
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    # Some network shares refuse WAL; the rollback journal is still crash-safe.
+                    self._db.execute("PRAGMA journal_mode = DELETE")
+                self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{self.path.name} is damaged and cannot be opened ({exc})") from None
+
+    def close(self) -> None:
+        with self._mutex:
+            try:
+                self._db.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+                    self._lock = None
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One durable transaction; disk-full and lock errors become a clear ProjectError."""
+        if self.read_only:
+            raise ProjectError("the project is open read-only; nothing can be changed")
+        with self._mutex:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from None
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # a failed COMMIT already rolled back; the file is intact either way
+                if isinstance(exc, sqlite3.Error):
+                    raise self._translate(exc) from None
+                raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from None
+
+    def _translate(self, exc: sqlite3.Error) -> ProjectError:
+        text = str(exc).lower()
+        if "disk is full" in text or "database or disk is full" in text:
+            return ProjectError("the disk is full: the last change was not saved (earlier work is safe); free some space and try again")
+        if "readonly" in text or "read-only" in text:
+            return ProjectError("the project file cannot be written (read-only)")
+        if "locked" in text or "busy" in text:
+            return ProjectError("the project is busy in another program; try again in a moment")
+        if "malformed" in text or "not a database" in text:
+            return ProjectError(f"{self.path.name} is damaged ({exc})")
+        if "i/o error" in text:
+            return ProjectError(f"the disk reported an error writing {self.path.name}: the last change was not saved")
+        return ProjectError(f"project file error: {exc}")
+
+    # ------------------------------------------------------------------ meta and location
+    def _meta(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        with self._reading() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    @property
+    def name(self) -> str:
+        return self._meta("name") or self.path.stem
+
+    @property
+    def image_root(self) -> Path:
+        """The image folder; falls back to its place relative to the project if it was moved with it."""
+        absolute = Path(self._meta("image_root") or ".")
+        if absolute.is_dir():
+            return absolute
+        relative = self._meta("image_root_relative")
+        if relative:
+            candidate = (self.path.resolve().parent / relative).resolve()
+            if candidate.is_dir():
+                return candidate
+        return absolute
+
+    def image_root_found(self) -> bool:
+        return self.image_root.is_dir()
+
+    def set_image_root(self, image_root: Path) -> None:
+        """Re-point the project at a moved image folder (paths are stored relative to it)."""
+        image_root = Path(image_root)
+        if not image_root.is_dir():
+            raise ProjectError(f"{image_root} is not a folder")
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [
+                    ("image_root", str(image_root.resolve())),
+                    ("image_root_relative", os.path.relpath(image_root.resolve(), self.path.resolve().parent)),
+                ],
+            )
+
+    # ------------------------------------------------------------------ images
+    _IMAGE_COLUMNS = "id, path, content_hash, size, width, height, bit_depth, channels, error, note, missing"
+    _USABLE = "content_hash IS NOT NULL AND error IS NULL AND missing = 0"
+
+    @staticmethod
+    def _image_record(row: Sequence[Any]) -> ImageRecord:
+        return ImageRecord(*row[:10], missing=bool(row[10]))
+
+    def image_ids(self) -> np.ndarray:
+        """Ids of the decodable images present in the folder, ascending."""
+        with self._reading() as db:
+            rows = db.execute(f"SELECT id FROM images WHERE {self._USABLE} ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def image(self, image_id: int) -> ImageRecord:
+        with self._reading() as db:
+            row = db.execute(f"SELECT {self._IMAGE_COLUMNS} FROM images WHERE id = ?", (int(image_id),)).fetchone()
+        if row is None:
+            raise ProjectError(f"no image with id {image_id}")
+        return self._image_record(row)
+
+    def images(self, usable_only: bool = True) -> list[ImageRecord]:
+        where = f"WHERE {self._USABLE}" if usable_only else ""
+        with self._reading() as db:
+            rows = db.execute(f"SELECT {self._IMAGE_COLUMNS} FROM images {where} ORDER BY id").fetchall()
+        return [self._image_record(r) for r in rows]
+
+    def image_paths(self) -> dict[int, str]:
+        """Relative path of every usable image, by id."""
+        with self._reading() as db:
+            rows = db.execute(f"SELECT id, path FROM images WHERE {self._USABLE}").fetchall()
+        return dict(rows)
+
+    def image_path(self, image_id: int) -> Path:
+        return self.image_root / self.image(image_id).path
+
+    def find_image(self, relative_path: str) -> Optional[int]:
+        relative_path = Path(relative_path).as_posix()
+        with self._reading() as db:
+            row = db.execute("SELECT id FROM images WHERE path = ?", (relative_path,)).fetchone()
+        return int(row[0]) if row else None
+
+    def problem_files(self) -> list[ImageRecord]:
+        """Files found in the folder that cannot be used, each with its reason."""
+        with self._reading() as db:
+            rows = db.execute(
+                f"SELECT {self._IMAGE_COLUMNS} FROM images WHERE error IS NOT NULL AND missing = 0 ORDER BY path"
+            ).fetchall()
+        return [self._image_record(r) for r in rows]
+
+    def duplicates(self) -> list[tuple[int, int]]:
+        """Pairs ``(duplicate_id, original_id)``: same content as an earlier image."""
+        with self._reading() as db:
+            rows = db.execute(
+                f"""SELECT i.id, (SELECT min(j.id) FROM images j
+                                   WHERE j.content_hash = i.content_hash AND j.missing = 0 AND j.error IS NULL)
+                    FROM images i WHERE {self._USABLE.replace('content_hash', 'i.content_hash').replace('error', 'i.error').replace('missing', 'i.missing')}
+                    AND EXISTS (SELECT 1 FROM images j WHERE j.content_hash = i.content_hash
+                                AND j.id < i.id AND j.missing = 0 AND j.error IS NULL)
+                    ORDER BY i.id"""
+            ).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Numbers for status displays: usable images, problems, missing, pending analysis."""
+        with self._reading() as db:
+            row = db.execute(
+                f"""SELECT
+                    sum(CASE WHEN {self._USABLE} THEN 1 ELSE 0 END),
+                    sum(CASE WHEN error IS NOT NULL AND missing = 0 THEN 1 ELSE 0 END),
+                    sum(missing),
+                    sum(CASE WHEN content_hash IS NULL AND error IS NULL AND missing = 0 THEN 1 ELSE 0 END)
+                    FROM images"""
+            ).fetchone()
+        return {"images": row[0] or 0, "errors": row[1] or 0, "missing": row[2] or 0, "pending": row[3] or 0}
+
+    # scanning bookkeeping (used by inspector.core.ingest)
+    def scan_state(self) -> dict[str, tuple[int, int, int, bool]]:
+        """For every known file: ``path -> (id, size, mtime_ns, missing)``."""
+        with self._reading() as db:
+            rows = db.execute("SELECT path, id, size, mtime_ns, missing FROM images").fetchall()
+        return {r[0]: (r[1], r[2], r[3], bool(r[4])) for r in rows}
+
+    def record_scan(
+        self,
+        new: Iterable[tuple[str, int, int]],
+        changed: Iterable[tuple[int, int, int]],
+        missing: Iterable[int],
+        returned: Iterable[int],
+        unreadable: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Store one folder walk: new files ``(path, size, mtime)``, changed ``(id, size, mtime)``
+        (their analysis is redone), ids gone from the folder, ids back in it, and entries that
+        could not even be listed ``(path, reason)``."""
+        now = _now()
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO images(path, size, mtime_ns, added_at) VALUES (?, ?, ?, ?)",
+                ((p, s, m, now) for p, s, m in new),
+            )
+            db.executemany(
+                """UPDATE images SET size = ?, mtime_ns = ?, content_hash = NULL, error = NULL,
+                   note = NULL, missing = 0 WHERE id = ?""",
+                ((s, m, i) for i, s, m in changed),
+            )
+            db.executemany("UPDATE images SET missing = 1 WHERE id = ?", ((i,) for i in missing))
+            db.executemany("UPDATE images SET missing = 0 WHERE id = ?", ((i,) for i in returned))
+            for path, reason in unreadable:
+                db.execute(
+                    """INSERT INTO images(path, size, mtime_ns, added_at, error) VALUES (?, 0, 0, ?, ?)
+                       ON CONFLICT(path) DO UPDATE SET error = excluded.error, missing = 0""",
+                    (path, now, reason),
+                )
+            db.execute("DELETE FROM queue WHERE image_id IN (SELECT id FROM images WHERE missing = 1)")
+
+    def pending_analysis(self, extractor_name: str, extractor_version: int) -> list[tuple[int, str]]:
+        """Images to read: never analysed, changed since, or lacking current features."""
+        with self._reading() as db:
+            rows = db.execute(
+                """SELECT i.id, i.path FROM images i
+                   WHERE i.missing = 0 AND (
+                       (i.content_hash IS NULL AND i.error IS NULL)
+                       OR (i.error IS NULL AND NOT EXISTS (
+                           SELECT 1 FROM features f WHERE f.image_id = i.id AND f.extractor = ?
+                           AND f.extractor_version = ? AND f.content_hash IS i.content_hash)))
+                   ORDER BY i.id""",
+                (extractor_name, extractor_version),
+            ).fetchall()
+        return [(int(a), b) for a, b in rows]
+
+    def save_analyses(self, analyses: Sequence[ImageAnalysis], extractor_name: str, extractor_version: int) -> None:
+        """Store a batch of file analyses and their feature vectors in one transaction."""
+        with self._write() as db:
+            db.executemany(
+                """UPDATE images SET content_hash = ?, width = ?, height = ?, bit_depth = ?, channels = ?,
+                   error = ?, note = ? WHERE id = ?""",
+                (
+                    (a.content_hash, a.width, a.height, a.bit_depth, a.channels, a.error, a.note or None, a.image_id)
+                    for a in analyses
+                ),
+            )
+            db.executemany(
+                """INSERT OR REPLACE INTO features(image_id, extractor, extractor_version, content_hash, vector)
+                   VALUES (?, ?, ?, ?, ?)""",
+                (
+                    (a.image_id, extractor_name, extractor_version, a.content_hash,
+                     np.ascontiguousarray(a.features, dtype=np.float32).tobytes())
+                    for a in analyses
+                    if a.features is not None and a.error is None
+                ),
+            )
+
+    # ------------------------------------------------------------------ features
+    def save_features(self, image_ids: Sequence[int], matrix: np.ndarray, extractor_name: str, extractor_version: int) -> None:
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        with self._write() as db:
+            hashes = dict(db.execute("SELECT id, content_hash FROM images").fetchall())
+            db.executemany(
+                """INSERT OR REPLACE INTO features(image_id, extractor, extractor_version, content_hash, vector)
+                   VALUES (?, ?, ?, ?, ?)""",
+                ((int(i), extractor_name, extractor_version, hashes.get(int(i)), row.tobytes())
+                 for i, row in zip(image_ids, matrix)),
+            )
+
+    def feature_matrix(self, extractor_name: str, extractor_version: int) -> tuple[np.ndarray, np.ndarray]:
+        """Current feature vectors of every usable image: ``(image_ids int64[n], X float32[n, d])``."""
+        with self._reading() as db:
+            rows = db.execute(
+                f"""SELECT f.image_id, f.vector FROM features f JOIN images i ON i.id = f.image_id
+                    WHERE f.extractor = ? AND f.extractor_version = ? AND f.content_hash IS i.content_hash
+                    AND i.error IS NULL AND i.missing = 0
+                    ORDER BY f.image_id""",
+                (extractor_name, extractor_version),
+            ).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        blob = b"".join(r[1] for r in rows)
+        matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
+        return ids, matrix
+
+    def feature_count(self, extractor_name: str, extractor_version: int) -> int:
+        with self._reading() as db:
+            row = db.execute(
+                """SELECT count(*) FROM features f JOIN images i ON i.id = f.image_id
+                   WHERE f.extractor = ? AND f.extractor_version = ? AND f.content_hash IS i.content_hash
+                   AND i.error IS NULL AND i.missing = 0""",
+                (extractor_name, extractor_version),
+            ).fetchone()
+        return int(row[0])
+
+    def images_missing_features(self, extractor_name: str, extractor_version: int) -> list[int]:
+        return [i for i, _ in self.pending_analysis(extractor_name, extractor_version)]
+
+    # ------------------------------------------------------------------ classes
+    def classes(self) -> list[ClassRecord]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT id, name, color, position FROM classes WHERE removed = 0 ORDER BY position, id"
+            ).fetchall()
+        return [ClassRecord(*r) for r in rows]
+
+    def class_by_name(self, name: str) -> Optional[ClassRecord]:
+        for record in self.classes():
+            if record.name == name:
+                return record
+        lowered = name.strip().lower()
+        matches = [c for c in self.classes() if c.name.lower() == lowered]
+        return matches[0] if len(matches) == 1 else None
+
+    def add_class(self, name: str, color: Optional[str] = None) -> int:
+        """Add a class at the end; returns its id. Raises ProjectError for an empty or taken name."""
+        name = _clean_class_name(name)
+        existing = self.classes()
+        if any(c.name.lower() == name.lower() for c in existing):
+            raise ProjectError(f"a class named '{name}' already exists")
+        color = color or PALETTE[len(existing) % len(PALETTE)]
+        with self._write() as db:
+            self._free_removed_name(db, name)
+            position = len(existing)
+            cursor = db.execute(
+                "INSERT INTO classes(name, color, position) VALUES (?, ?, ?)", (name, _clean_color(color), position)
+            )
+            return int(cursor.lastrowid)
+
+    @staticmethod
+    def _free_removed_name(db: sqlite3.Connection, name: str) -> None:
+        db.execute(
+            "UPDATE classes SET name = name || ' (removed ' || id || ')' WHERE removed = 1 AND lower(name) = lower(?)",
+            (name,),
+        )
+
+    def rename_class(self, class_id: int, name: str) -> None:
+        name = _clean_class_name(name)
+        if any(c.name.lower() == name.lower() and c.id != class_id for c in self.classes()):
+            raise ProjectError(f"a class named '{name}' already exists")
+        with self._write() as db:
+            self._free_removed_name(db, name)
+            db.execute("UPDATE classes SET name = ? WHERE id = ?", (name, int(class_id)))
+
+    def recolor_class(self, class_id: int, color: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE classes SET color = ? WHERE id = ?", (_clean_color(color), int(class_id)))
+
+    def reorder_classes(self, class_ids: Sequence[int]) -> None:
+        """Put the classes in this order; their keys 1-9 follow the order."""
+        current = {c.id for c in self.classes()}
+        if set(int(i) for i in class_ids) != current or len(class_ids) != len(current):
+            raise ProjectError("the new order must list every class exactly once")
+        with self._write() as db:
+            db.executemany("UPDATE classes SET position = ? WHERE id = ?", ((p, int(i)) for p, i in enumerate(class_ids)))
+
+    def merge_classes(self, source_id: int, target_id: int, annotator: str = "") -> int:
+        """Relabel every image whose latest label is ``source`` as ``target``, then remove ``source``.
+
+        Returns the number of images relabelled.
+        """
+        if int(source_id) == int(target_id):
+            raise ProjectError("cannot merge a class into itself")
+        latest = self.latest_labels()
+        moved = [image for image, cls in latest.items() if cls == int(source_id)]
+        now = _now()
+        with self._write() as db:
+            db.executemany(
+                """INSERT INTO label_events(image_id, class_id, kind, annotator, source, audit, created_at)
+                   SELECT ?, ?, 'class', ?, 'merge', audit, ? FROM label_events
+                   WHERE image_id = ? ORDER BY id DESC LIMIT 1""",
+                ((image, int(target_id), annotator, now, image) for image in moved),
+            )
+            self._remove_class(db, int(source_id))
+        return len(moved)
+
+    def delete_class(self, class_id: int, annotator: str = "") -> int:
+        """Remove a class; its images become unlabelled (history kept). Returns how many."""
+        latest = self.latest_labels()
+        cleared = [image for image, cls in latest.items() if cls == int(class_id)]
+        now = _now()
+        with self._write() as db:
+            db.executemany(
+                """INSERT INTO label_events(image_id, class_id, kind, annotator, source, created_at)
+                   VALUES (?, NULL, 'cleared', ?, 'merge', ?)""",
+                ((image, annotator, now) for image in cleared),
+            )
+            self._remove_class(db, int(class_id))
+        return len(cleared)
+
+    @staticmethod
+    def _remove_class(db: sqlite3.Connection, class_id: int) -> None:
+        db.execute("UPDATE classes SET removed = 1, position = -1 WHERE id = ?", (class_id,))
+        ids = [r[0] for r in db.execute("SELECT id FROM classes WHERE removed = 0 ORDER BY position, id")]
+        db.executemany("UPDATE classes SET position = ? WHERE id = ?", ((p, i) for p, i in enumerate(ids)))
+
+    # ------------------------------------------------------------------ labels
+    def add_label(
+        self,
+        image_id: int,
+        class_id: Optional[int] = None,
+        kind: str = "class",
+        annotator: str = "",
+        source: str = "human",
+        audit: bool = False,
+    ) -> int:
+        """Record a label event and make it durable before returning; returns the event id.
+
+        ``kind`` is 'class' (with ``class_id``), 'unsure', 'skip' or 'cleared'. The image leaves
+        the queue. Raises ProjectError for an unknown image/class or when the disk refuses.
+        """
+        self._check_label(kind, class_id, source)
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM images WHERE id = ?", (int(image_id),)).fetchone() is None:
+                raise ProjectError(f"no image with id {image_id}")
+            if class_id is not None and db.execute(
+                "SELECT 1 FROM classes WHERE id = ? AND removed = 0", (int(class_id),)
+            ).fetchone() is None:
+                raise ProjectError(f"no class with id {class_id}")
+            cursor = db.execute(
+                """INSERT INTO label_events(image_id, class_id, kind, annotator, source, audit, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (int(image_id), None if class_id is None else int(class_id), kind, annotator, source, int(audit), _now()),
+            )
+            db.execute("DELETE FROM queue WHERE image_id = ?", (int(image_id),))
+            return int(cursor.lastrowid)
+
+    def add_labels_bulk(
+        self, labels: Iterable[tuple[int, Optional[int]]], annotator: str = "", source: str = "bulk", kind: str = "class"
+    ) -> int:
+        """Label many images in one durable transaction; returns how many events were added."""
+        labels = [(int(i), None if c is None else int(c)) for i, c in labels]
+        for _, class_id in labels:
+            self._check_label(kind, class_id, source)
+        now = _now()
+        with self._write() as db:
+            db.executemany(
+                """INSERT INTO label_events(image_id, class_id, kind, annotator, source, audit, created_at)
+                   VALUES (?, ?, ?, ?, ?, 0, ?)""",
+                ((i, c, kind, annotator, source, now) for i, c in labels),
+            )
+            db.executemany("DELETE FROM queue WHERE image_id = ?", ((i,) for i, _ in labels))
+        return len(labels)
+
+    @staticmethod
+    def _check_label(kind: str, class_id: Optional[int], source: str) -> None:
+        if kind not in LABEL_KINDS:
+            raise ProjectError(f"unknown label kind '{kind}'")
+        if source not in LABEL_SOURCES:
+            raise ProjectError(f"unknown label source '{source}'")
+        if (kind == "class") != (class_id is not None):
+            raise ProjectError("a class label needs a class; other kinds must not have one")
+
+    _LATEST = """SELECT e.id, e.image_id, e.class_id, e.kind, e.annotator, e.source, e.audit, e.created_at
+                 FROM label_events e
+                 JOIN (SELECT image_id, max(id) AS last FROM label_events GROUP BY image_id) l ON e.id = l.last"""
+
+    def latest_label_events(self) -> dict[int, LabelEvent]:
+        """The latest event of any kind for every image that has one."""
+        with self._reading() as db:
+            rows = db.execute(self._LATEST).fetchall()
+        return {r[1]: LabelEvent(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows}
+
+    def latest_labels(self) -> dict[int, int]:
+        """``image_id -> class_id`` for images whose latest event is a class label of a live class."""
+        with self._reading() as db:
+            rows = db.execute(
+                f"""SELECT x.image_id, x.class_id FROM ({self._LATEST}) x
+                    JOIN classes c ON c.id = x.class_id AND c.removed = 0
+                    JOIN images i ON i.id = x.image_id AND i.missing = 0 AND i.error IS NULL
+                    WHERE x.kind = 'class'"""
+            ).fetchall()
+        return {int(a): int(b) for a, b in rows}
+
+    def audit_labels(self) -> dict[int, int]:
+        """Latest class labels of images that were picked for audit (uniformly at random)."""
+        with self._reading() as db:
+            rows = db.execute(
+                f"""SELECT x.image_id, x.class_id FROM ({self._LATEST}) x
+                    JOIN classes c ON c.id = x.class_id AND c.removed = 0
+                    WHERE x.kind = 'class' AND x.audit = 1"""
+            ).fetchall()
+        return {int(a): int(b) for a, b in rows}
+
+    def label_history(self, image_id: int) -> list[LabelEvent]:
+        with self._reading() as db:
+            rows = db.execute(
+                """SELECT id, image_id, class_id, kind, annotator, source, audit, created_at
+                   FROM label_events WHERE image_id = ? ORDER BY id""",
+                (int(image_id),),
+            ).fetchall()
+        return [LabelEvent(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in rows]
+
+    def label_event_count(self) -> int:
+        with self._reading() as db:
+            return int(db.execute("SELECT count(*) FROM label_events").fetchone()[0])
+
+    # ------------------------------------------------------------------ model versions
+    def add_model_version(self, kind: str, settings: dict, n_labels: int, metrics: dict) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO model_versions(kind, settings, n_labels, metrics, created_at) VALUES (?, ?, ?, ?, ?)",
+                (kind, json.dumps(settings), int(n_labels), json.dumps(metrics), _now()),
+            )
+            return int(cursor.lastrowid)
+
+    def model_versions(self) -> list[ModelVersion]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT version, kind, settings, n_labels, metrics, created_at FROM model_versions ORDER BY version"
+            ).fetchall()
+        return [ModelVersion(r[0], r[1], json.loads(r[2]), r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def latest_model_version(self) -> Optional[ModelVersion]:
+        versions = self.model_versions()
+        return versions[-1] if versions else None
+
+    # ------------------------------------------------------------------ queue
+    def replace_queue(self, entries: Sequence[QueueEntry]) -> None:
+        """Replace the pending queue. Images labelled meanwhile are left out, never queued twice."""
+        with self._write() as db:
+            db.execute("DELETE FROM queue")
+            labelled = {r[0] for r in db.execute(f"SELECT x.image_id FROM ({self._LATEST}) x WHERE x.kind != 'cleared'")}
+            seen: set[int] = set()
+            rows = []
+            for entry in entries:
+                image_id = int(entry.image_id)
+                if image_id in labelled or image_id in seen:
+                    continue
+                seen.add(image_id)
+                rows.append((image_id, len(rows), entry.strategy, None if entry.score is None else float(entry.score),
+                             entry.reason, entry.model_version, int(entry.audit)))
+            db.executemany(
+                """INSERT INTO queue(image_id, position, strategy, score, reason, model_version, audit)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                rows,
+            )
+
+    def queue(self) -> list[QueueEntry]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT image_id, position, strategy, score, reason, model_version, audit FROM queue ORDER BY position"
+            ).fetchall()
+        return [QueueEntry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+
+    def queue_entry(self, image_id: int) -> Optional[QueueEntry]:
+        with self._reading() as db:
+            r = db.execute(
+                "SELECT image_id, position, strategy, score, reason, model_version, audit FROM queue WHERE image_id = ?",
+                (int(image_id),),
+            ).fetchone()
+        return QueueEntry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) if r else None
+
+    def remove_from_queue(self, image_id: int) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM queue WHERE image_id = ?", (int(image_id),))
+
+    # ------------------------------------------------------------------ settings
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        with self._reading() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def settings(self) -> dict[str, Any]:
+        with self._reading() as db:
+            rows = db.execute("SELECT key, value FROM settings").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    # ------------------------------------------------------------------ checks
+    def integrity_check(self) -> str:
+        """SQLite's own full check; returns 'ok' for a sound file."""
+        with self._reading() as db:
+            return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def schema_version(self) -> int:
+        with self._reading() as db:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _clean_class_name(name: str) -> str:
+    name = " ".join(str(name).split())
+    if not name:
+        raise ProjectError("a class needs a name")
+    if len(name) > 64:
+        raise ProjectError("class names are limited to 64 characters")
+    return name
+
+
+def _clean_color(color: str) -> str:
+    color = str(color).strip()
+    if len(color) != 7 or not color.startswith("#"):
+        raise ProjectError(f"colour '{color}' is not of the form #rrggbb")
+    try:
+        int(color[1:], 16)
+    except ValueError:
+        raise ProjectError(f"colour '{color}' is not of the form #rrggbb") from None
+    return color.lower()
