@@ -1,0 +1,208 @@
+"""Honest numbers: accuracy estimated from the random audit labels, with intervals.
+
+Actively chosen labels are a biased sample (they crowd the decision boundary), so figures
+computed on them mislead. The audit picks are drawn uniformly at random from the unlabelled
+pool, so the model's accuracy on them is an unbiased estimate of its accuracy on unlabelled
+images. To keep that estimate honest the audit images must not have been trained on: the
+estimate comes from a model fitted on every label *except* the audit ones (slightly
+conservative for the model that uses all labels). Cross-validation on all labels is reported
+separately and marked optimistic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion; returns (low, high), (0, 1) when n == 0."""
+    if n <= 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: Optional[Sequence] = None) -> float:
+    """Unweighted mean F1 over ``classes`` (default: classes present in truth or prediction)."""
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if classes is None:
+        classes = np.union1d(y_true, y_pred)
+    scores = []
+    for c in classes:
+        tp = np.sum((y_true == c) & (y_pred == c))
+        fp = np.sum((y_true != c) & (y_pred == c))
+        fn = np.sum((y_true == c) & (y_pred != c))
+        denom = 2 * tp + fp + fn
+        scores.append(0.0 if denom == 0 else 2 * tp / denom)
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence) -> np.ndarray:
+    """Counts[i, j] = images of class ``classes[i]`` predicted as ``classes[j]``."""
+    index = {c: i for i, c in enumerate(classes)}
+    m = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for t, p in zip(np.asarray(y_true).tolist(), np.asarray(y_pred).tolist()):
+        if t in index and p in index:
+            m[index[t], index[p]] += 1
+    return m
+
+
+def audit_estimate(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    classes: Sequence,
+    n_bootstrap: int = 1000,
+    random_state=0,
+) -> dict:
+    """Estimate accuracy, macro-F1 and per-class recall from audit labels, with 95 % intervals.
+
+    ``y_true`` are the audit labels, ``y_pred`` the predictions of a model not trained on them.
+    Accuracy and recall use Wilson intervals; macro-F1 a percentile bootstrap (over classes seen
+    in the audit). Returns a JSON-ready dict; with no audit labels every estimate is None.
+    """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    n = int(len(y_true))
+    classes = list(classes)
+    result: dict = {"n_audit": n, "accuracy": None, "accuracy_ci": None, "macro_f1": None, "macro_f1_ci": None,
+                    "per_class_recall": {}, "confusion": confusion_matrix(y_true, y_pred, classes).tolist(),
+                    "classes": classes,
+                    "basis": "random audit labels, predicted by a model trained without them"}
+    if n == 0:
+        return result
+    correct = int(np.sum(y_true == y_pred))
+    result["accuracy"] = correct / n
+    result["accuracy_ci"] = list(wilson_interval(correct, n))
+    present = [c for c in classes if np.any(y_true == c)]
+    result["macro_f1"] = macro_f1(y_true, y_pred, present)
+    rng = np.random.default_rng(random_state)
+    if n >= 2 and n_bootstrap > 0:
+        boots = np.empty(n_bootstrap)
+        for b in range(n_bootstrap):
+            rows = rng.integers(0, n, n)
+            t = y_true[rows]
+            boots[b] = macro_f1(t, y_pred[rows], [c for c in present if np.any(t == c)])
+        result["macro_f1_ci"] = [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]
+    for c in classes:
+        rows = y_true == c
+        k = int(rows.sum())
+        hits = int(np.sum(y_pred[rows] == c))
+        result["per_class_recall"][str(c)] = {
+            "n": k,
+            "recall": hits / k if k else None,
+            "ci": list(wilson_interval(hits, k)) if k else None,
+        }
+    return result
+
+
+def curve_area(label_counts: Sequence[float], values: Sequence[float]) -> float:
+    """Normalised area under a learning curve (mean height over the label range, trapezoids)."""
+    x = np.asarray(label_counts, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float(v[0]) if len(v) else float("nan")
+    return float(np.sum((v[1:] + v[:-1]) * np.diff(x)) / 2.0 / (x[-1] - x[0]))
+
+
+def labels_to_reach(label_counts: Sequence[int], values: Sequence[float], target: float) -> Optional[int]:
+    """The first label count whose value reaches ``target``, or None if it never does."""
+    for x, v in zip(label_counts, values):
+        if v is not None and v >= target:
+            return int(x)
+    return None
+
+
+def learning_curve(model_versions: Sequence) -> list[dict]:
+    """One point per model version: label count and the audit estimate recorded with it.
+
+    ``model_versions`` are store ModelVersion records (or dicts) whose ``metrics`` hold the
+    ``audit`` estimate written by the learner.
+    """
+    points = []
+    for mv in model_versions:
+        metrics = mv["metrics"] if isinstance(mv, dict) else mv.metrics
+        version = mv["version"] if isinstance(mv, dict) else mv.version
+        n_labels = mv["n_labels"] if isinstance(mv, dict) else mv.n_labels
+        audit = (metrics or {}).get("audit") or {}
+        points.append({
+            "version": version,
+            "n_labels": n_labels,
+            "n_audit": audit.get("n_audit", 0),
+            "accuracy": audit.get("accuracy"),
+            "accuracy_ci": audit.get("accuracy_ci"),
+            "prediction_change": (metrics or {}).get("prediction_change"),
+        })
+    return points
+
+
+def plateau_signal(curve: Sequence[dict], min_audit: int = 20, change_threshold: float = 0.01) -> dict:
+    """Say in plain words whether more labels still pay off.
+
+    Two signals: the fraction of unlabelled predictions that changed between the last model
+    versions (stable predictions mean new labels barely move the model), and whether the audit
+    estimate still rises beyond its own uncertainty. Returns {"status", "message"} with status
+    'too_early', 'improving' or 'plateau'.
+    """
+    if len(curve) < 3:
+        return {"status": "too_early", "message": "Too early to tell: train a few more model versions."}
+    changes = [p.get("prediction_change") for p in curve[-3:]]
+    stable = all(c is not None and c < change_threshold for c in changes[-2:])
+    last = curve[-1]
+    n_audit = last.get("n_audit") or 0
+    acc_note = ""
+    if last.get("accuracy") is not None and last.get("accuracy_ci"):
+        lo, hi = last["accuracy_ci"]
+        acc_note = f" Estimated accuracy {last['accuracy']:.0%} (95 % interval {lo:.0%}-{hi:.0%}, {n_audit} audit labels)."
+    rising = False
+    earlier = [p for p in curve[:-1] if p.get("accuracy") is not None]
+    if earlier and last.get("accuracy") is not None and last.get("accuracy_ci"):
+        rising = last["accuracy_ci"][0] > earlier[max(0, len(earlier) - 3)]["accuracy"]
+    if stable and not rising:
+        msg = (f"More labels have stopped paying off: the last model versions changed fewer than "
+               f"{change_threshold:.0%} of predictions.{acc_note}")
+        if n_audit < min_audit:
+            msg += f" Label {min_audit - n_audit} more audit images to confirm the accuracy."
+        return {"status": "plateau", "message": msg}
+    return {"status": "improving",
+            "message": "Labels are still changing the model; keep labelling." + acc_note}
+
+
+def prediction_change(previous: Optional[np.ndarray], current: np.ndarray) -> Optional[float]:
+    """Fraction of images whose predicted class changed between two model versions."""
+    if previous is None or len(previous) != len(current) or len(current) == 0:
+        return None
+    return float(np.mean(np.asarray(previous) != np.asarray(current)))
+
+
+def optimistic_cross_validation(X: np.ndarray, y: np.ndarray, kind: str = "logistic", folds: int = 5,
+                                random_state=0) -> dict:
+    """Cross-validated accuracy and macro-F1 on all labels: OPTIMISTIC, never the headline.
+
+    Actively chosen labels are not a random sample, so this figure is labelled as optimistic.
+    Returns None estimates when there are too few labels per class.
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from inspector.core.learning.models import make_model
+
+    y = np.asarray(y)
+    _, counts = np.unique(y, return_counts=True)
+    k = int(min(folds, counts.min())) if len(counts) > 1 else 0
+    out = {"kind": "cross-validation on all labels (optimistic: actively chosen labels are not a random sample)",
+           "accuracy": None, "macro_f1": None, "folds": k}
+    if k < 2:
+        return out
+    pred = cross_val_predict(make_model(kind, random_state=random_state), X, y,
+                             cv=StratifiedKFold(k, shuffle=True, random_state=random_state))
+    out["accuracy"] = float(np.mean(pred == y))
+    out["macro_f1"] = macro_f1(y, pred)
+    return out

@@ -1,0 +1,343 @@
+"""Replay active learning against images whose classes are known, to see how many labels
+similar data will need.
+
+Each image's class is its folder name; the learner never sees it until it "labels" (reveals) the
+image. For every strategy and seed: split off a stratified held-out test set, start from the
+strategy's own first picks (cold start; random for ``random``), then train, query a batch,
+reveal it, and repeat until the budget. The held-out test set measures the truth; the random
+audit share of each batch gives the estimate a real project would show, and the simulation
+records whether its 95 % interval contained the truth.
+
+The learner knows the project's class list (inspectors define their classes up front), not
+which image belongs to which.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from inspector.core.errors import UserError
+from inspector.core.learning import metrics
+from inspector.core.learning.models import DEFAULT_KIND, fit_model
+from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_STRATEGY, get_strategy
+from inspector.core.progress import CancelToken, ProgressCallback, check, report
+
+
+@dataclass
+class SimulationSettings:
+    strategies: Sequence[str] = (DEFAULT_STRATEGY,)
+    budget: int = 300
+    batch: int = 10
+    initial: int = 10
+    seeds: int = 5
+    test_fraction: float = 0.3
+    audit_share: float = DEFAULT_AUDIT_SHARE
+    kind: str = DEFAULT_KIND
+
+    def validate(self, n_images: int, n_classes: int) -> None:
+        if n_classes < 2:
+            raise UserError("simulate needs images of at least two classes (one folder per class)")
+        if not 0.05 <= self.test_fraction <= 0.9:
+            raise UserError("--test-fraction must be between 0.05 and 0.9")
+        if self.batch < 1 or self.initial < 1 or self.budget < self.initial or self.seeds < 1:
+            raise UserError("need --batch >= 1, --initial >= 1, --seeds >= 1 and --budget >= --initial")
+        pool = int(n_images * (1 - self.test_fraction))
+        if self.budget > pool:
+            raise UserError(f"--budget {self.budget} exceeds the {pool} images left for labelling after the test split")
+        for name in self.strategies:
+            get_strategy(name)
+
+
+def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (pool rows, test rows): each class split in the same proportion, at random."""
+    rng = np.random.default_rng(seed)
+    pool, test = [], []
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        n_test = int(round(len(rows) * test_fraction))
+        if len(rows) >= 2:
+            n_test = min(max(n_test, 1), len(rows) - 1)
+        test.append(rows[:n_test])
+        pool.append(rows[n_test:])
+    return np.sort(np.concatenate(pool)), np.sort(np.concatenate(test))
+
+
+def _label_schedule(settings: SimulationSettings) -> list[int]:
+    counts = [settings.initial]
+    while counts[-1] < settings.budget:
+        counts.append(min(settings.budget, counts[-1] + settings.batch))
+    return counts
+
+
+def run_one(
+    X_pool: np.ndarray,
+    y_pool: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    classes: np.ndarray,
+    strategy_name: str,
+    settings: SimulationSettings,
+    seed: int,
+    on_step=None,
+    cancel: Optional[CancelToken] = None,
+) -> dict:
+    """Replay one strategy for one seed; returns its curve and when every class was first seen."""
+    strategy = get_strategy(strategy_name)
+    rng = np.random.default_rng([seed, 7919])
+    labelled_order: list[int] = []
+    audit_rows: list[int] = []
+    model = None
+    points = []
+    schedule = _label_schedule(settings)
+    for target in schedule:
+        check(cancel)
+        want = target - len(labelled_order)
+        if want > 0:
+            sel = strategy(model, X_pool, np.asarray(labelled_order, dtype=np.int64), want, rng,
+                           audit_share=settings.audit_share)
+            labelled_order.extend(sel.indices.tolist())
+            audit_rows.extend(sel.indices[sel.audit].tolist())
+        rows = np.asarray(labelled_order, dtype=np.int64)
+        model = fit_model(X_pool[rows], y_pool[rows], classes, kind=settings.kind, random_state=seed,
+                          warm_start_from=model)
+        pred = model.predict(X_test)
+        point = {"n_labels": len(rows), "accuracy": float(np.mean(pred == y_test)),
+                 "macro_f1": metrics.macro_f1(y_test, pred, classes)}
+        if audit_rows:
+            audit = np.asarray(audit_rows, dtype=np.int64)
+            train = np.setdiff1d(rows, audit)
+            shadow = fit_model(X_pool[train], y_pool[train], classes, kind=settings.kind, random_state=seed)
+            est = metrics.audit_estimate(y_pool[audit], shadow.predict(X_pool[audit]), classes.tolist(), n_bootstrap=0)
+            shadow_acc = float(np.mean(shadow.predict(X_test) == y_test))
+            lo, hi = est["accuracy_ci"]
+            point.update(n_audit=len(audit), audit_accuracy=est["accuracy"], audit_lo=lo, audit_hi=hi,
+                         audit_model_test_accuracy=shadow_acc,
+                         audit_covers=bool(lo <= shadow_acc <= hi),
+                         audit_covers_current=bool(lo <= point["accuracy"] <= hi))
+        points.append(point)
+        if on_step is not None:
+            on_step()
+    seen = set()
+    all_seen_at = None
+    for i, r in enumerate(labelled_order):
+        seen.add(int(y_pool[r]))
+        if len(seen) == len(classes):
+            all_seen_at = i + 1
+            break
+    return {"strategy": strategy_name, "seed": seed, "points": points, "labels_until_all_classes": all_seen_at}
+
+
+def simulate(
+    X: np.ndarray,
+    y: np.ndarray,
+    class_names: Sequence[str],
+    settings: SimulationSettings,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> dict:
+    """Run the replay for every strategy in ``settings`` plus ``random``; return the summary.
+
+    ``y`` holds class indices into ``class_names``. Raises UserError for impossible settings and
+    Cancelled when cancelled. The summary's ``runs`` hold every per-seed curve.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    classes = np.arange(len(class_names))
+    names = list(dict.fromkeys(list(settings.strategies) + ["random"]))
+    settings.strategies = names
+    settings.validate(len(y), len(class_names))
+    schedule = _label_schedule(settings)
+    total = settings.seeds * (len(names) * len(schedule) + 1)
+    done = 0
+    started = time.perf_counter()
+    runs = []
+    all_labels = []
+    for seed in range(settings.seeds):
+        pool, test = stratified_split(y, settings.test_fraction, seed)
+        Xp, yp, Xt, yt = X[pool], y[pool], X[test], y[test]
+        full = fit_model(Xp, yp, classes, kind=settings.kind, random_state=seed)
+        pred = full.predict(Xt)
+        all_labels.append({"seed": seed, "n_labels": len(pool), "accuracy": float(np.mean(pred == yt)),
+                           "macro_f1": metrics.macro_f1(yt, pred, classes)})
+        done += 1
+        report(progress, done, total, f"seed {seed}: all labels")
+        for name in names:
+            def step(name=name):
+                nonlocal done
+                done += 1
+                report(progress, done, total, f"seed {seed}: {name}")
+
+            runs.append(run_one(Xp, yp, Xt, yt, classes, name, settings, seed, on_step=step, cancel=cancel))
+    return summarise(runs, all_labels, class_names, settings, schedule, time.perf_counter() - started,
+                     class_counts=np.bincount(y, minlength=len(classes)).tolist())
+
+
+def summarise(runs, all_labels, class_names, settings, schedule, seconds, class_counts) -> dict:
+    """Aggregate per-seed runs into the summary written as summary.json."""
+    all_acc = float(np.mean([a["accuracy"] for a in all_labels]))
+    all_f1 = float(np.mean([a["macro_f1"] for a in all_labels]))
+    out = {
+        "settings": {"strategies": list(settings.strategies), "budget": settings.budget, "batch": settings.batch,
+                     "initial": settings.initial, "seeds": settings.seeds, "test_fraction": settings.test_fraction,
+                     "audit_share": settings.audit_share, "model": settings.kind},
+        "classes": list(class_names),
+        "class_counts": class_counts,
+        "all_labels": {"accuracy": all_acc, "macro_f1": all_f1, "per_seed": all_labels,
+                       "note": "model trained on every non-test image, measured on the same test splits"},
+        "label_counts": schedule,
+        "strategies": {},
+        "seconds": round(seconds, 1),
+    }
+    for name in settings.strategies:
+        mine = [r for r in runs if r["strategy"] == name]
+        acc = np.array([[p["accuracy"] for p in r["points"]] for r in mine])
+        f1 = np.array([[p["macro_f1"] for p in r["points"]] for r in mine])
+        mean_acc = acc.mean(axis=0)
+        seen = [r["labels_until_all_classes"] for r in mine]
+        seen_known = [s for s in seen if s is not None]
+        entry = {
+            "label_counts": schedule,
+            "accuracy_mean": mean_acc.tolist(),
+            "macro_f1_mean": f1.mean(axis=0).tolist(),
+            "accuracy_per_seed": acc.tolist(),
+            "macro_f1_per_seed": f1.tolist(),
+            "area_under_accuracy_curve": metrics.curve_area(schedule, mean_acc),
+            "area_under_macro_f1_curve": metrics.curve_area(schedule, f1.mean(axis=0)),
+            "labels_to_90pct_of_all_labels_accuracy": metrics.labels_to_reach(schedule, mean_acc, 0.90 * all_acc),
+            "labels_to_95pct_of_all_labels_accuracy": metrics.labels_to_reach(schedule, mean_acc, 0.95 * all_acc),
+            "labels_until_every_class_seen_per_seed": seen,
+            "labels_until_every_class_seen_median": (
+                float(np.median([s if s is not None else np.inf for s in seen])) if seen_known else None),
+        }
+        if settings.audit_share > 0:
+            pts = [p for r in mine for p in r["points"] if "audit_covers" in p]
+            big = [p for p in pts if p["n_audit"] >= 10]
+            entry["audit_coverage"] = {
+                "points": len(pts),
+                "covers_audit_model": float(np.mean([p["audit_covers"] for p in pts])) if pts else None,
+                "covers_current_model": float(np.mean([p["audit_covers_current"] for p in pts])) if pts else None,
+                "points_with_10plus_audit_labels": len(big),
+                "covers_audit_model_10plus": float(np.mean([p["audit_covers"] for p in big])) if big else None,
+                "note": ("share of (seed, label count) points where the 95 % Wilson interval from audit labels "
+                         "contains the true test accuracy of the model trained without them (audit model) "
+                         "or of the model trained on all labels (current model)"),
+            }
+        out["strategies"][name] = entry
+    out["runs"] = runs
+    return out
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def write_outputs(summary: dict, out_dir: Path) -> dict:
+    """Write summary.json, curves.csv and curves.png into ``out_dir``; return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"summary": out_dir / "summary.json", "curves": out_dir / "curves.csv", "plot": out_dir / "curves.png"}
+    slim = {k: v for k, v in summary.items() if k != "runs"}
+    paths["summary"].write_text(json.dumps(slim, indent=2), encoding="utf-8")
+    with open(paths["curves"], "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["strategy", "seed", "n_labels", "test_accuracy", "test_macro_f1", "n_audit",
+                    "audit_accuracy", "audit_ci_low", "audit_ci_high"])
+        for r in summary["runs"]:
+            for p in r["points"]:
+                w.writerow([r["strategy"], r["seed"], p["n_labels"], f"{p['accuracy']:.4f}", f"{p['macro_f1']:.4f}",
+                            p.get("n_audit", 0), _fmt(p.get("audit_accuracy")), _fmt(p.get("audit_lo")),
+                            _fmt(p.get("audit_hi"))])
+    plot_curves(summary, paths["plot"])
+    return paths
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4f}"
+
+
+def plot_curves(summary: dict, path: Path) -> None:
+    """Mean test accuracy and macro-F1 against labels, one line per strategy (seed range shaded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, title in ((axes[0], "accuracy", "test accuracy"), (axes[1], "macro_f1", "test macro-F1")):
+        for name, s in summary["strategies"].items():
+            x = s["label_counts"]
+            per_seed = np.array(s[f"{key}_per_seed"])
+            style = "--" if name == "random" else "-"
+            ax.plot(x, per_seed.mean(axis=0), style, label=name, lw=2 if name in ("random", DEFAULT_STRATEGY) else 1)
+            ax.fill_between(x, per_seed.min(axis=0), per_seed.max(axis=0), alpha=0.1)
+        ax.axhline(summary["all_labels"][key], color="k", lw=0.8, ls=":", label="all labels")
+        ax.set_xlabel("labels")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    seeds = summary["settings"]["seeds"]
+    fig.suptitle(f"Simulated active learning (mean over {seeds} seeds, range shaded)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def folder_dataset(
+    images_dir: Path,
+    workers: Optional[int] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    cache: Optional[Path] = None,
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Features and folder-name classes of every readable image under ``images_dir``.
+
+    The class of an image is the name of its top-level sub-folder (images directly in
+    ``images_dir`` are ignored). Features come from the project's default extractor through the
+    ingest worker pool; ``cache`` (an .npz path) reuses them when the extractor and files match.
+    Returns (X float32, y class index, class names, relative paths). Raises UserError when the
+    folder has fewer than two class folders with images.
+    """
+    from inspector.core.features import default_extractor
+    from inspector.core.images import walk_images
+    from inspector.core.ingest import analyse_files
+
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise UserError(f"{images_dir} is not a folder")
+    found = [f for f in walk_images(images_dir) if "/" in f.relative_path]
+    rel = sorted(f.relative_path for f in found)
+    class_names = sorted({r.split("/", 1)[0] for r in rel})
+    if len(class_names) < 2:
+        raise UserError(f"{images_dir} needs one sub-folder per class (found {len(class_names)} with images)")
+    extractor = default_extractor()
+    key = json.dumps({"name": extractor.name, "version": str(extractor.version),
+                      "files": [(f.relative_path, f.size, f.mtime_ns) for f in sorted(found, key=lambda f: f.relative_path)]})
+    if cache is not None and Path(cache).exists():
+        try:
+            data = np.load(cache, allow_pickle=False)
+            if str(data["key"]) == key:
+                return data["X"], data["y"], class_names, [str(p) for p in data["paths"]]
+        except (OSError, KeyError, ValueError):
+            pass
+    features: list = [None] * len(rel)
+    for result in analyse_files([images_dir / r for r in rel], workers=workers, progress=progress, cancel=cancel):
+        features[result.index] = result.features
+    keep = [i for i, f in enumerate(features) if f is not None]
+    if not keep:
+        raise UserError(f"no readable images under {images_dir}")
+    X = np.stack([features[i] for i in keep]).astype(np.float32)
+    y = np.array([class_names.index(rel[i].split("/", 1)[0]) for i in keep], dtype=np.int64)
+    paths = [rel[i] for i in keep]
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, X=X, y=y, paths=np.array(paths), key=np.array(key))
+    return X, y, class_names, paths
