@@ -1,0 +1,254 @@
+"""Commands of the learning loop: query, label, train, evaluate, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inspector.cli.common import open_project, print_json, terminal_progress
+from inspector.core.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from inspector.core.learning.strategies import DEFAULT_STRATEGY, strategy_names
+
+    names = strategy_names()
+    query = subparsers.add_parser("query", help="show the next images to label (refilling the queue if needed)")
+    query.add_argument("project")
+    query.add_argument("-n", type=int, default=10, help="how many to show (default 10)")
+    query.add_argument("--strategy", choices=names, default=None,
+                       help=f"retrain and refill the queue with this strategy (default: project setting, {DEFAULT_STRATEGY})")
+    query.add_argument("--json", action="store_true", help="machine-readable output")
+    query.set_defaults(handler=cmd_query)
+
+    label = subparsers.add_parser("label", help="label one image (durable before it is acknowledged)")
+    label.add_argument("project")
+    label.add_argument("image", help="image path relative to the image folder, or its id")
+    label.add_argument("cls", metavar="CLASS", help="class name; 'unsure' or 'skip' also accepted; "
+                       "an unknown name creates the class (with a message)")
+    label.add_argument("--annotator", default="", help="name recorded with the label")
+    label.set_defaults(handler=cmd_label)
+
+    train = subparsers.add_parser("train", help="train a new model version and refill the queue")
+    train.add_argument("project")
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="honest accuracy from audit labels, learning curve, stopping advice")
+    evaluate.add_argument("project")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    sim = subparsers.add_parser(
+        "simulate", help="replay active learning on a folder with one sub-folder per class",
+        description="Replay active learning on labelled images (class = sub-folder name, hidden from the "
+                    "learner) against a held-out test split, for each strategy and random.")
+    sim.add_argument("--images", required=True, help="folder with one sub-folder of images per class")
+    sim.add_argument("--strategy", action="append", choices=names, default=None,
+                     help=f"strategy to compare (repeatable; default {DEFAULT_STRATEGY}); random is always added")
+    sim.add_argument("--budget", type=int, default=300, help="labels per run (default 300)")
+    sim.add_argument("--batch", type=int, default=10, help="labels per query round (default 10)")
+    sim.add_argument("--initial", type=int, default=10, help="first picks before the first model (default 10)")
+    sim.add_argument("--seeds", type=int, default=5, help="repetitions with different splits (default 5)")
+    sim.add_argument("--test-fraction", type=float, default=0.3, help="held-out share per class (default 0.3)")
+    sim.add_argument("--audit-share", type=float, default=None, help="random audit share of each batch (default 0.1)")
+    sim.add_argument("--model", choices=("logistic", "svm", "forest"), default="logistic")
+    sim.add_argument("--out", default="simulation", help="output folder (default ./simulation)")
+    sim.add_argument("--workers", type=int, default=None, help="feature worker processes (default: all cores)")
+    sim.add_argument("--quiet", action="store_true", help="no progress bars")
+    sim.set_defaults(handler=cmd_simulate)
+
+
+# --------------------------------------------------------------------------- query / train
+
+
+def _queue_rows(project, entries):
+    rows = []
+    for e in entries:
+        rows.append({"image_id": e.image_id, "path": project.image(e.image_id).path, "reason": e.reason,
+                     "strategy": e.strategy, "score": e.score, "model_version": e.model_version, "audit": e.audit})
+    return rows
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from inspector.core.learning import learner
+
+    if args.n < 1:
+        raise UserError("-n must be at least 1")
+    project = open_project(args.project)
+    try:
+        entries = project.queue()
+        if args.strategy is not None or len(entries) < args.n:
+            settings = learner.LearnerSettings.from_project(project)
+            learner.retrain(project, settings, n=max(args.n, settings.queue_size), strategy=args.strategy)
+            entries = project.queue()
+        rows = _queue_rows(project, entries[: args.n])
+        if args.json:
+            print_json(rows)
+        else:
+            if not rows:
+                print("Nothing to label: every image is labelled, skipped or marked unsure.")
+            for i, r in enumerate(rows, 1):
+                print(f"{i:3d}. {r['path']}  (id {r['image_id']}; {r['reason']})")
+    finally:
+        project.close()
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from inspector.core.learning import learner
+
+    project = open_project(args.project)
+    try:
+        result = learner.retrain(project)
+        audit = result.metrics.get("audit")
+        out = {"version": result.version, "n_labels": result.n_labels, "queued": result.queued,
+               "audit_accuracy": audit and audit["accuracy"], "audit_accuracy_ci": audit and audit["accuracy_ci"],
+               "n_audit": result.metrics.get("n_audit", 0)}
+        if args.json:
+            print_json(out)
+        elif result.version is None:
+            print(f"No labels yet: queued {result.queued} cold-start images (representative and unusual ones).")
+        else:
+            line = f"Model version {result.version} trained on {result.n_labels} labels; {result.queued} images queued."
+            if audit:
+                lo, hi = audit["accuracy_ci"]
+                line += (f" Estimated accuracy {audit['accuracy']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, "
+                         f"from {audit['n_audit']} random audit labels).")
+            else:
+                line += " No audit labels yet, so no accuracy estimate."
+            print(line)
+    finally:
+        project.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- label
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    project = open_project(args.project)
+    try:
+        image_id = project.find_image(args.image)
+        if image_id is None and args.image.isdigit():
+            try:
+                project.image(int(args.image))
+                image_id = int(args.image)
+            except Exception:
+                image_id = None
+        if image_id is None:
+            raise UserError(f"no image {args.image!r} in this project (give its path relative to "
+                            f"{project.image_root} or its id)")
+        entry = project.queue_entry(image_id)
+        audit = bool(entry.audit) if entry is not None else False
+        name = args.cls
+        if name.lower() in ("unsure", "skip"):
+            project.add_label(image_id, None, kind=name.lower(), annotator=args.annotator, audit=audit)
+            print(f"Marked {project.image(image_id).path} as {name.lower()}.")
+            return 0
+        record = project.class_by_name(name)
+        if record is None:
+            class_id = project.add_class(name)
+            print(f"Created class {name!r}.")
+        else:
+            class_id = record.id
+        project.add_label(image_id, class_id, annotator=args.annotator, audit=audit)
+        # add_label commits durably before it returns, so acknowledging now is honest
+        print(f"Labelled {project.image(image_id).path} as {name}" + (" (audit pick)." if audit else "."))
+    finally:
+        project.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from inspector.core.learning import learner
+
+    project = open_project(args.project, read_only=True)
+    try:
+        report = learner.evaluation(project)
+    finally:
+        project.close()
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"Labels: {report['n_labels']} ({report['n_audit']} random audit labels)")
+    audit = report["audit_estimate"]
+    if audit:
+        lo, hi = audit["accuracy_ci"]
+        print(f"Estimated accuracy (from audit labels, model trained without them): "
+              f"{audit['accuracy']:.1%}  95 % interval {lo:.1%}-{hi:.1%}")
+        if audit["macro_f1_ci"]:
+            flo, fhi = audit["macro_f1_ci"]
+            print(f"Estimated macro-F1: {audit['macro_f1']:.3f}  95 % interval {flo:.3f}-{fhi:.3f}")
+        print("Recall per class (audit labels):")
+        for name, r in audit["per_class_recall"].items():
+            if r["n"]:
+                print(f"  {name:20s} {r['recall']:.0%}  ({r['ci'][0]:.0%}-{r['ci'][1]:.0%}, n={r['n']})")
+            else:
+                print(f"  {name:20s} no audit labels")
+    else:
+        print("No audit labels yet: label the images queued as 'audit' to get an honest estimate.")
+    cv = report["cross_validation_optimistic"]
+    if cv and cv["accuracy"] is not None:
+        print(f"Cross-validation on all labels (OPTIMISTIC, labels were chosen actively): "
+              f"accuracy {cv['accuracy']:.1%}, macro-F1 {cv['macro_f1']:.3f}")
+    print(report["stopping"]["message"])
+    return 0
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from inspector.core.learning.simulate import SimulationSettings, folder_dataset, simulate, write_outputs
+    from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_STRATEGY
+
+    out = Path(args.out)
+    settings = SimulationSettings(
+        strategies=args.strategy or [DEFAULT_STRATEGY], budget=args.budget, batch=args.batch, initial=args.initial,
+        seeds=args.seeds, test_fraction=args.test_fraction,
+        audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model)
+    with terminal_progress("Reading images", enabled=not args.quiet) as progress:
+        X, y, class_names, _ = folder_dataset(Path(args.images), workers=args.workers, progress=progress,
+                                              cache=out / "features.npz")
+    with terminal_progress("Simulating", enabled=not args.quiet) as progress:
+        summary = simulate(X, y, class_names, settings, progress=progress)
+    paths = write_outputs(summary, out)
+    print_table(summary, file=sys.stdout)
+    print(f"Wrote {paths['summary']}, {paths['curves']} and {paths['plot']}")
+    return 0
+
+
+def print_table(summary: dict, file=sys.stdout) -> None:
+    """A plain-text table of the simulation summary."""
+    counts = summary["label_counts"]
+    marks = [c for c in (20, 50, 80, 100, 150, 200, 300) if c in counts] or counts[-3:]
+    all_acc = summary["all_labels"]["accuracy"]
+    print(f"All-labels accuracy {all_acc:.3f}, macro-F1 {summary['all_labels']['macro_f1']:.3f} "
+          f"({summary['settings']['seeds']} seeds, test fraction {summary['settings']['test_fraction']})", file=file)
+    head = f"{'strategy':18s} " + " ".join(f"@{c:<5d}" for c in marks) + "  AUC    F1-AUC  90%  95%  all-classes"
+    print(head, file=file)
+    for name, s in summary["strategies"].items():
+        acc = [s["accuracy_mean"][counts.index(c)] for c in marks]
+        seen = s["labels_until_every_class_seen_median"]
+        print(f"{name:18s} " + " ".join(f"{a:.3f}" for a in acc)
+              + f"  {s['area_under_accuracy_curve']:.4f} {s['area_under_macro_f1_curve']:.4f}"
+              + f" {_n(s['labels_to_90pct_of_all_labels_accuracy']):>4s} {_n(s['labels_to_95pct_of_all_labels_accuracy']):>4s}"
+              + f"  {_n(seen):>5s}", file=file)
+    cov = [(n, s["audit_coverage"]) for n, s in summary["strategies"].items() if s.get("audit_coverage")]
+    if cov:
+        print("Audit 95 % interval coverage of true test accuracy (audit model / current model):", file=file)
+        for name, c in cov:
+            if c["covers_audit_model"] is not None:
+                print(f"  {name:18s} {c['covers_audit_model']:.0%} / {c['covers_current_model']:.0%}"
+                      f" over {c['points']} points", file=file)
+
+
+def _n(v) -> str:
+    if v is None:
+        return "-"
+    return str(int(v)) if float(v).is_integer() else f"{v:.1f}"

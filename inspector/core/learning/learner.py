@@ -1,0 +1,323 @@
+"""The project-level learning loop: train a model version, refill the queue, predict.
+
+The loop is split so the desktop app can run the slow part off the UI thread:
+
+1. :func:`take_snapshot` (store reads, quick) copies what the learner needs: features, latest
+   labels, audit labels, classes, settings.
+2. :func:`fit` and :func:`select` are pure: they touch only the snapshot, never the store, so a
+   worker thread can run them while the inspector keeps labelling.
+3. :func:`commit` (store writes, quick) records the model version and replaces the queue. The
+   store drops images labelled in the meantime when it writes the queue, and ``commit`` also
+   re-reads the latest labels first, so a label given during a retrain is never lost and its
+   image is never queued again.
+
+:func:`retrain` runs the three steps in one go (the CLI does this).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from inspector.core.errors import UserError
+from inspector.core.learning import metrics
+from inspector.core.learning.models import DEFAULT_KIND, MODEL_KINDS, TrainedModel, fit_model
+from inspector.core.learning.strategies import (
+    DEFAULT_AUDIT_SHARE,
+    DEFAULT_STRATEGY,
+    Selection,
+    get_strategy,
+)
+from inspector.core.progress import CancelToken, check
+
+#: project settings keys the learner reads (values are JSON)
+SETTING_KIND = "learner.model_kind"
+SETTING_STRATEGY = "learner.strategy"
+SETTING_QUEUE_SIZE = "learner.queue_size"
+SETTING_AUDIT_SHARE = "learner.audit_share"
+SETTING_SEED = "learner.random_state"
+
+DEFAULT_QUEUE_SIZE = 20
+#: images whose predictions are remembered with each version, to measure how much the next
+#: version changes its mind (a stopping signal that needs no labels)
+PREDICTION_SAMPLE = 500
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    kind: str = DEFAULT_KIND
+    strategy: str = DEFAULT_STRATEGY
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    audit_share: float = DEFAULT_AUDIT_SHARE
+    random_state: int = 0
+
+    @classmethod
+    def from_project(cls, project) -> "LearnerSettings":
+        """Read the learner's settings from the project (defaults where unset)."""
+        s = cls(
+            kind=project.get_setting(SETTING_KIND, DEFAULT_KIND),
+            strategy=project.get_setting(SETTING_STRATEGY, DEFAULT_STRATEGY),
+            queue_size=int(project.get_setting(SETTING_QUEUE_SIZE, DEFAULT_QUEUE_SIZE)),
+            audit_share=float(project.get_setting(SETTING_AUDIT_SHARE, DEFAULT_AUDIT_SHARE)),
+            random_state=int(project.get_setting(SETTING_SEED, 0)),
+        )
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise UserError(f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        get_strategy(self.strategy)
+        if self.queue_size < 1:
+            raise UserError("queue size must be at least 1")
+        if not 0.0 <= self.audit_share <= 1.0:
+            raise UserError("audit share must be between 0 and 1")
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "strategy": self.strategy, "queue_size": self.queue_size,
+                "audit_share": self.audit_share, "random_state": self.random_state}
+
+
+@dataclass
+class Snapshot:
+    """Everything the learner needs, copied out of the project at one moment."""
+
+    image_ids: np.ndarray  # int64[n], rows of X
+    X: np.ndarray  # float32[n, d]
+    labels: dict  # image_id -> class_id (latest class labels)
+    audit_ids: set  # image ids whose latest class label was an audit pick
+    settled_ids: set  # image ids with any latest event other than 'cleared' (labelled, skipped, unsure)
+    classes: np.ndarray  # every live class id, sorted
+    class_names: dict  # class_id -> name
+    settings: LearnerSettings
+    extractor: tuple  # (name, version)
+    previous_version: Optional[int] = None
+    previous_sample: Optional[dict] = None  # {"ids": [...], "pred": [...]} from the last version
+    _row: dict = field(default=None, repr=False)
+
+    def row_of(self) -> dict:
+        if self._row is None:
+            self._row = {int(i): r for r, i in enumerate(self.image_ids.tolist())}
+        return self._row
+
+    def labelled_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, class ids, audit flags) of labelled images that have features."""
+        row = self.row_of()
+        items = [(row[i], c, i in self.audit_ids) for i, c in self.labels.items() if i in row]
+        if not items:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
+        r, c, a = zip(*items)
+        return np.asarray(r, np.int64), np.asarray(c, np.int64), np.asarray(a, bool)
+
+
+def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor=None) -> Snapshot:
+    """Copy features, labels, classes and settings out of ``project`` (reads only).
+
+    ``extractor`` is (name, version); default: the project's default feature extractor.
+    Raises UserError when the project has no features yet.
+    """
+    if extractor is None:
+        from inspector.core.features import default_extractor
+
+        ex = default_extractor()
+        extractor = (ex.name, ex.version)
+    settings = settings or LearnerSettings.from_project(project)
+    image_ids, X = project.feature_matrix(*extractor)
+    if len(image_ids) == 0:
+        raise UserError("no image features yet: scan the project's images first")
+    events = project.latest_label_events()
+    labels = project.latest_labels()
+    audit = project.audit_labels()
+    classes = project.classes()
+    last = project.latest_model_version()
+    return Snapshot(
+        image_ids=np.asarray(image_ids, np.int64),
+        X=np.asarray(X, np.float32),
+        labels=dict(labels),
+        audit_ids={i for i in audit if labels.get(i) == audit[i]},
+        settled_ids={i for i, e in events.items() if e.kind != "cleared"},
+        classes=np.asarray(sorted(c.id for c in classes), np.int64),
+        class_names={c.id: c.name for c in classes},
+        settings=settings,
+        extractor=tuple(extractor),
+        previous_version=None if last is None else last.version,
+        previous_sample=None if last is None else (last.metrics or {}).get("prediction_sample"),
+    )
+
+
+@dataclass
+class FitResult:
+    """A trained model with the honest metrics recorded for its version (pure data)."""
+
+    model: Optional[TrainedModel]
+    n_labels: int
+    metrics: dict
+    proba: Optional[np.ndarray]  # float32[n, classes] over every snapshot row, or None
+
+
+def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cross_validate: bool = False,
+        cancel: Optional[CancelToken] = None) -> FitResult:
+    """Train on the snapshot's labels and estimate accuracy from its audit labels (pure).
+
+    With no labels the result has no model (the next selection is a cold start). The audit
+    estimate uses a second model trained without the audit labels, so it is not flattered by
+    having seen them. ``cross_validate`` adds the optimistic cross-validation figure.
+    """
+    s = snapshot.settings
+    rows, y, is_audit = snapshot.labelled_rows()
+    counts = {str(c): int(np.sum(y == c)) for c in snapshot.classes}
+    result_metrics: dict = {"class_counts": counts, "n_audit": int(is_audit.sum())}
+    if len(rows) == 0:
+        return FitResult(None, 0, result_metrics, None)
+    check(cancel)
+    model = fit_model(snapshot.X[rows], y, snapshot.classes, kind=s.kind, random_state=s.random_state,
+                      warm_start_from=warm_start_from)
+    check(cancel)
+    proba = model.predict_proba(snapshot.X)
+    if is_audit.any():
+        train = ~is_audit
+        if train.sum() > 0:
+            shadow = fit_model(snapshot.X[rows[train]], y[train], snapshot.classes, kind=s.kind,
+                               random_state=s.random_state)
+            audit_pred = shadow.predict(snapshot.X[rows[is_audit]])
+            result_metrics["audit"] = metrics.audit_estimate(y[is_audit], audit_pred, snapshot.classes.tolist(),
+                                                             random_state=s.random_state)
+    if cross_validate:
+        result_metrics["cross_validation"] = metrics.optimistic_cross_validation(
+            snapshot.X[rows], y, kind=s.kind, random_state=s.random_state)
+    # remember predictions on a fixed sample of images to see how much the next version changes
+    pred = snapshot.classes[np.argmax(proba, axis=1)]
+    ids = snapshot.image_ids
+    if snapshot.previous_sample:
+        prev_ids = np.asarray(snapshot.previous_sample["ids"], np.int64)
+        prev_pred = np.asarray(snapshot.previous_sample["pred"], np.int64)
+        row = snapshot.row_of()
+        keep = np.array([int(i) in row for i in prev_ids], bool)
+        if keep.any():
+            now = pred[[row[int(i)] for i in prev_ids[keep]]]
+            result_metrics["prediction_change"] = metrics.prediction_change(prev_pred[keep], now)
+    rng = np.random.default_rng(s.random_state)
+    sample = np.sort(rng.choice(len(ids), size=min(PREDICTION_SAMPLE, len(ids)), replace=False))
+    result_metrics["prediction_sample"] = {"ids": ids[sample].tolist(), "pred": pred[sample].tolist()}
+    return FitResult(model, len(rows), result_metrics, proba)
+
+
+def select(snapshot: Snapshot, fitted: FitResult, n: Optional[int] = None, strategy: Optional[str] = None,
+           random_state=None) -> Selection:
+    """Choose the next ``n`` images to label (pure). Indices are snapshot rows.
+
+    Images already labelled, skipped or marked unsure are never chosen.
+    """
+    s = snapshot.settings
+    name = strategy or s.strategy
+    n = s.queue_size if n is None else int(n)
+    settled = np.zeros(len(snapshot.image_ids), bool)
+    row = snapshot.row_of()
+    for i in snapshot.settled_ids:
+        r = row.get(int(i))
+        if r is not None:
+            settled[r] = True
+    seed = random_state if random_state is not None else [s.random_state, len(snapshot.labels)]
+    return get_strategy(name)(fitted.model, snapshot.X, settled, n, seed, audit_share=s.audit_share,
+                              proba=fitted.proba)
+
+
+def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[Selection]) -> Optional[int]:
+    """Record the model version (when one was trained) and replace the queue; returns the version.
+
+    Images labelled since the snapshot are left out of the queue.
+    """
+    from inspector.core.store import QueueEntry
+
+    version = None
+    if fitted.model is not None:
+        version = project.add_model_version(
+            fitted.model.kind,
+            {**snapshot.settings.as_dict(), "extractor": list(snapshot.extractor)},
+            fitted.n_labels,
+            fitted.metrics,
+        )
+    if selection is None:
+        return version
+    settled_now = {i for i, e in project.latest_label_events().items() if e.kind != "cleared"}
+    entries = []
+    for pos, (r, score, reason, audit) in enumerate(zip(selection.indices, selection.scores, selection.reasons,
+                                                        selection.audit)):
+        image_id = int(snapshot.image_ids[r])
+        if image_id in settled_now:
+            continue
+        entries.append(QueueEntry(image_id, pos, selection.name, None if np.isnan(score) else float(score),
+                                  reason, version, bool(audit)))
+    project.replace_queue(entries)
+    return version
+
+
+@dataclass
+class RetrainResult:
+    version: Optional[int]
+    n_labels: int
+    metrics: dict
+    queued: int
+    model: Optional[TrainedModel]
+    snapshot: Snapshot
+
+
+def retrain(project, settings: Optional[LearnerSettings] = None, n: Optional[int] = None,
+            strategy: Optional[str] = None, cross_validate: bool = False,
+            cancel: Optional[CancelToken] = None) -> RetrainResult:
+    """Snapshot, fit, select and commit in one call (for the CLI and scripts)."""
+    snapshot = take_snapshot(project, settings)
+    fitted = fit(snapshot, cross_validate=cross_validate, cancel=cancel)
+    check(cancel)
+    selection = select(snapshot, fitted, n=n, strategy=strategy)
+    version = commit(project, snapshot, fitted, selection)
+    return RetrainResult(version, fitted.n_labels, fitted.metrics, len(project.queue()), fitted.model, snapshot)
+
+
+@dataclass
+class Predictions:
+    """Model output for every image with features (for the gallery)."""
+
+    image_ids: np.ndarray
+    classes: np.ndarray  # column order of proba
+    proba: np.ndarray
+    predicted: np.ndarray  # class id per image
+    confidence: np.ndarray  # top probability per image
+    margin: np.ndarray  # gap between the top two probabilities (small = uncertain)
+
+
+def predictions(snapshot: Snapshot, fitted: FitResult) -> Optional[Predictions]:
+    """Probabilities over every class for every image of the snapshot; None without a model."""
+    from inspector.core.learning.strategies import margins
+
+    if fitted.model is None:
+        return None
+    proba = fitted.proba if fitted.proba is not None else fitted.model.predict_proba(snapshot.X)
+    top = np.argmax(proba, axis=1)
+    return Predictions(snapshot.image_ids, snapshot.classes, proba, snapshot.classes[top],
+                       proba[np.arange(len(top)), top], margins(proba))
+
+
+def evaluation(project) -> dict:
+    """Honest report for the quality engineer: audit estimate, learning curve, plateau signal,
+    optimistic cross-validation (labelled as such). Trains a fresh model; writes nothing."""
+    snapshot = take_snapshot(project)
+    fitted = fit(snapshot, cross_validate=True)
+    curve = metrics.learning_curve(project.model_versions())
+    names = snapshot.class_names
+    audit = fitted.metrics.get("audit")
+    if audit:
+        audit = dict(audit)
+        audit["classes"] = [names.get(c, str(c)) for c in audit["classes"]]
+        audit["per_class_recall"] = {names.get(int(k), k): v for k, v in audit["per_class_recall"].items()}
+    return {
+        "n_labels": fitted.n_labels,
+        "n_audit": fitted.metrics.get("n_audit", 0),
+        "class_counts": {names.get(int(k), k): v for k, v in fitted.metrics["class_counts"].items()},
+        "audit_estimate": audit,
+        "learning_curve": curve,
+        "stopping": metrics.plateau_signal(curve),
+        "cross_validation_optimistic": fitted.metrics.get("cross_validation"),
+    }
