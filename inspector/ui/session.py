@@ -1,0 +1,399 @@
+"""The open project as the views see it: shared state, signals, and the background jobs.
+
+One :class:`ProjectSession` per open project. Views (labelling, gallery, dashboard) read its
+state and listen to its signals; none of them talks to another directly. Everything slow
+(feature loading, scanning and extraction, training) runs in workers from
+:mod:`inspector.ui.workers`; the session only starts them and publishes their results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+from PySide6.QtCore import QObject, QSettings, QTimer, Signal
+
+from inspector.core.errors import UserError
+from inspector.core.store import ClassRecord, Project, QueueEntry
+from inspector.ui.workers import Task, pool, run_task
+
+log = logging.getLogger("inspector.ui")
+
+SETTING_RETRAIN_EVERY = "app.retrain_every"
+DEFAULT_RETRAIN_EVERY = 10
+#: features of this many images are enough to choose a cold-start queue while extraction goes on
+COLD_START_MIN_IMAGES = 24
+#: during extraction the in-memory features are refreshed at most this often
+FEATURE_REFRESH_S = 15.0
+
+
+def _extractor_key() -> tuple[str, int]:
+    from inspector.core.features import default_extractor
+
+    ex = default_extractor()
+    return ex.name, ex.version
+
+
+# ----------------------------------------------------------------------------- worker bodies
+# These run in pool threads. They touch the project only through short calls (the store
+# serialises them with its lock) or through their own read-only connection for long reads.
+
+def load_features(project_path, extractor: tuple[str, int], progress=None, cancel=None):
+    """Read the feature matrix through a separate read-only connection, so a long read never
+    holds the lock the UI thread needs to write a label."""
+    reader = Project.open(project_path, read_only=True)
+    try:
+        return reader.feature_matrix(*extractor)
+    finally:
+        reader.close()
+
+
+def scan_and_extract(project: Project, progress=None, cancel=None):
+    """Walk the folder, then analyse every pending file (batches saved as they finish)."""
+    from inspector.core.ingest import analyse_pending, scan_folder
+
+    if progress:
+        progress(0, 0, "scanning folder")
+    summary = scan_folder(project)
+    analysed, errors = analyse_pending(project, progress=progress, cancel=cancel)
+    summary.analysed = analysed
+    summary.errors += errors
+    return summary
+
+
+class _CachedFeatures:
+    """The project, but answering ``feature_matrix`` from the session's in-memory copy."""
+
+    def __init__(self, project: Project, image_ids: np.ndarray, features: np.ndarray) -> None:
+        self._project = project
+        self._image_ids = image_ids
+        self._features = features
+
+    def feature_matrix(self, *_: Any):
+        return self._image_ids, self._features
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._project, name)
+
+
+@dataclass
+class RetrainOutcome:
+    version: Optional[int]  # None when nothing was recorded (no labels yet, or predictions only)
+    n_labels: int
+    metrics: dict
+    probabilities: Optional[np.ndarray]
+    class_ids: np.ndarray
+    image_ids: np.ndarray
+    queued: bool
+    seconds: float
+
+
+def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
+            write_queue: bool = True, progress=None, cancel=None) -> RetrainOutcome:
+    """Fit on the current labels and (when ``write_queue``) record a version and refill the queue."""
+    from inspector.core.learning import learner
+    from inspector.core.progress import check
+
+    start = time.perf_counter()
+    snapshot = learner.take_snapshot(_CachedFeatures(project, image_ids, features), extractor=extractor)
+    fitted = learner.fit(snapshot, cancel=cancel)
+    check(cancel)
+    version = None
+    if write_queue:
+        selection = learner.select(snapshot, fitted)
+        check(cancel)
+        version = learner.commit(project, snapshot, fitted, selection)
+    proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
+    return RetrainOutcome(version, fitted.n_labels, fitted.metrics, proba, snapshot.classes,
+                          snapshot.image_ids, write_queue, time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------- the session
+class ProjectSession(QObject):
+    """The open project, its in-memory features and predictions, and the signals views observe."""
+
+    labels_changed = Signal(list)  # image ids whose latest label changed
+    classes_changed = Signal()
+    model_updated = Signal(int)  # model version (0: predictions refreshed without a new version)
+    queue_changed = Signal()
+    features_changed = Signal()
+    open_image_requested = Signal(int)
+    # background work, for the progress display
+    job_started = Signal(str, object)  # description, Task (has .cancel())
+    job_progress = Signal(str, int, int, str)  # description, done, total, message
+    job_finished = Signal(str, str)  # description, summary for the status bar
+    job_failed = Signal(str, str)  # description, message for a person
+    problems_changed = Signal()
+
+    def __init__(self, project: Project, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.extractor = _extractor_key()
+        self.image_ids: np.ndarray = np.zeros(0, np.int64)
+        self.features: np.ndarray = np.zeros((0, 0), np.float32)
+        self.probabilities: Optional[np.ndarray] = None
+        self.class_ids: np.ndarray = np.zeros(0, np.int64)
+        self.model_version: Optional[int] = None
+        self.model_metrics: dict = {}
+        self.n_labels_trained = 0
+        self._classes: Optional[list[ClassRecord]] = None
+        self._latest: Optional[dict[int, int]] = None
+        self._labels_since_retrain = 0
+        self._retrain_task: Optional[Task] = None
+        self._retrain_again = False
+        self._feature_task: Optional[Task] = None
+        self._extract_task: Optional[Task] = None
+        self._last_feature_refresh = 0.0
+        self.closed = False
+        last = project.latest_model_version()
+        if last is not None:
+            self.model_version = last.version
+            self.model_metrics = last.metrics or {}
+            self.n_labels_trained = last.n_labels
+
+    # ------------------------------------------------------------------ read side
+    @property
+    def name(self) -> str:
+        return self.project.name
+
+    def classes(self) -> list[ClassRecord]:
+        """Live classes in key order (cached until classes_changed)."""
+        if self._classes is None:
+            self._classes = self.project.classes()
+        return list(self._classes)
+
+    def latest_labels(self) -> dict[int, int]:
+        """``image_id -> class_id`` of every labelled image (cached; kept current by the session)."""
+        if self._latest is None:
+            self._latest = self.project.latest_labels()
+        return self._latest
+
+    def queue(self) -> list[QueueEntry]:
+        return self.project.queue()
+
+    def row_of(self, image_id: int) -> Optional[int]:
+        """Row of ``image_id`` in ``image_ids``/``features``/``probabilities``, or None."""
+        ids = self.image_ids
+        if len(ids) == 0:
+            return None
+        row = int(np.searchsorted(ids, image_id))  # feature rows come back in id order
+        return row if row < len(ids) and int(ids[row]) == int(image_id) else None
+
+    def suggestion(self, image_id: int) -> Optional[tuple[int, float]]:
+        """The model's ``(class_id, probability)`` for an image, or None without a model."""
+        if self.probabilities is None:
+            return None
+        row = self.row_of(image_id)
+        if row is None or row >= len(self.probabilities):
+            return None
+        p = self.probabilities[row]
+        top = int(np.argmax(p))
+        class_id = int(self.class_ids[top])
+        if class_id not in {c.id for c in self.classes()}:
+            return None  # the class was deleted since this model was trained
+        return class_id, float(p[top])
+
+    def audit_summary(self) -> str:
+        """One line about the honest accuracy estimate of the current model."""
+        audit = (self.model_metrics or {}).get("audit")
+        if not audit or audit.get("accuracy") is None:
+            n = (self.model_metrics or {}).get("n_audit", 0)
+            return f"not enough audit labels yet ({n})"
+        low, high = audit.get("accuracy_ci") or (None, None)
+        text = f"accuracy ≈ {audit['accuracy']:.0%}"
+        if low is not None:
+            text += f" ({low:.0%}–{high:.0%}, {audit['n_audit']} audit labels)"
+        return text
+
+    # ------------------------------------------------------------------ write side
+    def annotator(self) -> str:
+        return str(QSettings().value("annotator", "") or "")
+
+    def label(self, image_id: int, class_id: Optional[int] = None, kind: str = "class", source: str = "human",
+              audit: bool = False) -> int:
+        """Record one label durably (returns after the commit); emits labels_changed."""
+        event = self.project.add_label(image_id, class_id, kind=kind, annotator=self.annotator(), source=source,
+                                       audit=audit)
+        latest = self.latest_labels()
+        if kind == "class":
+            latest[int(image_id)] = int(class_id)
+        else:
+            latest.pop(int(image_id), None)
+        self.labels_changed.emit([int(image_id)])
+        if kind == "class":
+            self._labels_since_retrain += 1
+            if self._labels_since_retrain >= self.retrain_every():
+                self.start_retrain()
+        return event
+
+    def label_images(self, image_ids, class_id: int, source: str = "bulk") -> int:
+        """Label many images with one class in one durable transaction; emits labels_changed."""
+        ids = [int(i) for i in image_ids]
+        if not ids:
+            return 0
+        count = self.project.add_labels_bulk([(i, int(class_id)) for i in ids], annotator=self.annotator(),
+                                             source=source)
+        latest = self.latest_labels()
+        for i in ids:
+            latest[i] = int(class_id)
+        self.labels_changed.emit(ids)
+        self._labels_since_retrain += len(ids)
+        if self._labels_since_retrain >= self.retrain_every():
+            self.start_retrain()
+        return count
+
+    def request_open(self, image_id: int) -> None:
+        """Ask the labelling view to show this image (from the gallery or the dashboard map)."""
+        self.open_image_requested.emit(int(image_id))
+
+    def notify_classes_changed(self) -> None:
+        """Call after changing classes in the project; labels may have changed too (merge, delete)."""
+        self._classes = None
+        self._latest = None
+        self.classes_changed.emit()
+        self.labels_changed.emit([])
+
+    def retrain_every(self) -> int:
+        return max(1, int(self.project.get_setting(SETTING_RETRAIN_EVERY, DEFAULT_RETRAIN_EVERY)))
+
+    # ------------------------------------------------------------------ background jobs
+    def busy(self) -> bool:
+        return any(t is not None for t in (self._retrain_task, self._feature_task, self._extract_task))
+
+    def retraining(self) -> bool:
+        return self._retrain_task is not None
+
+    def extracting(self) -> bool:
+        return self._extract_task is not None
+
+    def _start(self, task: Task, description: str, on_done, pool_name: str = "background") -> Task:
+        task.signals.progress.connect(lambda d, t, m: self.job_progress.emit(description, d, t, m))
+        task.signals.failed.connect(lambda message: self._failed(description, message))
+        task.signals.finished.connect(on_done)
+        self.job_started.emit(description, task)
+        return run_task(task, pool(pool_name))
+
+    def _failed(self, description: str, message: str) -> None:
+        if description == "Loading features":
+            self._feature_task = None
+        elif description == "Reading images":
+            self._extract_task = None
+        else:
+            self._retrain_task = None
+        if not self.closed:
+            self.job_failed.emit(description, message)
+
+    def start(self) -> None:
+        """After opening: load features, and read whatever images still need analysing."""
+        self.load_features()
+        counts = self.project.counts()
+        if counts.get("pending", 0) or len(self.image_ids) == 0 and counts.get("usable", 0) == 0:
+            self.scan()
+
+    def load_features(self) -> None:
+        if self._feature_task is not None:
+            return
+        task = Task(load_features, self.project.path, self.extractor, name="Loading features")
+        task.signals.cancelled.connect(lambda: setattr(self, "_feature_task", None))
+        self._feature_task = self._start(task, "Loading features", self._features_loaded, "images")
+        self._last_feature_refresh = time.monotonic()
+
+    def _features_loaded(self, result) -> None:
+        self._feature_task = None
+        if self.closed:
+            return
+        image_ids, features = result
+        self.image_ids = np.asarray(image_ids, np.int64)
+        self.features = np.asarray(features, np.float32)
+        if self.probabilities is not None and len(self.probabilities) != len(self.image_ids):
+            self.probabilities = None  # rows no longer match; the next fit fills them again
+        self.job_finished.emit("Loading features", f"{len(self.image_ids):,} images ready")
+        self.features_changed.emit()
+        if len(self.image_ids) == 0:
+            return
+        if not self.project.queue():
+            self.start_retrain()
+        elif self.probabilities is None and self.latest_labels():
+            self.start_retrain(write_queue=False)
+
+    def scan(self) -> None:
+        """Rescan the folder and analyse new or changed files in the background."""
+        if self._extract_task is not None:
+            return
+        task = Task(scan_and_extract, self.project, name="Reading images")
+        task.signals.progress.connect(self._extraction_progress)
+        task.signals.cancelled.connect(self._extraction_cancelled)
+        self._extract_task = self._start(task, "Reading images", self._extraction_done)
+
+    def _extraction_progress(self, done: int, total: int, message: str) -> None:
+        # cold start: as soon as some features exist, load them so labelling can begin
+        if self._feature_task is not None or self.closed:
+            return
+        if len(self.image_ids) == 0 and done >= min(total, COLD_START_MIN_IMAGES) and done > 0:
+            self.load_features()
+        elif time.monotonic() - self._last_feature_refresh > FEATURE_REFRESH_S and len(self.image_ids) < done:
+            self.load_features()
+
+    def _extraction_cancelled(self) -> None:
+        self._extract_task = None
+        self.problems_changed.emit()
+        self.job_finished.emit("Reading images", "reading images cancelled; what was read is kept")
+        self.load_features()
+
+    def _extraction_done(self, summary) -> None:
+        self._extract_task = None
+        if self.closed:
+            return
+        self.problems_changed.emit()
+        self.job_finished.emit(
+            "Reading images",
+            f"{summary.new} new, {summary.changed} changed, {summary.missing} missing, {summary.errors} unreadable",
+        )
+        self.load_features()
+
+    def start_retrain(self, write_queue: bool = True) -> None:
+        """Train in the background; when a retrain is already running, run once more after it."""
+        if len(self.image_ids) == 0 or self.closed:
+            return
+        if self._retrain_task is not None:
+            self._retrain_again = self._retrain_again or write_queue
+            return
+        self._labels_since_retrain = 0
+        task = Task(retrain, self.project, self.image_ids, self.features, self.extractor, write_queue,
+                    name="Training")
+        task.signals.cancelled.connect(lambda: setattr(self, "_retrain_task", None))
+        self._retrain_task = self._start(task, "Training", self._retrained)
+
+    def _retrained(self, outcome: RetrainOutcome) -> None:
+        self._retrain_task = None
+        if self.closed:
+            return
+        if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
+            self.probabilities = outcome.probabilities
+            self.class_ids = outcome.class_ids
+        if outcome.version is not None:
+            self.model_version = outcome.version
+            self.model_metrics = outcome.metrics
+            self.n_labels_trained = outcome.n_labels
+        if outcome.queued:
+            self.queue_changed.emit()
+        if outcome.probabilities is not None:
+            self.model_updated.emit(int(self.model_version or 0))
+        self.job_finished.emit("Training", f"model v{self.model_version or 0} on {outcome.n_labels} labels "
+                                           f"in {outcome.seconds:.1f} s")
+        if self._retrain_again:
+            self._retrain_again = False
+            QTimer.singleShot(0, self.start_retrain)
+
+    def close(self) -> None:
+        """Stop background work and close the project file."""
+        self.closed = True
+        for task in (self._retrain_task, self._extract_task, self._feature_task):
+            if task is not None:
+                task.cancel()
+        for name in ("background", "images"):
+            pool(name).waitForDone(30000)
+        self.project.close()
