@@ -237,13 +237,12 @@ class Project:
             raise ProjectError(f"{path.name} is not an Inspector project (not a database file, or damaged)")
         application_id = int.from_bytes(header[68:72], "big")
         user_version = int.from_bytes(header[60:64], "big")
-        if application_id != APPLICATION_ID:
-            raise ProjectError(f"{path.name} is a database of another application, not an Inspector project")
-        if user_version > SCHEMA_VERSION:
-            raise ProjectError(
-                f"{path.name} was saved by a newer version of Inspector (project format {user_version}; "
-                f"this version reads up to {SCHEMA_VERSION}); update Inspector to open it"
-            )
+        # While a project is open (or after a crash) its newest header page may still be in the
+        # write-ahead log, so the bytes on disk can show an older header: check again below,
+        # through SQLite, which reads the log.
+        wal = path.with_name(path.name + "-wal")
+        if not (wal.exists() and wal.stat().st_size > 0):
+            cls._check_identity(path, application_id, user_version)
         if not read_only and not os.access(path, os.W_OK):
             raise ProjectError(f"{path.name} is read-only; copy it somewhere writable or open it read-only")
         lock = None
@@ -264,6 +263,9 @@ class Project:
         try:
             project._configure()
             with project._reading():
+                application_id = int(connection.execute("PRAGMA application_id").fetchone()[0])
+                user_version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+                cls._check_identity(path, application_id, user_version)
                 connection.execute("SELECT count(*) FROM images").fetchone()
                 connection.execute("SELECT count(*) FROM label_events").fetchone()
             if not read_only:
@@ -275,6 +277,16 @@ class Project:
             project.close()
             raise ProjectError(f"{path.name} is damaged and cannot be opened ({exc})") from None
         return project
+
+    @staticmethod
+    def _check_identity(path: Path, application_id: int, user_version: int) -> None:
+        if application_id != APPLICATION_ID:
+            raise ProjectError(f"{path.name} is a database of another application, not an Inspector project")
+        if user_version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{path.name} was saved by a newer version of Inspector (project format {user_version}; "
+                f"this version reads up to {SCHEMA_VERSION}); update Inspector to open it"
+            )
 
     def _configure(self) -> None:
         try:
