@@ -228,7 +228,11 @@ class TextureExtractor:
             riu2 = cv2.LUT(sign_code, _LUT_RIU2_U8)
             joint = cv2.LUT(mag_code, _LUT_RIU2_U8) + riu2 * np.uint8(10)
             jh = cv2.calcHist([joint], [0], None, [100], [0, 100]).ravel() / n
-            parts.append(np.sqrt(jh))
+            if radius == self.lbp_radii[0]:  # finest radius: sign and magnitude histograms
+                jh = jh.reshape(10, 10)
+                parts.append(np.sqrt(np.concatenate([jh.sum(axis=1), jh.sum(axis=0)])))
+            else:  # coarser radii: the joint sign x magnitude histogram
+                parts.append(np.sqrt(jh))
             if riu2_r1 is None:
                 riu2_r1 = riu2
 
@@ -337,7 +341,14 @@ class TextureExtractor:
         win = 0.25 * (cells[:-1, :-1] + cells[1:, :-1] + cells[:-1, 1:] + cells[1:, 1:])
         if win.size == 0:
             win = cells
-        pooled.append(self._pool_cells(win.reshape(-1, win.shape[-1])))
+        win = win.reshape(-1, win.shape[-1]).astype(np.float64)
+        pooled.append(self._pool_cells(win))
+        # signature of the most anomalous window: every channel's robust z-score there
+        med = np.median(win, axis=0)
+        robust = np.median(np.abs(win - med), axis=0) * 1.4826 + 0.05 * (np.abs(med) + 1e-3)
+        z = (win - med) / robust
+        worst = int(np.argmax(np.abs(np.clip(z, -50, 50)).sum(axis=1)))
+        pooled.append(np.sign(z[worst]) * np.log1p(np.abs(z[worst])))
         return np.concatenate(pooled)
 
     @staticmethod
