@@ -229,7 +229,7 @@ def _decode_tiff(data: bytes) -> DecodedImage:
     if pixels.ndim not in (2, 3):
         raise ImageError(f"unsupported TIFF layout {pixels.shape}")
     if pixels.ndim == 3:
-        if str(photometric).endswith("SEPARATED") and pixels.shape[-1] == 4:  # CMYK
+        if photometric is not None and int(photometric) == 5 and pixels.shape[-1] == 4:  # SEPARATED: CMYK
             pixels = _cmyk_to_bgr(pixels)
         elif pixels.shape[-1] >= 3:
             pixels = pixels[..., :4].copy()
@@ -260,6 +260,8 @@ def _decode_with_pillow(data: bytes, fmt: str) -> np.ndarray:
                 array = np.asarray(img)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for damaged files
         reason = str(exc).split("\n")[0][:120]
+        if "cannot identify image file" in reason:  # Pillow's text names an in-memory buffer object
+            reason = "the image header cannot be read"
         if "truncated" in reason.lower():
             raise ImageError(f"truncated {fmt.upper()} (file ends before the image does)") from None
         raise ImageError(f"damaged {fmt.upper()}: {reason}") from None
