@@ -290,7 +290,7 @@ class ProjectSession(QObject):
         """After opening: load features, and read whatever images still need analysing."""
         self.load_features()
         counts = self.project.counts()
-        if counts.get("pending", 0) or len(self.image_ids) == 0 and counts.get("usable", 0) == 0:
+        if counts.get("pending", 0) or counts.get("images", 0) == 0:
             self.scan()
 
     def load_features(self) -> None:
