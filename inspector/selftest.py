@@ -1,0 +1,409 @@
+"""``inspector --self-test``: exercise the whole product offscreen and report, step by step.
+
+Made for the packaged executable (does the frozen build have everything it needs: worker
+processes, scikit-learn, Qt plugins, the model file format?) and useful from source too::
+
+    inspector --self-test
+    ...
+    self-test passed: scan 60 images, features (2 worker processes), labels, train, query, export,
+    predict, window — 12.3 s
+
+Everything happens inside one temporary folder that is removed at the end: a small synthetic data
+set, a project, a model file. Qt runs offscreen unless ``QT_QPA_PLATFORM`` is already set, and the
+app's settings (QSettings, XDG folders) are pointed into the temporary folder for the run, so the
+self-test leaves no trace in the user's settings (recent projects) or anywhere else. No network:
+any attempt to open an internet socket from this process fails the self-test.
+
+Exit code 0 when every step passed; 1 with the failing step and the reason otherwise.
+
+Also here: :func:`install_exit_when_shown`, used by the packaged entry point when
+``INSPECTOR_EXIT_WHEN_SHOWN=1`` to measure start-to-window time (tests/benchmarks/bench_frozen.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+#: images in the synthetic data set; more than ingest.IN_PROCESS_BELOW so worker processes run
+N_IMAGES = 60
+#: worker processes for feature extraction
+WORKERS = 2
+#: (height, width) of the synthetic images: small, the self-test should take seconds
+IMAGE_SIZE = (240, 320)
+#: labels cleared again after the folder import, so the learner has images to choose from
+N_UNLABELLED = 20
+#: labels given as random-audit picks, so the honest (audit) estimate is exercised too
+N_AUDIT = 8
+
+EXIT_WHEN_SHOWN_ENV = "INSPECTOR_EXIT_WHEN_SHOWN"
+
+
+class StepFailed(Exception):
+    """A check inside a step did not hold; the message says what was expected."""
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise StepFailed(message)
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+@contextmanager
+def _no_network() -> Iterator[list]:
+    """Make every internet socket operation of this process fail (and record it)."""
+    attempts: list[str] = []
+    original = {name: getattr(socket.socket, name) for name in ("connect", "connect_ex", "bind", "sendto")}
+
+    def guard(name: str) -> Callable:
+        real = original[name]
+
+        def guarded(self, *args, **kwargs):
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                attempts.append(f"socket.{name}{args[-1:]!r}")
+                raise OSError(f"inspector self-test: network use is not allowed ({name} {args[-1:]!r})")
+            return real(self, *args, **kwargs)
+
+        return guarded
+
+    for name in original:
+        setattr(socket.socket, name, guard(name))
+    try:
+        yield attempts
+    finally:
+        for name, real in original.items():
+            setattr(socket.socket, name, real)
+
+
+@contextmanager
+def _isolated_environment(tmp: Path) -> Iterator[None]:
+    """Offscreen Qt (unless a platform is forced) and settings folders inside ``tmp``."""
+    saved = dict(os.environ)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    for variable, folder in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
+                             ("XDG_CACHE_HOME", "cache"), ("XDG_STATE_HOME", "state")):
+        (tmp / folder).mkdir(parents=True, exist_ok=True)
+        os.environ[variable] = str(tmp / folder)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _redirect_qsettings(tmp: Path) -> None:
+    """QSettings written by the app during the self-test go to ``tmp`` (not the user's)."""
+    from PySide6.QtCore import QSettings
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    for fmt in (QSettings.Format.IniFormat, QSettings.Format.NativeFormat):
+        for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+            QSettings.setPath(fmt, scope, str(tmp / "qsettings"))
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+class _SelfTest:
+    def __init__(self, tmp: Path, out) -> None:
+        self.tmp = tmp
+        self.out = out
+        self.timings: list[tuple[str, float]] = []
+        self.labels: list[str] = []  # parts of the summary line
+        self.project = None
+        self.images = tmp / "images"
+        self.project_path = tmp / "selftest.inspector"
+        self.model_path = tmp / "selftest-model.inspector-model"
+        self.unlabelled: list[int] = []
+        self.truth: dict[int, str] = {}
+        self.fitted = None
+        self.snapshot = None
+
+    # each step returns the words it adds to the summary line
+    def step_startup(self) -> str:
+        import inspector
+
+        _expect(bool(inspector.__version__), "no version")
+        if getattr(sys, "frozen", False):
+            _expect(not inspector.__version__.startswith("0.0.0"),
+                    f"package metadata missing from the build (version {inspector.__version__})")
+        return ""
+
+    def step_dataset(self) -> str:
+        from inspector.core.demo import write_demo_dataset
+
+        summary = write_demo_dataset(self.images, n_images=N_IMAGES, size=IMAGE_SIZE, ok_fraction=0.5,
+                                     random_state=7)
+        _expect(len(summary["files"]) == N_IMAGES, f"wrote {len(summary['files'])} images, expected {N_IMAGES}")
+        return ""
+
+    def step_scan(self) -> str:
+        from inspector.core.ingest import scan_folder
+        from inspector.core.store import Project
+
+        self.project = Project.create(self.project_path, self.images)
+        summary = scan_folder(self.project)
+        _expect(summary.new == N_IMAGES, f"scan found {summary.new} new images, expected {N_IMAGES}")
+        _expect(summary.errors == 0, f"scan reported {summary.errors} unreadable files")
+        return f"scan {summary.new} images"
+
+    def step_features(self) -> str:
+        import multiprocessing
+
+        from inspector.core import ingest
+        from inspector.core.features import default_extractor
+
+        _expect(N_IMAGES >= ingest.IN_PROCESS_BELOW,
+                f"{N_IMAGES} images would be read in-process (threshold {ingest.IN_PROCESS_BELOW})")
+        worker_pids: set[int] = set()
+        calls = []
+
+        def progress(done: int, total: int, message: str) -> None:
+            calls.append(done)
+            worker_pids.update(p.pid for p in multiprocessing.active_children() if p.pid is not None)
+
+        analysed, errors = ingest.analyse_pending(self.project, workers=WORKERS, progress=progress)
+        _expect(analysed == N_IMAGES, f"analysed {analysed} images, expected {N_IMAGES}")
+        _expect(errors == 0, f"{errors} images could not be analysed: "
+                + "; ".join(f"{r.path}: {r.error}" for r in self.project.problem_files()[:3]))
+        _expect(len(worker_pids) >= 1, "no worker process ran (features were computed in-process)")
+        _expect(calls and calls[-1] == N_IMAGES, f"progress ended at {calls[-1] if calls else None}")
+        extractor = default_extractor()
+        ids, X = self.project.feature_matrix(extractor.name, extractor.version)
+        _expect(X.shape == (N_IMAGES, extractor.dim), f"feature matrix {X.shape}, expected ({N_IMAGES}, {extractor.dim})")
+        import numpy as np
+
+        _expect(bool(np.all(np.isfinite(X))), "non-finite feature values")
+        _expect(float(np.std(X, axis=0).max()) > 0, "every image has the same features")
+        return f"features ({len(worker_pids)} worker processes)"
+
+    def step_labels(self) -> str:
+        from inspector.cli.project_cmds import import_folder_labels
+
+        count = import_folder_labels(self.project, annotator="self-test")
+        _expect(count == N_IMAGES, f"imported {count} folder labels, expected {N_IMAGES}")
+        names = {c.id: c.name for c in self.project.classes()}
+        labels = self.project.latest_labels()
+        self.truth = {i: names[c] for i, c in labels.items()}
+        for image_id, path in self.project.image_paths().items():
+            _expect(Path(path).parent.name == self.truth.get(image_id),
+                    f"image {path} labelled {self.truth.get(image_id)!r}")
+        # Clear every third label (the learner will choose among these) and re-give a few labels
+        # as random-audit picks (for the honest accuracy estimate).
+        ids = sorted(labels)
+        self.unlabelled = ids[::3][:N_UNLABELLED]
+        for image_id in self.unlabelled:
+            self.project.add_label(image_id, kind="cleared", annotator="self-test")
+        rest = [i for i in ids if i not in set(self.unlabelled)]
+        for image_id in rest[1::4][:N_AUDIT]:
+            self.project.add_label(image_id, labels[image_id], annotator="self-test", audit=True)
+        now = self.project.latest_labels()
+        _expect(len(now) == N_IMAGES - len(self.unlabelled),
+                f"{len(now)} labelled after clearing, expected {N_IMAGES - len(self.unlabelled)}")
+        _expect(len(self.project.audit_labels()) >= 1, "no audit labels recorded")
+        return "labels"
+
+    def step_train(self) -> str:
+        from inspector.core.learning import learner
+
+        self.snapshot = learner.take_snapshot(self.project)
+        self.fitted = learner.fit(self.snapshot)
+        _expect(self.fitted.model is not None, "no model was trained")
+        _expect(self.fitted.n_labels == N_IMAGES - len(self.unlabelled),
+                f"trained on {self.fitted.n_labels} labels, expected {N_IMAGES - len(self.unlabelled)}")
+        _expect("audit" in self.fitted.metrics, "no audit estimate in the model's metrics")
+        return "train"
+
+    def step_query(self) -> str:
+        from inspector.core.learning import learner
+
+        selection = learner.select(self.snapshot, self.fitted, n=10)
+        version = learner.commit(self.project, self.snapshot, self.fitted, selection)
+        _expect(version is not None, "no model version recorded")
+        queue = self.project.queue()
+        _expect(len(queue) == 10, f"queue has {len(queue)} images, expected 10")
+        chosen = {e.image_id for e in queue}
+        _expect(chosen <= set(self.unlabelled), f"queued labelled images: {sorted(chosen - set(self.unlabelled))}")
+        _expect(all(e.reason for e in queue), "a queued image has no reason")
+        return "query"
+
+    def step_export(self) -> str:
+        from inspector.core import modelfile
+
+        modelfile.export_model(self.project, self.model_path)
+        _expect(self.model_path.is_file() and self.model_path.stat().st_size > 0, "no model file written")
+        return "export"
+
+    def step_predict(self) -> str:
+        from inspector.core import modelfile
+
+        model = modelfile.load_model(self.model_path)
+        paths = [self.project.image_path(i) for i in self.unlabelled]
+        result = model.predict(paths, workers=WORKERS)
+        _expect(len(result) == len(paths), f"{len(result)} predictions for {len(paths)} images")
+        failed = [p for p in result if p.error is not None]
+        _expect(not failed, f"{len(failed)} images could not be predicted, e.g. {failed[0].source}: {failed[0].error}"
+                if failed else "")
+        predicted = [p.predicted for p in result]
+        names = {c.name for c in self.project.classes()}
+        _expect(set(predicted) <= names, f"unknown classes predicted: {set(predicted) - names}")
+        _expect(all(0.0 <= p.confidence <= 1.0 for p in result), "a confidence outside [0, 1]")
+        # the exported model must agree with the model trained in the project from the same labels
+        row = self.snapshot.row_of()
+        inner = self.fitted.model.predict(self.snapshot.X[[row[i] for i in self.unlabelled]])
+        class_names = self.snapshot.class_names
+        same = sum(class_names[int(c)] == p for c, p in zip(inner, predicted))
+        _expect(same >= 0.9 * len(paths), f"exported model agrees with the trained one on {same}/{len(paths)} images")
+        return "predict"
+
+    def step_window(self) -> str:
+        from PySide6.QtWidgets import QApplication
+
+        _redirect_qsettings(self.tmp)
+        app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "inspector"])
+        from inspector.ui import main_window
+
+        window_class = _find_main_window_class(main_window)
+        window = _construct_window(window_class)
+        try:
+            window.show()
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline and not window.isVisible():
+                app.processEvents()
+            for _ in range(20):
+                app.processEvents()
+            _expect(window.isVisible(), f"{window_class.__name__} did not become visible")
+            _expect(window.width() > 0 and window.height() > 0, "the window has no size")
+        finally:
+            window.close()
+            app.processEvents()
+            window.deleteLater()
+            app.processEvents()
+        return "window"
+
+    def close(self) -> None:
+        if self.project is not None:
+            self.project.close()
+            self.project = None
+
+
+def _find_main_window_class(module):
+    from PySide6.QtWidgets import QMainWindow
+
+    for name in ("MainWindow", "InspectorWindow", "AppWindow"):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and issubclass(cls, QMainWindow):
+            return cls
+    found = [v for v in vars(module).values()
+             if isinstance(v, type) and issubclass(v, QMainWindow) and v is not QMainWindow
+             and v.__module__ == module.__name__]
+    if not found:
+        raise StepFailed(f"{module.__name__} has no main window class")
+    return found[0]
+
+
+def _construct_window(window_class):
+    try:
+        return window_class()
+    except TypeError:
+        return window_class(None)
+
+
+STEPS = ("startup", "dataset", "scan", "features", "labels", "train", "query", "export", "predict", "window")
+
+
+def run_self_test(out=None) -> int:
+    """Run every step; print a line per step and a one-line summary. Returns the exit code."""
+    out = out or sys.stdout
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="inspector-selftest-"))
+    failed: Optional[str] = None
+    test = _SelfTest(tmp, out)
+    try:
+        with _isolated_environment(tmp), _no_network() as network_attempts:
+            for name in STEPS:
+                t0 = time.perf_counter()
+                try:
+                    words = getattr(test, f"step_{name}")()
+                except StepFailed as exc:
+                    failed = f"self-test FAILED at step '{name}': {exc}"
+                except Exception as exc:  # noqa: BLE001 - report which step broke and why, then exit 1
+                    traceback.print_exc(file=sys.stderr)
+                    failed = f"self-test FAILED at step '{name}': {type(exc).__name__}: {exc}"
+                seconds = time.perf_counter() - t0
+                test.timings.append((name, seconds))
+                print(f"  {name:<10} {seconds:6.2f} s  {'FAILED' if failed else 'ok'}", file=out, flush=True)
+                if failed:
+                    break
+                if words:
+                    test.labels.append(words)
+                if network_attempts:
+                    failed = f"self-test FAILED at step '{name}': tried to use the network: {network_attempts[0]}"
+                    break
+    finally:
+        test.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    total = time.perf_counter() - started
+    if tmp.exists():
+        print(f"note: could not remove the temporary folder {tmp}", file=sys.stderr)
+    if failed:
+        print(f"{failed} ({total:.1f} s)", file=out, flush=True)
+        return 1
+    print(f"self-test passed: {', '.join(test.labels)} — {total:.1f} s", file=out, flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------- start-up timing
+
+
+def install_exit_when_shown() -> None:
+    """Make the app print ``window shown after X s`` and quit as soon as its first top-level
+    window is exposed (for start-up benchmarks). Works by wrapping ``QApplication.exec``:
+    the app's own start-up code runs unchanged."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    started = time.perf_counter()
+    original_exec = QApplication.exec
+
+    class _Watcher(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt naming
+            if event.type() == QEvent.Type.Expose and getattr(obj, "isExposed", lambda: False)():
+                _report_and_quit()
+            return False
+
+    state = {"done": False}
+
+    def _report_and_quit() -> None:
+        if state["done"]:
+            return
+        state["done"] = True
+        print(f"window shown after {time.perf_counter() - started:.3f} s (in-process)", flush=True)
+        QTimer.singleShot(0, QApplication.quit)
+
+    def exec_and_watch(self, *args, **kwargs):
+        watcher = _Watcher(self)
+        self.installEventFilter(watcher)
+        # a window already exposed before the loop started
+        QTimer.singleShot(0, lambda: w_exposed() and _report_and_quit())
+        return original_exec(self, *args, **kwargs)
+
+    def w_exposed() -> bool:
+        for widget in QApplication.topLevelWidgets():
+            handle = widget.windowHandle()
+            if widget.isVisible() and handle is not None and handle.isExposed():
+                return True
+        return False
+
+    QApplication.exec = exec_and_watch
