@@ -1,0 +1,812 @@
+"""The gallery: every image of the project as a thumbnail grid, with filters, bulk labelling and
+'find similar'.
+
+The grid is one QListView over a list model of image ids, so 100,000 images cost a few arrays,
+not 100,000 widgets. The delegate paints each visible cell from the thumbnail cache and asks the
+:class:`~inspector.ui.thumbnails.ThumbnailLoader` for missing thumbnails, which are decoded in
+worker threads. Filters are vectorised numpy over the session's arrays (labels, predictions,
+probabilities); 'find similar' runs its nearest-neighbour search in a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QEvent,
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QAction, QColor, QFont, QPainter, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector.ui.thumbnails import THUMBNAIL_SIDE, ThumbnailLoader, default_disk_cache_folder
+from inspector.ui.workers import Task, pool, run_task
+
+log = logging.getLogger("inspector.ui.gallery")
+
+#: bulk labelling more images than this asks first
+BULK_CONFIRM_ABOVE = 20
+#: how many neighbours 'find similar' shows
+SIMILAR_COUNT = 50
+#: a labelled image is a suspected label error when the model gives its label at most this...
+SUSPECT_LABEL_AT_MOST = 0.25
+#: ...and some other class at least this
+SUSPECT_OTHER_AT_LEAST = 0.5
+
+NO_CLASS = -1
+
+ImageIdRole = Qt.ItemDataRole.UserRole + 1
+LabelRole = Qt.ItemDataRole.UserRole + 2
+PredictionRole = Qt.ItemDataRole.UserRole + 3
+ConfidenceRole = Qt.ItemDataRole.UserRole + 4
+
+
+# ----------------------------------------------------------------------------- pure numpy
+# Filters and neighbour search know nothing of Qt, so tests and benchmarks can call them directly.
+
+@dataclass(frozen=True)
+class GalleryFilter:
+    """What the gallery shows: ``kind`` is one of FILTER_KINDS; ``class_id`` for label/prediction."""
+
+    kind: str = "all"
+    class_id: Optional[int] = None
+
+
+FILTER_KINDS = ("all", "unlabelled", "label", "prediction", "margin", "entropy", "suspected", "similar")
+
+
+def label_array(image_ids: np.ndarray, latest: dict[int, int]) -> np.ndarray:
+    """Class id of each image's latest label (NO_CLASS when unlabelled), aligned with ``image_ids``."""
+    out = np.full(len(image_ids), NO_CLASS, np.int64)
+    if not latest or len(image_ids) == 0:
+        return out
+    ids = np.fromiter(latest.keys(), np.int64, len(latest))
+    classes = np.fromiter(latest.values(), np.int64, len(latest))
+    order = np.argsort(image_ids, kind="stable")
+    pos = np.searchsorted(image_ids, ids, sorter=order)
+    pos = np.minimum(pos, len(image_ids) - 1)
+    rows = order[pos]
+    found = image_ids[rows] == ids
+    out[rows[found]] = classes[found]
+    return out
+
+
+def margins_of(proba: np.ndarray) -> np.ndarray:
+    """Gap between the two highest probabilities per row (small = uncertain)."""
+    if proba.shape[1] < 2:
+        return np.ones(len(proba), np.float32)
+    top2 = np.partition(proba, -2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def entropies_of(proba: np.ndarray) -> np.ndarray:
+    """Shannon entropy per row in nats (large = uncertain)."""
+    p = np.clip(proba, 1e-12, 1.0)
+    return -(proba * np.log(p)).sum(axis=1)
+
+
+def suspected_label_errors(labels: np.ndarray, proba: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose label the model doubts: it gives the label at most SUSPECT_LABEL_AT_MOST and
+    another class at least SUSPECT_OTHER_AT_LEAST.
+
+    Returns ``(rows, disagreement)`` sorted by disagreement (other class's probability minus the
+    label's) descending.
+    """
+    column = {int(c): j for j, c in enumerate(np.asarray(class_ids).tolist())}
+    lookup = np.full(max(column, default=0) + 2, -1, np.int64)
+    for c, j in column.items():
+        lookup[c] = j
+    labelled = np.flatnonzero((labels >= 0) & (labels < len(lookup) - 1))
+    cols = lookup[labels[labelled]]
+    known = cols >= 0  # labels of classes the model has never seen cannot be judged
+    rows, cols = labelled[known], cols[known]
+    if len(rows) == 0:
+        return rows, np.zeros(0, np.float32)
+    p = proba[rows]
+    p_label = p[np.arange(len(rows)), cols]
+    others = p.copy()
+    others[np.arange(len(rows)), cols] = -1.0
+    p_other = others.max(axis=1)
+    flagged = (p_label <= SUSPECT_LABEL_AT_MOST) & (p_other >= SUSPECT_OTHER_AT_LEAST)
+    disagreement = (p_other - p_label)[flagged]
+    rows = rows[flagged]
+    order = np.argsort(-disagreement, kind="stable")
+    return rows[order], disagreement[order].astype(np.float32)
+
+
+def filter_rows(spec: GalleryFilter, labels: np.ndarray, proba: Optional[np.ndarray],
+                class_ids: np.ndarray) -> np.ndarray:
+    """Rows (indices into the session's image arrays) that ``spec`` shows, in display order.
+
+    Filters that need a model return an empty array when ``proba`` is None. 'similar' is not
+    computed here (see :func:`nearest_rows`).
+    """
+    n = len(labels)
+    if spec.kind == "all":
+        return np.arange(n, dtype=np.int64)
+    if spec.kind == "unlabelled":
+        return np.flatnonzero(labels == NO_CLASS)
+    if spec.kind == "label":
+        return np.flatnonzero(labels == int(spec.class_id))
+    if proba is None or len(proba) != n:
+        return np.zeros(0, np.int64)
+    if spec.kind == "prediction":
+        column = list(np.asarray(class_ids).tolist())
+        if int(spec.class_id) not in column:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(np.argmax(proba, axis=1) == column.index(int(spec.class_id)))
+    if spec.kind in ("margin", "entropy"):
+        # only unlabelled images: uncertainty about an image already labelled is no work to do
+        rows = np.flatnonzero(labels == NO_CLASS)
+        if spec.kind == "margin":
+            key = margins_of(proba[rows])
+        else:
+            key = -entropies_of(proba[rows])
+        return rows[np.argsort(key, kind="stable")]
+    if spec.kind == "suspected":
+        return suspected_label_errors(labels, proba, class_ids)[0]
+    raise ValueError(f"unknown gallery filter {spec.kind!r}")
+
+
+def standardisation(features: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (constant columns get 1), in float64, chunked."""
+    n, d = features.shape
+    total = np.zeros(d)
+    squares = np.zeros(d)
+    for start in range(0, n, chunk):
+        block = features[start:start + chunk].astype(np.float64)
+        total += block.sum(axis=0)
+        squares += (block * block).sum(axis=0)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(squares / max(n, 1) - mean * mean, 0.0))
+    std[std < 1e-9] = 1.0
+    return mean, std
+
+
+def nearest_rows(features: np.ndarray, query_row: int, k: int = SIMILAR_COUNT, metric: str = "cosine",
+                 stats: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                 chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows most similar to ``query_row`` on standardised features, nearest first,
+    without the query itself.
+
+    ``metric`` is 'cosine' (returns similarities) or 'euclidean' (returns distances). Works in
+    chunks so no standardised copy of a large matrix is ever held. Raises ValueError for an
+    unknown metric or row.
+    """
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"unknown metric {metric!r}")
+    n = len(features)
+    if not 0 <= query_row < n:
+        raise ValueError(f"row {query_row} is not in the feature matrix")
+    mean, std = stats if stats is not None else standardisation(features, chunk)
+    mean32, inv32 = mean.astype(np.float32), (1.0 / std).astype(np.float32)
+    zq = (features[query_row] - mean32) * inv32
+    zq_norm2 = float(zq @ zq)
+    scores = np.empty(n, np.float32)
+    for start in range(0, n, chunk):
+        z = (features[start:start + chunk] - mean32) * inv32
+        dots = z @ zq
+        norms2 = np.einsum("ij,ij->i", z, z)
+        if metric == "cosine":
+            scores[start:start + len(z)] = dots / np.sqrt(np.maximum(norms2 * zq_norm2, 1e-24))
+        else:
+            scores[start:start + len(z)] = np.sqrt(np.maximum(norms2 - 2 * dots + zq_norm2, 0.0))
+    order_key = -scores if metric == "cosine" else scores
+    order_key[query_row] = np.inf
+    k = min(int(k), n - 1)
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    best = np.argpartition(order_key, k - 1)[:k]
+    best = best[np.argsort(order_key[best], kind="stable")]
+    return best.astype(np.int64), scores[best]
+
+
+def _find_similar(features: np.ndarray, query_row: int, stats, metric: str):
+    """Worker body: statistics (once per feature matrix) and the neighbours."""
+    stats = stats if stats is not None else standardisation(features)
+    rows, scores = nearest_rows(features, query_row, SIMILAR_COUNT, metric, stats)
+    return stats, rows, scores
+
+
+# ----------------------------------------------------------------------------- model
+class GalleryModel(QAbstractListModel):
+    """The shown images (rows of the session's arrays) with their label and prediction."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.image_ids = np.zeros(0, np.int64)  # all images, the session's order
+        self.labels = np.zeros(0, np.int64)  # NO_CLASS or class id, per image
+        self.predicted = np.zeros(0, np.int64)  # NO_CLASS or class id, per image
+        self.confidence = np.zeros(0, np.float32)
+        self.shown = np.zeros(0, np.int64)  # rows into the arrays above, display order
+        self.paths: dict[int, str] = {}  # filled lazily for tooltips
+        self.class_names: dict[int, str] = {}
+        self.project = None
+
+    def set_images(self, image_ids: np.ndarray) -> None:
+        self.beginResetModel()
+        self.image_ids = np.asarray(image_ids, np.int64)
+        self.labels = np.full(len(self.image_ids), NO_CLASS, np.int64)
+        self.predicted = np.full(len(self.image_ids), NO_CLASS, np.int64)
+        self.confidence = np.zeros(len(self.image_ids), np.float32)
+        self.shown = np.zeros(0, np.int64)
+        self.endResetModel()
+
+    def set_predictions(self, proba: Optional[np.ndarray], class_ids: np.ndarray) -> None:
+        n = len(self.image_ids)
+        if proba is None or len(proba) != n or proba.shape[1] == 0:
+            self.predicted = np.full(n, NO_CLASS, np.int64)
+            self.confidence = np.zeros(n, np.float32)
+            return
+        top = np.argmax(proba, axis=1)
+        self.predicted = np.asarray(class_ids, np.int64)[top]
+        self.confidence = proba[np.arange(n), top].astype(np.float32)
+
+    def set_shown(self, rows: np.ndarray) -> bool:
+        """Show these rows; returns True when the set changed (the view was reset)."""
+        rows = np.asarray(rows, np.int64)
+        if np.array_equal(rows, self.shown):
+            if len(rows):
+                self.dataChanged.emit(self.index(0), self.index(len(rows) - 1))
+            return False
+        self.beginResetModel()
+        self.shown = rows
+        self.endResetModel()
+        return True
+
+    def image_id_at(self, row: int) -> int:
+        return int(self.image_ids[self.shown[row]])
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt's name
+        return 0 if parent.isValid() else len(self.shown)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= len(self.shown):
+            return None
+        r = int(self.shown[index.row()])
+        if role == ImageIdRole:
+            return int(self.image_ids[r])
+        if role == LabelRole:
+            return int(self.labels[r])
+        if role == PredictionRole:
+            return int(self.predicted[r])
+        if role == ConfidenceRole:
+            return float(self.confidence[r])
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(r)
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return self._tooltip(r)
+        return None
+
+    def _tooltip(self, r: int) -> str:
+        image_id = int(self.image_ids[r])
+        path = self.paths.get(image_id)
+        if path is None and self.project is not None:
+            try:
+                path = self.project.image(image_id).path
+            except Exception:  # noqa: BLE001 - a tooltip must never raise; show the id instead
+                path = f"image {image_id}"
+            self.paths[image_id] = path
+        lines = [path or f"image {image_id}"]
+        label = int(self.labels[r])
+        lines.append(f"Label: {self.class_names.get(label, '?')}" if label != NO_CLASS else "Not labelled")
+        predicted = int(self.predicted[r])
+        if predicted != NO_CLASS:
+            lines.append(f"Model: {self.class_names.get(predicted, '?')} ({self.confidence[r]:.0%})")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- painting
+class ThumbnailDelegate(QStyledItemDelegate):
+    """One cell: thumbnail, a thick border in the label's colour (or a dashed one in the
+    predicted class's colour), a badge with the class, and a caption."""
+
+    PAD = 6
+    CAPTION = 18
+
+    def __init__(self, loader: ThumbnailLoader, parent=None) -> None:
+        super().__init__(parent)
+        self.loader = loader
+        self.colors: dict[int, QColor] = {}
+        self.names: dict[int, str] = {}
+        self.keys: dict[int, str] = {}
+        self._caption_font = QFont()
+        self._caption_font.setPointSizeF(max(7.0, self._caption_font.pointSizeF() * 0.85))
+
+    def cell_size(self) -> QSize:
+        side = self.loader.side
+        return QSize(side + 2 * self.PAD, side + 2 * self.PAD + self.CAPTION)
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802 - Qt's name
+        return self.cell_size()
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        painter.save()
+        rect = option.rect
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        palette = option.palette
+        painter.fillRect(rect, palette.highlight() if selected else palette.base())
+        image_id = index.data(ImageIdRole)
+        label = index.data(LabelRole)
+        predicted = index.data(PredictionRole)
+        side = self.loader.side
+        box = QRect(rect.x() + self.PAD, rect.y() + self.PAD, side, side)
+
+        image = self.loader.thumbnail(image_id)
+        if image is not None:
+            scaled = image.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, scaled.width(), scaled.height())
+            target.moveCenter(box.center())
+            painter.drawImage(target, image)
+        else:
+            painter.fillRect(box, QColor(60, 60, 60))
+            reason = self.loader.failure(image_id)
+            painter.setPen(QColor(235, 120, 110) if reason else QColor(150, 150, 150))
+            painter.drawText(box.adjusted(4, 4, -4, -4), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             "cannot read" if reason else "…")
+
+        caption = QRect(rect.x() + 2, box.bottom() + 3, rect.width() - 4, self.CAPTION - 2)
+        painter.setFont(self._caption_font)
+        if label != NO_CLASS:
+            color = self.colors.get(label, QColor("#7f7f7f"))
+            painter.setPen(QPen(color, 4))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(box.adjusted(-2, -2, 2, 2))
+            self._badge(painter, box, self.keys.get(label) or "•", color)
+            painter.setPen(palette.highlightedText().color() if selected else palette.text().color())
+            painter.drawText(caption, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
+                             self.names.get(label, "?"))
+        elif predicted != NO_CLASS:
+            color = self.colors.get(predicted, QColor("#7f7f7f"))
+            pen = QPen(color, 2, Qt.PenStyle.DashLine)
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(box.adjusted(-1, -1, 1, 1))
+            painter.setPen(palette.highlightedText().color() if selected else palette.placeholderText().color())
+            confidence = index.data(ConfidenceRole)
+            painter.drawText(caption, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
+                             f"{self.names.get(predicted, '?')}? {confidence:.0%}")
+        else:
+            painter.setPen(palette.placeholderText().color())
+            painter.drawText(caption, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, "not labelled")
+        painter.restore()
+
+    @staticmethod
+    def _badge(painter: QPainter, box: QRect, text: str, color: QColor) -> None:
+        badge = QRect(box.x(), box.y(), 20, 20)
+        painter.fillRect(badge, color)
+        painter.setPen(QColor("white") if color.lightness() < 150 else QColor("black"))
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+
+
+# ----------------------------------------------------------------------------- the view
+class GalleryView(QWidget):
+    """Thumbnail grid of the session's images with filters, bulk labelling and find-similar."""
+
+    #: the shown set changed (after a filter, a refresh, or a find-similar result); its size
+    shown_changed = Signal(int)
+    #: a one-line message for the status bar (e.g. why find-similar could not run)
+    message = Signal(str)
+
+    def __init__(self, session, parent: Optional[QWidget] = None, thumbnail_side: int = THUMBNAIL_SIDE,
+                 disk_cache: bool = True) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.filter = GalleryFilter("all")
+        self.similar_to: Optional[int] = None  # image id 'find similar' was asked for
+        self._similar_rows = np.zeros(0, np.int64)
+        self._similar_task: Optional[Task] = None
+        self._stats = None  # standardisation of the current features (computed once, in a worker)
+        self._stats_of = None
+
+        self.loader = ThumbnailLoader(session.project, side=thumbnail_side,
+                                      disk_folder=default_disk_cache_folder() if disk_cache else None, parent=self)
+        self.model = GalleryModel(self)
+        self.model.project = session.project
+        self.delegate = ThumbnailDelegate(self.loader, self)
+
+        self.list = QListView(self)
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        # static movement and uniform sizes keep layout and hit-testing cheap for 100,000 cells
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setUniformItemSizes(True)
+        self.list.setLayoutMode(QListView.LayoutMode.Batched)
+        self.list.setBatchSize(2000)
+        self.list.setWrapping(True)
+        self.list.setSpacing(2)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.setItemDelegate(self.delegate)
+        self.list.setModel(self.model)
+        self.list.verticalScrollBar().setSingleStep(self.delegate.cell_size().height() // 3)
+        self.list.doubleClicked.connect(self._open_index)
+        self.list.customContextMenuRequested.connect(self._context_menu)
+        self.list.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.list.verticalScrollBar().valueChanged.connect(self._schedule_retain)
+        self.list.installEventFilter(self)
+
+        self.filter_box = QComboBox(self)
+        self.filter_box.setMinimumContentsLength(28)
+        self.filter_box.setToolTip("Which images to show")
+        self.filter_box.activated.connect(self._filter_chosen)
+        self.count_label = QLabel(self)
+        self.count_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.similar_button = QPushButton("Find similar", self)
+        self.similar_button.setToolTip("Show the 50 images whose features are closest to the selected image")
+        self.similar_button.clicked.connect(self.find_similar_to_current)
+        self.selection_label = QLabel(self)
+        self.label_bar = QHBoxLayout()
+        self.label_bar.setSpacing(4)
+        self._label_buttons: list[QPushButton] = []
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show:", self))
+        top.addWidget(self.filter_box)
+        top.addWidget(self.count_label, 1)
+        top.addWidget(self.similar_button)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.selection_label)
+        bottom.addLayout(self.label_bar)
+        bottom.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(bottom)
+
+        # thumbnails arrive one by one; repaint the grid at most every 40 ms
+        self._repaint = QTimer(self)
+        self._repaint.setSingleShot(True)
+        self._repaint.setInterval(40)
+        self._repaint.timeout.connect(self.list.viewport().update)
+        self.loader.thumbnail_ready.connect(lambda _: self._repaint.isActive() or self._repaint.start())
+        self._retain = QTimer(self)
+        self._retain.setSingleShot(True)
+        self._retain.setInterval(60)
+        self._retain.timeout.connect(self._retain_visible)
+
+        session.labels_changed.connect(self._labels_changed)
+        session.model_updated.connect(self._model_updated)
+        session.classes_changed.connect(self._classes_changed)
+        session.features_changed.connect(self._features_changed)
+
+        self._classes_changed(refresh=False)
+        self._features_changed()
+
+    # ---------------------------------------------------------------- session -> view
+    def _features_changed(self) -> None:
+        self.model.set_images(self.session.image_ids)
+        self.model.labels = label_array(self.model.image_ids, self.session.latest_labels())
+        self.model.set_predictions(self._probabilities(), self._class_ids())
+        self._stats = None
+        self._stats_of = None
+        self.loader.forget()
+        if self.filter.kind == "similar":
+            self.filter = GalleryFilter("all")
+        self._apply_filter(keep_scroll=False)
+
+    def _labels_changed(self, _image_ids=None) -> None:
+        self.model.labels = label_array(self.model.image_ids, self.session.latest_labels())
+        self._apply_filter(keep_scroll=True)
+
+    def _model_updated(self, _version: int = 0) -> None:
+        self.model.set_predictions(self._probabilities(), self._class_ids())
+        self._apply_filter(keep_scroll=True)
+
+    def _classes_changed(self, refresh: bool = True) -> None:
+        classes = self.session.classes()
+        self.delegate.colors = {c.id: QColor(c.color) for c in classes}
+        self.delegate.names = {c.id: c.name for c in classes}
+        self.delegate.keys = {c.id: c.key for c in classes}
+        self.model.class_names = dict(self.delegate.names)
+        self._fill_filter_box(classes)
+        self._fill_label_bar(classes)
+        if self.filter.kind in ("label", "prediction") and self.filter.class_id not in self.delegate.names:
+            self.filter = GalleryFilter("all")
+        if refresh:
+            self._apply_filter(keep_scroll=True)
+
+    def _probabilities(self) -> Optional[np.ndarray]:
+        proba = self.session.probabilities
+        if proba is None or len(proba) != len(self.model.image_ids):
+            return None
+        return proba
+
+    def _class_ids(self) -> np.ndarray:
+        return np.asarray(self.session.class_ids, np.int64)
+
+    # ---------------------------------------------------------------- filters
+    def _fill_filter_box(self, classes) -> None:
+        box = self.filter_box
+        box.blockSignals(True)
+        box.clear()
+        box.addItem("All images", GalleryFilter("all"))
+        box.addItem("Not labelled", GalleryFilter("unlabelled"))
+        for c in classes:
+            box.addItem(f"Labelled as {c.name}", GalleryFilter("label", c.id))
+        for c in classes:
+            box.addItem(f"Model predicts {c.name}", GalleryFilter("prediction", c.id))
+        box.addItem("Most uncertain first (smallest margin)", GalleryFilter("margin"))
+        box.addItem("Most uncertain first (highest entropy)", GalleryFilter("entropy"))
+        box.addItem("Suspected label errors", GalleryFilter("suspected"))
+        if self.similar_to is not None:
+            box.addItem(self._similar_text(), GalleryFilter("similar"))
+        box.blockSignals(False)
+        self._show_filter_in_box()
+
+    def _similar_text(self) -> str:
+        return f"Similar to image {self.similar_to}"
+
+    def _show_filter_in_box(self) -> None:
+        for i in range(self.filter_box.count()):
+            if self.filter_box.itemData(i) == self.filter:
+                self.filter_box.setCurrentIndex(i)
+                return
+
+    def _filter_chosen(self, index: int) -> None:
+        spec = self.filter_box.itemData(index)
+        if isinstance(spec, GalleryFilter):
+            self.set_filter(spec)
+
+    def set_filter(self, spec: GalleryFilter) -> None:
+        """Show the images ``spec`` selects (scrolls to the top)."""
+        if spec.kind not in FILTER_KINDS:
+            raise ValueError(f"unknown gallery filter {spec.kind!r}")
+        self.filter = spec
+        self._show_filter_in_box()
+        self._apply_filter(keep_scroll=False)
+
+    def _current_rows(self) -> np.ndarray:
+        if self.filter.kind == "similar":
+            return self._similar_rows[self._similar_rows < len(self.model.image_ids)]
+        return filter_rows(self.filter, self.model.labels, self._probabilities(), self._class_ids())
+
+    def _apply_filter(self, keep_scroll: bool) -> None:
+        bar = self.list.verticalScrollBar()
+        scroll = bar.value()
+        selected = self.selected_image_ids()
+        changed = self.model.set_shown(self._current_rows())
+        if changed:
+            if selected:
+                self._select_ids(selected)
+            if keep_scroll:
+                # the layout is batched: restore once the range covers the old position
+                QTimer.singleShot(0, lambda v=scroll: bar.setValue(min(v, bar.maximum())))
+            else:
+                bar.setValue(0)
+        self._update_counts()
+        self._selection_changed()
+        self.shown_changed.emit(len(self.model.shown))
+
+    def _update_counts(self) -> None:
+        total = len(self.model.image_ids)
+        shown = len(self.model.shown)
+        text = f"{shown:,} of {total:,} images"
+        needs_model = self.filter.kind in ("prediction", "margin", "entropy", "suspected")
+        if needs_model and self._probabilities() is None:
+            text += " — no model yet: label a few images of each class and train"
+        elif self.filter.kind == "suspected":
+            text += (f" — labels the model gives ≤ {SUSPECT_LABEL_AT_MOST:.0%} while another class gets "
+                     f"≥ {SUSPECT_OTHER_AT_LEAST:.0%}, most doubtful first")
+        elif self.filter.kind == "similar":
+            text += " — nearest in feature space first"
+        self.count_label.setText(text)
+
+    # ---------------------------------------------------------------- selection and labelling
+    def selected_image_ids(self) -> list[int]:
+        """Image ids of the selected cells, in display order."""
+        rows = sorted(i.row() for i in self.list.selectionModel().selectedIndexes())
+        return [self.model.image_id_at(r) for r in rows if r < len(self.model.shown)]
+
+    def select_rows(self, rows) -> None:
+        """Select these display rows (replacing the selection)."""
+        selection = QItemSelection()
+        for r in rows:
+            index = self.model.index(int(r))
+            selection.select(index, index)
+        self.list.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        if len(rows):
+            self.list.selectionModel().setCurrentIndex(self.model.index(int(rows[0])),
+                                                       QItemSelectionModel.SelectionFlag.NoUpdate)
+
+    def _select_ids(self, image_ids: list[int]) -> None:
+        shown_ids = self.model.image_ids[self.model.shown]
+        rows = np.flatnonzero(np.isin(shown_ids, np.asarray(image_ids, np.int64)))
+        # contiguous runs become one range each, so re-selecting thousands stays cheap
+        selection = QItemSelection()
+        if len(rows):
+            breaks = np.flatnonzero(np.diff(rows) != 1)
+            starts = np.concatenate([[rows[0]], rows[breaks + 1]])
+            ends = np.concatenate([rows[breaks], [rows[-1]]])
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                selection.select(self.model.index(a), self.model.index(b))
+        self.list.selectionModel().select(selection, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def _selection_changed(self, *_args) -> None:
+        n = len(self.list.selectionModel().selectedIndexes())
+        self.selection_label.setText(f"{n:,} selected — label as:" if n else "Select images to label them:")
+        for button in self._label_buttons:
+            button.setEnabled(n > 0)
+        self.similar_button.setEnabled(n > 0 and len(self.session.features) > 0)
+
+    def _fill_label_bar(self, classes) -> None:
+        for button in self._label_buttons:
+            self.label_bar.removeWidget(button)
+            button.deleteLater()
+        self._label_buttons = []
+        for c in classes:
+            text = f"{c.key}  {c.name}" if c.key else c.name
+            button = QPushButton(text, self)
+            button.setToolTip(f"Label the selected images as {c.name}" + (f" (key {c.key})" if c.key else ""))
+            button.setStyleSheet(f"QPushButton {{ border-left: 6px solid {c.color}; padding: 3px 8px; }}")
+            button.clicked.connect(lambda _=False, cid=c.id: self.label_selected(cid))
+            self.label_bar.addWidget(button)
+            self._label_buttons.append(button)
+
+    def confirm_bulk_label(self, count: int, class_name: str) -> bool:
+        """Ask before labelling many images at once; True to go ahead."""
+        answer = QMessageBox.question(
+            self, "Label many images",
+            f"Label {count:,} images as “{class_name}”?\nTheir previous labels stay in the history.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def label_selected(self, class_id: int) -> int:
+        """Label every selected image as ``class_id`` (asks first above BULK_CONFIRM_ABOVE);
+        returns how many were labelled. The labels are durable when this returns."""
+        ids = self.selected_image_ids()
+        if not ids:
+            return 0
+        name = self.delegate.names.get(int(class_id), str(class_id))
+        if len(ids) > BULK_CONFIRM_ABOVE and not self.confirm_bulk_label(len(ids), name):
+            return 0
+        try:
+            count = self.session.label_images(ids, int(class_id), source="bulk")
+        except Exception as exc:  # noqa: BLE001 - e.g. a full disk: say so, lose nothing already saved
+            log.exception("bulk label failed")
+            QMessageBox.warning(self, "Labels not saved", str(exc))
+            return 0
+        self.message.emit(f"Labelled {count:,} images as {name}")
+        return count
+
+    # ---------------------------------------------------------------- find similar
+    def find_similar_to_current(self) -> None:
+        index = self.list.currentIndex()
+        if not index.isValid():
+            ids = self.selected_image_ids()
+            if not ids:
+                return
+            self.find_similar(ids[0])
+        else:
+            self.find_similar(self.model.image_id_at(index.row()))
+
+    def find_similar(self, image_id: int, metric: str = "cosine") -> None:
+        """Show the images nearest to ``image_id`` in feature space (computed in a worker)."""
+        features = self.session.features
+        ids = self.model.image_ids
+        rows = np.flatnonzero(ids == int(image_id))
+        if len(rows) == 0 or len(features) != len(ids):
+            self.message.emit(f"image {image_id} has no features yet; similar images cannot be found")
+            return
+        if self._similar_task is not None:
+            self._similar_task.cancel()
+        stats = self._stats if self._stats_of is features else None
+        task = Task(_find_similar, features, int(rows[0]), stats, metric, name="Finding similar images",
+                    with_progress=False)
+        task.signals.finished.connect(lambda result, t=task, f=features, i=int(image_id):
+                                      self._similar_found(t, f, i, result))
+        task.signals.failed.connect(self.message.emit)
+        self._similar_task = task
+        self.similar_button.setEnabled(False)
+        self.count_label.setText(f"Finding images similar to image {image_id}…")
+        run_task(task, pool("background"))
+
+    def _similar_found(self, task: Task, features: np.ndarray, image_id: int, result) -> None:
+        if task is not self._similar_task:
+            return  # a newer request replaced this one
+        self._similar_task = None
+        if features is not self.session.features:
+            return  # the features were reloaded meanwhile; the rows no longer mean the same images
+        stats, rows, _scores = result
+        self._stats, self._stats_of = stats, features
+        self.similar_to = image_id
+        self._similar_rows = rows
+        self.filter = GalleryFilter("similar")
+        self._fill_filter_box(self.session.classes())
+        self._apply_filter(keep_scroll=False)
+
+    # ---------------------------------------------------------------- opening, menus, keys
+    def _open_index(self, index: QModelIndex) -> None:
+        if index.isValid():
+            self.session.request_open(self.model.image_id_at(index.row()))
+
+    def _context_menu(self, position: QPoint) -> None:
+        index = self.list.indexAt(position)
+        ids = self.selected_image_ids()
+        menu = QMenu(self)
+        if index.isValid():
+            image_id = self.model.image_id_at(index.row())
+            menu.addAction("Open in labelling view", lambda: self.session.request_open(image_id))
+            menu.addAction("Find similar images", lambda: self.find_similar(image_id))
+        if ids:
+            sub = menu.addMenu(f"Label {len(ids):,} selected as")
+            for c in self.session.classes():
+                action = QAction(f"{c.key}  {c.name}" if c.key else c.name, sub)
+                action.triggered.connect(lambda _=False, cid=c.id: self.label_selected(cid))
+                sub.addAction(action)
+        if not menu.isEmpty():
+            menu.exec(self.list.viewport().mapToGlobal(position))
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        # Keys 1-9 label the selection while the grid has focus; claiming the shortcut override
+        # keeps the labelling view's window-wide keys from firing instead.
+        if watched is self.list and event.type() in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):
+            if event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier):
+                keyed = {c.key: c.id for c in self.session.classes() if c.key}
+                if event.text() in keyed:
+                    event.accept()
+                    if event.type() == QEvent.Type.KeyPress:
+                        self.label_selected(keyed[event.text()])
+                    return True
+                if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and event.type() == QEvent.Type.KeyPress:
+                    self._open_index(self.list.currentIndex())
+                    return True
+        return super().eventFilter(watched, event)
+
+    # ---------------------------------------------------------------- thumbnails
+    def visible_rows(self) -> range:
+        """Display rows whose cells intersect the viewport (approximate at the edges)."""
+        viewport = self.list.viewport().rect()
+        first = self.list.indexAt(QPoint(viewport.left() + 4, viewport.top() + 4))
+        last = self.list.indexAt(QPoint(viewport.right() - 4, viewport.bottom() - 4))
+        if not first.isValid():
+            return range(0)
+        end = last.row() if last.isValid() else min(len(self.model.shown) - 1, first.row() + 400)
+        return range(first.row(), end + 1)
+
+    def _schedule_retain(self, *_args) -> None:
+        if not self._retain.isActive():
+            self._retain.start()
+
+    def _retain_visible(self) -> None:
+        rows = self.visible_rows()
+        if not rows:
+            return
+        cell = self.delegate.cell_size()
+        per_row = max(1, self.list.viewport().width() // cell.width())
+        rows = range(max(0, rows.start - per_row), min(len(self.model.shown), rows.stop + per_row))
+        self.loader.retain(self.model.image_ids[self.model.shown[rows.start:rows.stop]].tolist())
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.loader.shutdown()
+        super().closeEvent(event)
