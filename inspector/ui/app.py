@@ -1,0 +1,86 @@
+"""Starting the desktop app: QApplication, theme, icon, logging, the error hook."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QSettings, QStandardPaths, Qt
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+from inspector.ui.icons import app_icon, set_icon_tint, style_sheet
+
+ORGANISATION = "Inspector"
+APPLICATION = "Inspector"
+
+
+def application(argv: Optional[list[str]] = None) -> QApplication:
+    """The QApplication, created once, with names (for QSettings), icon and theme."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+    app.setOrganizationName(ORGANISATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName(APPLICATION)
+    app.setDesktopFileName("inspector")
+    app.setWindowIcon(app_icon())
+    app.setStyle("Fusion")
+    apply_theme(str(QSettings().value("theme", "light")))
+    return app
+
+
+def apply_theme(theme: str) -> None:
+    app = QApplication.instance()
+    if app is None:
+        return
+    palette = QPalette()
+    if theme == "dark":
+        for role, color in ((QPalette.ColorRole.Window, "#1e1f22"), (QPalette.ColorRole.WindowText, "#e8eaed"),
+                            (QPalette.ColorRole.Base, "#27282c"), (QPalette.ColorRole.AlternateBase, "#303134"),
+                            (QPalette.ColorRole.Text, "#e8eaed"), (QPalette.ColorRole.Button, "#303134"),
+                            (QPalette.ColorRole.ButtonText, "#e8eaed"), (QPalette.ColorRole.Highlight, "#8ab4f8"),
+                            (QPalette.ColorRole.HighlightedText, "#202124"), (QPalette.ColorRole.ToolTipBase, "#303134"),
+                            (QPalette.ColorRole.ToolTipText, "#e8eaed"), (QPalette.ColorRole.PlaceholderText, "#9aa0a6")):
+            palette.setColor(role, QColor(color))
+        set_icon_tint("#e8eaed")
+    else:
+        palette = app.style().standardPalette()
+        set_icon_tint("#3c4043")
+    app.setPalette(palette)
+    app.setStyleSheet(style_sheet(theme))
+
+
+def configure_logging() -> Path:
+    folder = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "inspector.log"
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("inspector")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return log_path
+
+
+def run(project_path: Optional[str] = None, demo: bool = False) -> int:
+    """Open the main window (on the start page, a project, or the demo) and run until closed."""
+    from inspector.ui.dialogs import install_excepthook
+    from inspector.ui.main_window import MainWindow
+
+    app = application()
+    configure_logging()
+    install_excepthook()
+    window = MainWindow()
+    window.show()
+    if demo:
+        window.open_demo()
+    elif project_path:
+        path = Path(project_path)
+        if path.is_dir() and not path.suffix == ".inspector":
+            window.new_project_from_folder(str(path))
+        else:
+            window.open_project(str(path))
+    return int(app.exec())

@@ -1,0 +1,435 @@
+"""The main window: composes the start page, the labelling view, gallery and dashboard, the
+problems panel and the status bar, and routes signals between them. No business logic, no I/O:
+project work goes through the session and its workers."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QProgressBar,
+    QPushButton, QStackedWidget, QTabWidget, QWidget,
+)
+
+from inspector.core.errors import UserError
+from inspector.core.store import PROJECT_SUFFIX, Project
+from inspector.ui.dialogs import ClassesDialog, SettingsDialog, show_error
+from inspector.ui.icons import icon
+from inspector.ui.label_view import LabellingView
+from inspector.ui.session import ProjectSession
+from inspector.ui.start_page import StartPage, forget_project, recent_projects, remember_project
+from inspector.ui.workers import Task, pool, run_task
+
+log = logging.getLogger("inspector.ui")
+
+
+def demo_folder() -> Path:
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(base) / "demo"
+
+
+def write_demo(folder: Path, progress=None, cancel=None) -> Path:
+    """Write the demo images (once) and return the demo project's path (worker thread)."""
+    from inspector.core.demo import write_demo_dataset
+
+    images = folder / "images"
+    project_path = folder / f"demo{PROJECT_SUFFIX}"
+    if not (images / "manifest.csv").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_demo_dataset(images, progress=progress, cancel=cancel, overwrite=True)
+    if not project_path.exists():
+        Project.create(project_path, images).close()
+    return project_path
+
+
+class JobIndicator(QWidget):
+    """Progress of the long job in the status bar: what, how far, time left, Cancel."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        h = QHBoxLayout(self)
+        h.setContentsMargins(0, 0, 0, 0)
+        self.text = QLabel("")
+        self.bar = QProgressBar()
+        self.bar.setFixedWidth(180)
+        self.cancel_button = QPushButton(icon("cancel"), "Cancel")
+        self.cancel_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.cancel_button.clicked.connect(self._cancel)
+        h.addWidget(self.text)
+        h.addWidget(self.bar)
+        h.addWidget(self.cancel_button)
+        self.task: Optional[Task] = None
+        self.description = ""
+        self._start = 0.0
+        self.hide()
+
+    def start(self, description: str, task: Task) -> None:
+        self.task, self.description, self._start = task, description, time.monotonic()
+        self.text.setText(description + "…")
+        self.bar.setRange(0, 0)
+        self.show()
+
+    def update(self, description: str, done: int, total: int, message: str) -> None:
+        if description != self.description:
+            return
+        if total > 0:
+            self.bar.setRange(0, total)
+            self.bar.setValue(done)
+            elapsed = time.monotonic() - self._start
+            left = ""
+            if 0 < done < total and elapsed > 2:
+                seconds = elapsed / done * (total - done)
+                left = f", about {seconds / 60:.0f} min left" if seconds > 90 else f", about {seconds:.0f} s left"
+            self.text.setText(f"{description}: {done:,} of {total:,}{left}")
+        elif message:
+            self.text.setText(f"{description}: {message}")
+
+    def finish(self, description: str) -> None:
+        if description == self.description:
+            self.task = None
+            self.hide()
+
+    def _cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.text.setText(f"{self.description}: cancelling…")
+
+
+class MainWindow(QMainWindow):
+    project_opened = Signal(object)  # the ProjectSession
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: Optional[ProjectSession] = None
+        self.label_view: Optional[LabellingView] = None
+        self.resize(1400, 900)
+        self.stack = QStackedWidget()
+        self.setCentralWidget(self.stack)
+        self.start_page = StartPage()
+        self.start_page.new_from_folder.connect(self.new_project_from_folder)
+        self.start_page.open_requested.connect(self.open_project)
+        self.start_page.demo_requested.connect(self.open_demo)
+        self.stack.addWidget(self.start_page)
+        self.tabs: Optional[QTabWidget] = None
+        self._build_status()
+        self._build_problems()
+        self._build_menus()
+        self._update_title()
+        settings = QSettings()
+        if settings.value("window/geometry"):
+            self.restoreGeometry(settings.value("window/geometry"))
+        if settings.value("window/state"):
+            self.restoreState(settings.value("window/state"))
+        self.problems_dock.hide()
+
+    # ================================================================== chrome
+    def _build_status(self) -> None:
+        self.job = JobIndicator()
+        self.model_status = QLabel("")
+        self.model_status.setToolTip("Model version, labels, and the accuracy estimated from random audit labels")
+        self.statusBar().addPermanentWidget(self.job)
+        self.statusBar().addPermanentWidget(self.model_status)
+
+    def _build_problems(self) -> None:
+        self.problems_dock = QDockWidget("Problems", self)
+        self.problems_dock.setObjectName("problemsDock")
+        self.problems_list = QListWidget()
+        self.problems_dock.setWidget(self.problems_list)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.problems_dock)
+
+    def _action(self, menu, text: str, slot, shortcut=None, icon_name=None, tip=None) -> QAction:
+        a = QAction(text, self)
+        if icon_name:
+            a.setIcon(icon(icon_name))
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+        a.setToolTip(f"{tip or text.rstrip('…')}" + (f" ({shortcut})" if shortcut else ""))
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        return a
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "&New project from a folder…", self.start_page._choose_folder, "Ctrl+N", "new-project")
+        self._action(file, "&Open project…", self.start_page._choose_project, "Ctrl+O", "folder-open")
+        self.recent_menu = file.addMenu("Recent projects")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self._action(file, "Open the &demo", self.open_demo, None, "demo")
+        file.addSeparator()
+        self.export_model_action = self._action(file, "Export &model…", self.export_model, None, "export")
+        self.export_report_action = self._action(file, "Export &report…", self.export_report, None, "report")
+        file.addSeparator()
+        self.close_action = self._action(file, "&Close project", self.close_project, "Ctrl+W")
+        self._action(file, "&Quit", self.close, "Ctrl+Q")
+        project = bar.addMenu("&Project")
+        self.project_actions = [
+            self._action(project, "&Rescan folder", self.rescan, "F5", "rescan"),
+            self._action(project, "Re&locate images…", self.relocate, None, "folder-open"),
+            self._action(project, "&Classes…", self.edit_classes, "Ctrl+K", "classes"),
+            self._action(project, "&Settings…", self.edit_settings, "Ctrl+,", "settings"),
+            self._action(project, "&Retrain now", lambda: self.session and self.session.start_retrain(), "Ctrl+R"),
+        ]
+        view = bar.addMenu("&View")
+        view.addAction(self.problems_dock.toggleViewAction())
+        self._action(view, "&Dark theme", self.toggle_theme)
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keys", self.show_keys, "F1", "keys")
+        self._action(help_menu, "&About Inspector", self.about)
+        self._update_actions()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in recent_projects():
+            a = self.recent_menu.addAction(path)
+            a.triggered.connect(lambda _=False, p=path: self.open_project(p))
+
+    def _module(self, name: str):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            return None
+
+    def _update_actions(self) -> None:
+        has = self.session is not None
+        for a in self.project_actions + [self.close_action]:
+            a.setEnabled(has)
+        model_ok = self._module("inspector.core.modelfile") is not None
+        report_ok = self._module("inspector.core.report") is not None
+        self.export_model_action.setEnabled(has and model_ok)
+        self.export_report_action.setEnabled(has and report_ok)
+        if not model_ok:
+            self.export_model_action.setToolTip("Model export is not available in this build")
+        if not report_ok:
+            self.export_report_action.setToolTip("Reports are not available in this build")
+
+    def _update_title(self) -> None:
+        if self.session is None:
+            self.setWindowTitle("Inspector")
+        else:
+            self.setWindowTitle(f"{self.session.name} — all labels saved — Inspector")
+
+    # ================================================================== projects
+    def new_project_from_folder(self, folder: str, project_path: Optional[str] = None) -> bool:
+        folder_path = Path(folder)
+        if project_path is None:
+            project_path = str(folder_path.parent / f"{folder_path.name}{PROJECT_SUFFIX}")
+            if Path(project_path).exists():
+                return self.open_project(project_path)
+        try:
+            if not folder_path.is_dir():
+                raise UserError(f"{folder} is not a folder")
+            import os
+            if not os.access(folder_path, os.R_OK | os.X_OK):
+                raise UserError(f"the folder {folder} cannot be read (permission denied)")
+            project = Project.create(Path(project_path), folder_path)
+        except UserError as exc:
+            show_error(self, "New project", str(exc))
+            return False
+        self._adopt(project)
+        return True
+
+    def open_project(self, path: str) -> bool:
+        try:
+            project = Project.open(Path(path))
+        except UserError as exc:
+            if not Path(path).exists():
+                forget_project(str(Path(path).resolve()))
+                self.start_page.refresh()
+            show_error(self, "Open project", str(exc))
+            return False
+        self._adopt(project)
+        return True
+
+    def open_demo(self) -> None:
+        folder = demo_folder()
+        task = Task(write_demo, folder, name="Writing the demo images")
+        task.signals.progress.connect(lambda d, t, m: self.job.update("Writing the demo images", d, t, m))
+        task.signals.finished.connect(lambda path: (self.job.finish("Writing the demo images"),
+                                                    self.open_project(str(path))))
+        task.signals.failed.connect(lambda m: (self.job.finish("Writing the demo images"),
+                                               show_error(self, "Demo", m)))
+        task.signals.cancelled.connect(lambda: self.job.finish("Writing the demo images"))
+        self.job.start("Writing the demo images", task)
+        run_task(task, pool("background"))
+
+    def _adopt(self, project: Project) -> None:
+        self.close_project()
+        remember_project(project.path)
+        session = ProjectSession(project, self)
+        self.session = session
+        session.job_started.connect(self.job.start)
+        session.job_progress.connect(self.job.update)
+        session.job_finished.connect(self._job_finished)
+        session.job_failed.connect(self._job_failed)
+        session.model_updated.connect(lambda _v: self._update_model_status())
+        session.labels_changed.connect(lambda _ids: self._update_model_status())
+        session.problems_changed.connect(self._fill_problems)
+        session.open_image_requested.connect(lambda _i: self.tabs and self.tabs.setCurrentIndex(0))
+        self.label_view = LabellingView(session)
+        self.label_view.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.label_view, icon("label"), "Label")
+        self.tabs.addTab(self._optional_view("inspector.ui.gallery", "GalleryView", session), icon("gallery"), "Gallery")
+        self.tabs.addTab(self._optional_view("inspector.ui.dashboard", "DashboardView", session), icon("dashboard"),
+                         "Dashboard")
+        self.tabs.currentChanged.connect(lambda i: i == 0 and self.label_view.setFocus())
+        self.stack.addWidget(self.tabs)
+        self.stack.setCurrentWidget(self.tabs)
+        self.label_view.setFocus()
+        self._fill_problems()
+        self._update_model_status()
+        self._update_title()
+        self._update_actions()
+        self.project_opened.emit(session)
+        session.start()
+
+    def _optional_view(self, module_name: str, class_name: str, session) -> QWidget:
+        """The gallery and dashboard are built separately; a placeholder stands in until they exist."""
+        try:
+            module = importlib.import_module(module_name)
+            return getattr(module, class_name)(session)
+        except Exception as exc:  # noqa: BLE001 - a broken optional view must not stop labelling
+            if not isinstance(exc, ImportError):
+                log.exception("%s could not be shown", class_name)
+            text = QLabel(f"{class_name.replace('View', '')} is not available in this build.")
+            text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            return text
+
+    def close_project(self) -> None:
+        if self.session is None:
+            return
+        session, self.session = self.session, None
+        if self.tabs is not None:
+            self.stack.removeWidget(self.tabs)
+            self.tabs.deleteLater()
+            self.tabs = None
+        self.label_view = None
+        self.job.hide()
+        session.close()
+        session.deleteLater()
+        self.problems_list.clear()
+        self.model_status.setText("")
+        self.start_page.refresh()
+        self.stack.setCurrentWidget(self.start_page)
+        self._update_title()
+        self._update_actions()
+
+    # ================================================================== status
+    def _job_finished(self, description: str, summary: str) -> None:
+        self.job.finish(description)
+        self.statusBar().showMessage(summary, 6000)
+        self._update_model_status()
+
+    def _job_failed(self, description: str, message: str) -> None:
+        self.job.finish(description)
+        show_error(self, description, message)
+
+    def _update_model_status(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        n = len(s.latest_labels())
+        version = f"model v{s.model_version}" if s.model_version else "no model yet"
+        self.model_status.setText(f"{version} · {n} labels · {s.audit_summary()}")
+
+    def _fill_problems(self) -> None:
+        self.problems_list.clear()
+        if self.session is None:
+            return
+        problems = self.session.project.problem_files()
+        for record in problems:
+            self.problems_list.addItem(f"{record.path} — {record.error}")
+        self.problems_dock.setWindowTitle(f"Problems ({len(problems)})")
+        if problems:
+            self.problems_dock.show()
+
+    # ================================================================== project actions
+    def rescan(self) -> None:
+        if self.session is not None:
+            self.session.scan()
+
+    def relocate(self) -> None:
+        if self.session is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Where are the images now?")
+        if folder:
+            self.relocate_to(folder)
+
+    def relocate_to(self, folder: str) -> None:
+        try:
+            self.session.project.set_image_root(Path(folder))
+        except UserError as exc:
+            show_error(self, "Relocate images", str(exc))
+            return
+        self.session.scan()
+
+    def edit_classes(self) -> None:
+        if self.session is not None:
+            ClassesDialog(self.session, self).exec()
+
+    def edit_settings(self) -> None:
+        if self.session is None:
+            return
+        if SettingsDialog(self.session, self).exec():
+            from inspector.ui.app import apply_theme
+
+            apply_theme(str(QSettings().value("theme", "light")))
+
+    def toggle_theme(self) -> None:
+        from inspector.ui.app import apply_theme
+
+        theme = "light" if QSettings().value("theme", "light") == "dark" else "dark"
+        QSettings().setValue("theme", theme)
+        apply_theme(theme)
+
+    def _export(self, module_name: str, function: str, title: str, suffix: str, filter_text: str) -> None:
+        module = self._module(module_name)
+        if self.session is None or module is None:
+            return
+        default = str(self.session.project.path.with_suffix(suffix))
+        path, _ = QFileDialog.getSaveFileName(self, title, default, filter_text)
+        if not path:
+            return
+        task = Task(getattr(module, function), self.session.project, Path(path), name=title, with_progress=False)
+        task.signals.finished.connect(lambda _r: (self.job.finish(title),
+                                                  self.statusBar().showMessage(f"{title}: written to {path}", 8000)))
+        task.signals.failed.connect(lambda m: (self.job.finish(title), show_error(self, title, m)))
+        self.job.start(title, task)
+        run_task(task, pool("background"))
+
+    def export_model(self) -> None:
+        self._export("inspector.core.modelfile", "export_model", "Export model", ".inspector-model",
+                     "Inspector model (*.inspector-model)")
+
+    def export_report(self) -> None:
+        self._export("inspector.core.report", "write_report", "Export report", ".html", "HTML report (*.html)")
+
+    def show_keys(self) -> None:
+        if self.label_view is not None and self.tabs is not None:
+            self.tabs.setCurrentIndex(0)
+            self.label_view.show_keys()
+        else:
+            from inspector.ui.label_view import KEYS
+
+            QMessageBox.information(self, "Keys", "\n".join(f"{k}: {v}" for k, v in KEYS))
+
+    def about(self) -> None:
+        from inspector import __version__
+
+        QMessageBox.about(self, "About Inspector",
+                          f"Inspector {__version__}\nOffline visual-inspection labelling with an active learner.")
+
+    def closeEvent(self, event) -> None:
+        settings = QSettings()
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/state", self.saveState())
+        self.close_project()
+        super().closeEvent(event)
