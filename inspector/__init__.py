@@ -6,3 +6,12 @@ try:
     __version__ = _version("inspector")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+source"
+
+
+def __getattr__(name: str):
+    # `inspector.load_model` without importing numpy/scikit-learn until it is used
+    if name == "load_model":
+        from inspector.api import load_model
+
+        return load_model
+    raise AttributeError(f"module 'inspector' has no attribute {name!r}")

@@ -1,0 +1,183 @@
+"""Commands for the quality engineer: export-model, predict, export-labels, import-labels, report."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from pathlib import Path
+
+from inspector.cli.common import open_project, terminal_progress
+from inspector.core.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    export = subparsers.add_parser(
+        "export-model", help="train on every label and write the model as one safe file",
+        description="Train on the project's current labels and write one self-describing model file "
+                    "(classes, extractor, honest metrics, review threshold, checksum; no code inside).")
+    export.add_argument("project")
+    export.add_argument("out", help="model file to write (e.g. line3.inspector-model)")
+    export.add_argument("--quiet", action="store_true")
+    export.set_defaults(handler=cmd_export_model)
+
+    predict = subparsers.add_parser(
+        "predict", help="predict image files and folders with an exported model; CSV out",
+        description="One CSV row per image: path, predicted class, confidence, probability per class, review "
+                    "(confidence below the reject threshold) and error (unreadable files).")
+    predict.add_argument("model", help="model file written by export-model")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    predict.add_argument("--csv", metavar="OUT", help="write the CSV here (default: standard output)")
+    predict.add_argument("--reject-below", type=float, default=None, metavar="P",
+                         help="route images with confidence below P to review (default: the model's recommendation)")
+    predict.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(handler=cmd_predict)
+
+    labels_out = subparsers.add_parser("export-labels", help="write labels as CSV/JSON, or a folder per class")
+    labels_out.add_argument("project")
+    labels_out.add_argument("out", nargs="?", help="OUT.csv or OUT.json")
+    labels_out.add_argument("--history", action="store_true", help="every label event, not just the latest")
+    labels_out.add_argument("--folder", metavar="DIR", help="copy labelled images into DIR/<class>/")
+    labels_out.add_argument("--link", action="store_true", help="with --folder: hard/symbolic links instead of copies")
+    labels_out.set_defaults(handler=cmd_export_labels)
+
+    labels_in = subparsers.add_parser("import-labels", help="add labels from a CSV/JSON file (path, label)")
+    labels_in.add_argument("project")
+    labels_in.add_argument("file", help="CSV or JSON with path (relative to the image folder) and label")
+    labels_in.add_argument("--annotator", default="", help="recorded where the file names no annotator")
+    labels_in.set_defaults(handler=cmd_import_labels)
+
+    rep = subparsers.add_parser("report", help="write a self-contained HTML report of the model and its data")
+    rep.add_argument("project")
+    rep.add_argument("out", help="OUT.html")
+    rep.set_defaults(handler=cmd_report)
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    from inspector.core.modelfile import export_model, load_model
+
+    with open_project(args.project, read_only=True) as project:
+        with terminal_progress("Exporting model", enabled=not args.quiet) as progress:
+            path = export_model(project, Path(args.out), progress=progress)
+    model = load_model(path)  # read back: proves the file is complete and loadable
+    audit = model.metrics.get("audit_estimate")
+    line = f"Wrote {path}: {model.kind} model, {len(model.class_names)} classes, {model.training['n_labels']} labels"
+    if audit and audit.get("accuracy") is not None:
+        lo, hi = audit["accuracy_ci"]
+        line += f"; estimated accuracy {audit['accuracy']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, {audit['n_audit']} audit labels)"
+    else:
+        line += "; no audit labels, so no honest accuracy estimate"
+    print(line)
+    print(f"Recommended review threshold: {model.reject_threshold:.3f}")
+    return 0
+
+
+def prediction_columns(class_names) -> list[str]:
+    return ["path", "predicted", "confidence", *[f"p_{name}" for name in class_names], "review", "error"]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from inspector.core.ingest import analyse_files
+    from inspector.core.modelfile import expand_paths, load_model
+
+    model = load_model(Path(args.model))
+    if args.reject_below is not None and not 0.0 <= args.reject_below <= 1.0:
+        raise UserError("--reject-below must be between 0 and 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    for given in args.paths:
+        if not Path(given).exists():
+            print(f"inspector: warning: {given} does not exist (reported as an error row)", file=sys.stderr)
+    paths = expand_paths(args.paths)
+    if not paths:
+        raise UserError("no images found in the given folders")
+    features = [None] * len(paths)
+    errors = [None] * len(paths)
+    with terminal_progress("Predicting", enabled=not args.quiet) as progress:
+        for result in analyse_files(paths, workers=args.jobs, progress=progress):
+            features[result.index] = result.features
+            errors[result.index] = result.error
+    predictions = model.records([str(p) for p in paths], features, errors, args.reject_below)
+    columns = prediction_columns(model.class_names)
+    out = io.StringIO() if args.csv is None else None
+    target = Path(args.csv) if args.csv else None
+    if target is not None and not target.parent.is_dir():
+        raise UserError(f"folder {target.parent} does not exist")
+    temporary = None if target is None else target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        handle = out if target is None else open(temporary, "w", newline="", encoding="utf-8")
+        with handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for p in predictions:
+                if p.error is not None:
+                    writer.writerow([p.source, "", "", *[""] * len(model.class_names), "", p.error])
+                else:
+                    writer.writerow([p.source, p.predicted, f"{p.confidence:.6f}",
+                                     *[f"{p.probabilities[n]:.6f}" for n in model.class_names],
+                                     "True" if p.review else "False", ""])
+            if target is None:
+                sys.stdout.write(out.getvalue())
+        if target is not None:
+            os.replace(temporary, target)
+    except OSError as exc:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        raise UserError(f"cannot write {args.csv}: {exc.strerror or exc}") from None
+    n_review = sum(1 for p in predictions if p.review)
+    n_error = sum(1 for p in predictions if p.error is not None)
+    threshold = model.reject_threshold if args.reject_below is None else args.reject_below
+    print(f"Predicted {len(predictions) - n_error} images: {n_review} for review (confidence below {threshold:.3f}), "
+          f"{n_error} unreadable" + (f"; wrote {target}" if target else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_export_labels(args: argparse.Namespace) -> int:
+    from inspector.core.labels_io import export_label_folder, export_labels
+
+    if not args.out and not args.folder:
+        raise UserError("give OUT.csv / OUT.json, or --folder DIR")
+    if args.link and not args.folder:
+        raise UserError("--link goes with --folder")
+    with open_project(args.project, read_only=True) as project:
+        if args.out:
+            count = export_labels(project, Path(args.out), history=args.history)
+            print(f"Wrote {count} {'label events' if args.history else 'labels'} to {args.out}")
+        if args.folder:
+            with terminal_progress("Placing images") as progress:
+                result = export_label_folder(project, Path(args.folder), link=args.link, progress=progress)
+            verb = "Linked" if args.link else "Copied"
+            print(f"{verb} {result.placed} labelled images into {args.folder}/<class>/")
+            for relative, reason in result.problems[:20]:
+                print(f"  ! {relative}: {reason}", file=sys.stderr)
+            if result.problems:
+                print(f"inspector: warning: {len(result.problems)} images could not be placed", file=sys.stderr)
+                return 1
+    return 0
+
+
+def cmd_import_labels(args: argparse.Namespace) -> int:
+    from inspector.core.labels_io import import_labels
+
+    with open_project(args.project) as project:
+        summary = import_labels(project, Path(args.file), annotator=args.annotator)
+    print(f"Imported {summary.imported} labels from {args.file}"
+          + (f"; new classes: {', '.join(summary.new_classes)}" if summary.new_classes else ""))
+    if summary.skipped:
+        print(f"Skipped {summary.skipped} rows without a path and class label")
+    if summary.unknown_paths:
+        print(f"inspector: warning: {len(summary.unknown_paths)} paths are not images of this project "
+              f"(first: {summary.unknown_paths[0]})", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from inspector.core.report import write_report
+
+    with open_project(args.project, read_only=True) as project:
+        path = write_report(project, Path(args.out))
+    print(f"Wrote {path}")
+    return 0
