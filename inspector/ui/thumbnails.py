@@ -62,16 +62,17 @@ def gray_to_qimage(gray: np.ndarray) -> QImage:
 
 
 class _Signals(QObject):
-    # image_id, thumbnail (QImage or None), reason the file could not be shown ("" if fine)
-    done = Signal(int, object, str)
+    # generation, image_id, thumbnail (QImage or None), reason the file could not be shown ("" if fine)
+    done = Signal(int, int, object, str)
 
 
 class _ThumbnailJob(QRunnable):
     """Read, decode, shrink (and cache on disk) one image. Runs in a pool thread; touches no widget."""
 
-    def __init__(self, image_id: int, path: Path, content_hash: Optional[str], side: int,
+    def __init__(self, generation: int, image_id: int, path: Path, content_hash: Optional[str], side: int,
                  disk_folder: Optional[Path], signals: _Signals) -> None:
         super().__init__()
+        self.generation = generation
         self.image_id = image_id
         self.path = path
         self.content_hash = content_hash
@@ -91,12 +92,12 @@ class _ThumbnailJob(QRunnable):
             if thumb is None:
                 thumb = make_thumbnail(to_gray_u8(decode(read_bytes(self.path), str(self.path))), self.side)
                 self._write_cached(cached, thumb)
-            self.signals.done.emit(self.image_id, gray_to_qimage(thumb), "")
+            self.signals.done.emit(self.generation, self.image_id, gray_to_qimage(thumb), "")
         except ImageError as exc:
-            self.signals.done.emit(self.image_id, None, str(exc))
+            self.signals.done.emit(self.generation, self.image_id, None, str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must not take the gallery down
             log.exception("thumbnail of %s failed", self.path)
-            self.signals.done.emit(self.image_id, None, f"cannot show: {type(exc).__name__}: {exc}")
+            self.signals.done.emit(self.generation, self.image_id, None, f"cannot show: {type(exc).__name__}: {exc}")
 
     @staticmethod
     def _read_cached(path: Optional[Path]) -> Optional[np.ndarray]:
@@ -151,6 +152,7 @@ class ThumbnailLoader(QObject):
         self._signals = _Signals()
         self._signals.done.connect(self._on_done)
         self.decoded = 0  # thumbnails produced by workers (for benchmarks and tests)
+        self._generation = 0  # bumped by forget(): results of older decodes are dropped
 
     # ---------------------------------------------------------------- asking
     def thumbnail(self, image_id: int) -> Optional[QImage]:
@@ -183,6 +185,7 @@ class ThumbnailLoader(QObject):
 
     def forget(self, image_ids=None) -> None:
         """Drop cached thumbnails (all, or these ids), e.g. after a rescan changed the files."""
+        self._generation += 1
         if image_ids is None:
             self._cache.clear()
             self._failed.clear()
@@ -209,12 +212,14 @@ class ThumbnailLoader(QObject):
                 self._failed[image_id] = f"not in the project: {exc}"
                 continue
             self._running.add(image_id)
-            self._pool.start(_ThumbnailJob(image_id, path, record.content_hash, self.side,
+            self._pool.start(_ThumbnailJob(self._generation, image_id, path, record.content_hash, self.side,
                                            self.disk_folder, self._signals))
 
-    def _on_done(self, image_id: int, image: Optional[QImage], reason: str) -> None:
+    def _on_done(self, generation: int, image_id: int, image: Optional[QImage], reason: str) -> None:
         self._running.discard(image_id)
-        if image is None:
+        if generation != self._generation:
+            pass  # decoded from a file that was forgotten meanwhile (e.g. rescanned); asked again when painted
+        elif image is None:
             self._failed[image_id] = reason or "cannot show this image"
         else:
             self.decoded += 1
