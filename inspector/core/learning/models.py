@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -35,9 +35,12 @@ def make_model(kind: str = DEFAULT_KIND, random_state: int | None = 0, **params:
         options.update(params)
         classifier = LogisticRegression(**options)
     elif kind == "svm":
-        options = dict(C=10.0, gamma="scale", probability=True, class_weight="balanced", random_state=random_state)
+        # SVC(probability=True) is deprecated in scikit-learn 1.9 and its internal 5-fold Platt
+        # calibration fails with few labels per class; a softmax over one-vs-rest decision values
+        # gives usable (uncalibrated) probabilities from the first labels on
+        options = dict(C=10.0, gamma="scale", class_weight="balanced", random_state=random_state)
         options.update(params)
-        classifier = SVC(**options)
+        classifier = SoftmaxSVC(**options)
     elif kind == "forest":
         options = dict(n_estimators=200, class_weight="balanced", n_jobs=1, random_state=random_state)
         options.update(params)
@@ -148,10 +151,6 @@ def fit_model(
     if len(seen) < 2:
         return model
     pipeline = make_model(kind, random_state=random_state, **params)
-    if kind == "svm" and np.min(np.bincount(np.searchsorted(seen, y))) < 3:
-        # SVC's internal probability calibration needs a few examples per class
-        pipeline.set_params(classify__probability=False)
-        pipeline = Pipeline([("scale", StandardScaler()), ("classify", _SoftSVC(pipeline.named_steps["classify"]))])
     if (
         kind == "logistic"
         and warm_start_from is not None
@@ -178,25 +177,32 @@ def fit_model(
     return model
 
 
-class _SoftSVC:
-    """SVC without Platt calibration: softmax of one-vs-rest decision values (tiny label sets)."""
+class SoftmaxSVC(ClassifierMixin, BaseEstimator):
+    """Support vector classifier whose probabilities are a softmax of one-vs-rest decision values."""
 
-    def __init__(self, svc: SVC) -> None:
-        self.svc = clone(svc).set_params(decision_function_shape="ovr")
+    def __init__(self, C=10.0, gamma="scale", kernel="rbf", class_weight="balanced", random_state=None,
+                 temperature=0.5):
+        self.C = C
+        self.gamma = gamma
+        self.kernel = kernel
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.temperature = temperature
 
     def fit(self, X, y):
-        self.svc.fit(X, y)
-        self.classes_ = self.svc.classes_
+        self.svc_ = SVC(C=self.C, gamma=self.gamma, kernel=self.kernel, class_weight=self.class_weight,
+                        decision_function_shape="ovr", random_state=self.random_state).fit(X, y)
+        self.classes_ = self.svc_.classes_
         return self
+
+    def decision_function(self, X):
+        return self.svc_.decision_function(X)
 
     def predict_proba(self, X):
-        d = self.svc.decision_function(X)
+        d = np.asarray(self.svc_.decision_function(X), dtype=np.float64)
         if d.ndim == 1:
             d = np.stack([-d, d], axis=1)
-        return _stable_softmax(np.asarray(d, dtype=np.float64) * 2.0)
+        return _stable_softmax(d / self.temperature)
 
-    def get_params(self, deep=True):
-        return {"svc": self.svc}
-
-    def set_params(self, **params):
-        return self
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -397,8 +397,8 @@ def _choose_uncertain_diverse(ctx: _Context):
     if rest > 0:
         cand = np.setdiff1d(ctx.candidates, picks, assume_unique=True) if picks else ctx.candidates
         margin = margins(ctx.probabilities())
-        factor = int(ctx.options.get("shortlist_factor", 5))
-        short = _top(-margin, cand, max(factor * rest, rest))
+        factor = int(ctx.options.get("shortlist_factor", 10))
+        short = _top(-margin, cand, max(factor * rest, 30))
         Z = ctx.model.scaled(ctx.X[short])
         # spread: farthest-first inside the shortlist, distances weighted towards small margins
         weights = 1.0 - margin[short] + 1e-3
