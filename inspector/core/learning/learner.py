@@ -266,9 +266,9 @@ class RetrainResult:
 
 def retrain(project, settings: Optional[LearnerSettings] = None, n: Optional[int] = None,
             strategy: Optional[str] = None, cross_validate: bool = False,
-            cancel: Optional[CancelToken] = None) -> RetrainResult:
+            cancel: Optional[CancelToken] = None, extractor=None) -> RetrainResult:
     """Snapshot, fit, select and commit in one call (for the CLI and scripts)."""
-    snapshot = take_snapshot(project, settings)
+    snapshot = take_snapshot(project, settings, extractor=extractor)
     fitted = fit(snapshot, cross_validate=cross_validate, cancel=cancel)
     check(cancel)
     selection = select(snapshot, fitted, n=n, strategy=strategy)
@@ -300,10 +300,10 @@ def predictions(snapshot: Snapshot, fitted: FitResult) -> Optional[Predictions]:
                        proba[np.arange(len(top)), top], margins(proba))
 
 
-def evaluation(project) -> dict:
+def evaluation(project, extractor=None) -> dict:
     """Honest report for the quality engineer: audit estimate, learning curve, plateau signal,
     optimistic cross-validation (labelled as such). Trains a fresh model; writes nothing."""
-    snapshot = take_snapshot(project)
+    snapshot = take_snapshot(project, extractor=extractor)
     fitted = fit(snapshot, cross_validate=True)
     curve = metrics.learning_curve(project.model_versions())
     names = snapshot.class_names

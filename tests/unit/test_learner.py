@@ -1,0 +1,119 @@
+"""The project-level loop on the real store: versions, queue persistence, labels during retrain."""
+
+import numpy as np
+import pytest
+
+from inspector.core.learning import learner
+from inspector.core.store import ImageAnalysis, Project
+
+EXTRACTOR = ("synthetic", 1)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A project of 120 images (3 classes, 2-D blobs as features) with classes defined, no labels."""
+    (tmp_path / "images").mkdir()
+    p = Project.create(tmp_path / "p.inspector", tmp_path / "images")
+    rng = np.random.default_rng(0)
+    truth = {}
+    new = [(f"c{k}/img{i:03d}.png", 100, 0) for k in range(3) for i in range(40)]
+    p.record_scan(new, [], [], [])
+    ids = {p.find_image(path): int(path[1]) for path, _, _ in new}
+    analyses = []
+    for image_id, k in ids.items():
+        truth[image_id] = k
+        centre = np.array([[0, 0], [5, 0], [0, 5]][k], float)
+        analyses.append(ImageAnalysis(image_id, f"h{image_id}", 10, 10, 8, 1,
+                                      features=(centre + rng.normal(0, 0.8, 2)).astype(np.float32)))
+    p.save_analyses(analyses, *EXTRACTOR)
+    class_ids = [p.add_class(name) for name in ("ok", "scratch", "dent")]
+    p.truth = {i: class_ids[k] for i, k in truth.items()}
+    yield p
+    p.close()
+
+
+def label_queue(project, n=None, annotator="t"):
+    for entry in project.queue()[:n]:
+        project.add_label(entry.image_id, project.truth[entry.image_id], annotator=annotator, audit=entry.audit)
+
+
+def test_cold_start_queue_is_persisted_with_reasons(project):
+    result = learner.retrain(project, extractor=EXTRACTOR)
+    assert result.version is None  # nothing to train yet
+    queue = project.queue()
+    assert len(queue) == learner.DEFAULT_QUEUE_SIZE
+    assert all(e.reason.startswith("cold start") or e.reason == "audit" for e in queue)
+    assert any(e.audit for e in queue)
+    assert [e.position for e in queue] == list(range(len(queue)))
+
+
+def test_train_records_version_and_requeues_without_labelled(project):
+    learner.retrain(project, extractor=EXTRACTOR)
+    label_queue(project)
+    result = learner.retrain(project, extractor=EXTRACTOR)
+    versions = project.model_versions()
+    assert result.version == versions[-1].version
+    assert versions[-1].n_labels == 20 and versions[-1].kind == "logistic"
+    assert versions[-1].settings["strategy"] == "uncertain_diverse"
+    labelled = set(project.latest_labels())
+    queue = project.queue()
+    assert queue and not {e.image_id for e in queue} & labelled
+    assert all(e.model_version == result.version for e in queue)
+    assert len({e.image_id for e in queue}) == len(queue)
+    if project.audit_labels():
+        assert "audit" in versions[-1].metrics
+
+
+def test_labels_given_during_a_retrain_are_kept_and_not_requeued(project):
+    learner.retrain(project, extractor=EXTRACTOR)
+    label_queue(project, 12)
+    snapshot = learner.take_snapshot(project, extractor=EXTRACTOR)
+    fitted = learner.fit(snapshot)  # the worker thread's part
+    selection = learner.select(snapshot, fitted, n=40)
+    # meanwhile the inspector labels images the worker is about to queue
+    chosen_ids = [int(snapshot.image_ids[r]) for r in selection.indices[:3]]
+    for image_id in chosen_ids:
+        project.add_label(image_id, project.truth[image_id], annotator="during")
+    learner.commit(project, snapshot, fitted, selection)
+    queued = {e.image_id for e in project.queue()}
+    assert not queued & set(chosen_ids)
+    labels = project.latest_labels()
+    assert all(image_id in labels for image_id in chosen_ids)
+    assert len(labels) == 15
+
+
+def test_skipped_and_unsure_images_are_not_queued_again(project):
+    learner.retrain(project, extractor=EXTRACTOR)
+    first = project.queue()[0].image_id
+    second = project.queue()[1].image_id
+    project.add_label(first, None, kind="skip")
+    project.add_label(second, None, kind="unsure")
+    learner.retrain(project, extractor=EXTRACTOR, n=200)
+    queued = {e.image_id for e in project.queue()}
+    assert first not in queued and second not in queued
+
+
+def test_predictions_cover_every_image_and_class(project):
+    learner.retrain(project, extractor=EXTRACTOR)
+    label_queue(project)
+    snapshot = learner.take_snapshot(project, extractor=EXTRACTOR)
+    fitted = learner.fit(snapshot)
+    pred = learner.predictions(snapshot, fitted)
+    assert pred.proba.shape == (120, 3)
+    accuracy = np.mean([pred.predicted[i] == project.truth[int(image_id)] for i, image_id in enumerate(pred.image_ids)])
+    assert accuracy > 0.9
+
+
+def test_evaluation_reports_audit_estimate_and_optimistic_cv(project):
+    learner.retrain(project, extractor=EXTRACTOR)
+    for _ in range(4):
+        label_queue(project)
+        learner.retrain(project, extractor=EXTRACTOR)
+    report = learner.evaluation(project, extractor=EXTRACTOR)
+    assert report["n_labels"] == 80
+    assert report["n_audit"] >= 1
+    assert report["audit_estimate"]["accuracy_ci"][0] <= report["audit_estimate"]["accuracy"]
+    assert "optimistic" in report["cross_validation_optimistic"]["kind"]
+    assert len(report["learning_curve"]) == 4
+    assert report["stopping"]["status"] in ("improving", "plateau")
+    assert report["learning_curve"][-1]["prediction_change"] is not None
