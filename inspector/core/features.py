@@ -244,35 +244,36 @@ class TextureExtractor:
         diff2 = (ii - jj) ** 2
         homog_w = 1.0 / (1.0 + diff2)
         shift = int(np.log2(levels)) if levels & (levels - 1) == 0 and levels <= 16 else 0
+        glcms = []
         for d in self.glcm_distances:
-            stats = []
             for dy, dx in ((0, d), (d, d), (d, 0), (d, -d)):
                 a = quant[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
                 b = quant[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
                 if a.size == 0:
-                    stats.append(np.zeros(5))
-                    continue
-                if shift:
+                    glcms.append(np.eye(levels).ravel())
+                elif shift:
                     pair = np.ascontiguousarray((a << shift) | b)
-                    glcm = cv2.calcHist([pair], [0], None, [levels * levels], [0, levels * levels]).ravel()
+                    glcms.append(cv2.calcHist([pair], [0], None, [levels * levels], [0, levels * levels]).ravel())
                 else:
-                    glcm = np.bincount((a.astype(np.int64) * levels + b).ravel(), minlength=levels * levels)
-                glcm = glcm.astype(np.float64).reshape(levels, levels)
-                glcm = glcm + glcm.T
-                glcm /= max(glcm.sum(), 1.0)
-                contrast = float((glcm * diff2).sum())
-                homog = float((glcm * homog_w).sum())
-                energy = float(np.sqrt((glcm**2).sum()))
-                marginal = glcm.sum(axis=1)
-                mu = float((marginal * np.arange(levels)).sum())
-                gvar = float((marginal * (np.arange(levels) - mu) ** 2).sum())
-                corr = float(((ii - mu) * (jj - mu) * glcm).sum() / (gvar + _EPS))
-                nz = glcm[glcm > 0]
-                entropy = float(-(nz * np.log(nz)).sum())
-                stats.append(np.array([contrast / levels**2 * 10, homog, energy * 10, corr, entropy / 5.0]))
-            stats = np.array(stats)
-            parts.append(stats.mean(axis=0))
-            parts.append(stats.max(axis=0) - stats.min(axis=0))
+                    glcms.append(np.bincount((a.astype(np.int64) * levels + b).ravel(), minlength=levels * levels))
+        glcm = np.asarray(glcms, np.float64).reshape(-1, levels, levels)
+        glcm = glcm + glcm.transpose(0, 2, 1)
+        glcm /= np.maximum(glcm.sum(axis=(1, 2), keepdims=True), 1.0)
+        contrast = (glcm * diff2).sum(axis=(1, 2))
+        homog = (glcm * homog_w).sum(axis=(1, 2))
+        energy = np.sqrt((glcm**2).sum(axis=(1, 2)))
+        marginal = glcm.sum(axis=2)
+        grey = np.arange(levels, dtype=np.float64)
+        mu = marginal @ grey
+        gvar = (marginal * (grey[None, :] - mu[:, None]) ** 2).sum(axis=1)
+        centred = grey[None, :] - mu[:, None]
+        corr = np.einsum("ki,kij,kj->k", centred, glcm, centred) / (gvar + _EPS)
+        entropy = -(glcm * np.log(np.maximum(glcm, 1e-12))).sum(axis=(1, 2))
+        stats = np.stack([contrast / levels**2 * 10, homog, energy * 10, corr, entropy / 5.0], axis=1)
+        stats = stats.reshape(len(self.glcm_distances), 4, 5)
+        for per_distance in stats:
+            parts.append(per_distance.mean(axis=0))
+            parts.append(per_distance.max(axis=0) - per_distance.min(axis=0))
 
         # ---- gradients: magnitude-weighted orientation histogram (unsigned, 12 bins)
         norm = (work8.astype(np.float32) - np.float32(mean)) * np.float32(1.0 / scale)
@@ -329,12 +330,11 @@ class TextureExtractor:
         # local contrast from E[x] and E[x^2]
         cells[..., 1] = np.sqrt(np.maximum(cells[..., 1] - cells[..., 0] ** 2, 0.0))
         # LBP (radius 1, riu2) histogram per cell and its L1 distance from the median cell
-        ys = np.minimum((np.arange(h) * gh) // h, gh - 1)
-        xs = np.minimum((np.arange(w) * gw) // w, gw - 1)
-        cell_index = ys[:, None] * gw + xs[None, :]
-        counts = np.bincount((cell_index * 10 + riu2).ravel(), minlength=gh * gw * 10).reshape(gh * gw, 10)
-        counts = counts.astype(np.float32)
-        counts /= np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        counts = np.empty((gh, gw, 10), np.float32)
+        for value in range(10):
+            share = cv2.compare(riu2, value, cv2.CMP_EQ)
+            counts[..., value] = cv2.resize(share, (gw, gh), interpolation=cv2.INTER_AREA)
+        counts = counts.reshape(gh * gw, 10) * np.float32(1.0 / 255.0)
         cells[..., -1] = np.abs(counts - np.median(counts, axis=0)).sum(axis=1).reshape(gh, gw)
         pooled = [self._pool_cells(cells.reshape(-1, cells.shape[-1]))]
         # overlapping windows of 2 x 2 cells
