@@ -26,10 +26,10 @@ reader execute anything.
 
 Supported classifiers, reproduced exactly from the project's pipeline (StandardScaler followed
 by the classifier): logistic regression (multinomial softmax; binary models use the logistic
-function of their single logit), random forest (every tree's nodes) and SVM with Platt-calibrated
-probabilities (support vectors, dual coefficients, intercepts, kernel settings and libsvm's
-pairwise coupling). An SVM trained on fewer than three labels of some class has no calibration
-and is refused at export with a message.
+function of their single logit), random forest (every tree's nodes) and SVM (support vectors,
+dual coefficients, intercepts, kernel settings; probabilities as the app computes them, a softmax
+of one-vs-rest decision values, or libsvm's Platt sigmoids with pairwise coupling for a
+scikit-learn ``SVC(probability=True)``).
 """
 
 from __future__ import annotations
@@ -275,24 +275,53 @@ def _pairwise_coupling(r: np.ndarray) -> np.ndarray:
     return p
 
 
-def _svm_proba(X: np.ndarray, arrays: dict, spec: dict) -> np.ndarray:
+def _svm_pairwise_decisions(X: np.ndarray, arrays: dict, spec: dict) -> np.ndarray:
+    """libsvm's one-vs-one decision values (n, pairs), pairs ordered (0,1), (0,2) ... (1,2) ..."""
     Xs = _scale(X, arrays).astype(np.float64)
     K = _kernel(Xs, arrays["support_vectors"], spec)
     n_support = arrays["n_support"].astype(np.int64)
     start = np.concatenate([[0], np.cumsum(n_support)])
     dual, intercept = arrays["dual_coef"], arrays["intercept"]
-    prob_a, prob_b = arrays["prob_a"], arrays["prob_b"]
     k = len(n_support)
-    r = np.zeros((Xs.shape[0], k, k))
+    out = np.zeros((Xs.shape[0], k * (k - 1) // 2))
     pair = 0
     for i in range(k):
         for j in range(i + 1, k):
             si, sj = slice(start[i], start[i + 1]), slice(start[j], start[j + 1])
-            dec = K[:, si] @ dual[j - 1, si] + K[:, sj] @ dual[i, sj] + intercept[pair]
-            f = dec * prob_a[pair] + prob_b[pair]
-            with np.errstate(over="ignore"):
-                sig = np.where(f >= 0, np.exp(-np.abs(f)) / (1.0 + np.exp(-np.abs(f))), 1.0 / (1.0 + np.exp(-np.abs(f))))
-            sig = np.clip(sig, 1e-7, 1 - 1e-7)
+            out[:, pair] = K[:, si] @ dual[j - 1, si] + K[:, sj] @ dual[i, sj] + intercept[pair]
+            pair += 1
+    return out
+
+
+def _svm_proba(X: np.ndarray, arrays: dict, spec: dict) -> np.ndarray:
+    dec = _svm_pairwise_decisions(X, arrays, spec)
+    k = len(arrays["n_support"])
+    if spec.get("probabilities") == "softmax_ovr":
+        # the app's SoftmaxSVC: softmax(one-vs-rest decision / temperature), where scikit-learn
+        # derives one-vs-rest values from the pairwise ones (votes plus squashed confidences)
+        if k == 2:
+            d = np.stack([dec[:, 0], -dec[:, 0]], axis=1)
+        else:
+            votes = np.zeros((dec.shape[0], k))
+            confidence = np.zeros((dec.shape[0], k))
+            pair = 0
+            for i in range(k):
+                for j in range(i + 1, k):
+                    confidence[:, i] += dec[:, pair]
+                    confidence[:, j] -= dec[:, pair]
+                    votes[dec[:, pair] >= 0, i] += 1
+                    votes[dec[:, pair] < 0, j] += 1
+                    pair += 1
+            d = votes + confidence / (3 * (np.abs(confidence) + 1))
+        return _softmax(d / float(spec["temperature"]))
+    prob_a, prob_b = arrays["prob_a"], arrays["prob_b"]
+    r = np.zeros((dec.shape[0], k, k))
+    pair = 0
+    for i in range(k):
+        for j in range(i + 1, k):
+            f = dec[:, pair] * prob_a[pair] + prob_b[pair]
+            e = np.exp(-np.abs(f))
+            sig = np.clip(np.where(f >= 0, e / (1.0 + e), 1.0 / (1.0 + e)), 1e-7, 1 - 1e-7)
             r[:, i, j], r[:, j, i] = sig, 1.0 - sig
             pair += 1
     # scikit-learn's libsvm couples even two classes iteratively (its answer differs from the
@@ -309,8 +338,7 @@ _REQUIRED_ARRAYS = {
     "logistic": ("scaler_mean", "scaler_scale", "coef", "intercept", "columns"),
     "forest": ("scaler_mean", "scaler_scale", "tree_offsets", "children_left", "children_right", "feature",
                "threshold", "value", "columns"),
-    "svm": ("scaler_mean", "scaler_scale", "support_vectors", "n_support", "dual_coef", "intercept", "prob_a",
-            "prob_b", "columns"),
+    "svm": ("scaler_mean", "scaler_scale", "support_vectors", "n_support", "dual_coef", "intercept", "columns"),
 }
 
 
@@ -352,18 +380,26 @@ def model_arrays(trained) -> tuple[dict, dict[str, np.ndarray]]:
         spec["note"] = ("mean over trees of each tree's leaf class fractions; a sample goes left when "
                         "feature <= threshold; children_left == -1 marks a leaf; node indices are per tree")
     elif trained.kind == "svm":
-        if not hasattr(clf, "probA_") or not getattr(clf, "probability", False):
-            raise ModelFileError("this SVM has no calibrated probabilities (fewer than 3 labels in some class); "
-                                 "label a few more images of every class, or export a logistic model")
-        if clf.kernel not in ("linear", "rbf", "poly", "sigmoid"):
-            raise ModelFileError(f"SVM kernel {clf.kernel!r} cannot be exported")
-        arrays.update(support_vectors=np.asarray(clf.support_vectors_, np.float64),
-                      n_support=np.asarray(clf._n_support, np.int64),
-                      dual_coef=np.asarray(clf._dual_coef_, np.float64),
-                      intercept=np.asarray(clf._intercept_, np.float64),
-                      prob_a=np.asarray(clf._probA, np.float64), prob_b=np.asarray(clf._probB, np.float64))
-        spec.update(kernel=clf.kernel, gamma=float(clf._gamma), coef0=float(clf.coef0), degree=int(clf.degree),
-                    note="libsvm one-vs-one decision values, Platt sigmoids per pair, pairwise coupling")
+        svc = getattr(clf, "svc_", None)
+        if svc is not None and hasattr(clf, "temperature"):  # the app's SoftmaxSVC
+            spec.update(probabilities="softmax_ovr", temperature=float(clf.temperature),
+                        note="softmax(one-vs-rest decision / temperature); one-vs-rest values are scikit-learn's "
+                             "votes + confidence / (3 (|confidence| + 1)) over libsvm's one-vs-one decisions")
+        elif getattr(clf, "probability", False) and hasattr(clf, "_probA"):  # scikit-learn SVC(probability=True)
+            svc = clf
+            spec.update(probabilities="platt",
+                        note="libsvm one-vs-one decision values, Platt sigmoids per pair, pairwise coupling")
+        else:
+            raise ModelFileError("this SVM has no probabilities that can be reproduced; export a logistic model")
+        if svc.kernel not in ("linear", "rbf", "poly", "sigmoid"):
+            raise ModelFileError(f"SVM kernel {svc.kernel!r} cannot be exported")
+        arrays.update(support_vectors=np.asarray(svc.support_vectors_, np.float64),
+                      n_support=np.asarray(svc._n_support, np.int64),
+                      dual_coef=np.asarray(svc._dual_coef_, np.float64),
+                      intercept=np.asarray(svc._intercept_, np.float64))
+        if spec["probabilities"] == "platt":
+            arrays.update(prob_a=np.asarray(svc._probA, np.float64), prob_b=np.asarray(svc._probB, np.float64))
+        spec.update(kernel=svc.kernel, gamma=float(svc._gamma), coef0=float(svc.coef0), degree=int(svc.degree))
     else:
         raise ModelFileError(f"models of kind {trained.kind!r} cannot be exported")
     return spec, arrays
