@@ -1,0 +1,513 @@
+"""The dashboard: how good the model really is, what it confuses, whether more labels still pay
+off, and a map of the feature space.
+
+Every headline figure comes from the random audit labels (the honest estimate recorded with each
+model version by the learner) and says how many audit labels it rests on. Cross-validation on
+the actively chosen labels is shown only when recorded, and only marked "optimistic".
+
+All computation (reading model versions, PCA of the features, precision from the audit
+confusion) runs in a worker; the UI thread only draws the result.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector.core.learning import metrics
+from inspector.ui.workers import Task, pool, run_task
+
+log = logging.getLogger("inspector.ui.dashboard")
+
+#: at most this many points are drawn on the feature map (a random, fixed subsample)
+MAP_POINTS = 20_000
+UNLABELLED_COLOR = "#b0b0b0"
+
+
+# ----------------------------------------------------------------------------- computation (no Qt)
+@dataclass
+class FeatureMap:
+    rows: np.ndarray  # rows of the session's arrays that are drawn
+    xy: np.ndarray  # float32[len(rows), 2]
+    explained: tuple[float, float]  # share of variance along each axis
+    n_total: int
+
+
+@dataclass
+class DashboardData:
+    classes: list  # ClassRecord, in key order
+    labelled: dict  # class_id -> count of labelled images
+    predicted: dict  # class_id -> count of images the model assigns to it (empty without a model)
+    curve: list  # metrics.learning_curve points
+    stopping: dict  # metrics.plateau_signal
+    audit: Optional[dict]  # the latest version's audit estimate (metrics.audit_estimate), or None
+    n_audit: int  # audit labels behind the latest version
+    precision: dict = field(default_factory=dict)  # class_id -> {"n", "precision", "ci"}
+    cross_validation: Optional[dict] = None  # optimistic figures, when recorded
+    model_version: Optional[int] = None
+    n_labels_trained: int = 0
+    feature_map: Optional[FeatureMap] = None
+
+
+def precision_from_confusion(confusion: np.ndarray, classes: list) -> dict:
+    """Per-class precision with Wilson 95 % intervals from a confusion matrix (rows true,
+    columns predicted). Returns ``class -> {"n": predicted count, "precision", "ci"}`` (None when
+    the class was never predicted)."""
+    confusion = np.asarray(confusion, np.int64)
+    out = {}
+    for j, c in enumerate(classes):
+        n = int(confusion[:, j].sum()) if confusion.size else 0
+        hits = int(confusion[j, j]) if confusion.size else 0
+        out[c] = {"n": n, "precision": hits / n if n else None, "ci": list(metrics.wilson_interval(hits, n)) if n else None}
+    return out
+
+
+def feature_map(features: np.ndarray, limit: int = MAP_POINTS, random_state: int = 0) -> Optional[FeatureMap]:
+    """Two principal components of the standardised features of at most ``limit`` images
+    (a fixed random subsample). Returns None for fewer than three images."""
+    n = len(features)
+    if n < 3 or features.ndim != 2 or features.shape[1] == 0:
+        return None
+    rows = np.arange(n)
+    if n > limit:
+        rows = np.sort(np.random.default_rng(random_state).choice(n, limit, replace=False))
+    sample = features[rows].astype(np.float64)
+    mean = sample.mean(axis=0)
+    std = sample.std(axis=0)
+    std[std < 1e-9] = 1.0
+    z = (sample - mean) / std
+    # eigenvectors of the d x d covariance: cheaper than an SVD of the n x d matrix
+    eigenvalues, eigenvectors = np.linalg.eigh(z.T @ z / max(len(z) - 1, 1))
+    order = np.argsort(eigenvalues)[::-1][:2]
+    axes = eigenvectors[:, order]
+    if axes.shape[1] < 2:
+        axes = np.column_stack([axes, np.zeros(len(axes))])
+    xy = (z @ axes).astype(np.float32)
+    total = float(eigenvalues.clip(min=0).sum()) or 1.0
+    explained = tuple(float(max(eigenvalues[i], 0) / total) for i in order) + (0.0,) * (2 - len(order))
+    return FeatureMap(rows.astype(np.int64), xy, explained[:2], n)
+
+
+def compute_dashboard(project, classes: list, labels: dict, probabilities: Optional[np.ndarray],
+                      class_ids: np.ndarray, features: np.ndarray, previous_map: Optional[FeatureMap]) -> DashboardData:
+    """Everything the dashboard draws (runs in a worker; reads model versions from the store).
+
+    ``previous_map`` is reused when given (the features did not change)."""
+    labelled = {c.id: 0 for c in classes}
+    for class_id in labels.values():
+        if class_id in labelled:
+            labelled[class_id] += 1
+    predicted: dict = {}
+    if probabilities is not None and len(probabilities):
+        winners = np.asarray(class_ids, np.int64)[np.argmax(probabilities, axis=1)]
+        ids, counts = np.unique(winners, return_counts=True)
+        predicted = {c.id: 0 for c in classes}
+        predicted.update({int(i): int(k) for i, k in zip(ids, counts) if int(i) in predicted})
+    versions = project.model_versions()
+    curve = metrics.learning_curve(versions)
+    latest = versions[-1] if versions else None
+    latest_metrics = (latest.metrics or {}) if latest else {}
+    audit = latest_metrics.get("audit")
+    data = DashboardData(
+        classes=list(classes), labelled=labelled, predicted=predicted, curve=curve,
+        stopping=metrics.plateau_signal(curve), audit=audit,
+        n_audit=int((audit or {}).get("n_audit") or latest_metrics.get("n_audit") or 0),
+        cross_validation=latest_metrics.get("cross_validation"),
+        model_version=latest.version if latest else None,
+        n_labels_trained=latest.n_labels if latest else 0,
+    )
+    if audit and audit.get("confusion") is not None:
+        data.precision = precision_from_confusion(np.asarray(audit["confusion"]), list(audit.get("classes", [])))
+    data.feature_map = previous_map if previous_map is not None else feature_map(features)
+    return data
+
+
+def _interval(ci) -> str:
+    return f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "—"
+
+
+def headline(data: DashboardData) -> str:
+    """The honest accuracy sentence, saying what it rests on."""
+    if data.model_version is None:
+        return "No model yet: label a few images of each class; the model trains as labels arrive."
+    base = f"Model v{data.model_version}, trained on {data.n_labels_trained:,} labels. "
+    audit = data.audit
+    if not audit or audit.get("accuracy") is None:
+        return base + (f"No accuracy estimate yet: it needs random audit labels (now {data.n_audit}); "
+                       "keep labelling the queue, which mixes audit images in.")
+    text = (f"Accuracy {audit['accuracy']:.2f} (95 % CI {_interval(audit.get('accuracy_ci'))}) "
+            f"from {audit['n_audit']} audit labels")
+    if audit.get("macro_f1") is not None:
+        text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(audit.get('macro_f1_ci'))})"
+    return base + text + ". Audit images are drawn at random and predicted by a model trained without them."
+
+
+def optimistic_text(data: DashboardData) -> str:
+    cv = data.cross_validation
+    if not cv or cv.get("accuracy") is None:
+        return ""
+    return (f"Optimistic: cross-validation on all {data.n_labels_trained:,} labels gives accuracy "
+            f"{cv['accuracy']:.2f}, macro-F1 {cv['macro_f1']:.2f} ({cv.get('folds', '?')} folds). Actively "
+            "chosen labels are not a random sample, so this overstates accuracy on new images.")
+
+
+# ----------------------------------------------------------------------------- drawing
+def _plot(title: str, left: str, bottom: str) -> pg.PlotWidget:
+    widget = pg.PlotWidget(background="w")
+    item = widget.getPlotItem()
+    item.setTitle(title, color="#202020", size="10pt")
+    for name, text in (("left", left), ("bottom", bottom)):
+        axis = item.getAxis(name)
+        axis.setPen(pg.mkPen("#505050"))
+        axis.setTextPen(pg.mkPen("#202020"))
+        axis.setLabel(text, color="#202020")
+    item.showGrid(x=True, y=True, alpha=0.15)
+    widget.setMinimumSize(320, 220)
+    return widget
+
+
+class DashboardView(QWidget):
+    """Counts, learning curve, audit confusion and precision/recall, stopping guidance, map."""
+
+    #: the figures were redrawn from a finished computation
+    refreshed = Signal()
+
+    def __init__(self, session, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.data: Optional[DashboardData] = None
+        self._task: Optional[Task] = None
+        self._dirty = True
+        self._map_of = None  # the features array the current map was computed from
+        self._map_items: list[pg.ScatterPlotItem] = []
+
+        self.headline = QLabel(self)
+        self.headline.setWordWrap(True)
+        bold = QFont(self.headline.font())
+        bold.setPointSizeF(bold.pointSizeF() * 1.15)
+        bold.setBold(True)
+        self.headline.setFont(bold)
+        self.stopping = QLabel(self)
+        self.stopping.setWordWrap(True)
+        self.optimistic = QLabel(self)
+        self.optimistic.setWordWrap(True)
+        self.optimistic.setStyleSheet("color: #8a6d00;")
+        self.status = QLabel(self)
+        self.status.setStyleSheet("color: #666;")
+
+        self.counts_plot = _plot("Images per class: labelled (solid), model's prediction (light)", "images", "")
+        self.curve_plot = _plot("Audit accuracy vs labels, 95 % band",
+                                "accuracy", "labels")
+        self.curve_plot.setYRange(0, 1.0)
+        self.confusion_plot = _plot("Audit confusion", "true class", "predicted class")
+        self.confusion_plot.getPlotItem().invertY(True)
+        self.confusion_plot.getPlotItem().showGrid(False, False)
+        self.confusion_plot.setMouseEnabled(False, False)
+        self.class_table = QTableWidget(0, 4, self)
+        self.class_table.setHorizontalHeaderLabels(["Class", "Audit n", "Recall (95 % CI)", "Precision (95 % CI)"])
+        self.class_table.setWordWrap(False)
+        self.class_table.verticalHeader().setVisible(False)
+        self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.class_table.horizontalHeader().setStretchLastSection(True)
+        self.class_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.audit_caption = QLabel(self)
+        self.audit_caption.setWordWrap(True)
+
+        self.map_plot = _plot("Feature map (PCA); click a point to open its image",
+                              "component 2", "component 1")
+        self.map_color = QComboBox(self)
+        self.map_color.addItem("Colour by label", "label")
+        self.map_color.addItem("Colour by prediction", "prediction")
+        self.map_color.currentIndexChanged.connect(lambda _: self._draw_map())
+        self.map_caption = QLabel(self)
+        self.map_legend = pg.LegendItem(offset=(-10, 10), labelTextColor="#202020", brush=pg.mkBrush(255, 255, 255, 200))
+        self.map_legend.setParentItem(self.map_plot.getPlotItem().getViewBox())
+
+        audit_box = QGroupBox("Per class, from the audit labels", self)
+        audit_layout = QVBoxLayout(audit_box)
+        audit_row = QHBoxLayout()
+        audit_row.addWidget(self.confusion_plot, 4)
+        audit_row.addWidget(self.class_table, 5)
+        audit_layout.addLayout(audit_row)
+        audit_layout.addWidget(self.audit_caption)
+        map_box = QWidget(self)
+        map_layout = QVBoxLayout(map_box)
+        map_layout.setContentsMargins(0, 0, 0, 0)
+        map_top = QHBoxLayout()
+        map_top.addWidget(self.map_caption, 1)
+        map_top.addWidget(self.map_color)
+        map_layout.addLayout(map_top)
+        map_layout.addWidget(self.map_plot, 1)
+
+        grid = QGridLayout()
+        grid.addWidget(self.counts_plot, 0, 0)
+        grid.addWidget(self.curve_plot, 0, 1)
+        grid.addWidget(audit_box, 1, 0)
+        grid.addWidget(map_box, 1, 1)
+        grid.setColumnStretch(0, 5)
+        grid.setColumnStretch(1, 4)
+        grid.setRowStretch(0, 2)
+        grid.setRowStretch(1, 3)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.headline)
+        layout.addWidget(self.stopping)
+        layout.addWidget(self.optimistic)
+        layout.addLayout(grid, 1)
+        layout.addWidget(self.status)
+
+        # labels arrive one at a time while the inspector works; recompute at most every 0.5 s
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(500)
+        self._timer.timeout.connect(self.refresh)
+        session.model_updated.connect(lambda _v: self.schedule_refresh())
+        session.labels_changed.connect(lambda _ids: self.schedule_refresh())
+        session.classes_changed.connect(self.schedule_refresh)
+        session.features_changed.connect(self._features_changed)
+        self.headline.setText("Computing…")
+
+    # ---------------------------------------------------------------- refreshing
+    def _features_changed(self) -> None:
+        self._map_of = None
+        self.schedule_refresh()
+
+    def schedule_refresh(self) -> None:
+        self._dirty = True
+        if self.isVisible() and not self._timer.isActive():
+            self._timer.start()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._dirty:
+            QTimer.singleShot(0, self.refresh)
+
+    def refresh(self) -> None:
+        """Recompute in a worker (unless one is already running: then once more after it)."""
+        if self._task is not None:
+            self._dirty = True
+            return
+        self._dirty = False
+        s = self.session
+        features = s.features
+        previous = self.data.feature_map if (self.data is not None and self._map_of is features) else None
+        proba = s.probabilities if s.probabilities is not None and len(s.probabilities) == len(s.image_ids) else None
+        task = Task(compute_dashboard, s.project, s.classes(), dict(s.latest_labels()), proba,
+                    np.asarray(s.class_ids, np.int64), features, previous, name="Dashboard", with_progress=False)
+        task.signals.finished.connect(lambda data, f=features: self._computed(data, f))
+        task.signals.failed.connect(self._failed)
+        self._task = task
+        self.status.setText("Updating…" if previous is not None or len(features) < 50_000
+                            else "Computing the feature map…")
+        run_task(task, pool("background"))
+
+    def _failed(self, message: str) -> None:
+        self._task = None
+        self.status.setText(f"Dashboard not updated: {message}")
+
+    def _computed(self, data: DashboardData, features: np.ndarray) -> None:
+        self._task = None
+        self.data = data
+        self._map_of = features
+        self.status.setText("")
+        try:
+            self._draw()
+        finally:
+            self.refreshed.emit()
+        if self._dirty:
+            self.schedule_refresh()
+
+    # ---------------------------------------------------------------- drawing
+    def _draw(self) -> None:
+        data = self.data
+        self.headline.setText(headline(data))
+        self.stopping.setText("When to stop: " + data.stopping.get("message", ""))
+        text = optimistic_text(data)
+        self.optimistic.setText(text)
+        self.optimistic.setVisible(bool(text))
+        self._draw_counts()
+        self._draw_curve()
+        self._draw_audit()
+        self._draw_map()
+
+    def _class_axis(self, axis, classes, vertical: bool = False) -> None:
+        ticks = [(i, c.name) for i, c in enumerate(classes)]
+        axis.setTicks([ticks, []])
+
+    def _draw_counts(self) -> None:
+        data, plot = self.data, self.counts_plot.getPlotItem()
+        plot.clear()
+        classes = data.classes
+        x = np.arange(len(classes), dtype=float)
+        labelled = [data.labelled.get(c.id, 0) for c in classes]
+        brushes = [pg.mkBrush(c.color) for c in classes]
+        plot.addItem(pg.BarGraphItem(x=x - 0.2, height=labelled, width=0.38, brushes=brushes, pen=pg.mkPen("#303030")))
+        if data.predicted:
+            predicted = [data.predicted.get(c.id, 0) for c in classes]
+            light = []
+            for c in classes:
+                color = QColor(c.color)
+                color.setAlpha(90)
+                light.append(pg.mkBrush(color))
+            plot.addItem(pg.BarGraphItem(x=x + 0.2, height=predicted, width=0.38, brushes=light,
+                                         pen=pg.mkPen("#303030", style=Qt.PenStyle.DashLine)))
+        self._class_axis(plot.getAxis("bottom"), classes)
+        total = sum(labelled)
+        plot.setTitle(f"Images per class: {total:,} labelled (solid)" +
+                      (", predicted for all (light)" if data.predicted else ""),
+                      color="#202020", size="10pt")
+        plot.autoRange()
+
+    def _draw_curve(self) -> None:
+        data, plot = self.data, self.curve_plot.getPlotItem()
+        plot.clear()
+        points = [p for p in data.curve if p.get("accuracy") is not None]
+        if not points:
+            text = pg.TextItem("No audit estimate yet: the curve appears once\nmodels are trained with audit labels.",
+                               color="#606060", anchor=(0.5, 0.5))
+            plot.addItem(text)
+            text.setPos(0.5, 0.5)
+            plot.setXRange(0, 1)
+            return
+        x = np.array([p["n_labels"] for p in points], float)
+        y = np.array([p["accuracy"] for p in points], float)
+        lo = np.array([(p.get("accuracy_ci") or [v, v])[0] for p, v in zip(points, y)], float)
+        hi = np.array([(p.get("accuracy_ci") or [v, v])[1] for p, v in zip(points, y)], float)
+        low_curve = pg.PlotDataItem(x, lo, pen=pg.mkPen((31, 119, 180, 80)))
+        high_curve = pg.PlotDataItem(x, hi, pen=pg.mkPen((31, 119, 180, 80)))
+        plot.addItem(low_curve)
+        plot.addItem(high_curve)
+        plot.addItem(pg.FillBetweenItem(low_curve, high_curve, brush=pg.mkBrush(31, 119, 180, 60)))
+        plot.addItem(pg.PlotDataItem(x, y, pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=6,
+                                     symbolBrush="#1f77b4"))
+        last = points[-1]
+        plot.setTitle(f"Audit accuracy vs labels, 95 % band ({len(points)} versions; "
+                      f"last: {last.get('n_audit', 0)} audit labels)", color="#202020", size="10pt")
+        plot.setYRange(max(0.0, float(lo.min()) - 0.05), 1.0)
+        plot.setXRange(0, float(x.max()) * 1.05 + 1)
+
+    def _draw_audit(self) -> None:
+        data, plot = self.data, self.confusion_plot.getPlotItem()
+        plot.clear()
+        names = {c.id: c.name for c in data.classes}
+        audit = data.audit
+        self.class_table.setRowCount(0)
+        if not audit or not audit.get("n_audit"):
+            self.audit_caption.setText(f"No audit labels yet ({data.n_audit}): confusion, recall and precision "
+                                       "appear once random audit images are labelled.")
+            return
+        classes = list(audit.get("classes", []))
+        confusion = np.asarray(audit["confusion"], float)
+        row_sums = confusion.sum(axis=1, keepdims=True)
+        share = np.divide(confusion, row_sums, out=np.zeros_like(confusion), where=row_sums > 0)
+        image = pg.ImageItem(share.T)  # ImageItem's first axis is x (predicted)
+        image.setLookupTable(pg.colormap.get("CET-L12").getLookupTable(nPts=256) if hasattr(pg, "colormap") else None)
+        image.setLevels((0, 1))
+        plot.addItem(image)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                count = int(confusion[i, j])
+                if count == 0:
+                    continue
+                color = "#ffffff" if share[i, j] > 0.55 else "#202020"
+                label = pg.TextItem(str(count), color=color, anchor=(0.5, 0.5))
+                label.setPos(j + 0.5, i + 0.5)
+                plot.addItem(label)
+        # predicted classes by key along the bottom: full names would overlap in narrow cells
+        keys = {c.id: c.key for c in data.classes}
+        short = [keys.get(c) or names.get(c, str(c))[:3] for c in classes]
+        plot.getAxis("bottom").setTicks([[(k + 0.5, t) for k, t in enumerate(short)], []])
+        plot.getAxis("left").setTicks([[(k + 0.5, f"{t}  {names.get(c, str(c))}") for k, (c, t)
+                                        in enumerate(zip(classes, short))], []])
+        plot.setTitle(f"Audit confusion ({audit['n_audit']} labels)", color="#202020", size="10pt")
+        plot.setXRange(0, len(classes), padding=0)
+        plot.setYRange(0, len(classes), padding=0)
+
+        recall = audit.get("per_class_recall", {})
+        self.class_table.setRowCount(len(classes))
+        for k, c in enumerate(classes):
+            r = recall.get(str(c), {})
+            p = data.precision.get(c, {})
+            cells = [
+                names.get(c, str(c)),
+                str(r.get("n", 0)),
+                "—" if r.get("recall") is None else f"{r['recall']:.2f} ({_interval(r.get('ci'))})",
+                "—" if p.get("precision") is None else f"{p['precision']:.2f} ({_interval(p.get('ci'))})",
+            ]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if col == 0:
+                    item.setForeground(QColor(next((x.color for x in data.classes if x.id == c), "#000000")))
+                self.class_table.setItem(k, col, item)
+        self.audit_caption.setText(
+            f"Recall: share of each class's audit images the model finds; precision: share of the model's calls "
+            f"of that class that are right. Both rest on {audit['n_audit']} random audit labels — wide intervals "
+            "mean too few audit images of that class.")
+
+    def _draw_map(self) -> None:
+        plot = self.map_plot.getPlotItem()
+        for item in self._map_items:
+            plot.removeItem(item)
+        self._map_items = []
+        self.map_legend.clear()
+        data = self.data
+        if data is None or data.feature_map is None:
+            self.map_caption.setText("No feature map: the images have no features yet.")
+            return
+        fmap = data.feature_map
+        ids = np.asarray(self.session.image_ids, np.int64)
+        if fmap.n_total != len(ids):
+            self.map_caption.setText("The feature map is being recomputed for the new images…")
+            return
+        by = self.map_color.currentData()
+        image_ids = ids[fmap.rows]
+        if by == "prediction":
+            proba = self.session.probabilities
+            if proba is None or len(proba) != len(ids):
+                colour_of = np.full(len(fmap.rows), -1, np.int64)
+                note = " (no model yet: every point grey)"
+            else:
+                colour_of = np.asarray(self.session.class_ids, np.int64)[np.argmax(proba[fmap.rows], axis=1)]
+                note = ""
+        else:
+            latest = self.session.latest_labels()
+            colour_of = np.array([latest.get(int(i), -1) for i in image_ids.tolist()], np.int64)
+            note = ""
+        groups = [(-1, "not labelled" if by == "label" else "no prediction", UNLABELLED_COLOR)]
+        groups += [(c.id, c.name, c.color) for c in data.classes]
+        for class_id, name, color in groups:
+            mask = colour_of == class_id
+            if not mask.any():
+                continue
+            item = pg.ScatterPlotItem(x=fmap.xy[mask, 0], y=fmap.xy[mask, 1], data=image_ids[mask],
+                                      size=5 if class_id == -1 else 7, pen=None, brush=pg.mkBrush(color),
+                                      hoverable=True, tip=None)
+            item.sigClicked.connect(self._map_clicked)
+            plot.addItem(item)
+            self._map_items.append(item)
+            self.map_legend.addItem(item, f"{name} ({int(mask.sum()):,})")
+        shown = len(fmap.rows)
+        sample = f"{shown:,} of {fmap.n_total:,} images (random sample)" if shown < fmap.n_total else f"{shown:,} images"
+        self.map_caption.setText(f"{sample}; axes explain {fmap.explained[0]:.0%} and {fmap.explained[1]:.0%} "
+                                 f"of the feature variance{note}")
+
+    def _map_clicked(self, _item, points, *_args) -> None:
+        if len(points):
+            self.session.request_open(int(points[0].data()))
