@@ -202,7 +202,7 @@ def export_label_folder(project, folder: Path, link: bool = False, progress: Opt
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise UserError(f"{folder} is not an empty folder; choose a new one so no file is overwritten")
     names = {c.id: c.name for c in project.classes()}
-    paths = project.image_paths()
+    paths = {r.id: r.path for r in project.images(usable_only=False)}
     labels = sorted(project.latest_labels().items(), key=lambda item: paths.get(item[0], ""))
     root = project.image_root
     result = FolderExport(how="link" if link else "copy")
