@@ -1,0 +1,116 @@
+"""``inspector --self-test``: the whole run from source, and how it reports a failure."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from inspector import selftest
+
+SUMMARY = re.compile(
+    r"^self-test passed: scan 60 images, features \((\d+) worker processes\), labels, train, query, export, "
+    r"predict, window — (\d+\.\d) s$"
+)
+
+
+@pytest.mark.slow
+def test_self_test_from_source_passes_and_prints_the_summary(tmp_path):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", TMPDIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "inspector", "--self-test"],
+        capture_output=True, text=True, encoding="utf-8", env=env, timeout=600,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    match = SUMMARY.match(lines[-1])
+    assert match, f"unexpected summary line: {lines[-1]!r}"
+    assert int(match.group(1)) >= 1
+    # one timed line per step, each ok
+    for step in selftest.STEPS:
+        assert any(re.match(rf"^\s+{step}\s+\d+\.\d\d s\s+ok$", line) for line in lines), f"no line for {step}"
+    # the temporary folder (data set, project, model file) is gone
+    assert list(tmp_path.iterdir()) == []
+
+
+def _run_steps(monkeypatch, tmp_path, steps, **step_functions):
+    """Run the self-test with only ``steps``; ``step_functions`` replace some steps."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(selftest, "STEPS", steps)
+    for name, function in step_functions.items():
+        monkeypatch.setattr(selftest._SelfTest, f"step_{name}", function)
+    out = io.StringIO()
+    code = selftest.run_self_test(out=out)
+    return code, out.getvalue().strip().splitlines()
+
+
+def test_a_failed_check_names_the_step_and_the_reason_and_exits_1(monkeypatch, tmp_path):
+    def bad_scan(self):
+        selftest._expect(False, "scan found 59 new images, expected 60")
+
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "scan", "train"), scan=bad_scan)
+    assert code == 1
+    assert re.match(r"^self-test FAILED at step 'scan': scan found 59 new images, expected 60 \(\d+\.\d s\)$",
+                    lines[-1]), lines
+    assert not any(line.strip().startswith("train") for line in lines), "steps after a failure must not run"
+    assert list(tmp_path.iterdir()) == [], "the temporary folder must be removed after a failure too"
+
+
+def test_an_exception_in_a_step_is_reported_with_its_type(monkeypatch, tmp_path):
+    def broken(self):
+        raise ImportError("No module named 'sklearn.tree._utils'")
+
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "train"), train=broken)
+    assert code == 1
+    assert "FAILED at step 'train': ImportError: No module named 'sklearn.tree._utils'" in lines[-1]
+
+
+def test_network_use_fails_the_self_test(monkeypatch, tmp_path):
+    def phone_home(self):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect(("192.0.2.1", 80))  # TEST-NET-1: never routed
+        return "phoned"
+
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "query"), query=phone_home)
+    assert code == 1
+    assert "FAILED at step 'query'" in lines[-1]
+    assert "network use is not allowed" in lines[-1]
+
+
+def test_the_network_guard_is_removed_afterwards_and_leaves_local_sockets_alone(monkeypatch, tmp_path):
+    def local_socket(self):
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(b"x")
+            assert b.recv(1) == b"x"
+        return "local"
+
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "query"), query=local_socket)
+    assert code == 0, lines
+    assert lines[-1].startswith("self-test passed: local — ")
+    assert socket.socket.connect.__name__ == "connect"
+
+
+def test_environment_is_restored_and_qt_runs_offscreen_during_the_test(monkeypatch, tmp_path):
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    seen = {}
+
+    def look(self):
+        seen["platform"] = os.environ.get("QT_QPA_PLATFORM")
+        seen["config"] = os.environ.get("XDG_CONFIG_HOME")
+        return ""
+
+    before = dict(os.environ)
+    code, _ = _run_steps(monkeypatch, tmp_path, ("startup", "scan"), scan=look)
+    assert code == 0
+    assert seen["platform"] == "offscreen"
+    assert Path(seen["config"]).is_relative_to(tmp_path)
+    assert dict(os.environ) == before
