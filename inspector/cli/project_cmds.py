@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 from inspector.cli.common import open_project, print_json, terminal_progress
@@ -183,36 +182,16 @@ def import_folder_labels(project, annotator: str = "") -> int:
 
 def import_csv_labels(project, csv_path: Path, annotator: str = "") -> int:
     """Import labels from a CSV with a header naming `path` (relative to the image folder) and
-    `label` (or `class`) columns. Unknown paths are reported, not guessed."""
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise UserError(f"cannot read {csv_path}: {exc.strerror}") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{csv_path} is not a readable CSV file ({exc})") from None
-    if not rows:
-        return 0
-    columns = {c.lower().strip(): c for c in rows[0].keys() if c}
-    path_column = columns.get("path")
-    label_column = columns.get("label") or columns.get("class")
-    if not path_column or not label_column:
-        raise UserError(f"{csv_path} needs a header with 'path' and 'label' columns")
-    cache: dict[str, int] = {}
-    labels, unknown = [], []
-    for row in rows:
-        path, label = (row.get(path_column) or "").strip(), (row.get(label_column) or "").strip()
-        if not path or not label:
-            continue
-        image_id = project.find_image(path)
-        if image_id is None:
-            unknown.append(path)
-            continue
-        labels.append((image_id, _class_id(project, label, cache)))
-    count = project.add_labels_bulk(labels, annotator=annotator, source="imported")
-    if unknown:
+    `label` (or `class`) columns. Unknown paths are reported, not guessed.
+
+    The reading and matching live in :func:`inspector.core.labels_io.import_labels` (shared with
+    `inspector import-labels`)."""
+    from inspector.core.labels_io import import_labels
+
+    summary = import_labels(project, Path(csv_path), annotator)
+    if summary.unknown_paths:
         import sys
 
-        print(f"inspector: warning: {len(unknown)} paths in {csv_path} are not images of this project "
-              f"(first: {unknown[0]})", file=sys.stderr)
-    return count
+        print(f"inspector: warning: {len(summary.unknown_paths)} paths in {csv_path} are not images of this project "
+              f"(first: {summary.unknown_paths[0]})", file=sys.stderr)
+    return summary.imported

@@ -1,0 +1,80 @@
+"""Throughput of `inspector predict` against plain feature extraction over the same files.
+
+    .venv/bin/python tests/benchmarks/bench_predict.py [--images /work/shared/datasets/neu] [--jobs N]
+
+Builds a small model first (a project over symbolic links to 20 images per class, exported),
+then over every image of the folder measures, with the same number of worker processes:
+
+* the feature-extraction rate of ``inspector.core.ingest.analyse_files`` (read, hash, decode,
+  extract) - the ceiling for prediction, since predicting is extraction plus a few matrix products;
+* ``inspector predict MODEL FOLDER --csv OUT`` run in this process (folder walk, extraction,
+  prediction, CSV writing);
+* the same command as a fresh process (adds interpreter start-up and imports).
+
+Prints images/s for each and the ratios predict / extraction (target >= 0.9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default=str(REPO.parent / "shared" / "datasets" / "neu"))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    from inspector.cli import main as inspector_main
+    from inspector.core.images import walk_images
+    from inspector.core.ingest import analyse_files
+
+    folder = Path(args.images)
+    if not folder.is_dir():
+        print(f"no images at {folder}")
+        return 1
+    paths = [folder / f.relative_path for f in walk_images(folder)]
+    print(f"{len(paths)} images in {folder}, {args.jobs} worker processes")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        train = tmp / "train"
+        for class_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+            (train / class_folder.name).mkdir(parents=True)
+            for f in sorted(class_folder.iterdir())[:20]:
+                (train / class_folder.name / f.name).symlink_to(f.resolve())
+        project, model = tmp / "bench.inspector", tmp / "bench.inspector-model"
+        assert inspector_main(["new", str(project), "--images", str(train), "--labels-from-folders", "--quiet"]) == 0
+        assert inspector_main(["export-model", str(project), str(model), "--quiet"]) == 0
+
+        start = time.perf_counter()
+        n = sum(1 for r in analyse_files(paths, workers=args.jobs) if r.error is None)
+        extract_rate = n / (time.perf_counter() - start)
+        print(f"feature extraction (analyse_files):        {extract_rate:7.1f} images/s")
+
+        out = tmp / "predictions.csv"
+        start = time.perf_counter()
+        assert inspector_main(["predict", str(model), str(folder), "--csv", str(out), "--jobs", str(args.jobs),
+                               "--quiet"]) == 0
+        predict_rate = len(paths) / (time.perf_counter() - start)
+        print(f"inspector predict (in process):            {predict_rate:7.1f} images/s   "
+              f"ratio {predict_rate / extract_rate:.2f}")
+
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "inspector", "predict", str(model), str(folder), "--csv", str(out),
+                        "--jobs", str(args.jobs), "--quiet"], check=True, stderr=subprocess.DEVNULL)
+        process_rate = len(paths) / (time.perf_counter() - start)
+        print(f"inspector predict (fresh process, imports): {process_rate:7.1f} images/s   "
+              f"ratio {process_rate / extract_rate:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
