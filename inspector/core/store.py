@@ -252,6 +252,11 @@ class Project:
         try:
             if read_only:
                 uri = path.resolve().as_uri() + "?mode=ro"
+                if not os.access(path.parent, os.W_OK) and not (wal.exists() and wal.stat().st_size > 0):
+                    # A WAL project in a folder we cannot write (archive, share, CD): SQLite cannot
+                    # create its shared-memory file there and refuses even to read. No log exists,
+                    # so the main file is complete; read it as an unchanging file.
+                    uri += "&immutable=1"
                 connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             else:
                 connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
