@@ -178,9 +178,9 @@ def make_nasty_corpus(folder: Path, large_image: bool = True) -> dict:
     write("bad/corrupt_middle.png", bytes(corrupt), BAD, "PNG with garbage in its compressed data",
           ["damaged", "truncated", "cannot decode"])
 
-    unreadable = write("bad/no_permission.png", png_gray[:], BAD, "file without read permission", ["permission"])
-    # different bytes from gray8.png would not matter; same bytes must still be reported as unreadable
-    os.chmod(unreadable, 0)
+    unreadable = write("bad/no_permission.png", _png(_texture(64, 64, 19)), BAD, "file without read permission",
+                       ["permission"])
+    os.chmod(unreadable, 0)  # root reads it anyway: drop privileges to see this case (see test_bad_files.py)
     expected["unreadable"] = "bad/no_permission.png"
 
     loop_a, loop_b = folder / "bad" / "loop_a.png", folder / "bad" / "loop_b.png"
