@@ -787,12 +787,20 @@ class GalleryView(QWidget):
     def visible_rows(self) -> range:
         """Display rows whose cells intersect the viewport (approximate at the edges)."""
         viewport = self.list.viewport().rect()
-        first = self.list.indexAt(QPoint(viewport.left() + 4, viewport.top() + 4))
-        last = self.list.indexAt(QPoint(viewport.right() - 4, viewport.bottom() - 4))
+        spacing = self.list.spacing()
+        first = self.list.indexAt(QPoint(viewport.left() + spacing + 2, viewport.top() + spacing + 2))
+        if not first.isValid():
+            first = self.list.indexAt(QPoint(viewport.left() + spacing + 2, viewport.top() + 40))
         if not first.isValid():
             return range(0)
-        end = last.row() if last.isValid() else min(len(self.model.shown) - 1, first.row() + 400)
-        return range(first.row(), end + 1)
+        # uniform cells: the grid's pitch gives how many fit, without hit-testing every corner
+        cell = self.list.visualRect(first)
+        pitch_x = max(1, cell.width() + 2 * spacing)
+        pitch_y = max(1, cell.height() + 2 * spacing)
+        per_row = max(1, (viewport.width() - spacing) // pitch_x)
+        rows = viewport.height() // pitch_y + 2
+        start = first.row() - first.row() % per_row
+        return range(start, min(len(self.model.shown), start + rows * per_row))
 
     def _schedule_retain(self, *_args) -> None:
         if not self._retain.isActive():
