@@ -137,7 +137,8 @@ class ThumbnailLoader(QObject):
     thumbnail_ready = Signal(int)
 
     def __init__(self, project, side: int = THUMBNAIL_SIDE, memory_items: int = MEMORY_CACHE_ITEMS,
-                 disk_folder: Optional[Path] = None, workers: int = 2, parent: Optional[QObject] = None) -> None:
+                 disk_folder: Optional[Path] = None, workers: Optional[int] = None,
+                 parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.project = project
         self.side = int(side)
@@ -148,6 +149,10 @@ class ThumbnailLoader(QObject):
         self._waiting: OrderedDict[int, None] = OrderedDict()  # newest request last
         self._running: set[int] = set()
         self._pool = QThreadPool(self)
+        if workers is None:
+            # leave one core to the UI thread (and the labelling view's decoder): on a 2-core
+            # workstation two decode threads made scrolling stall noticeably longer
+            workers = max(1, min(2, (os.cpu_count() or 2) - 1))
         self._pool.setMaxThreadCount(max(1, int(workers)))
         self._signals = _Signals()
         self._signals.done.connect(self._on_done)
