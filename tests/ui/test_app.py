@@ -1,0 +1,272 @@
+"""The real main window, driven with the keyboard: a project from a folder, extraction, thirty
+labels, undo/redo, accepting a suggestion, a retrain, reopening; and the error paths."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+
+from inspector.core import ingest  # noqa: E402
+from inspector.core.store import Project, QueueEntry  # noqa: E402
+from inspector.ui import display  # noqa: E402
+from inspector.ui.main_window import MainWindow  # noqa: E402
+
+N_IMAGES = 48
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch, qapp):
+    """Each test gets its own QSettings (recent projects, window state) and reads files in-process
+    (small folders; starting worker processes would only slow the test down)."""
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    qapp.setOrganizationName("InspectorTests")
+    qapp.setApplicationName("InspectorTests")
+    qapp._inspector_testing = True  # error dialogs show without a blocking modal loop
+    monkeypatch.setattr(ingest, "IN_PROCESS_BELOW", 10_000)
+    yield
+
+
+@pytest.fixture
+def part_folder(tmp_path) -> Path:
+    """48 small parts: every third has a bright scratch (file name says which)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "parts"
+    root.mkdir()
+    for i in range(N_IMAGES):
+        image = rng.normal(110, 10, (64, 64)).clip(0, 255).astype(np.uint8)
+        kind = "scratch" if i % 3 == 0 else "ok"
+        if kind == "scratch":
+            cv2.line(image, (5, 8 + i % 40), (58, 50), 240, 2)
+        cv2.imwrite(str(root / f"{kind}_{i:03d}.png"), image)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return root
+
+
+@pytest.fixture
+def window(qtbot):
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    yield w
+    w.close_project()
+
+
+def _error_boxes() -> list[QMessageBox]:
+    return [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+
+
+def _open_folder(window, qtbot, folder: Path, tmp_path: Path):
+    assert window.new_project_from_folder(str(folder), str(tmp_path / "line3.inspector"))
+    session, view = window.session, window.label_view
+    qtbot.waitUntil(lambda: not session.extracting() and view.current is not None, timeout=30000)
+    return session, view
+
+
+def _add_classes_by_typing(view, qtbot, names):
+    for name in names:
+        view.new_class_edit.setText(name)
+        qtbot.keyClick(view.new_class_edit, Qt.Key.Key_Return)
+
+
+def _wait_shown(view, qtbot):
+    qtbot.waitUntil(lambda: view.current is not None and view._prepared is not None
+                    and view._prepared.image_id == view.current, timeout=10000)
+
+
+def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
+    session, view = _open_folder(window, qtbot, part_folder, tmp_path)
+    project = session.project
+    assert len(session.image_ids) == N_IMAGES
+    # the broken file is listed with its reason, not a crash
+    assert window.problems_list.count() == 1 and "broken.png" in window.problems_list.item(0).text()
+    assert "line3" in window.windowTitle() and "saved" in window.windowTitle()
+    # a new project has no classes: the view says so and offers the field
+    assert view.no_class_hint.isVisibleTo(view)
+    _add_classes_by_typing(view, qtbot, ["ok", "scratch"])
+    assert [c.name for c in session.classes()] == ["ok", "scratch"]
+    assert not view.no_class_hint.isVisibleTo(view)
+
+    given: dict[int, int] = {}
+    ok, scratch = (c.id for c in session.classes())
+    for _ in range(30):
+        _wait_shown(view, qtbot)
+        image_id = view.current
+        is_scratch = project.image(image_id).path.startswith("scratch")
+        qtbot.keyClick(view, Qt.Key.Key_2 if is_scratch else Qt.Key.Key_1)
+        # durable before the next image: the label is in the file already
+        assert project.latest_labels()[image_id] == (scratch if is_scratch else ok)
+        assert view.current != image_id
+        given[image_id] = scratch if is_scratch else ok
+        if view.current is None:
+            qtbot.waitUntil(lambda: view.current is not None, timeout=20000)
+    assert len(given) == 30
+    # retraining happened in the background, every 10 labels by default
+    qtbot.waitUntil(lambda: session.model_version is not None and session.n_labels_trained >= 20, timeout=30000)
+    assert "model v" in window.model_status.text()
+
+    # undo: the last image is shown again and its label is cleared by a new event
+    last = list(given)[-1]
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert view.current == last
+    assert last not in project.latest_labels()
+    assert [e.kind for e in project.label_history(last)] == ["class", "cleared"]
+    # redo puts it back (history kept: three events)
+    qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert project.latest_labels()[last] == given[last]
+    assert len(project.label_history(last)) == 3
+
+    # accept the model's suggestion with Enter
+    qtbot.waitUntil(lambda: view.current is not None and session.suggestion(view.current) is not None, timeout=20000)
+    target = view.current
+    suggested = session.suggestion(target)[0]
+    qtbot.keyClick(view, Qt.Key.Key_Return)
+    event = project.label_history(target)[-1]
+    assert (event.class_id, event.source) == (suggested, "suggestion")
+    given[target] = suggested
+
+    # skip, unsure and back
+    qtbot.waitUntil(lambda: view.current is not None, timeout=20000)
+    skipped = view.current
+    qtbot.keyClick(view, Qt.Key.Key_S)
+    assert project.label_history(skipped)[-1].kind == "skip"
+    qtbot.waitUntil(lambda: view.current is not None, timeout=20000)
+    qtbot.keyClick(view, Qt.Key.Key_Backspace)
+    assert view.current == skipped
+
+    # reopen: every label is there
+    path = project.path
+    window.close_project()
+    assert window.session is None
+    assert window.open_project(str(path))
+    assert window.session.project.latest_labels() == given
+
+
+def test_audit_pick_marks_the_label_event(window, qtbot, part_folder, tmp_path):
+    session, view = _open_folder(window, qtbot, part_folder, tmp_path)
+    project = session.project
+    project.add_class("ok")
+    session.notify_classes_changed()
+    qtbot.waitUntil(lambda: not session.busy(), timeout=20000)
+    audit_image = int(next(i for i in session.image_ids if i != view.current))
+    project.replace_queue([QueueEntry(audit_image, 0, "uncertain_diverse", None, "audit: random pick", None, True)])
+    view.open_image(audit_image)
+    assert "Audit pick" in view.reason_label.text()
+    qtbot.keyClick(view, Qt.Key.Key_1)
+    assert project.label_history(audit_image)[-1].audit is True
+    assert audit_image in project.audit_labels()
+
+
+def test_keypad_digits_label_too(window, qtbot, part_folder, tmp_path):
+    session, view = _open_folder(window, qtbot, part_folder, tmp_path)
+    session.project.add_class("ok")
+    session.project.add_class("scratch")
+    session.notify_classes_changed()
+    image_id = view.current
+    qtbot.keyClick(view, Qt.Key.Key_2, Qt.KeyboardModifier.KeypadModifier)
+    assert session.project.latest_labels()[image_id] == session.classes()[1].id
+
+
+def test_unreadable_folder_is_a_message_not_a_crash(window, qtbot, tmp_path):
+    missing = tmp_path / "no such folder"
+    assert not window.new_project_from_folder(str(missing), str(tmp_path / "x.inspector"))
+    boxes = _error_boxes()
+    assert boxes and "not a folder" in boxes[-1].text() or "does not exist" in boxes[-1].text()
+    assert window.session is None and window.stack.currentWidget() is window.start_page
+    for box in boxes:
+        box.close()
+
+
+def test_project_from_a_newer_version_is_refused_clearly(window, qtbot, part_folder, tmp_path):
+    path = tmp_path / "future.inspector"
+    Project.create(path, part_folder).close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 999")
+    assert not window.open_project(str(path))
+    text = _error_boxes()[-1].text()
+    assert "newer version" in text and "\n" not in text.strip()
+    assert window.session is None
+    # the app stays usable: a good project still opens
+    good = tmp_path / "good.inspector"
+    Project.create(good, part_folder).close()
+    assert window.open_project(str(good))
+    for box in _error_boxes():
+        box.close()
+
+
+def test_project_open_elsewhere_is_refused(window, part_folder, tmp_path):
+    path = tmp_path / "busy.inspector"
+    other = Project.create(path, part_folder)
+    try:
+        assert not window.open_project(str(path))
+        assert "already open" in _error_boxes()[-1].text()
+    finally:
+        other.close()
+    for box in _error_boxes():
+        box.close()
+
+
+def test_not_a_project_file(window, tmp_path):
+    fake = tmp_path / "notes.inspector"
+    fake.write_text("hello")
+    assert not window.open_project(str(fake))
+    assert "not an Inspector project" in _error_boxes()[-1].text()
+    for box in _error_boxes():
+        box.close()
+
+
+def test_sixteen_bit_dark_image_is_visible_and_readout_keeps_raw_values(tmp_path):
+    dark = np.full((40, 50), 300, np.uint16)  # 12-bit camera, very dark part
+    dark[10:20, 10:30] = 900
+    path = tmp_path / "dark16.png"
+    cv2.imwrite(str(path), dark)
+    prepared = display.prepare(1, path)
+    assert prepared.n_levels == 65536 and prepared.bit_depth == 16
+    shown = display.render(prepared, display.Tone(auto=True))
+    values = np.frombuffer(shown.constBits(), np.uint8).reshape(shown.height(), shown.bytesPerLine())[:, :50]
+    assert values.max() == 255 and values.min() == 0  # stretched to full range
+    flat = display.render(prepared, display.Tone(auto=False))
+    flat_values = np.frombuffer(flat.constBits(), np.uint8).reshape(flat.height(), flat.bytesPerLine())[:, :50]
+    assert flat_values.max() < 5  # without auto-contrast it would be black: the reason for the toggle
+    assert display.pixel_text(prepared, 12, 12).endswith(": 900")
+
+
+def test_classes_dialog_merge_and_delete(window, qtbot, part_folder, tmp_path):
+    from inspector.ui.dialogs import ClassesDialog
+
+    session, view = _open_folder(window, qtbot, part_folder, tmp_path)
+    project = session.project
+    a, b, c = (project.add_class(n) for n in ("ok", "scratch", "scuff"))
+    session.notify_classes_changed()
+    ids = [int(i) for i in session.image_ids[:3]]
+    session.label_images(ids[:2], c)
+    dialog = ClassesDialog(session, window)
+    qtbot.addWidget(dialog)
+    dialog.list.setCurrentRow(2)
+    dialog.merge(target_id=b, confirm=False)
+    assert [x.name for x in session.classes()] == ["ok", "scratch"]
+    assert all(project.latest_labels()[i] == b for i in ids[:2])
+    assert len(view.class_buttons) == 2  # the labelling view followed
+    dialog.list.setCurrentRow(0)
+    dialog.move(1)  # keys follow the order
+    assert [(x.name, x.key) for x in project.classes()] == [("scratch", "1"), ("ok", "2")]
+    dialog.list.setCurrentRow(0)
+    dialog.delete(confirm=False)
+    assert ids[0] not in project.latest_labels()
+
+
+def test_gui_command_is_registered():
+    from inspector.cli import build_parser
+
+    args = build_parser().parse_args(["gui", "some.inspector", "--demo"])
+    assert args.project == "some.inspector" and args.demo is True
