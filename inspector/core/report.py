@@ -32,6 +32,7 @@ h1 { font-size: 1.7rem; margin-bottom: .2rem; } h2 { font-size: 1.25rem; border-
 table { border-collapse: collapse; margin: .6rem 0; font-size: .95rem; }
 th, td { border: 1px solid #ccc; padding: .3rem .6rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f3f3f3; }
+table.facts td, table.facts th { text-align: left; }
 .swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px; margin-right: .4rem;
           vertical-align: -1px; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
@@ -142,15 +143,15 @@ def per_class_plot(rows: list[dict], title: str) -> Optional[str]:
     ax.set_xticks(x, [r["class"] for r in rows], rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: never hides a bar
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def _table(headers: list[str], rows: list[list], css_class: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table class='{css_class}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _figure(data_url: Optional[str], caption: str, alt: str) -> str:
@@ -255,8 +256,8 @@ def build_report_html(project) -> str:
             parts.append("<h4>Per class (optimistic)</h4>" + _per_class_table(cv_rows, colors))
         th = training.threshold
         parts.append("<h3>Review threshold</h3>"
-                     f"<p>Recommended: route images with confidence below <b>{th.get('value', 0):.3f}</b> to a "
-                     f"person. {esc(th.get('explanation') or '')} <span class='note'>Basis: "
+                     f"<p>Recommended review threshold: <b>{th.get('value', 0):.3f}</b>. "
+                     f"{esc(th.get('explanation') or '')} <span class='note'>Basis: "
                      f"{esc(str(th.get('basis')))}.</span></p></section>")
 
     # ---- model settings and data
@@ -270,11 +271,11 @@ def build_report_html(project) -> str:
                     ["feature extractor", f"{esc(extractor.name)} version {extractor.version}"],
                     ["extractor settings", esc(", ".join(f"{k}={v}" for k, v in extractor.params().items()
                                                          if k not in ('name', 'version')))]]
-    parts.append(_table(["setting", "value"], setting_rows))
+    parts.append(_table(["setting", "value"], setting_rows, "facts"))
     data_rows = [["image folder", esc(str(project.image_root))], ["usable images", str(counts["images"])],
                  ["unreadable files", str(counts["errors"])], ["labelled images", str(len(latest))],
                  ["audit labels", str(len(project.audit_labels()))]]
-    parts.append(_table(["data", "value"], data_rows))
+    parts.append(_table(["data", "value"], data_rows, "facts"))
     parts.append(_table(["class", "labels"], [[f"<span class='swatch' style='background:{esc(colors[n])}'></span>"
                                                 f"{esc(n)}", str(k)] for n, k in per_class.items()]))
     parts.append("</section>")
