@@ -268,29 +268,65 @@ class _SelfTest:
         return "predict"
 
     def step_window(self) -> str:
+        from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication
 
         _redirect_qsettings(self.tmp)
-        app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "inspector"])
+        try:
+            from inspector.ui.app import application
+        except ImportError:
+            application = None
+        app = application() if application else (QApplication.instance() or QApplication(sys.argv[:1]))
         from inspector.ui import main_window
+
+        # A modal dialog would wait for a click that never comes: close it and report its text.
+        dialogs: list[str] = []
+
+        def close_dialogs() -> None:
+            modal = QApplication.activeModalWidget()
+            if modal is not None:
+                text = getattr(modal, "text", lambda: "")()
+                dialogs.append(f"{modal.windowTitle()}: {text}".strip(": "))
+                modal.close()
+
+        watchdog = QTimer()
+        watchdog.timeout.connect(close_dialogs)
+        watchdog.start(100)
+
+        def pump(seconds: float, until: Callable[[], bool] = lambda: False) -> bool:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                app.processEvents()
+                if until():
+                    return True
+                time.sleep(0.01)
+            return until()
 
         window_class = _find_main_window_class(main_window)
         window = _construct_window(window_class)
+        opened = False
         try:
             window.show()
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline and not window.isVisible():
-                app.processEvents()
-            for _ in range(20):
-                app.processEvents()
-            _expect(window.isVisible(), f"{window_class.__name__} did not become visible")
+            _expect(pump(5.0, window.isVisible), f"{window_class.__name__} did not become visible")
             _expect(window.width() > 0 and window.height() > 0, "the window has no size")
+            # open the self-test project in the window (the labelling view, image canvas, queue)
+            if hasattr(window, "open_project"):
+                from inspector.core.store import Project
+
+                self.close()
+                Project.open(self.project_path).close()  # refused here rather than in a dialog
+                opened = bool(window.open_project(str(self.project_path)))
+                _expect(opened, f"the window could not open the project: {'; '.join(dialogs) or 'no reason given'}")
+                pump(1.0)
+                _expect(getattr(window, "session", True) is not None, "no project session after opening")
+            _expect(not dialogs, f"the window showed a dialog: {'; '.join(dialogs)}")
         finally:
             window.close()
-            app.processEvents()
+            pump(0.3)
+            watchdog.stop()
             window.deleteLater()
             app.processEvents()
-        return "window"
+        return "window" + (" (project opened)" if opened else "")
 
     def close(self) -> None:
         if self.project is not None:
@@ -390,14 +426,14 @@ def install_exit_when_shown() -> None:
             return
         state["done"] = True
         print(f"window shown after {time.perf_counter() - started:.3f} s (in-process)", flush=True)
-        QTimer.singleShot(0, QApplication.quit)
+        QTimer.singleShot(0, lambda: QApplication.exit(0))
 
     def exec_and_watch(self, *args, **kwargs):
         watcher = _Watcher(self)
         self.installEventFilter(watcher)
         # a window already exposed before the loop started
         QTimer.singleShot(0, lambda: w_exposed() and _report_and_quit())
-        return original_exec(self, *args, **kwargs)
+        return original_exec(*args, **kwargs)  # a static method in PySide6
 
     def w_exposed() -> bool:
         for widget in QApplication.topLevelWidgets():
