@@ -110,12 +110,20 @@ def expected_gradient_length_scores(model, X: np.ndarray, proba: np.ndarray) -> 
     return expected * np.sqrt(_scaled_sq_norms(model, X) + 1.0)
 
 
-def _scaled_sq_norms(model, X: np.ndarray, chunk: int = 8192) -> np.ndarray:
+def _scaled_sq_norms(model, X: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """||(x - mean) / scale||^2 per row without materialising the standardised pool:
+    sum(x^2 / s^2) - 2 x.(m / s^2) + sum(m^2 / s^2), in float32 chunks."""
+    if model.estimator is None:
+        return np.einsum("ij,ij->i", X, X).astype(np.float64)
+    scaler = model.estimator.named_steps["scale"]
+    inv2 = (1.0 / scaler.scale_ ** 2).astype(np.float32)
+    lin = (scaler.mean_ * inv2).astype(np.float32)
+    const = float(np.sum(scaler.mean_ ** 2 * inv2))
     out = np.empty(X.shape[0], dtype=np.float64)
     for start in range(0, X.shape[0], chunk):
-        Z = model.scaled(X[start:start + chunk])
-        out[start:start + chunk] = np.einsum("ij,ij->i", Z, Z)
-    return out
+        x = np.asarray(X[start:start + chunk], dtype=np.float32)
+        out[start:start + chunk] = (x * x) @ inv2 - 2.0 * (x @ lin) + const
+    return np.maximum(out, 0.0)
 
 
 # --------------------------------------------------------------------------- spreading helpers
@@ -265,16 +273,34 @@ def build_committee(model, n_members: int = 5, kind: str = "bootstrap", rng=None
     return members
 
 
+def _committee_proba(members: list, X: np.ndarray) -> np.ndarray:
+    """(members, n, classes) probabilities. Linear members share one float32 matmul over the
+    pool (the pool is read from memory once instead of once per member)."""
+    from inspector.core.learning.models import _stable_softmax
+
+    linear = all(m.coef_ is not None and m.coef_.shape[0] > 1 for m in members)
+    if not linear:
+        return np.stack([m.predict_proba(X) for m in members])
+    W = np.vstack([m.coef_ for m in members])
+    b = np.concatenate([m.intercept_ for m in members])
+    Z = np.asarray(X, dtype=np.float32) @ W.T
+    Z += b
+    out = np.zeros((len(members), X.shape[0], members[0].n_classes), dtype=np.float32)
+    start = 0
+    for i, m in enumerate(members):
+        width = m.coef_.shape[0]
+        out[i][:, m._columns] = _stable_softmax(Z[:, start:start + width])
+        start += width
+    return out
+
+
 def _choose_committee(ctx: _Context):
     opts = ctx.options
     members = opts.get("committee") or build_committee(
         ctx.model, n_members=int(opts.get("n_members", 5)), kind=opts.get("committee_kind", "bootstrap"), rng=ctx.rng
     )
     cand = ctx.candidates
-    member_proba = np.stack([m.predict_proba(ctx.X[cand]) if len(cand) < ctx.X.shape[0] else m.predict_proba(ctx.X)
-                             for m in members])
-    if member_proba.shape[1] != len(cand):  # predicted on the whole pool
-        member_proba = member_proba[:, cand]
+    member_proba = _committee_proba(members, ctx.X)[:, cand]
     measure = opts.get("disagreement", "kl")
     if measure == "vote_entropy":
         score = vote_entropy_scores(member_proba) + 1e-3 * entropy_scores(member_proba.mean(axis=0))  # break ties
@@ -289,12 +315,9 @@ def _choose_committee(ctx: _Context):
 
 
 def _choose_expected_model_change(ctx: _Context):
-    cand = ctx.candidates
-    X = ctx.X[cand]
-    proba = ctx.proba[cand] if ctx.proba is not None else ctx.model.predict_proba(X)
-    score = expected_gradient_length_scores(ctx.model, X, proba)
-    order = _top(score, np.arange(len(cand)), ctx.k)
-    return cand[order], score[order], [f"expected model change {score[i]:.2f}" for i in order]
+    score = expected_gradient_length_scores(ctx.model, ctx.X, ctx.probabilities())
+    idx = _top(score, ctx.candidates, ctx.k)
+    return idx, score[idx], [f"expected model change {score[i]:.2f}" for i in idx]
 
 
 def _candidate_sample(ctx: _Context, limit: int) -> np.ndarray:
