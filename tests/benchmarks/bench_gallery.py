@@ -22,24 +22,8 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-def _guard_pyside_refcount_bug() -> bool:
-    """PySide6 6.12 on Python 3.11 drops a reference to None (and True/False) on every call of a
-    void (or bool) Qt method; None has ~5,000 references at start, so a few thousand paints
-    abort the process ("deallocating None"). Python 3.12+ makes these objects immortal; here we
-    give them a huge reference count so the benchmark measures the gallery, not that bug.
-    Returns True when the guard was applied."""
-    import ctypes
 
-    if sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
-        return False
-    for obj in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
-    return True
-
-
-PYSIDE_GUARD = _guard_pyside_refcount_bug()
-
-import cv2  # noqa: E402
+import cv2
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from PySide6.QtCore import QTimer  # noqa: E402
@@ -146,8 +130,6 @@ def main() -> int:
     args = parser.parse_args()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     process = psutil.Process()
-    if PYSIDE_GUARD:
-        print("note: guard against the PySide6 6.12 / Python 3.11 None-refcount bug is active")
 
     from inspector.ui.gallery import GalleryFilter, GalleryView
     from inspector.ui.session import ProjectSession
