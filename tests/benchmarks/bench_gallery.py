@@ -21,9 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-
-
-import cv2
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from PySide6.QtCore import QTimer  # noqa: E402
