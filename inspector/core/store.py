@@ -198,6 +198,9 @@ class Project:
             raise ProjectError(f"cannot create {path}: {exc}") from None
         project = cls(path, connection, lock, read_only=False)
         try:
+            # Feature vectors are 2 KB; on the default 4 KB pages each spills into an overflow page
+            # and loading 100,000 of them takes 2-4 s instead of under 1 s. Only a new file can choose.
+            connection.execute("PRAGMA page_size = 16384")
             project._configure()
             apply_migrations(connection, 0)
             with project._write():
