@@ -177,14 +177,19 @@ def _metal_background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     base = rng.uniform(105, 165)
     grain = rng.uniform(3.0, 6.0)
     streak = rng.uniform(4.0, 9.0)
-    image = rng.standard_normal((h, w), dtype=np.float32) * np.float32(grain)
-    # brushing streaks: noise smeared along the brushing direction (horizontal or vertical)
-    # (the grain field itself is smeared: one random field serves both, which is much faster)
+    # brushing streaks: noise smeared along the brushing direction (horizontal or vertical). The
+    # grain field itself is smeared (one random field serves both, which is much faster); it is
+    # drawn with a margin so the smearing has no border artefacts.
     length = int(rng.integers(31, 81)) | 1
     horizontal = rng.random() < 0.7
+    margin = length // 2 + 1
+    ph, pw = (h, w + 2 * margin) if horizontal else (h + 2 * margin, w)
+    field = rng.standard_normal((ph, pw), dtype=np.float32) * np.float32(grain)
     ksize = (length, 1) if horizontal else (1, length)
-    streaks = cv2.blur(image, ksize, borderType=cv2.BORDER_REFLECT_101)
-    image += streaks * np.float32(streak * np.sqrt(length) / (2.0 * grain))
+    streaks = cv2.blur(field, ksize)
+    field += streaks * np.float32(streak * np.sqrt(length) / (2.0 * grain))
+    image = field[:, margin : margin + w] if horizontal else field[margin : margin + h, :]
+    image = np.ascontiguousarray(image)
     # low-frequency mottling, drawn small and enlarged
     small = rng.standard_normal((max(2, h // 64), max(2, w // 64))).astype(np.float32)
     mottle = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)

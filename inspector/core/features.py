@@ -61,6 +61,7 @@ def _build_luts() -> tuple[np.ndarray, np.ndarray]:
 _LUT_U2, _LUT_RIU2 = _build_luts()
 _LUT_RIU2_U8 = _LUT_RIU2.astype(np.uint8)
 _MIN_SIDE = 24
+_MORPH_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 # neighbour offsets (dy, dx) around the circle, scaled by the radius
 _DIRS = [(0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1)]
 
@@ -161,28 +162,38 @@ class TextureExtractor:
         return cv2.magnitude(re, im)
 
     def _working_image(self, gray: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """Resample to about ``work_pixels`` pixels (uint8); also a fine gradient-energy map at that size."""
+        """Resample to about ``work_pixels`` pixels (uint8); also fine-detail maps (H x W x 3) at that size."""
         gray = shrink(gray, self.max_side)
         h, w = gray.shape
         scale = min(1.0, float(np.sqrt(self.work_pixels / float(h * w))))
         th = max(1, int(round(h * scale)))
         tw = max(1, int(round(w * scale)))
         th, tw = max(th, _MIN_SIDE), max(tw, _MIN_SIDE)  # stretch very thin images
-        fine_mag = None
-        if scale < 0.95 and min(h, w) >= 3:
+        # fine-detail maps at the loaded resolution, area-averaged to the working size: gradient
+        # energy, bright thin structures (top-hat) and dark thin structures (black-hat)
+        fine = None
+        if min(h, w) >= 3:
             gx = cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)
             gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)
             energy = cv2.add(cv2.convertScaleAbs(gx, alpha=0.25), cv2.convertScaleAbs(gy, alpha=0.25))
-            fine_mag = cv2.resize(energy, (tw, th), interpolation=cv2.INTER_AREA).astype(np.float32) * 4.0
+            # density of the image's most salient thin bright / dark pixels: a scratch or a speck
+            # concentrates them, grain spreads them evenly
+            tophat = _salient(cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, _MORPH_KERNEL))
+            blackhat = _salient(cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, _MORPH_KERNEL))
+            fine = cv2.merge([energy, tophat, blackhat])
+            if (th, tw) != (h, w):
+                shrinking = th <= h and tw <= w
+                fine = cv2.resize(fine, (tw, th), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            fine = fine.astype(np.float32) * np.array([4.0, 100.0 / 255, 100.0 / 255], np.float32)
         if (th, tw) != (h, w):
             shrinking = th <= h and tw <= w
             work = cv2.resize(gray, (tw, th), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
         else:
             work = gray
-        return np.ascontiguousarray(work), fine_mag
+        return np.ascontiguousarray(work), fine
 
     def _extract(self, gray: np.ndarray) -> np.ndarray:
-        work8, fine_mag = self._working_image(gray)
+        work8, fine = self._working_image(gray)
         h, w = work8.shape
         n = float(h * w)
         parts: list[np.ndarray] = []
@@ -285,11 +296,14 @@ class TextureExtractor:
         ohist /= float(ohist.sum()) + _EPS
         parts.append(ohist)
         parts.append(np.sort(ohist)[::-1][:3])  # rotation-invariant dominance
-        if fine_mag is None:
-            fine_mag = mag * np.float32(scale)
+        if fine is None:
+            fine = np.zeros((h, w, 3), np.float32)
+            fine[..., 0] = mag * np.float32(scale)
+        fine[..., 0] *= np.float32(1.0 / scale)  # gradient energy relative to the contrast
+        fine_mag, fine_top, fine_black = cv2.split(fine)
         mag_mean = float(cv2.mean(mag)[0])
         parts.append(np.array([np.log1p(mag_mean), np.log1p(float(mag.max())),
-                               np.log1p(float(cv2.mean(fine_mag)[0]) / scale)]))
+                               np.log1p(float(cv2.mean(fine_mag)[0]))]))
 
         # ---- Gabor energies over a pyramid (levels x orientations)
         gabor_maps = []
@@ -311,7 +325,8 @@ class TextureExtractor:
         parts.append(np.sort(share, axis=1).ravel())  # rotation-invariant anisotropy
 
         # ---- local pooling over a grid of cells
-        channels = [norm, cv2.multiply(norm, norm), mag, fine_mag * np.float32(1.0 / scale)]
+        channels = [norm, cv2.multiply(norm, norm), mag, fine_mag, fine_top, fine_black,
+                    cv2.multiply(gx, gx), cv2.multiply(gy, gy), cv2.multiply(gx, gy)]
         for energies in gabor_maps:
             channels.extend(energies)
         parts.append(self._pool(channels, riu2_r1, h, w))
@@ -329,6 +344,11 @@ class TextureExtractor:
             cells[..., i] = cv2.resize(channel, (gw, gh), interpolation=cv2.INTER_AREA)
         # local contrast from E[x] and E[x^2]
         cells[..., 1] = np.sqrt(np.maximum(cells[..., 1] - cells[..., 0] ** 2, 0.0))
+        # orientation coherence of the structure tensor (lines ~1, blobs and grain ~0), then drop Jxy
+        jxx, jyy, jxy = cells[..., 6], cells[..., 7], cells[..., 8]
+        cells[..., 6] = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-3)
+        cells[..., 7] = np.log1p(jxx + jyy)
+        cells = np.delete(cells, 8, axis=-1)
         # LBP (radius 1, riu2) histogram per cell and its L1 distance from the median cell
         counts = np.empty((gh, gw, 10), np.float32)
         for value in range(10):
@@ -336,7 +356,7 @@ class TextureExtractor:
             counts[..., value] = cv2.resize(share, (gw, gh), interpolation=cv2.INTER_AREA)
         counts = counts.reshape(gh * gw, 10) * np.float32(1.0 / 255.0)
         cells[..., -1] = np.abs(counts - np.median(counts, axis=0)).sum(axis=1).reshape(gh, gw)
-        pooled = [self._pool_cells(cells.reshape(-1, cells.shape[-1]))]
+        pooled = [self._pool_cells(cells.reshape(-1, cells.shape[-1]))[2 * cells.shape[-1] :]]
         # overlapping windows of 2 x 2 cells
         win = 0.25 * (cells[:-1, :-1] + cells[1:, :-1] + cells[:-1, 1:] + cells[1:, 1:])
         if win.size == 0:
@@ -365,7 +385,15 @@ class TextureExtractor:
         robust = mad + 0.05 * (np.abs(med) + 1e-3)
         z_high = np.log1p(high / robust)
         z_low = np.log1p(low / robust)
-        return np.concatenate([spread, high, low, q90, z_high, z_low])
+        return np.concatenate([spread, q90, high, low, z_high, z_low])
+
+
+def _salient(response: np.ndarray, share: float = 0.99) -> np.ndarray:
+    """255 where a uint8 response exceeds its own ``share`` quantile (at least 1), else 0."""
+    hist = cv2.calcHist([response], [0], None, [256], [0, 256]).ravel()
+    cdf = np.cumsum(hist) / max(float(hist.sum()), 1.0)
+    threshold = max(1, int(np.searchsorted(cdf, share)))
+    return cv2.compare(response, threshold, cv2.CMP_GT)
 
 
 def _as_gray_u8(gray: np.ndarray) -> np.ndarray:
