@@ -31,8 +31,7 @@ def build(path: Path, image_root: Path, n_images: int = 1500, n_labels: int = 20
         p.save_analyses([ImageAnalysis(i, f"hash{i}", 64, 64, 8, 1, features=rng.normal(size=64).astype(np.float32))
                          for i in ids], "texture", 1)
         classes = [p.add_class(n) for n in ("ok", "scratch", "crack")]
-        for k, image_id in enumerate(ids[:n_labels]):
-            p.add_label(image_id, classes[k % 3])
+        p.add_labels_bulk([(image_id, classes[k % 3]) for k, image_id in enumerate(ids[:n_labels])], source="human")
     return ids
 
 
