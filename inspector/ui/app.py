@@ -45,12 +45,19 @@ def apply_theme(theme: str) -> None:
                             (QPalette.ColorRole.HighlightedText, "#202124"), (QPalette.ColorRole.ToolTipBase, "#303134"),
                             (QPalette.ColorRole.ToolTipText, "#e8eaed"), (QPalette.ColorRole.PlaceholderText, "#9aa0a6")):
             palette.setColor(role, QColor(color))
-        set_icon_tint("#e8eaed")
+        set_icon_tint("#bdc1c6")
     else:
         palette = app.style().standardPalette()
         set_icon_tint("#3c4043")
     app.setPalette(palette)
     app.setStyleSheet(style_sheet(theme))
+    # widgets built before the switch hold icons of the old tint: give them the new one
+    from inspector.ui.icons import icon
+
+    for widget in app.allWidgets():
+        name = widget.property("icon_name")
+        if name and hasattr(widget, "setIcon"):
+            widget.setIcon(icon(str(name)))
 
 
 def configure_logging() -> Path:

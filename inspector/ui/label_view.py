@@ -36,6 +36,7 @@ CACHE_IMAGES = 8
 PREFETCH_AHEAD = 2
 STRIP_THUMBS = 8
 THUMB_SIDE = 84
+REFILL_BELOW = 10
 
 KEYS = [
     ("1 … 9", "label with that class (keypad too)"),
@@ -337,6 +338,7 @@ class LabellingView(QWidget):
 
     def _action_button(self, text: str, key: str, icon_name: str, slot) -> QPushButton:
         b = QPushButton(icon(icon_name), f"{text}")
+        b.setProperty("icon_name", icon_name)
         b.setToolTip(f"{text} ({key})")
         b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         b.clicked.connect(slot)
@@ -353,6 +355,7 @@ class LabellingView(QWidget):
                                 ("zoom-out", "Zoom out (− or mouse wheel)", lambda: self.canvas.zoom_by(0.8))):
             b = QToolButton()
             b.setIcon(icon(name))
+            b.setProperty("icon_name", name)
             b.setToolTip(tip)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.clicked.connect(slot)
@@ -479,7 +482,8 @@ class LabellingView(QWidget):
             else:
                 image_id = None
         self._show(image_id, entry)
-        if len(self.upcoming) < 3 and not self.session.retraining():
+        # refill well before the queue runs dry, so the inspector never waits for the learner
+        if len(self.upcoming) < REFILL_BELOW and not self.session.retraining():
             self.session.start_retrain()
 
     def go_back(self) -> None:

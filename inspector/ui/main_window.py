@@ -196,12 +196,22 @@ class MainWindow(QMainWindow):
         except ImportError:
             return None
 
+    @staticmethod
+    def _available(name: str) -> bool:
+        """Whether an optional module exists, without importing it (imports can take a second)."""
+        import importlib.util
+
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
     def _update_actions(self) -> None:
         has = self.session is not None
         for a in self.project_actions + [self.close_action]:
             a.setEnabled(has)
-        model_ok = self._module("inspector.core.modelfile") is not None
-        report_ok = self._module("inspector.core.report") is not None
+        model_ok = self._available("inspector.core.modelfile")
+        report_ok = self._available("inspector.core.report")
         self.export_model_action.setEnabled(has and model_ok)
         self.export_report_action.setEnabled(has and report_ok)
         if not model_ok:
