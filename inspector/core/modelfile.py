@@ -567,8 +567,19 @@ def load_model(path: Path) -> InspectorModel:
     missing = [a for a in _REQUIRED_ARRAYS[kind] if a not in arrays]
     if missing:
         raise ModelFileError(f"{path.name} lacks the model's {', '.join(missing)}")
-    if not isinstance(header.get("classes"), list) or len(header["classes"]) < 2:
+    classes = header.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) for c in classes):
         raise ModelFileError(f"{path.name} does not list its classes")
+    columns = arrays["columns"]
+    if columns.ndim != 1 or len(columns) < 2 or columns.min() < 0 or columns.max() >= len(classes):
+        raise ModelFileError(f"{path.name} maps its model to classes it does not list")
+    if not isinstance(spec.get("n_features"), int) or spec["n_features"] != len(arrays["scaler_mean"]):
+        raise ModelFileError(f"{path.name} has an inconsistent feature count")
+    try:
+        float((header.get("reject_threshold") or {}).get("value", 0.0))
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{path.name} has an unreadable review threshold") from None
     return InspectorModel(header, arrays, path)
 
 

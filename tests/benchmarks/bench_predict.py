@@ -1,6 +1,6 @@
 """Throughput of `inspector predict` against plain feature extraction over the same files.
 
-    .venv/bin/python tests/benchmarks/bench_predict.py [--images /work/shared/datasets/neu] [--jobs N]
+    .venv/bin/python tests/benchmarks/bench_predict.py [--images /work/shared/datasets/neu] [--jobs N] [--repeat R]
 
 Builds a small model first (a project over symbolic links to 20 images per class, exported),
 then over every image of the folder measures, with the same number of worker processes:
@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -31,6 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default=str(REPO.parent / "shared" / "datasets" / "neu"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeat", type=int, default=3, help="alternating rounds (median reported)")
     args = parser.parse_args()
 
     from inspector.cli import main as inspector_main
@@ -54,23 +57,30 @@ def main() -> int:
         assert inspector_main(["new", str(project), "--images", str(train), "--labels-from-folders", "--quiet"]) == 0
         assert inspector_main(["export-model", str(project), str(model), "--quiet"]) == 0
 
-        start = time.perf_counter()
-        n = sum(1 for r in analyse_files(paths, workers=args.jobs) if r.error is None)
-        extract_rate = n / (time.perf_counter() - start)
-        print(f"feature extraction (analyse_files):        {extract_rate:7.1f} images/s")
-
         out = tmp / "predictions.csv"
-        start = time.perf_counter()
-        assert inspector_main(["predict", str(model), str(folder), "--csv", str(out), "--jobs", str(args.jobs),
-                               "--quiet"]) == 0
-        predict_rate = len(paths) / (time.perf_counter() - start)
-        print(f"inspector predict (in process):            {predict_rate:7.1f} images/s   "
+        command = ["predict", str(model), str(folder), "--csv", str(out), "--jobs", str(args.jobs), "--quiet"]
+        # the machine may be shared: alternate the three measurements and repeat, so a burst of
+        # outside load does not land on one of them only
+        rates: dict[str, list[float]] = {"extract": [], "predict": [], "process": []}
+        for round_ in range(args.repeat):
+            start = time.perf_counter()
+            n = sum(1 for r in analyse_files(paths, workers=args.jobs) if r.error is None)
+            rates["extract"].append(n / (time.perf_counter() - start))
+            start = time.perf_counter()
+            assert inspector_main(command) == 0
+            rates["predict"].append(len(paths) / (time.perf_counter() - start))
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "inspector", *command], check=True, stderr=subprocess.DEVNULL)
+            rates["process"].append(len(paths) / (time.perf_counter() - start))
+            print(f"round {round_ + 1}: extraction {rates['extract'][-1]:.1f}, predict in process "
+                  f"{rates['predict'][-1]:.1f}, predict fresh process {rates['process'][-1]:.1f} images/s")
+        extract_rate = float(np.median(rates["extract"]))
+        predict_rate = float(np.median(rates["predict"]))
+        process_rate = float(np.median(rates["process"]))
+        print(f"median of {args.repeat} rounds:")
+        print(f"feature extraction (analyse_files):         {extract_rate:7.1f} images/s")
+        print(f"inspector predict (in process):             {predict_rate:7.1f} images/s   "
               f"ratio {predict_rate / extract_rate:.2f}")
-
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "inspector", "predict", str(model), str(folder), "--csv", str(out),
-                        "--jobs", str(args.jobs), "--quiet"], check=True, stderr=subprocess.DEVNULL)
-        process_rate = len(paths) / (time.perf_counter() - start)
         print(f"inspector predict (fresh process, imports): {process_rate:7.1f} images/s   "
               f"ratio {process_rate / extract_rate:.2f}")
     return 0
