@@ -59,6 +59,7 @@ class JobIndicator(QWidget):
         self.bar = QProgressBar()
         self.bar.setFixedWidth(180)
         self.cancel_button = QPushButton(icon("cancel"), "Cancel")
+        self.cancel_button.setProperty("icon_name", "cancel")
         self.cancel_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.cancel_button.clicked.connect(self._cancel)
         h.addWidget(self.text)
