@@ -296,6 +296,23 @@ class Project:
                 f"this version reads up to {SCHEMA_VERSION}); update Inspector to open it"
             )
 
+    def worker_connection(self) -> "Project":
+        """Another connection to this open project for a background thread of the same process.
+
+        Its writes and reads do not wait on this object's mutex (the UI thread's), only on
+        SQLite's own locking: in WAL mode readers never block, and a writer waits at most for
+        another writer's short transaction. It shares this object's file lock; close it before
+        closing this object.
+        """
+        if self.read_only:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            connection = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        other = Project(self.path, connection, None, self.read_only)
+        other._configure()
+        return other
+
     def _configure(self) -> None:
         try:
             self._db.execute("PRAGMA busy_timeout = 5000")
