@@ -302,23 +302,21 @@ class _SelfTest:
                 time.sleep(0.01)
             return until()
 
-        window_class = _find_main_window_class(main_window)
-        window = _construct_window(window_class)
-        opened = False
+        from inspector.core.store import Project
+
+        window = main_window.MainWindow()
         try:
             window.show()
-            _expect(pump(5.0, window.isVisible), f"{window_class.__name__} did not become visible")
-            _expect(window.width() > 0 and window.height() > 0, "the window has no size")
-            # open the self-test project in the window (the labelling view, image canvas, queue)
-            if hasattr(window, "open_project"):
-                from inspector.core.store import Project
-
-                self.close()
-                Project.open(self.project_path).close()  # refused here rather than in a dialog
-                opened = bool(window.open_project(str(self.project_path)))
-                _expect(opened, f"the window could not open the project: {'; '.join(dialogs) or 'no reason given'}")
-                pump(1.0)
-                _expect(getattr(window, "session", True) is not None, "no project session after opening")
+            _expect(pump(5.0, window.isVisible), "the main window did not become visible")
+            _expect(window.width() > 0 and window.height() > 0, "the main window has no size")
+            # open the self-test project in the window: labelling view, image canvas, queue
+            self.close()
+            Project.open(self.project_path).close()  # a refusal is reported here, not in a dialog
+            opened = bool(window.open_project(str(self.project_path)))
+            _expect(opened, f"the window could not open the project: {'; '.join(dialogs) or 'no reason given'}")
+            pump(1.0)
+            _expect(window.session is not None, "no project session after opening the project")
+            _expect(window.stack.currentWidget() is window.tabs, "the window still shows the start page")
             _expect(not dialogs, f"the window showed a dialog: {'; '.join(dialogs)}")
         finally:
             window.close()
@@ -326,34 +324,12 @@ class _SelfTest:
             watchdog.stop()
             window.deleteLater()
             app.processEvents()
-        return "window" + (" (project opened)" if opened else "")
+        return "window (project opened)"
 
     def close(self) -> None:
         if self.project is not None:
             self.project.close()
             self.project = None
-
-
-def _find_main_window_class(module):
-    from PySide6.QtWidgets import QMainWindow
-
-    for name in ("MainWindow", "InspectorWindow", "AppWindow"):
-        cls = getattr(module, name, None)
-        if isinstance(cls, type) and issubclass(cls, QMainWindow):
-            return cls
-    found = [v for v in vars(module).values()
-             if isinstance(v, type) and issubclass(v, QMainWindow) and v is not QMainWindow
-             and v.__module__ == module.__name__]
-    if not found:
-        raise StepFailed(f"{module.__name__} has no main window class")
-    return found[0]
-
-
-def _construct_window(window_class):
-    try:
-        return window_class()
-    except TypeError:
-        return window_class(None)
 
 
 STEPS = ("startup", "dataset", "scan", "features", "labels", "train", "query", "export", "predict", "window")
