@@ -3,24 +3,36 @@
 The extractor is named and versioned: the project stores vectors with ``(name, version)`` and
 recomputes when either changes, and exported model files record :meth:`TextureExtractor.params`.
 
-Design (all vectorised with numpy / OpenCV, no per-pixel Python):
+Design (all vectorised with numpy / OpenCV, no per-pixel Python; ~6 ms per 200 x 200 image,
+~9 ms per 1,024 x 410 image on one core):
 
-* The image (already shrunk by the loader to ``max_side``) is resampled by area averaging to a
-  *working image* of about ``work_pixels`` pixels.  A fine-scale gradient-energy map is computed
-  before that resampling so that detail lost by the resampling still reaches the descriptor.
-* **Global texture**: uniform local binary patterns (8 neighbours, 59 "u2" bins) at several
-  radii, plus rotation-invariant uniform ("riu2") histograms of the sign and magnitude parts
-  (completed LBP); grey-level co-occurrence statistics at several distances (averaged over four
-  directions, plus their spread across directions); Gabor energies over a small pyramid (three
-  scales x four orientations); a magnitude-weighted gradient-orientation histogram; intensity
-  statistics and a coarse histogram.
-* **Local pooling**: a set of per-pixel channels (intensity, local contrast, gradient energies,
-  Gabor energies, LBP-histogram deviation) is averaged over a grid of small cells (16 along the
-  longer side) and over overlapping windows of 2 x 2 cells.  For every channel the cells are
-  pooled with their spread and with the deviation of the most extreme cells from the image's
-  median cell, absolute and relative to the cells' robust spread.  A defect covering ~1 % of a
-  large image fills a good part of one window and moves these numbers far more than the
-  global means.
+* **Working image.** The image (shrunk by the loader to ``max_side``, by default 1,024) is
+  reduced by area averaging to about ``work_pixels`` (200 x 200) pixels, by a whole factor when
+  possible.  Before that, three *fine-detail maps* are computed at the loaded resolution with
+  four uint8 morphology passes and area-averaged to the working size: the local range
+  (morphological gradient) and the density of the image's most salient thin bright (top-hat)
+  and dark (black-hat) pixels, so a 2-px scratch on a 1,000-px part still shows after the
+  reduction.
+* **Global texture** (on the working image): completed local binary patterns - 8 neighbours at
+  radii 1, 2, 3, rotation-invariant uniform ("riu2") codes of the sign and of the magnitude
+  (threshold: mean magnitude); radius 1 as the two histograms, radii 2 and 3 as the joint
+  10 x 10 histogram (square-rooted); grey-level co-occurrence on 16 rank-quantised levels
+  (contrast-invariant) at distances 1, 2, 4: contrast, homogeneity, energy, correlation,
+  entropy averaged over four directions plus their range across directions; complex Gabor
+  energies (isotropic envelope, so separable) on a 3-level pyramid x 4 orientations, with their
+  sorted orientation shares (anisotropy regardless of direction); a magnitude-weighted 12-bin
+  gradient-orientation histogram and its three largest shares; intensity moments, percentiles
+  and a 12-bin histogram of the standardised image.
+* **Local pooling.** 17 per-pixel channels (standardised intensity, local contrast, gradient
+  magnitude, the three fine-detail maps, structure-tensor coherence and energy, Gabor energies
+  of the two finest levels, distance of the cell's LBP histogram from the median cell's) are
+  averaged over a grid of cells (16 along the longer side) and over overlapping windows of
+  2 x 2 cells.  Per channel: the most extreme cells' deviation from the median cell, absolute
+  and relative to the cells' robust spread (MAD); for windows also the spread and the 90th
+  percentile; plus the robust z-scores of all channels at the most anomalous window (what kind
+  of anomaly it is: bright or dark, line-like or blob-like, textured or smooth).  A defect
+  covering ~1 % of a large image fills a good part of one window and moves these numbers far
+  more than it moves global means.
 
 Every output is finite for any 2-D input (1 x 1, constant, very elongated, any dtype).
 """
@@ -39,27 +51,17 @@ __all__ = ["TextureExtractor", "default_extractor"]
 _EPS = 1e-6
 
 
-def _build_luts() -> tuple[np.ndarray, np.ndarray]:
-    """Lookup tables from an 8-bit LBP code to its u2 bin (0..58) and riu2 bin (0..9)."""
-    u2 = np.zeros(256, np.int64)
-    riu2 = np.zeros(256, np.int64)
-    next_bin = 0
+def _riu2_lut() -> np.ndarray:
+    """Lookup table from an 8-bit LBP code to its rotation-invariant uniform bin (0..9)."""
+    riu2 = np.zeros(256, np.uint8)
     for code in range(256):
         bits = [(code >> k) & 1 for k in range(8)]
         transitions = sum(bits[k] != bits[(k + 1) % 8] for k in range(8))
-        if transitions <= 2:
-            u2[code] = next_bin
-            next_bin += 1
-            riu2[code] = sum(bits)
-        else:
-            u2[code] = 58
-            riu2[code] = 9
-    assert next_bin == 58
-    return u2, riu2
+        riu2[code] = sum(bits) if transitions <= 2 else 9
+    return riu2
 
 
-_LUT_U2, _LUT_RIU2 = _build_luts()
-_LUT_RIU2_U8 = _LUT_RIU2.astype(np.uint8)
+_LUT_RIU2_U8 = _riu2_lut()
 _MIN_SIDE = 24
 _MORPH_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 # neighbour offsets (dy, dx) around the circle, scaled by the radius
@@ -70,7 +72,8 @@ class TextureExtractor:
     """Multi-scale LBP, co-occurrence, Gabor, gradient and intensity descriptors with local pooling."""
 
     name: str = "texture"
-    version: int = 1
+    #: bump whenever the output changes (projects recompute vectors of another version)
+    version: int = 2
 
     def __init__(
         self,
