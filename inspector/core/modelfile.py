@@ -637,6 +637,14 @@ def recommend_threshold(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarr
     best = int(np.argmax(caught - bothered))
     value = float(candidates[best])
     result.update(value=value, errors_caught=float(caught[best]), review_share=float(np.mean(confidence < value)))
+    # Alternatives for an engineer who weighs review work and missed errors differently: the
+    # lowest threshold that catches at least each share of the held-out errors.
+    result["alternatives"] = []
+    for share in (0.5, 0.8, 0.9, 1.0):
+        at = int(np.argmax(caught >= share - 1e-12))
+        result["alternatives"].append({"catch_errors": share, "value": float(candidates[at]),
+                                       "errors_caught": float(caught[at]),
+                                       "review_share": float(np.mean(confidence < candidates[at]))})
     result["explanation"] = (
         f"Images whose confidence is below {value:.3f} are routed to a person. On {n} held-out predictions this "
         f"threshold sent {result['review_share']:.0%} of images to review and caught {result['errors_caught']:.0%} "

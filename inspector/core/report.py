@@ -258,7 +258,13 @@ def build_report_html(project) -> str:
         parts.append("<h3>Review threshold</h3>"
                      f"<p>Recommended review threshold: <b>{th.get('value', 0):.3f}</b>. "
                      f"{esc(th.get('explanation') or '')} <span class='note'>Basis: "
-                     f"{esc(str(th.get('basis')))}.</span></p></section>")
+                     f"{esc(str(th.get('basis')))}.</span></p>")
+        if th.get("alternatives"):
+            parts.append("<p>Other choices (same held-out predictions):</p>" + _table(
+                ["to catch at least", "threshold", "errors caught", "images sent to review"],
+                [[f"{a['catch_errors']:.0%} of errors", f"{a['value']:.3f}", _pct(a["errors_caught"]),
+                  _pct(a["review_share"])] for a in th["alternatives"]]))
+        parts.append("</section>")
 
     # ---- model settings and data
     parts.append("<section><h2>The model and the data it learned from</h2>")

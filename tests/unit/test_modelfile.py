@@ -144,6 +144,8 @@ def test_recommended_threshold_sits_where_errors_concentrate():
     result = recommend_threshold(y, proba, classes)
     assert 0.55 < result["value"] <= 0.95
     assert result["errors_caught"] == 1.0 and result["review_share"] == pytest.approx(0.10)
+    assert [a["errors_caught"] for a in result["alternatives"]] == [1.0, 1.0, 1.0, 1.0]
+    assert all(a["value"] <= result["value"] for a in result["alternatives"])
     assert recommend_threshold(y[:90], proba[:90], classes)["value"] == 0.0  # no errors: route nothing
 
 
