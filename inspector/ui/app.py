@@ -22,6 +22,10 @@ def application(argv: Optional[list[str]] = None) -> QApplication:
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv if argv is not None else sys.argv[:1])
+    # A worker thread running Python (training, building results) gives the GIL back to the UI
+    # thread only every switch interval; each Qt call releases and re-takes it, so at the default
+    # 5 ms a slot making a few dozen Qt calls could wait hundreds of milliseconds.
+    sys.setswitchinterval(0.0005)
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APPLICATION)

@@ -121,7 +121,13 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
         ids, counts = np.unique(winners, return_counts=True)
         predicted = {c.id: 0 for c in classes}
         predicted.update({int(i): int(k) for i, k in zip(ids, counts) if int(i) in predicted})
-    versions = project.model_versions()
+    # its own connection: a long read of the versions never holds the UI thread's connection
+    reader = project.worker_connection() if hasattr(project, "worker_connection") else project
+    try:
+        versions = reader.model_versions()
+    finally:
+        if reader is not project:
+            reader.close()
     curve = metrics.learning_curve(versions)
     latest = versions[-1] if versions else None
     latest_metrics = (latest.metrics or {}) if latest else {}

@@ -115,6 +115,8 @@ class ClassesDialog(QDialog):
         return next((c for c in self.project.classes() if c.id == class_id), None)
 
     def _do(self, action, select_id=None) -> bool:
+        # a merge or delete relabels images: it must come after the labels already given
+        self.session.wait_for_labels()
         try:
             action()
         except UserError as exc:

@@ -683,7 +683,8 @@ class GalleryView(QWidget):
 
     def label_selected(self, class_id: int) -> int:
         """Label every selected image as ``class_id`` (asks first above BULK_CONFIRM_ABOVE);
-        returns how many were labelled. The labels are durable when this returns."""
+        returns how many were labelled. The session's writer commits them in one transaction
+        (a failure is reported by the session's label_failed)."""
         ids = self.selected_image_ids()
         if not ids:
             return 0

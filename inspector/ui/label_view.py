@@ -1,9 +1,10 @@
 """The labelling workstation: the image, the class keys, the model's suggestion and why the
 image was queued, undo/redo/back, and the strip of what comes next.
 
-The keyboard belongs to this view (child widgets take no focus). A label is written through the
-session, which returns only after the project committed it, and only then does the next image
-appear. The next images are decoded ahead in a worker so they appear at once.
+The keyboard belongs to this view (child widgets take no focus). A label goes to the session,
+whose writer thread commits it durably within milliseconds while the next image appears (the
+window title says "saving…" until it is committed). The next images are decoded ahead in a
+worker so they appear at once.
 """
 
 from __future__ import annotations
@@ -701,17 +702,14 @@ class LabellingView(QWidget):
 
     # ================================================================== labelling
     def _state_of(self, image_id: int) -> Optional[LabelState]:
-        history = self.session.project.label_history(image_id)
-        if not history:
-            return None
-        last = history[-1]
-        return LabelState(last.kind, last.class_id, last.audit)
+        state = self.session.label_state(image_id)
+        return None if state is None else LabelState(*state)
 
     def _apply(self, image_id: int, state: LabelState, source: str) -> None:
         self.session.label(image_id, state.class_id, kind=state.kind, source=source, audit=state.audit)
 
     def _give(self, class_id: Optional[int], kind: str, source: str) -> bool:
-        """Write a label for the current image (durable on return), then move on."""
+        """Give a label to the current image and move on (the session's writer commits it)."""
         if self.current is None:
             return False
         audit = bool(self.current_entry.audit) if self.current_entry is not None else False

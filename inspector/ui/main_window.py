@@ -28,6 +28,26 @@ from inspector.ui.workers import Task, pool, run_task
 
 log = logging.getLogger("inspector.ui")
 
+# The gallery and dashboard (pyqtgraph) take a second or more to import on a busy machine:
+# import them with the window, not while a project opens.
+for _name in ("inspector.ui.gallery", "inspector.ui.dashboard"):
+    try:
+        importlib.import_module(_name)
+    except Exception:  # noqa: BLE001 - reported when the view is built (see _optional_view)
+        pass
+
+
+def _warm_up() -> None:
+    """Import the learner and the feature extractor (scikit-learn, scikit-image: seconds on a
+    busy machine) in a thread while the start page shows, so the first retrain or extraction
+    of a project does not spend its first seconds importing next to the UI thread."""
+    for name in ("inspector.core.features", "inspector.core.ingest", "inspector.core.learning.learner",
+                 "inspector.core.learning.strategies"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the real use reports the problem
+            log.debug("warm-up import of %s failed", name, exc_info=True)
+
 
 def demo_folder() -> Path:
     base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
@@ -128,6 +148,9 @@ class MainWindow(QMainWindow):
         if settings.value("window/state"):
             self.restoreState(settings.value("window/state"))
         self.problems_dock.hide()
+        import threading
+
+        threading.Thread(target=_warm_up, name="inspector-warm-up", daemon=True).start()
 
     # ================================================================== chrome
     def _build_status(self) -> None:
@@ -224,7 +247,8 @@ class MainWindow(QMainWindow):
         if self.session is None:
             self.setWindowTitle("Inspector")
         else:
-            self.setWindowTitle(f"{self.session.name} — all labels saved — Inspector")
+            saved = "saving…" if self.session.pending_labels() else "all labels saved"
+            self.setWindowTitle(f"{self.session.name} — {saved} — Inspector")
 
     # ================================================================== projects
     def new_project_from_folder(self, folder: str, project_path: Optional[str] = None) -> bool:
@@ -281,6 +305,9 @@ class MainWindow(QMainWindow):
         session.job_failed.connect(self._job_failed)
         session.model_updated.connect(lambda _v: self._update_model_status())
         session.labels_changed.connect(lambda _ids: self._update_model_status())
+        session.labels_changed.connect(lambda _ids: self._update_title())
+        session.labels_saved.connect(self._update_title)
+        session.label_failed.connect(lambda m: show_error(self, "Label not saved", m))
         session.problems_changed.connect(self._fill_problems)
         session.open_image_requested.connect(lambda _i: self.tabs and self.tabs.setCurrentIndex(0))
         self.label_view = LabellingView(session)

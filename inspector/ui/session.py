@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QSettings, QTimer, Signal
 
 from inspector.core.errors import UserError
 from inspector.core.store import ClassRecord, Project, QueueEntry
+from inspector.ui.label_writer import LabelWriter
 from inspector.ui.workers import Task, pool, run_task
 
 log = logging.getLogger("inspector.ui")
@@ -38,8 +39,9 @@ def _extractor_key() -> tuple[str, int]:
 
 
 # ----------------------------------------------------------------------------- worker bodies
-# These run in pool threads. They touch the project only through short calls (the store
-# serialises them with its lock) or through their own read-only connection for long reads.
+# These run in pool threads. Each opens its own connection to the project
+# (Project.worker_connection): in WAL mode its reads never block and never make the UI thread
+# wait for the store's lock, and its writes wait only on another writer's short transaction.
 
 def load_features(project_path, extractor: tuple[str, int], progress=None, cancel=None):
     """Read the feature matrix through a separate read-only connection, so a long read never
@@ -51,17 +53,89 @@ def load_features(project_path, extractor: tuple[str, int], progress=None, cance
         reader.close()
 
 
-def scan_and_extract(project: Project, progress=None, cancel=None):
-    """Walk the folder, then analyse every pending file (batches saved as they finish)."""
-    from inspector.core.ingest import analyse_pending, scan_folder
+def _analyse_in_process(project: Project, files: list[tuple[int, str]], cancel=None) -> int:
+    """Read ``files`` (image id, relative path) in this process and save them in one batch;
+    returns how many were unreadable. For the first images of a new project: worker processes
+    take seconds to start, a thread does not."""
+    from inspector.core.features import default_extractor
+    from inspector.core.ingest import analyse_file
+    from inspector.core.store import ImageAnalysis
 
-    if progress:
-        progress(0, 0, "scanning folder")
-    summary = scan_folder(project)
-    analysed, errors = analyse_pending(project, progress=progress, cancel=cancel)
-    summary.analysed = analysed
-    summary.errors += errors
-    return summary
+    ex = default_extractor()
+    root = project.image_root
+    analyses = []
+    for image_id, path in files:
+        if cancel is not None and cancel.cancelled:
+            break
+        r = analyse_file(0, root / path)
+        analyses.append(ImageAnalysis(image_id, r.content_hash, r.width, r.height, r.bit_depth, r.channels,
+                                      r.error, r.note, r.features))
+    if analyses:
+        project.save_analyses(analyses, ex.name, ex.version)
+    return sum(a.error is not None for a in analyses)
+
+
+def scan_and_extract(project: Project, progress=None, cancel=None):
+    """Walk the folder, then analyse every pending file (batches saved as they finish).
+
+    On a project without features yet, the first COLD_START_MIN_IMAGES files are read by a
+    thread of this process while the worker processes start, so labelling can begin within
+    seconds instead of after the pool is up."""
+    import threading
+
+    from inspector.core.features import default_extractor
+    from inspector.core.ingest import IN_PROCESS_BELOW, analyse_pending, scan_folder
+
+    worker = project.worker_connection()
+    try:
+        if progress:
+            progress(0, 0, "scanning folder")
+        summary = scan_folder(worker)
+        ex = default_extractor()
+        head: list[tuple[int, str]] = []
+        if worker.feature_count(ex.name, ex.version) == 0:
+            pending = worker.pending_analysis(ex.name, ex.version)
+            if len(pending) > IN_PROCESS_BELOW + COLD_START_MIN_IMAGES:
+                head = pending[:COLD_START_MIN_IMAGES]
+        counts = {"head": 0, "done": 0, "total": 0}
+        outcome: dict[str, Any] = {}
+
+        def report() -> None:
+            if progress and counts["total"]:
+                progress(counts["head"] + counts["done"], len(head) + counts["total"], "")
+
+        def read_head() -> None:
+            own = project.worker_connection()
+            try:
+                outcome["errors"] = _analyse_in_process(own, head, cancel)
+                counts["head"] = len(head)  # saved: now the cold start can load them
+                report()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the task's thread below
+                outcome["error"] = exc
+            finally:
+                own.close()
+
+        def rest_progress(done: int, total: int, _message: str = "") -> None:
+            counts["done"], counts["total"] = done, total
+            report()
+
+        thread = None
+        if head:
+            thread = threading.Thread(target=read_head, name="inspector-first-images", daemon=True)
+            thread.start()
+        try:
+            analysed, errors = analyse_pending(worker, progress=rest_progress, cancel=cancel,
+                                               skip_ids={i for i, _ in head})
+        finally:
+            if thread is not None:
+                thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        summary.analysed = analysed + counts["head"]
+        summary.errors += errors + outcome.get("errors", 0)
+        return summary
+    finally:
+        worker.close()
 
 
 class _CachedFeatures:
@@ -98,14 +172,18 @@ def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extra
     from inspector.core.progress import check
 
     start = time.perf_counter()
-    snapshot = learner.take_snapshot(_CachedFeatures(project, image_ids, features), extractor=extractor)
-    fitted = learner.fit(snapshot, cancel=cancel)
-    check(cancel)
-    version = None
-    if write_queue:
-        selection = learner.select(snapshot, fitted)
+    worker = project.worker_connection()
+    try:
+        snapshot = learner.take_snapshot(_CachedFeatures(worker, image_ids, features), extractor=extractor)
+        fitted = learner.fit(snapshot, cancel=cancel)
         check(cancel)
-        version = learner.commit(project, snapshot, fitted, selection)
+        version = None
+        if write_queue:
+            selection = learner.select(snapshot, fitted)
+            check(cancel)
+            version = learner.commit(worker, snapshot, fitted, selection)
+    finally:
+        worker.close()
     proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
     return RetrainOutcome(version, fitted.n_labels, fitted.metrics, proba, snapshot.classes,
                           snapshot.image_ids, write_queue, time.perf_counter() - start)
@@ -127,6 +205,8 @@ class ProjectSession(QObject):
     job_finished = Signal(str, str)  # description, summary for the status bar
     job_failed = Signal(str, str)  # description, message for a person
     problems_changed = Signal()
+    labels_saved = Signal()  # a label write was committed; see pending_labels()
+    label_failed = Signal(str)  # a label could not be saved (message for a person)
 
     def __init__(self, project: Project, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -148,6 +228,13 @@ class ProjectSession(QObject):
         self._extract_task: Optional[Task] = None
         self._last_feature_refresh = 0.0
         self.closed = False
+        self._retrain_when_saved = False
+        # image id -> (kind, class_id, audit) of the labels given in this session, so the views
+        # know an image's state before the writer committed it
+        self._given: dict[int, tuple[str, Optional[int], bool]] = {}
+        self.writer = LabelWriter(project, self)
+        self.writer.saved.connect(self._label_saved)
+        self.writer.failed.connect(self._label_not_saved)
         last = project.latest_model_version()
         if last is not None:
             self.model_version = last.version
@@ -213,37 +300,76 @@ class ProjectSession(QObject):
         return str(QSettings().value("annotator", "") or "")
 
     def label(self, image_id: int, class_id: Optional[int] = None, kind: str = "class", source: str = "human",
-              audit: bool = False) -> int:
-        """Record one label durably (returns after the commit); emits labels_changed."""
-        event = self.project.add_label(image_id, class_id, kind=kind, annotator=self.annotator(), source=source,
-                                       audit=audit)
+              audit: bool = False) -> None:
+        """Record one label: the views see it at once, the writer thread commits it durably
+        within milliseconds (``pending_labels()`` until then); emits labels_changed."""
+        image_id = int(image_id)
+        class_id = None if class_id is None else int(class_id)
+        self.writer.add_label(image_id, class_id, kind, self.annotator(), source, audit)
+        self._given[image_id] = (kind, class_id, bool(audit))
         latest = self.latest_labels()
         if kind == "class":
-            latest[int(image_id)] = int(class_id)
+            latest[image_id] = class_id
         else:
-            latest.pop(int(image_id), None)
-        self.labels_changed.emit([int(image_id)])
+            latest.pop(image_id, None)
+        self.labels_changed.emit([image_id])
         if kind == "class":
             self._labels_since_retrain += 1
             if self._labels_since_retrain >= self.retrain_every():
                 self.start_retrain()
-        return event
 
     def label_images(self, image_ids, class_id: int, source: str = "bulk") -> int:
-        """Label many images with one class in one durable transaction; emits labels_changed."""
+        """Label many images with one class (one durable transaction, committed by the writer
+        thread after the labels given before it); emits labels_changed."""
         ids = [int(i) for i in image_ids]
         if not ids:
             return 0
-        count = self.project.add_labels_bulk([(i, int(class_id)) for i in ids], annotator=self.annotator(),
-                                             source=source)
+        self.writer.add_labels_bulk([(i, int(class_id)) for i in ids], self.annotator(), source)
         latest = self.latest_labels()
         for i in ids:
             latest[i] = int(class_id)
+            self._given[i] = ("class", int(class_id), False)
         self.labels_changed.emit(ids)
         self._labels_since_retrain += len(ids)
         if self._labels_since_retrain >= self.retrain_every():
             self.start_retrain()
-        return count
+        return len(ids)
+
+    def label_state(self, image_id: int) -> Optional[tuple[str, Optional[int], bool]]:
+        """``(kind, class_id, audit)`` of the image's latest label event, or None (unlabelled);
+        includes labels given in this session that are not committed yet."""
+        given = self._given.get(int(image_id))
+        if given is not None:
+            return given
+        history = self.project.label_history(int(image_id))
+        if not history:
+            return None
+        last = history[-1]
+        return last.kind, last.class_id, last.audit
+
+    def pending_labels(self) -> int:
+        """Labels given but not committed to the project file yet."""
+        return self.writer.pending
+
+    def wait_for_labels(self) -> None:
+        """Block until every label given so far is committed (tests, closing)."""
+        self.writer.wait()
+
+    def _label_saved(self) -> None:
+        self.labels_saved.emit()
+        if self._retrain_when_saved and self.writer.pending == 0:
+            self._retrain_when_saved = False
+            self.start_retrain()
+
+    def _label_not_saved(self, message: str, image_ids: list) -> None:
+        for i in image_ids:
+            self._given.pop(int(i), None)
+        self._latest = None  # reload what the project really holds
+        if self.closed:
+            return
+        self.label_failed.emit(f"{len(image_ids)} label(s) were not saved: {message}")
+        self.labels_changed.emit([])
+        self.labels_saved.emit()
 
     def request_open(self, image_id: int) -> None:
         """Ask the labelling view to show this image (from the gallery or the dashboard map)."""
@@ -358,6 +484,10 @@ class ProjectSession(QObject):
         """Train in the background; when a retrain is already running, run once more after it."""
         if len(self.image_ids) == 0 or self.closed:
             return
+        if write_queue and self.writer.pending:
+            # the snapshot must include the labels just given: start once they are committed
+            self._retrain_when_saved = True
+            return
         if self._retrain_task is not None:
             self._retrain_again = self._retrain_again or write_queue
             return
@@ -396,4 +526,5 @@ class ProjectSession(QObject):
                 task.cancel()
         for name in ("background", "images"):
             pool(name).waitForDone(30000)
+        self.writer.close()  # commits every label still pending
         self.project.close()

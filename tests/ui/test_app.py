@@ -104,13 +104,16 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
         image_id = view.current
         is_scratch = project.image(image_id).path.startswith("scratch")
         qtbot.keyClick(view, Qt.Key.Key_2 if is_scratch else Qt.Key.Key_1)
-        # durable before the next image: the label is in the file already
-        assert project.latest_labels()[image_id] == (scratch if is_scratch else ok)
+        # the next image does not wait for the disk; the writer commits the label behind it
         assert view.current != image_id
+        session.wait_for_labels()
+        assert project.latest_labels()[image_id] == (scratch if is_scratch else ok)
         given[image_id] = scratch if is_scratch else ok
         if view.current is None:
             qtbot.waitUntil(lambda: view.current is not None, timeout=20000)
     assert len(given) == 30
+    session.wait_for_labels()
+    qtbot.waitUntil(lambda: "all labels saved" in window.windowTitle(), timeout=5000)
     # retraining happened in the background, every 10 labels by default
     qtbot.waitUntil(lambda: session.model_version is not None and session.n_labels_trained >= 20, timeout=30000)
     assert "model v" in window.model_status.text()
@@ -119,10 +122,12 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
     last = list(given)[-1]
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert view.current == last
+    session.wait_for_labels()
     assert last not in project.latest_labels()
     assert [e.kind for e in project.label_history(last)] == ["class", "cleared"]
     # redo puts it back (history kept: three events)
     qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    session.wait_for_labels()
     assert project.latest_labels()[last] == given[last]
     assert len(project.label_history(last)) == 3
 
@@ -131,6 +136,7 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
     target = view.current
     suggested = session.suggestion(target)[0]
     qtbot.keyClick(view, Qt.Key.Key_Return)
+    session.wait_for_labels()
     event = project.label_history(target)[-1]
     assert (event.class_id, event.source) == (suggested, "suggestion")
     given[target] = suggested
@@ -139,6 +145,7 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
     qtbot.waitUntil(lambda: view.current is not None, timeout=20000)
     skipped = view.current
     qtbot.keyClick(view, Qt.Key.Key_S)
+    session.wait_for_labels()
     assert project.label_history(skipped)[-1].kind == "skip"
     qtbot.waitUntil(lambda: view.current is not None, timeout=20000)
     qtbot.keyClick(view, Qt.Key.Key_Backspace)
@@ -163,6 +170,7 @@ def test_audit_pick_marks_the_label_event(window, qtbot, part_folder, tmp_path):
     view.open_image(audit_image)
     assert "Audit pick" in view.reason_label.text()
     qtbot.keyClick(view, Qt.Key.Key_1)
+    session.wait_for_labels()
     assert project.label_history(audit_image)[-1].audit is True
     assert audit_image in project.audit_labels()
 
@@ -174,6 +182,7 @@ def test_keypad_digits_label_too(window, qtbot, part_folder, tmp_path):
     session.notify_classes_changed()
     image_id = view.current
     qtbot.keyClick(view, Qt.Key.Key_2, Qt.KeyboardModifier.KeypadModifier)
+    session.wait_for_labels()
     assert session.project.latest_labels()[image_id] == session.classes()[1].id
 
 

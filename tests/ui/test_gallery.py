@@ -107,6 +107,7 @@ def test_bulk_label_five_selected_is_durable(gallery, qtbot, tmp_path):
     with qtbot.waitSignal(session.labels_changed, timeout=2000):
         qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     # another connection sees the labels: they are in the file, not only in memory
+    session.wait_for_labels()
     reader = Project.open(session.project.path, read_only=True)
     try:
         stored = reader.latest_labels()
@@ -129,6 +130,7 @@ def test_many_images_need_confirmation(gallery, monkeypatch):
     assert len(session.project.latest_labels()) == 10
     monkeypatch.setattr(view, "confirm_bulk_label", lambda n, name: True)
     assert view.label_selected(ok) == len(rows)
+    session.wait_for_labels()
     assert len(session.project.latest_labels()) == 10 + len(rows)
 
 
@@ -139,6 +141,7 @@ def test_class_key_labels_the_selection(gallery, qtbot):
     chosen = view.selected_image_ids()
     view.list.setFocus()
     qtbot.keyClick(view.list, "2")
+    session.wait_for_labels()
     labels = session.project.latest_labels()
     assert [labels.get(i) for i in chosen] == [scratch, scratch]
 
