@@ -279,3 +279,25 @@ def test_gui_command_is_registered():
 
     args = build_parser().parse_args(["gui", "some.inspector", "--demo"])
     assert args.project == "some.inspector" and args.demo is True
+
+
+def test_key_press_does_not_wait_for_the_disk_and_a_refused_label_is_reported(window, qtbot, part_folder, tmp_path):
+    session, view = _open_folder(window, qtbot, part_folder, tmp_path)
+    session.project.add_class("ok")
+    session.notify_classes_changed()
+    image_id = view.current
+    qtbot.keyClick(view, Qt.Key.Key_1)
+    assert view.current != image_id
+    assert session.latest_labels()[image_id] == session.classes()[0].id
+    session.wait_for_labels()
+    assert session.pending_labels() == 0
+    assert session.project.latest_labels()[image_id] == session.classes()[0].id
+    qtbot.waitUntil(lambda: "all labels saved" in window.windowTitle(), timeout=5000)
+    # a label the project refuses (its class is gone) is reported, and the views reload the truth
+    other = int(next(i for i in session.image_ids if int(i) != image_id))
+    with qtbot.waitSignal(session.label_failed, timeout=5000) as blocker:
+        session.label(other, 987654)
+    assert "not saved" in blocker.args[0]
+    assert other not in session.latest_labels()
+    assert session.pending_labels() == 0
+    assert window.findChild(QMessageBox, "errorDialog") is not None
