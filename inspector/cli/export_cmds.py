@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from inspector.cli.common import open_project, terminal_progress
 from inspector.core.errors import UserError
 
@@ -91,46 +93,61 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for given in args.paths:
         if not Path(given).exists():
             print(f"inspector: warning: {given} does not exist (reported as an error row)", file=sys.stderr)
+    target = Path(args.csv) if args.csv else None
+    if target is not None and not target.parent.is_dir():  # say so before minutes of work, not after
+        raise UserError(f"folder {target.parent} does not exist")
     paths = expand_paths(args.paths)
     if not paths:
         raise UserError("no images found in the given folders")
-    features = [None] * len(paths)
-    errors = [None] * len(paths)
+    # Keep only probabilities (a few numbers per image), not feature vectors, so a folder of
+    # 100,000 images needs little memory; rows are written in the order the paths were given.
+    proba = np.zeros((len(paths), len(model.class_names)))
+    errors: list = [None] * len(paths)
+    batch: list = []
+
+    def flush() -> None:
+        if batch:
+            proba[[r.index for r in batch]] = model.predict_proba_features(np.stack([r.features for r in batch]))
+            batch.clear()
+
     with terminal_progress("Predicting", enabled=not args.quiet) as progress:
         for result in analyse_files(paths, workers=args.jobs, progress=progress):
-            features[result.index] = result.features
-            errors[result.index] = result.error
-    predictions = model.records([str(p) for p in paths], features, errors, args.reject_below)
+            if result.error is not None or result.features is None:
+                errors[result.index] = result.error or "no features"
+                continue
+            batch.append(result)
+            if len(batch) >= 256:
+                flush()
+        flush()
+    threshold = model.reject_threshold if args.reject_below is None else args.reject_below
     columns = prediction_columns(model.class_names)
-    out = io.StringIO() if args.csv is None else None
-    target = Path(args.csv) if args.csv else None
-    if target is not None and not target.parent.is_dir():
-        raise UserError(f"folder {target.parent} does not exist")
     temporary = None if target is None else target.with_name(f".{target.name}.{os.getpid()}.part")
+    n_review = n_error = 0
     try:
-        handle = out if target is None else open(temporary, "w", newline="", encoding="utf-8")
+        handle = io.StringIO() if target is None else open(temporary, "w", newline="", encoding="utf-8")
         with handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
-            for p in predictions:
-                if p.error is not None:
-                    writer.writerow([p.source, "", "", *[""] * len(model.class_names), "", p.error])
-                else:
-                    writer.writerow([p.source, p.predicted, f"{p.confidence:.6f}",
-                                     *[f"{p.probabilities[n]:.6f}" for n in model.class_names],
-                                     "True" if p.review else "False", ""])
+            for i, path in enumerate(paths):
+                if errors[i] is not None:
+                    n_error += 1
+                    writer.writerow([str(path), "", "", *[""] * len(model.class_names), "", errors[i]])
+                    continue
+                top = int(np.argmax(proba[i]))
+                confidence = float(proba[i, top])
+                review = confidence < threshold
+                n_review += review
+                writer.writerow([str(path), model.class_names[top], f"{confidence:.6f}",
+                                 *[f"{v:.6f}" for v in proba[i]], "True" if review else "False", ""])
             if target is None:
-                sys.stdout.write(out.getvalue())
+                sys.stdout.write(handle.getvalue())
         if target is not None:
             os.replace(temporary, target)
     except OSError as exc:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
         raise UserError(f"cannot write {args.csv}: {exc.strerror or exc}") from None
-    n_review = sum(1 for p in predictions if p.review)
-    n_error = sum(1 for p in predictions if p.error is not None)
-    threshold = model.reject_threshold if args.reject_below is None else args.reject_below
-    print(f"Predicted {len(predictions) - n_error} images: {n_review} for review (confidence below {threshold:.3f}), "
+    print(f"Predicted {len(paths) - n_error} images: {n_review} for review (confidence below {threshold:.3f}), "
           f"{n_error} unreadable" + (f"; wrote {target}" if target else ""), file=sys.stderr)
     return 0
 
