@@ -14,7 +14,7 @@ from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QProgressBar,
-    QPushButton, QStackedWidget, QTabWidget, QWidget,
+    QPushButton, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from inspector.core.errors import UserError
@@ -120,6 +120,27 @@ class JobIndicator(QWidget):
         if self.task is not None:
             self.task.cancel()
             self.text.setText(f"{self.description}: cancelling…")
+
+
+class _LazyView(QWidget):
+    """A tab whose view is built the first time the tab is shown."""
+
+    def __init__(self, build, parent=None) -> None:
+        super().__init__(parent)
+        self._build = build
+        self.view: Optional[QWidget] = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+
+    def ensure_built(self) -> QWidget:
+        if self.view is None:
+            self.view = self._build()
+            self.layout().addWidget(self.view)
+        return self.view
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        self.ensure_built()
+        super().showEvent(event)
 
 
 class MainWindow(QMainWindow):
@@ -315,9 +336,11 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.label_view, icon("label"), "Label")
-        self.tabs.addTab(self._optional_view("inspector.ui.gallery", "GalleryView", session), icon("gallery"), "Gallery")
-        self.tabs.addTab(self._optional_view("inspector.ui.dashboard", "DashboardView", session), icon("dashboard"),
-                         "Dashboard")
+        # built when first shown: opening a project (and its first image) does not wait for them
+        self.tabs.addTab(_LazyView(lambda: self._optional_view("inspector.ui.gallery", "GalleryView", session)),
+                         icon("gallery"), "Gallery")
+        self.tabs.addTab(_LazyView(lambda: self._optional_view("inspector.ui.dashboard", "DashboardView", session)),
+                         icon("dashboard"), "Dashboard")
         self.tabs.currentChanged.connect(lambda i: i == 0 and self.label_view.setFocus())
         self.stack.addWidget(self.tabs)
         self.stack.setCurrentWidget(self.tabs)
