@@ -40,6 +40,7 @@ class SimulationSettings:
     test_fraction: float = 0.3
     audit_share: float = DEFAULT_AUDIT_SHARE
     kind: str = DEFAULT_KIND
+    first_seed: int = 0
 
     def validate(self, n_images: int, n_classes: int) -> None:
         if n_classes < 2:
@@ -159,7 +160,7 @@ def simulate(
     started = time.perf_counter()
     runs = []
     all_labels = []
-    for seed in range(settings.seeds):
+    for seed in range(settings.first_seed, settings.first_seed + settings.seeds):
         pool, test = stratified_split(y, settings.test_fraction, seed)
         Xp, yp, Xt, yt = X[pool], y[pool], X[test], y[test]
         full = fit_model(Xp, yp, classes, kind=settings.kind, random_state=seed)

@@ -397,8 +397,31 @@ def _choose_cold_start(ctx: _Context):
     return cand[chosen], np.full(len(chosen), np.nan), reasons
 
 
+def _weighted_kmeans_picks(Z: np.ndarray, k: int, weights: np.ndarray, rng) -> np.ndarray:
+    """Uncertainty-weighted k-means over the shortlist; the member nearest each centre
+    (diverse mini-batch active learning, Zhdanov 2019). Returns row indices into Z."""
+    from sklearn.cluster import KMeans
+
+    if k >= len(Z):
+        return np.arange(len(Z))
+    km = KMeans(n_clusters=k, n_init=1, random_state=int(rng.integers(2**31))).fit(Z, sample_weight=weights)
+    d = np.einsum("ij,ij->i", Z, Z)[:, None] - 2.0 * Z @ km.cluster_centers_.T.astype(np.float32)
+    picks = []
+    taken = np.zeros(len(Z), bool)
+    for c in np.argsort(-np.bincount(km.labels_, minlength=k)):
+        col = np.where(taken, np.inf, d[:, c])
+        i = int(np.argmin(col))
+        taken[i] = True
+        picks.append(i)
+    return np.asarray(picks, dtype=np.int64)
+
+
 def _choose_uncertain_diverse(ctx: _Context):
     """Shortlist the most uncertain (smallest margin), then spread the batch over the shortlist.
+
+    The spread is uncertainty-weighted k-means over the shortlist (5 x the batch, at least 30),
+    taking the member nearest each centre (diverse mini-batch active learning); option
+    ``spread="k_center"`` uses weighted farthest-first instead (measured worse on NEU).
 
     When some class of the project has no labels yet, part of the batch explores instead: images
     unlike anything labelled, because an uncertainty score cannot point at a class it never saw.
@@ -420,12 +443,21 @@ def _choose_uncertain_diverse(ctx: _Context):
     if rest > 0:
         cand = np.setdiff1d(ctx.candidates, picks, assume_unique=True) if picks else ctx.candidates
         margin = margins(ctx.probabilities())
-        factor = int(ctx.options.get("shortlist_factor", 10))
-        short = _top(-margin, cand, max(factor * rest, 30))
+        factor = int(ctx.options.get("shortlist_factor", 5))
+        short = _top(-margin, cand, max(factor * rest, int(ctx.options.get("shortlist_min", 30))))
         Z = ctx.model.scaled(ctx.X[short])
-        # spread: farthest-first inside the shortlist, distances weighted towards small margins
-        weights = 1.0 - margin[short] + 1e-3
-        order = k_center_greedy(Z, rest, first=0, weights=weights)
+        # exact duplicates (the same part photographed twice) count once when spreading
+        _, first = np.unique(Z, axis=0, return_index=True)
+        if len(first) < len(short):
+            keep = np.sort(first)
+            short, Z = short[keep], Z[keep]
+        weights = (1.0 - margin[short] + 1e-3) ** float(ctx.options.get("weight_power", 1.0))
+        if ctx.options.get("spread", "kmeans") == "kmeans":
+            # uncertainty-weighted k-means over the shortlist, nearest member of each centre
+            order = _weighted_kmeans_picks(Z, rest, weights, ctx.rng)
+        else:
+            # farthest-first inside the shortlist, distances weighted towards small margins
+            order = k_center_greedy(Z, rest, first=0, weights=weights)
         chosen = short[order]
         picks += chosen.tolist()
         scores += margin[chosen].tolist()
