@@ -162,7 +162,13 @@ def headline(data: DashboardData) -> str:
     text = (f"Accuracy {audit['accuracy']:.2f} (95 % CI {_interval(audit.get('accuracy_ci'))}) "
             f"from {audit['n_audit']} audit labels")
     if audit.get("macro_f1") is not None:
-        text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(audit.get('macro_f1_ci'))})"
+        ci = audit.get("macro_f1_ci")
+        if ci and ci[1] - ci[0] < 1e-9:
+            # every bootstrap resample of a few audit labels gave the same score: that is no
+            # evidence of precision, so no interval is shown rather than a zero-width one
+            text += (f"; macro-F1 {audit['macro_f1']:.2f} (too few audit labels for an interval)")
+        else:
+            text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(ci)})"
     return base + text + ". Audit images are drawn at random and predicted by a model trained without them."
 
 

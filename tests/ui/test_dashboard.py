@@ -131,3 +131,14 @@ def test_precision_from_confusion_and_feature_map_sample():
     fmap = feature_map(X, limit=1000)
     assert len(fmap.rows) == 1000 and fmap.xy.shape == (1000, 2) and fmap.n_total == 3000
     assert fmap.explained[0] >= fmap.explained[1] > 0
+
+
+def test_headline_shows_no_zero_width_macro_f1_interval():
+    from inspector.ui.dashboard import DashboardData, headline
+
+    audit = {"accuracy": 1.0, "accuracy_ci": [0.68, 1.0], "n_audit": 8, "macro_f1": 1.0, "macro_f1_ci": [1.0, 1.0]}
+    data = DashboardData(classes=[], labelled={}, predicted={}, curve=[], stopping={}, audit=audit, n_audit=8,
+                         cross_validation=None, model_version=7, n_labels_trained=70)
+    text = headline(data)
+    assert "0.68–1.00" in text
+    assert "1.00–1.00" not in text and "too few audit labels for an interval" in text
