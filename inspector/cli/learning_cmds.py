@@ -140,11 +140,11 @@ def cmd_label(args: argparse.Namespace) -> int:
         if image_id is None:
             raise UserError(f"no image {args.image!r} in this project (give its path relative to "
                             f"{project.image_root} or its id)")
-        entry = project.queue_entry(image_id)
-        audit = bool(entry.audit) if entry is not None else False
+        from inspector.core.learning.learner import record_label
+
         name = args.cls
         if name.lower() in ("unsure", "skip"):
-            project.add_label(image_id, None, kind=name.lower(), annotator=args.annotator, audit=audit)
+            record_label(project, image_id, None, kind=name.lower(), annotator=args.annotator)
             print(f"Marked {project.image(image_id).path} as {name.lower()}.")
             return 0
         record = project.class_by_name(name)
@@ -153,7 +153,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             print(f"Created class {name!r}.")
         else:
             class_id = record.id
-        project.add_label(image_id, class_id, annotator=args.annotator, audit=audit)
+        audit = record_label(project, image_id, class_id, annotator=args.annotator)
         # add_label commits durably before it returns, so acknowledging now is honest
         print(f"Labelled {project.image(image_id).path} as {name}" + (" (audit pick)." if audit else "."))
     finally:

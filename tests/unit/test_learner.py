@@ -117,3 +117,33 @@ def test_evaluation_reports_audit_estimate_and_optimistic_cv(project):
     assert len(report["learning_curve"]) == 4
     assert report["stopping"]["status"] in ("improving", "plateau")
     assert report["learning_curve"][-1]["prediction_change"] is not None
+
+
+def test_record_label_keeps_the_audit_flag_of_the_queue_entry(project):
+    learner.retrain(project, extractor=EXTRACTOR)
+    queue = project.queue()
+    audit_entry = next(e for e in queue if e.audit)
+    other = next(e for e in queue if not e.audit)
+    assert learner.record_label(project, audit_entry.image_id, project.truth[audit_entry.image_id]) is True
+    assert learner.record_label(project, other.image_id, project.truth[other.image_id]) is False
+    assert set(project.audit_labels()) == {audit_entry.image_id}
+    assert project.queue_entry(audit_entry.image_id) is None
+
+
+def test_cli_label_and_query(project, capsys):
+    from inspector.cli import main
+
+    learner.retrain(project, extractor=EXTRACTOR)
+    first = project.queue()[0]
+    path = project.image(first.image_id).path
+    project_path = str(project.path)
+    project.close()
+    assert main(["label", project_path, path, "brand-new"]) == 0
+    out = capsys.readouterr().out
+    assert "Created class 'brand-new'" in out and "Labelled" in out
+    assert main(["label", project_path, "no/such.png", "ok"]) == 1
+    reopened = Project.open(project.path)
+    try:
+        assert reopened.latest_labels()[first.image_id] == reopened.class_by_name("brand-new").id
+    finally:
+        reopened.close()

@@ -254,6 +254,20 @@ def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[S
     return version
 
 
+def record_label(project, image_id: int, class_id: Optional[int] = None, kind: str = "class",
+                 annotator: str = "", source: str = "human") -> bool:
+    """Record a label for ``image_id``, carrying the audit flag of its queue entry.
+
+    The honest accuracy estimate needs to know which labels answered audit picks, so every
+    labelling path (app, CLI) should go through here. Durable when it returns (the store
+    commits before returning). Returns whether the image was an audit pick.
+    """
+    entry = project.queue_entry(image_id)
+    audit = bool(entry is not None and entry.audit)
+    project.add_label(image_id, class_id, kind=kind, annotator=annotator, source=source, audit=audit)
+    return audit
+
+
 @dataclass
 class RetrainResult:
     version: Optional[int]
