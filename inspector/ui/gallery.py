@@ -60,6 +60,9 @@ SUSPECT_LABEL_AT_MOST = 0.25
 SUSPECT_OTHER_AT_LEAST = 0.5
 
 NO_CLASS = -1
+#: filters sorted in a worker when the project has at least SORT_IN_WORKER_ABOVE images
+SORTED_IN_WORKER = ("margin", "entropy", "suspected")
+SORT_IN_WORKER_ABOVE = 20_000
 
 ImageIdRole = Qt.ItemDataRole.UserRole + 1
 LabelRole = Qt.ItemDataRole.UserRole + 2
@@ -424,6 +427,8 @@ class GalleryView(QWidget):
         self._similar_task: Optional[Task] = None
         self._stats = None  # standardisation of the current features (computed once, in a worker)
         self._stats_of = None
+        self._filter_generation = 0  # results of an older filter run are dropped
+        self.sorting = False  # a filter is being sorted in a worker
 
         self.loader = ThumbnailLoader(session.project, side=thumbnail_side,
                                       disk_folder=default_disk_cache_folder() if disk_cache else None, parent=self)
@@ -591,10 +596,29 @@ class GalleryView(QWidget):
         return filter_rows(self.filter, self.model.labels, self._probabilities(), self._class_ids())
 
     def _apply_filter(self, keep_scroll: bool) -> None:
+        self._filter_generation += 1
+        proba = self._probabilities()
+        if (self.filter.kind in SORTED_IN_WORKER and proba is not None
+                and len(self.model.labels) >= SORT_IN_WORKER_ABOVE):
+            # sorting 100,000 images by uncertainty takes tens of milliseconds: not on the UI thread
+            generation = self._filter_generation
+            task = Task(filter_rows, self.filter, self.model.labels.copy(), proba, self._class_ids(),
+                        name="Sorting the gallery", with_progress=False)
+            task.signals.finished.connect(
+                lambda rows, g=generation, k=keep_scroll: g == self._filter_generation and self._show_rows(rows, k))
+            task.signals.failed.connect(self.message.emit)
+            run_task(task, pool("gallery"))
+            self.sorting = True
+            self.count_label.setText("Sorting by uncertainty…")
+            return
+        self._show_rows(self._current_rows(), keep_scroll)
+
+    def _show_rows(self, rows: np.ndarray, keep_scroll: bool) -> None:
+        self.sorting = False
         bar = self.list.verticalScrollBar()
         scroll = bar.value()
         selected = self.selected_image_ids()
-        changed = self.model.set_shown(self._current_rows())
+        changed = self.model.set_shown(rows)
         if changed:
             if selected:
                 self._select_ids(selected)

@@ -88,6 +88,21 @@ def test_counts_per_filter(gallery):
     assert view.model.image_id_at(0) == int(ids[21])
 
 
+def test_uncertainty_sorts_of_a_large_project_run_in_a_worker(gallery, qtbot, monkeypatch):
+    view, session, ids, ok, scratch = gallery
+    monkeypatch.setattr(gallery_module, "SORT_IN_WORKER_ABOVE", 0)
+    view.set_filter(GalleryFilter("margin"))
+    assert view.sorting and view.count_label.text().startswith("Sorting")
+    # a newer filter wins over a sort still running
+    view.set_filter(GalleryFilter("suspected"))
+    qtbot.waitUntil(lambda: not view.sorting, timeout=5000)
+    qtbot.wait(100)
+    assert [view.model.image_id_at(r) for r in range(2)] == [int(ids[11]), int(ids[10])]
+    view.set_filter(GalleryFilter("margin"))
+    qtbot.waitUntil(lambda: not view.sorting, timeout=5000)
+    assert view.model.rowCount() == len(ids) - 10 and view.model.image_id_at(0) == int(ids[21])
+
+
 def test_prediction_filters_without_a_model_are_empty_and_say_why(gallery):
     view, session, ids, ok, scratch = gallery
     session.probabilities = None
