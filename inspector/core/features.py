@@ -86,6 +86,8 @@ class TextureExtractor:
         gabor_orientations: int = 4,
         grid_cells: int = 16,
         salient_share: float = 0.995,
+        coarse_lbp_radii: tuple[int, ...] = (),
+        glcm_range: bool = True,
     ) -> None:
         self.max_side = int(max_side)
         self.work_pixels = int(work_pixels)
@@ -96,6 +98,8 @@ class TextureExtractor:
         self.gabor_orientations = int(gabor_orientations)
         self.grid_cells = int(grid_cells)
         self.salient_share = float(salient_share)
+        self.coarse_lbp_radii = tuple(int(r) for r in coarse_lbp_radii)
+        self.glcm_range = bool(glcm_range)
         self._kernels = self._gabor_kernels()
         self._dim: Optional[int] = None
 
@@ -113,6 +117,8 @@ class TextureExtractor:
             "gabor_orientations": self.gabor_orientations,
             "grid_cells": self.grid_cells,
             "salient_share": self.salient_share,
+            "coarse_lbp_radii": list(self.coarse_lbp_radii),
+            "glcm_range": self.glcm_range,
         }
 
     @property
@@ -233,28 +239,9 @@ class TextureExtractor:
         parts.append(np.bincount(bins12, weights=p, minlength=12))
 
         # ---- completed LBP: joint riu2 sign x riu2 magnitude histograms per radius
-        pad = max(self.lbp_radii)
-        padded = cv2.copyMakeBorder(work8, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-        center = padded[pad : pad + h, pad : pad + w]
         riu2_r1 = None
         for radius in self.lbp_radii:
-            sign_code = np.zeros((h, w), np.uint8)
-            diffs = []
-            for k, (dy, dx) in enumerate(_DIRS):
-                r = max(1, int(round(radius / np.sqrt(2)))) if (dy and dx) else radius
-                oy, ox = pad + dy * r, pad + dx * r
-                neighbour = padded[oy : oy + h, ox : ox + w]
-                mask = cv2.compare(neighbour, center, cv2.CMP_GE)
-                np.bitwise_or(sign_code, mask & np.uint8(1 << k), out=sign_code)
-                diffs.append(cv2.absdiff(neighbour, center))
-            threshold = sum(float(cv2.mean(d)[0]) for d in diffs) / len(diffs)
-            mag_code = np.zeros((h, w), np.uint8)
-            for k, d in enumerate(diffs):
-                mask = cv2.compare(d, threshold, cv2.CMP_GE)
-                np.bitwise_or(mag_code, mask & np.uint8(1 << k), out=mag_code)
-            riu2 = cv2.LUT(sign_code, _LUT_RIU2_U8)
-            joint = cv2.LUT(mag_code, _LUT_RIU2_U8) + riu2 * np.uint8(10)
-            jh = cv2.calcHist([joint], [0], None, [100], [0, 100]).ravel() / n
+            riu2, jh = _clbp(work8, radius)
             if radius == self.lbp_radii[0]:  # finest radius: sign and magnitude histograms
                 jh = jh.reshape(10, 10)
                 parts.append(np.sqrt(np.concatenate([jh.sum(axis=1), jh.sum(axis=0)])))
@@ -262,6 +249,10 @@ class TextureExtractor:
                 parts.append(np.sqrt(jh))
             if riu2_r1 is None:
                 riu2_r1 = riu2
+        if self.coarse_lbp_radii:  # sign histograms at half resolution: larger structures
+            half = cv2.pyrDown(work8) if min(h, w) >= 2 * _MIN_SIDE else work8
+            for radius in self.coarse_lbp_radii:
+                parts.append(np.sqrt(_clbp(half, radius)[1].reshape(10, 10).sum(axis=1)))
 
         # ---- grey-level co-occurrence, rank-quantised (histogram equalisation) so contrast is ignored
         levels = self.glcm_levels
@@ -300,7 +291,8 @@ class TextureExtractor:
         stats = stats.reshape(len(self.glcm_distances), 4, 5)
         for per_distance in stats:
             parts.append(per_distance.mean(axis=0))
-            parts.append(per_distance.max(axis=0) - per_distance.min(axis=0))
+            if self.glcm_range:
+                parts.append(per_distance.max(axis=0) - per_distance.min(axis=0))
 
         # ---- gradients: magnitude-weighted orientation histogram (unsigned, 12 bins)
         norm = (work8.astype(np.float32) - np.float32(mean)) * np.float32(1.0 / scale)
@@ -402,6 +394,33 @@ class TextureExtractor:
         z_high = np.log1p(high / robust)
         z_low = np.log1p(low / robust)
         return np.concatenate([spread, q90, high, low, z_high, z_low])
+
+
+def _clbp(image: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Completed LBP of a uint8 image: the riu2 sign-code map and the normalised joint
+    (sign riu2 x magnitude riu2) 100-bin histogram, 8 neighbours at ``radius`` (reflected borders)."""
+    h, w = image.shape
+    pad = radius
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    center = padded[pad : pad + h, pad : pad + w]
+    sign_code = np.zeros((h, w), np.uint8)
+    diffs = []
+    for k, (dy, dx) in enumerate(_DIRS):
+        r = max(1, int(round(radius / np.sqrt(2)))) if (dy and dx) else radius
+        oy, ox = pad + dy * r, pad + dx * r
+        neighbour = padded[oy : oy + h, ox : ox + w]
+        mask = cv2.compare(neighbour, center, cv2.CMP_GE)
+        np.bitwise_or(sign_code, mask & np.uint8(1 << k), out=sign_code)
+        diffs.append(cv2.absdiff(neighbour, center))
+    threshold = sum(float(cv2.mean(d)[0]) for d in diffs) / len(diffs)
+    mag_code = np.zeros((h, w), np.uint8)
+    for k, d in enumerate(diffs):
+        mask = cv2.compare(d, threshold, cv2.CMP_GE)
+        np.bitwise_or(mag_code, mask & np.uint8(1 << k), out=mag_code)
+    riu2 = cv2.LUT(sign_code, _LUT_RIU2_U8)
+    joint = cv2.LUT(mag_code, _LUT_RIU2_U8) + riu2 * np.uint8(10)
+    hist = cv2.calcHist([joint], [0], None, [100], [0, 100]).ravel() / float(h * w)
+    return riu2, hist
 
 
 def _salient(response: np.ndarray, share: float = 0.99) -> np.ndarray:
