@@ -370,7 +370,7 @@ def _choose_cold_start(ctx: _Context):
     # small clusters); with labels already present, over-cluster and keep clusters far from them
     n_clusters = min(len(cand), n_rep + (len(labelled) if ref is not None else 0))
     Km = MiniBatchKMeans if len(cand) > 5000 else KMeans
-    km = Km(n_clusters=max(n_clusters, 1), n_init=3, random_state=seed).fit(Z)
+    km = Km(n_clusters=max(n_clusters, 1), n_init=1, random_state=seed).fit(Z)
     C = km.cluster_centers_.astype(np.float32)
     d_centre = np.einsum("ij,ij->i", Z, Z)[:, None] - 2.0 * (Z @ C.T) + np.einsum("ij,ij->i", C, C)[None, :]
     medoids = np.unique(d_centre.argmin(axis=0))
@@ -383,7 +383,7 @@ def _choose_cold_start(ctx: _Context):
     chosen = list(reps)
     if n_out + (n_rep - len(reps)) > 0:
         n_more = n_out + (n_rep - len(reps))
-        forest = IsolationForest(n_estimators=100, random_state=seed).fit(Z)
+        forest = IsolationForest(n_estimators=50, random_state=seed).fit(Z)
         unusual = -forest.score_samples(Z)
         unusual[chosen] = -np.inf
         short = np.argsort(-unusual)[: max(5 * n_more, 20)]
