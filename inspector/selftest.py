@@ -402,7 +402,10 @@ def install_exit_when_shown() -> None:
             return
         state["done"] = True
         print(f"window shown after {time.perf_counter() - started:.3f} s (in-process)", flush=True)
-        QTimer.singleShot(0, lambda: QApplication.exit(0))
+        # close the windows as a user would (the app's own close handling runs); if something
+        # keeps the event loop alive, leave it anyway after two seconds
+        QTimer.singleShot(0, QApplication.closeAllWindows)
+        QTimer.singleShot(2000, lambda: QApplication.exit(0))
 
     def exec_and_watch(self, *args, **kwargs):
         watcher = _Watcher(self)

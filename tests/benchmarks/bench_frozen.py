@@ -71,8 +71,8 @@ def time_version(exe: Path, platform: str) -> float:
     return elapsed
 
 
-def time_window(exe: Path, app_args: list[str], platform: str, timeout: float) -> tuple[float, str]:
-    """Seconds from start until the 'window shown' line; and that line."""
+def time_window(exe: Path, app_args: list[str], platform: str, timeout: float) -> tuple[float, str, str]:
+    """Seconds from start until the 'window shown' line; that line; a note about the exit."""
     with tempfile.TemporaryDirectory(prefix="bench-frozen-") as scratch:
         env = clean_env(Path(scratch), platform)
         env["INSPECTOR_EXIT_WHEN_SHOWN"] = "1"
@@ -81,12 +81,14 @@ def time_window(exe: Path, app_args: list[str], platform: str, timeout: float) -
                                 env=env, cwd=scratch)
         shown: dict = {}
         stderr_lines: list[str] = []
+        seen = threading.Event()
 
         def read_stdout() -> None:
             for line in proc.stdout:
                 if line.startswith("window shown after") and "t" not in shown:
                     shown["t"] = time.perf_counter() - t0
                     shown["line"] = line.strip()
+                    seen.set()
 
         def read_stderr() -> None:
             stderr_lines.extend(proc.stderr)
@@ -94,19 +96,29 @@ def time_window(exe: Path, app_args: list[str], platform: str, timeout: float) -
         readers = [threading.Thread(target=read_stdout, daemon=True), threading.Thread(target=read_stderr, daemon=True)]
         for r in readers:
             r.start()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        deadline = t0 + timeout
+        while not seen.is_set() and proc.poll() is None and time.perf_counter() < deadline:
+            seen.wait(0.05)
+        note = ""
+        if seen.is_set():
+            # the app closes its window itself; give it time to shut down cleanly
+            try:
+                proc.wait(timeout=20)
+                note = f"exit code {proc.returncode} after {time.perf_counter() - t0:.1f} s"
+            except subprocess.TimeoutExpired:
+                note = "DID NOT EXIT within 20 s of closing its window (killed)"
+        if proc.poll() is None:
             proc.kill()
-            proc.wait()
-            raise SystemExit(f"no window within {timeout:.0f} s ({' '.join(app_args)}); "
-                             f"stderr: {''.join(stderr_lines)[-800:]}")
+        proc.wait()
         for r in readers:
             r.join(timeout=5)
     if "t" not in shown:
-        raise SystemExit(f"{exe} {' '.join(app_args)} exited ({proc.returncode}) without showing a window; "
-                         f"stderr: {''.join(stderr_lines)[-800:]}")
-    return shown["t"], shown["line"]
+        raise SystemExit(f"{exe} {' '.join(app_args)} showed no window within {timeout:.0f} s "
+                         f"(exit {proc.returncode}); stderr: {''.join(stderr_lines)[-800:]}")
+    if "DID NOT EXIT" in note or proc.returncode:
+        tail = "".join(stderr_lines).strip()[-300:]
+        note += f"; stderr: {tail}" if tail else ""
+    return shown["t"], shown["line"], note
 
 
 def time_self_test(exe: Path, platform: str) -> tuple[float, str]:
@@ -150,9 +162,9 @@ def main() -> int:
 
     windows = []
     for i in range(args.runs):
-        seconds, line = time_window(exe, args.app_args, args.platform, args.timeout)
+        seconds, line, note = time_window(exe, args.app_args, args.platform, args.timeout)
         windows.append(seconds)
-        print(f"  run {i + 1}: {' '.join(args.app_args)} -> window after {seconds:.2f} s  [{line}]")
+        print(f"  run {i + 1}: {' '.join(args.app_args)} -> window after {seconds:.2f} s  [{line}; {note}]")
     median = statistics.median(windows)
     print(f"start-to-window   median {median:.2f} s over {args.runs} runs, first {windows[0]:.2f} s "
           f"({' '.join(args.app_args)}, QT_QPA_PLATFORM={args.platform or os.environ.get('QT_QPA_PLATFORM', '')}; "
