@@ -369,7 +369,7 @@ class ProjectSession(QObject):
             return
         self.label_failed.emit(f"{len(image_ids)} label(s) were not saved: {message}")
         self.labels_changed.emit([])
-        self.labels_saved.emit()
+        self._label_saved()  # the title, and a retrain that was waiting for the writer
 
     def request_open(self, image_id: int) -> None:
         """Ask the labelling view to show this image (from the gallery or the dashboard map)."""
