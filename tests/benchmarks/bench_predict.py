@@ -70,7 +70,7 @@ def main() -> int:
             assert inspector_main(command) == 0
             rates["predict"].append(len(paths) / (time.perf_counter() - start))
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "inspector", *command], check=True, stderr=subprocess.DEVNULL)
+            subprocess.run([sys.executable, "-m", "inspector", *command], check=True)
             rates["process"].append(len(paths) / (time.perf_counter() - start))
             print(f"round {round_ + 1}: extraction {rates['extract'][-1]:.1f}, predict in process "
                   f"{rates['predict'][-1]:.1f}, predict fresh process {rates['process'][-1]:.1f} images/s")
