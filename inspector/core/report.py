@@ -205,9 +205,13 @@ def build_report_html(project) -> str:
             parts.append(f"<p>Macro-F1 {audit['macro_f1']:.3f} (95 % interval {_f1_ci(audit)}).</p>")
         parts.append("<p class='note'>Basis: random audit labels, predicted by a model trained without them. "
                      "Images the learner chose itself are not a random sample, so they are not used here.</p>")
-    else:
+    elif training is None:
+        parts.append("<p class='warn'>No current model, so no accuracy estimate (see above).</p>")
+    elif not audit:
         parts.append("<p class='warn'>No audit labels yet, so there is no honest accuracy estimate. Label the audit "
                      "images the queue offers (they are picked at random) to get one.</p>")
+    else:
+        parts.append("<p class='warn'>The audit labels are all of one kind or too few to estimate accuracy.</p>")
     parts.append(f"<p><b>More labels?</b> {esc(stopping['message'])}</p></section>")
 
     # ---- learning curve

@@ -68,7 +68,7 @@ def test_report_without_labels_says_so(tmp_path, capsys):
     path = _project(tmp_path, with_labels=False)
     assert main(["report", str(path), str(tmp_path / "r.html")]) == 0
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert "No model yet" in text and "No audit labels yet" in text
+    assert "No model yet" in text and "No current model, so no accuracy estimate" in text
 
 
 def test_report_refuses_a_missing_folder(tmp_path, capsys):
