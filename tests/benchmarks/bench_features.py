@@ -83,6 +83,22 @@ def decode_rate_parallel(paths: list[str], workers: int) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
+def cpu_costs(paths: list[str], sample: int = 100) -> tuple[float, float, float]:
+    """CPU seconds per image in this process: decode-only, decode + extract, extract alone."""
+    from inspector.core.features import default_extractor as make
+
+    extractor = make()
+    chosen = paths[:: max(1, len(paths) // sample)][:sample]
+    start = time.process_time()
+    grays = [images.load_gray(Path(p), extractor.max_side) for p in chosen]
+    decode = (time.process_time() - start) / len(chosen)
+    start = time.process_time()
+    for gray in grays:
+        extractor.extract(gray)
+    extract = (time.process_time() - start) / len(chosen)
+    return decode, decode + extract, extract
+
+
 def measure(label: str, folder: Path, workers: int, limit: int | None) -> None:
     paths = [str(folder / f.relative_path) for f in images.walk_images(folder)]
     if limit:
@@ -100,6 +116,13 @@ def measure(label: str, folder: Path, workers: int, limit: int | None) -> None:
     print(f"  features ({how}, {workers} workers): {feats:8.1f} images/s")
     print(f"  decode only, 1 process:              {serial:8.1f} images/s   ratio features/decode = {feats / serial:.2f}")
     print(f"  decode only, {workers} workers:             {parallel:8.1f} images/s   ratio features/decode = {feats / parallel:.2f}")
+    decode, total, extract = cpu_costs(paths)
+    print(f"  CPU time per image (one process, independent of other load): decode {decode * 1000:.2f} ms, "
+          f"extract {extract * 1000:.2f} ms, decode+extract {total * 1000:.2f} ms")
+    print(f"  => on an otherwise idle machine: features ~{workers / total:.0f} images/s with {workers} workers, "
+          f"CPU-cost ratio features/decode = {decode / total:.2f}")
+    if hasattr(os, "getloadavg"):
+        print(f"  load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 def main(argv: list[str] | None = None) -> int:
