@@ -432,11 +432,16 @@ def _salient(response: np.ndarray, share: float = 0.99) -> np.ndarray:
 
 
 def _as_gray_u8(gray: np.ndarray) -> np.ndarray:
+    """Any array to 2-D uint8 (colour to luminance; other dtypes scaled by their range)."""
     array = np.asarray(gray)
-    if array.ndim == 3:
-        array = array[..., 0] if array.shape[2] < 3 else cv2.cvtColor(
-            np.ascontiguousarray(array[..., :3]).astype(np.uint8) if array.dtype != np.uint8 else
-            np.ascontiguousarray(array[..., :3]), cv2.COLOR_BGR2GRAY)
+    if array.ndim == 3 and array.size:
+        if array.shape[2] >= 3:
+            colour = np.ascontiguousarray(array[..., :3])
+            if colour.dtype not in (np.uint8, np.uint16, np.float32):
+                colour = np.nan_to_num(colour.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            array = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
+        else:
+            array = array[..., 0]
     if array.ndim != 2 or array.size == 0:
         array = np.zeros((1, 1), np.uint8) if array.size == 0 else array.reshape(array.shape[0], -1)
     if array.dtype != np.uint8:
