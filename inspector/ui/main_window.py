@@ -405,7 +405,7 @@ class MainWindow(QMainWindow):
         self.problems_list.clear()
         if self.session is None:
             return
-        problems = self.session.project.problem_files()
+        problems = self.session.problems()
         for record in problems:
             self.problems_list.addItem(f"{record.path} — {record.error}")
         self.problems_dock.setWindowTitle(f"Problems ({len(problems)})")
