@@ -2,7 +2,7 @@
 # Build the packaged Inspector (PyInstaller, one folder: dist/inspector/).
 #
 #   bash packaging/build.sh              # reuse .venv (or create .venv-build), build dist/inspector/
-#   bash packaging/build.sh --onefile    # one self-extracting file dist/inspector
+#   bash packaging/build.sh --onefile    # one self-extracting file dist/onefile/inspector
 #   bash packaging/build.sh --clean      # throw away PyInstaller's cache (build/pyinstaller) first
 #
 # Environment: INSPECTOR_VENV=path to use a particular virtualenv.
@@ -34,12 +34,15 @@ if ! "$venv/bin/python" -c "import PyInstaller, inspector" 2>/dev/null; then
     "$venv/bin/pip" install -q -e ".[package]"
 fi
 
+# the one-file build goes to its own folders: dist/inspector is the one-folder build
+if [ ${#onefile[@]} -gt 0 ]; then dist=dist/onefile; work=build/pyinstaller-onefile; built=dist/onefile/inspector
+else dist=dist; work=build/pyinstaller; built=dist/inspector/; fi
+
 start=$(date +%s.%N)
 "$venv/bin/python" -m PyInstaller --noconfirm --log-level WARN "${clean[@]}" \
-    --distpath "$root/dist" --workpath "$root/build/pyinstaller" \
+    --distpath "$root/$dist" --workpath "$root/$work" \
     packaging/inspector.spec "${onefile[@]}"
 end=$(date +%s.%N)
 
-if [ ${#onefile[@]} -gt 0 ]; then built=dist/inspector; else built=dist/inspector/; fi
 printf 'build time: %.1f s\n' "$(echo "$end - $start" | bc -l 2>/dev/null || python3 -c "print($end - $start)")"
 echo "built: $built ($(du -sh "$built" | cut -f1), $(find "$built" -type f | wc -l) files)"
