@@ -1,6 +1,6 @@
 """Throughput of `inspector predict` against plain feature extraction over the same files.
 
-    .venv/bin/python tests/benchmarks/bench_predict.py [--images /work/shared/datasets/neu] [--jobs N] [--repeat R]
+    .venv/bin/python tests/benchmarks/bench_predict.py [--images /work/shared/datasets/neu] [--jobs N] [--repeat R] [--fresh-process]
 
 Builds a small model first (a project over symbolic links to 20 images per class, exported),
 then over every image of the folder measures, with the same number of worker processes:
@@ -9,7 +9,8 @@ then over every image of the folder measures, with the same number of worker pro
   extract) - the ceiling for prediction, since predicting is extraction plus a few matrix products;
 * ``inspector predict MODEL FOLDER --csv OUT`` run in this process (folder walk, extraction,
   prediction, CSV writing);
-* the same command as a fresh process (adds interpreter start-up and imports).
+* with ``--fresh-process``, the same command as a new process (adds interpreter start-up and
+  imports).
 
 Prints images/s for each and the ratios predict / extraction (target >= 0.9).
 """
@@ -34,6 +35,8 @@ def main() -> int:
     parser.add_argument("--images", default=str(REPO.parent / "shared" / "datasets" / "neu"))
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=3, help="alternating rounds (median reported)")
+    parser.add_argument("--fresh-process", action="store_true",
+                        help="also time the command as a new process (adds start-up and imports)")
     args = parser.parse_args()
 
     from inspector.cli import main as inspector_main
@@ -69,20 +72,23 @@ def main() -> int:
             start = time.perf_counter()
             assert inspector_main(command) == 0
             rates["predict"].append(len(paths) / (time.perf_counter() - start))
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "inspector", *command], check=True)
-            rates["process"].append(len(paths) / (time.perf_counter() - start))
+            if args.fresh_process:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "inspector", *command], check=True)
+                rates["process"].append(len(paths) / (time.perf_counter() - start))
             print(f"round {round_ + 1}: extraction {rates['extract'][-1]:.1f}, predict in process "
-                  f"{rates['predict'][-1]:.1f}, predict fresh process {rates['process'][-1]:.1f} images/s")
+                  f"{rates['predict'][-1]:.1f} images/s"
+                  + (f", predict fresh process {rates['process'][-1]:.1f} images/s" if args.fresh_process else ""))
         extract_rate = float(np.median(rates["extract"]))
         predict_rate = float(np.median(rates["predict"]))
-        process_rate = float(np.median(rates["process"]))
         print(f"median of {args.repeat} rounds:")
         print(f"feature extraction (analyse_files):         {extract_rate:7.1f} images/s")
         print(f"inspector predict (in process):             {predict_rate:7.1f} images/s   "
               f"ratio {predict_rate / extract_rate:.2f}")
-        print(f"inspector predict (fresh process, imports): {process_rate:7.1f} images/s   "
-              f"ratio {process_rate / extract_rate:.2f}")
+        if args.fresh_process:
+            process_rate = float(np.median(rates["process"]))
+            print(f"inspector predict (fresh process, imports): {process_rate:7.1f} images/s   "
+                  f"ratio {process_rate / extract_rate:.2f}")
     return 0
 
 
