@@ -143,7 +143,7 @@ def import_labels(project, path: Path, annotator: str = "") -> ImportSummary:
     label_column = "label" if "label" in columns else "class" if "class" in columns else None
     if "path" not in columns or label_column is None:
         raise UserError(f"{path} needs 'path' and 'label' columns")
-    by_annotator: dict[str, list[tuple[int, str]]] = {}
+    wanted: list[tuple[str, int, str]] = []  # (annotator, image id, class name) in file order
     for row in rows:
         image_path, label = row.get("path", "").strip(), row.get(label_column, "").strip()
         if row.get("kind", "class").strip() not in ("", "class") or not image_path or not label:
@@ -153,20 +153,26 @@ def import_labels(project, path: Path, annotator: str = "") -> ImportSummary:
         if image_id is None:
             summary.unknown_paths.append(image_path)
             continue
-        by_annotator.setdefault(row.get("annotator", "").strip() or annotator, []).append((image_id, label))
+        wanted.append((row.get("annotator", "").strip() or annotator, image_id, label))
     class_ids: dict[str, int] = {}
-    for pairs in by_annotator.values():
-        for _, label in pairs:
-            if label not in class_ids:
-                record = project.class_by_name(label)
-                if record is None:
-                    class_ids[label] = project.add_class(label)
-                    summary.new_classes.append(label)
-                else:
-                    class_ids[label] = record.id
-    for who, pairs in by_annotator.items():
-        summary.imported += project.add_labels_bulk([(i, class_ids[label]) for i, label in pairs],
-                                                    annotator=who, source="imported")
+    for _, _, label in wanted:
+        if label not in class_ids:
+            record = project.class_by_name(label)
+            if record is None:
+                class_ids[label] = project.add_class(label)
+                summary.new_classes.append(label)
+            else:
+                class_ids[label] = record.id
+    # One bulk write per run of rows by the same annotator, in file order, so that in a history
+    # file an image's last row is still its latest label after the import.
+    start = 0
+    while start < len(wanted):
+        end = start
+        while end < len(wanted) and wanted[end][0] == wanted[start][0]:
+            end += 1
+        summary.imported += project.add_labels_bulk([(i, class_ids[label]) for _, i, label in wanted[start:end]],
+                                                    annotator=wanted[start][0], source="imported")
+        start = end
     return summary
 
 

@@ -93,6 +93,22 @@ def test_history_lists_every_event(tmp_path, image_folder):
         project.close()
 
 
+def test_history_file_imports_to_the_same_latest_labels(tmp_path, image_folder):
+    source = labelled(tmp_path, image_folder)
+    try:
+        export_labels(source, tmp_path / "history.json", history=True)
+        before = label_rows(source)
+    finally:
+        source.close()
+    target = new_project(tmp_path / "b.inspector", image_folder)
+    try:
+        summary = import_labels(target, tmp_path / "history.json")
+        assert summary.imported == 9 and summary.skipped == 1  # the 'unsure' event is not a class label
+        assert _core(label_rows(target)) == _core(before)
+    finally:
+        target.close()
+
+
 def test_unknown_paths_are_reported_not_guessed(tmp_path, image_folder):
     project = new_project(tmp_path / "p.inspector", image_folder)
     try:
