@@ -6,7 +6,7 @@ processes, scikit-learn, Qt plugins, the model file format?) and useful from sou
     inspector --self-test
     ...
     self-test passed: scan 60 images, features (2 worker processes), labels, train, query, export,
-    predict, window — 12.3 s
+    report, predict, window (project opened) — 12.3 s
 
 Everything happens inside one temporary folder that is removed at the end: a small synthetic data
 set, a project, a model file. Qt runs offscreen unless ``QT_QPA_PLATFORM`` is already set, and the
@@ -245,6 +245,17 @@ class _SelfTest:
         _expect(self.model_path.is_file() and self.model_path.stat().st_size > 0, "no model file written")
         return "export"
 
+    def step_report(self) -> str:
+        from inspector.core.report import write_report
+
+        path = self.tmp / "selftest-report.html"
+        write_report(self.project, path)
+        _expect(path.is_file(), "no report written")
+        text = path.read_text(encoding="utf-8")
+        plots = text.count("data:image/png;base64,")
+        _expect(plots >= 1, "the report has no plots (matplotlib's Agg backend did not draw)")
+        return "report"
+
     def step_predict(self) -> str:
         from inspector.core import modelfile
 
@@ -332,7 +343,8 @@ class _SelfTest:
             self.project = None
 
 
-STEPS = ("startup", "dataset", "scan", "features", "labels", "train", "query", "export", "predict", "window")
+STEPS = ("startup", "dataset", "scan", "features", "labels", "train", "query", "export", "report", "predict",
+         "window")
 
 
 def run_self_test(out=None) -> int:

@@ -17,7 +17,7 @@ from inspector import selftest
 
 SUMMARY = re.compile(
     r"^self-test passed: scan 60 images, features \((\d+) worker processes\), labels, train, query, export, "
-    r"predict, window \(project opened\) — (\d+\.\d) s$"
+    r"report, predict, window \(project opened\) — (\d+\.\d) s$"
 )
 
 
