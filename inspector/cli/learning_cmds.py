@@ -190,6 +190,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 print(f"  {name:20s} {r['recall']:.0%}  ({r['ci'][0]:.0%}-{r['ci'][1]:.0%}, n={r['n']})")
             else:
                 print(f"  {name:20s} no audit labels")
+        names = audit["classes"]
+        width = max(6, *(len(str(n)) for n in names))
+        print("Confusion on audit labels (rows: label, columns: prediction):")
+        print(" " * (width + 2) + " ".join(f"{str(n)[:width]:>{width}s}" for n in names))
+        for name, row in zip(names, audit["confusion"]):
+            print(f"  {str(name):{width}s}" + " ".join(f"{v:>{width}d}" for v in row))
     else:
         print("No audit labels yet: label the images queued as 'audit' to get an honest estimate.")
     cv = report["cross_validation_optimistic"]

@@ -126,7 +126,8 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
     settings = settings or LearnerSettings.from_project(project)
     image_ids, X = project.feature_matrix(*extractor)
     if len(image_ids) == 0:
-        raise UserError("no image features yet: scan the project's images first")
+        raise UserError(f"no image features from extractor {extractor[0]} v{extractor[1]} yet: "
+                        "scan the project's images first (inspector scan PROJECT)")
     events = project.latest_label_events()
     labels = project.latest_labels()
     audit = project.audit_labels()
