@@ -201,16 +201,11 @@ def analyse_pending(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     batch_seconds: float = 0.5,
-    skip_ids: Optional[set[int]] = None,
 ) -> tuple[int, int]:
     """Analyse every image lacking current features; results are saved in small batches so a
-    cancel or crash keeps what was done. Returns ``(analysed, errors)``.
-
-    ``skip_ids``: images another caller is analysing at the same time (left out here)."""
+    cancel or crash keeps what was done. Returns ``(analysed, errors)``."""
     extractor = _extractor()
     pending = project.pending_analysis(extractor.name, extractor.version)
-    if skip_ids:
-        pending = [p for p in pending if p[0] not in skip_ids]
     root = project.image_root
     paths = [root / path for _, path in pending]
     batch: list[ImageAnalysis] = []
