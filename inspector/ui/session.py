@@ -53,86 +53,24 @@ def load_features(project_path, extractor: tuple[str, int], progress=None, cance
         reader.close()
 
 
-def _analyse_in_process(project: Project, files: list[tuple[int, str]], cancel=None) -> int:
-    """Read ``files`` (image id, relative path) in this process and save them in one batch;
-    returns how many were unreadable. For the first images of a new project: worker processes
-    take seconds to start, a thread does not."""
-    from inspector.core.features import default_extractor
-    from inspector.core.ingest import analyse_file
-    from inspector.core.store import ImageAnalysis
-
-    ex = default_extractor()
-    root = project.image_root
-    analyses = []
-    for image_id, path in files:
-        if cancel is not None and cancel.cancelled:
-            break
-        r = analyse_file(0, root / path)
-        analyses.append(ImageAnalysis(image_id, r.content_hash, r.width, r.height, r.bit_depth, r.channels,
-                                      r.error, r.note, r.features))
-    if analyses:
-        project.save_analyses(analyses, ex.name, ex.version)
-    return sum(a.error is not None for a in analyses)
-
-
 def scan_and_extract(project: Project, progress=None, cancel=None):
-    """Walk the folder, then analyse every pending file (batches saved as they finish).
+    """Walk the folder, then analyse every pending file in worker processes (batches saved as
+    they finish, through this worker's own connection).
 
-    On a project without features yet, the first COLD_START_MIN_IMAGES files are read by a
-    thread of this process while the worker processes start, so labelling can begin within
-    seconds instead of after the pool is up."""
-    import threading
-
-    from inspector.core.features import default_extractor
-    from inspector.core.ingest import IN_PROCESS_BELOW, analyse_pending, scan_folder
+    The first images are not read in a thread of this process while the pool starts: measured
+    on a 2-core machine that made the first image later (the thread competes with the starting
+    processes for the cores) and stalled the UI thread longer (it competes for the GIL); the
+    pool returns its first 24 images in about a second."""
+    from inspector.core.ingest import analyse_pending, scan_folder
 
     worker = project.worker_connection()
     try:
         if progress:
             progress(0, 0, "scanning folder")
         summary = scan_folder(worker)
-        ex = default_extractor()
-        head: list[tuple[int, str]] = []
-        if worker.feature_count(ex.name, ex.version) == 0:
-            pending = worker.pending_analysis(ex.name, ex.version)
-            if len(pending) > IN_PROCESS_BELOW + COLD_START_MIN_IMAGES:
-                head = pending[:COLD_START_MIN_IMAGES]
-        counts = {"head": 0, "done": 0, "total": 0}
-        outcome: dict[str, Any] = {}
-
-        def report() -> None:
-            if progress and counts["total"]:
-                progress(counts["head"] + counts["done"], len(head) + counts["total"], "")
-
-        def read_head() -> None:
-            own = project.worker_connection()
-            try:
-                outcome["errors"] = _analyse_in_process(own, head, cancel)
-                counts["head"] = len(head)  # saved: now the cold start can load them
-                report()
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the task's thread below
-                outcome["error"] = exc
-            finally:
-                own.close()
-
-        def rest_progress(done: int, total: int, _message: str = "") -> None:
-            counts["done"], counts["total"] = done, total
-            report()
-
-        thread = None
-        if head:
-            thread = threading.Thread(target=read_head, name="inspector-first-images", daemon=True)
-            thread.start()
-        try:
-            analysed, errors = analyse_pending(worker, progress=rest_progress, cancel=cancel,
-                                               skip_ids={i for i, _ in head})
-        finally:
-            if thread is not None:
-                thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        summary.analysed = analysed + counts["head"]
-        summary.errors += errors + outcome.get("errors", 0)
+        analysed, errors = analyse_pending(worker, progress=progress, cancel=cancel)
+        summary.analysed = analysed
+        summary.errors += errors
         return summary
     finally:
         worker.close()
