@@ -67,8 +67,8 @@ def main() -> int:
         rates: dict[str, list[float]] = {"extract": [], "predict": [], "process": []}
         for round_ in range(args.repeat):
             start = time.perf_counter()
-            n = sum(1 for r in analyse_files(paths, workers=args.jobs) if r.error is None)
-            rates["extract"].append(n / (time.perf_counter() - start))
+            features = [r.features for r in analyse_files(paths, workers=args.jobs) if r.error is None]
+            rates["extract"].append(len(features) / (time.perf_counter() - start))
             start = time.perf_counter()
             assert inspector_main(command) == 0
             rates["predict"].append(len(paths) / (time.perf_counter() - start))
@@ -79,7 +79,36 @@ def main() -> int:
             print(f"round {round_ + 1}: extraction {rates['extract'][-1]:.1f}, predict in process "
                   f"{rates['predict'][-1]:.1f} images/s"
                   + (f", predict fresh process {rates['process'][-1]:.1f} images/s" if args.fresh_process else ""))
+        ratios = [p / e for p, e in zip(rates["predict"], rates["extract"])]
+        print("ratio predict / extraction per round: " + ", ".join(f"{r:.2f}" for r in ratios)
+              + f"  (median {float(np.median(ratios)):.2f})")
+
+        # What predict adds to extraction, timed alone (insensitive to outside load on the
+        # worker processes): folder walk, the model on every feature row, and the CSV.
+        from inspector.core.modelfile import expand_paths, load_model
+
+        loaded = load_model(model)
+        start = time.perf_counter()
+        expand_paths([folder])
+        t_walk = time.perf_counter() - start
+        X = np.stack(features)
+        start = time.perf_counter()
+        proba = loaded.predict_proba_features(X)
+        t_model = time.perf_counter() - start
+        start = time.perf_counter()
+        with open(tmp / "overhead.csv", "w", newline="", encoding="utf-8") as handle:
+            import csv
+
+            writer = csv.writer(handle)
+            for path, row in zip(paths, proba):
+                writer.writerow([str(path), loaded.class_names[int(np.argmax(row))], f"{row.max():.6f}",
+                                 *[f"{v:.6f}" for v in row], "False", ""])
+        t_csv = time.perf_counter() - start
         extract_rate = float(np.median(rates["extract"]))
+        extraction_seconds = len(paths) / extract_rate
+        implied = extraction_seconds / (extraction_seconds + t_walk + t_model + t_csv)
+        print(f"predict's own work for {len(paths)} images: walk {t_walk * 1000:.0f} ms, model {t_model * 1000:.0f} ms, "
+              f"CSV {t_csv * 1000:.0f} ms -> ratio at the median extraction rate {implied:.3f}")
         predict_rate = float(np.median(rates["predict"]))
         print(f"median of {args.repeat} rounds:")
         print(f"feature extraction (analyse_files):         {extract_rate:7.1f} images/s")
