@@ -5,11 +5,23 @@ from inspector.core.learning import metrics
 
 
 def test_wilson_interval_known_values():
-    lo, hi = metrics.wilson_interval(8, 10)
+    lo, hi = metrics.wilson_interval(8, 10, continuity=False)
     assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
     assert metrics.wilson_interval(0, 0) == (0.0, 1.0)
-    lo, hi = metrics.wilson_interval(10, 10)
+    lo, hi = metrics.wilson_interval(10, 10, continuity=False)
     assert hi == pytest.approx(1.0) and lo == pytest.approx(0.7225, abs=1e-3)
+    # continuity-corrected: Newcombe (1998) table I, method 4: 81/263 -> 0.2535-0.3682, 1/29 -> 0.0018-0.1963
+    lo, hi = metrics.wilson_interval(81, 263)
+    assert lo == pytest.approx(0.2535, abs=1e-3) and hi == pytest.approx(0.3682, abs=1e-3)
+    lo, hi = metrics.wilson_interval(1, 29)
+    assert lo == pytest.approx(0.0018, abs=1e-4) and hi == pytest.approx(0.1963, abs=1e-4)
+
+
+def test_corrected_interval_covers_near_perfect_accuracy_with_one_error():
+    plain = metrics.wilson_interval(29, 30, continuity=False)
+    corrected = metrics.wilson_interval(29, 30)
+    assert plain[1] < 0.995 < corrected[1]
+    assert corrected[0] <= plain[0]
 
 
 def test_wilson_interval_covers_about_95_percent():
@@ -17,7 +29,7 @@ def test_wilson_interval_covers_about_95_percent():
     p, n = 0.9, 40
     hits = rng.binomial(n, p, 4000)
     covered = np.mean([lo <= p <= hi for lo, hi in (metrics.wilson_interval(int(k), n) for k in hits)])
-    assert 0.92 < covered < 0.98
+    assert 0.94 < covered < 0.995
 
 
 def test_audit_estimate_intervals_and_per_class_recall():
