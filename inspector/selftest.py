@@ -45,6 +45,10 @@ N_UNLABELLED = 20
 N_AUDIT = 8
 
 EXIT_WHEN_SHOWN_ENV = "INSPECTOR_EXIT_WHEN_SHOWN"
+#: a folder: the window step saves a picture of each of the window's views there (for a look at
+#: a frozen build on a machine without a display); unset, the self-test writes nothing outside
+#: its temporary folder
+SCREENSHOTS_ENV = "INSPECTOR_SELFTEST_SCREENSHOTS"
 
 
 class StepFailed(Exception):
@@ -280,7 +284,7 @@ class _SelfTest:
 
     def step_window(self) -> str:
         from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QApplication
+        from PySide6.QtWidgets import QApplication, QLabel
 
         _redirect_qsettings(self.tmp)
         try:
@@ -328,6 +332,19 @@ class _SelfTest:
             pump(1.0)
             _expect(window.session is not None, "no project session after opening the project")
             _expect(window.stack.currentWidget() is window.tabs, "the window still shows the start page")
+            # every view must be the real one: the window puts a placeholder label where a view
+            # failed to load (e.g. a module missing from a frozen build)
+            tabs = window.tabs
+            placeholders = [tabs.tabText(i) for i in range(tabs.count()) if isinstance(tabs.widget(i), QLabel)]
+            _expect(not placeholders, f"views not available: {', '.join(placeholders)} (see the log)")
+            shots = os.environ.get(SCREENSHOTS_ENV)
+            for i in range(tabs.count()):
+                tabs.setCurrentIndex(i)
+                pump(0.7)
+                if shots:
+                    Path(shots).mkdir(parents=True, exist_ok=True)
+                    window.grab().save(str(Path(shots) / f"selftest-{i}-{tabs.tabText(i).lower()}.png"))
+            tabs.setCurrentIndex(0)
             _expect(not dialogs, f"the window showed a dialog: {'; '.join(dialogs)}")
         finally:
             window.close()
