@@ -22,6 +22,7 @@ Also here: :func:`install_exit_when_shown`, used by the packaged entry point whe
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
@@ -44,6 +45,8 @@ N_UNLABELLED = 20
 #: labels given as random-audit picks, so the honest (audit) estimate is exercised too
 N_AUDIT = 8
 
+#: the window's optional views (the window shows a placeholder if one cannot be imported)
+VIEW_MODULES = ("inspector.ui.label_view", "inspector.ui.gallery", "inspector.ui.dashboard")
 EXIT_WHEN_SHOWN_ENV = "INSPECTOR_EXIT_WHEN_SHOWN"
 #: a folder: the window step saves a picture of each of the window's views there (for a look at
 #: a frozen build on a machine without a display); unset, the self-test writes nothing outside
@@ -294,6 +297,13 @@ class _SelfTest:
         app = application() if application else (QApplication.instance() or QApplication(sys.argv[:1]))
         from inspector.ui import main_window
 
+        # the window shows a placeholder for a view whose module fails to import: say why here
+        for name in VIEW_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - reported as the step's failure
+                raise StepFailed(f"cannot load {name}: {type(exc).__name__}: {exc}") from exc
+
         # A modal dialog would wait for a click that never comes: close it and report its text.
         dialogs: list[str] = []
 
@@ -332,11 +342,9 @@ class _SelfTest:
             pump(1.0)
             _expect(window.session is not None, "no project session after opening the project")
             _expect(window.stack.currentWidget() is window.tabs, "the window still shows the start page")
-            # every view must be the real one: the window puts a placeholder label where a view
-            # failed to load (e.g. a module missing from a frozen build)
+            # visit every view; each must be the real one: the window puts a placeholder label
+            # where a view failed to load (e.g. a module missing from a frozen build)
             tabs = window.tabs
-            placeholders = [tabs.tabText(i) for i in range(tabs.count()) if isinstance(tabs.widget(i), QLabel)]
-            _expect(not placeholders, f"views not available: {', '.join(placeholders)} (see the log)")
             shots = os.environ.get(SCREENSHOTS_ENV)
             for i in range(tabs.count()):
                 tabs.setCurrentIndex(i)
@@ -345,6 +353,13 @@ class _SelfTest:
                     Path(shots).mkdir(parents=True, exist_ok=True)
                     window.grab().save(str(Path(shots) / f"selftest-{i}-{tabs.tabText(i).lower()}.png"))
             tabs.setCurrentIndex(0)
+            placeholders = []
+            for i in range(tabs.count()):
+                widget = tabs.widget(i)
+                view = getattr(widget, "view", None) or widget  # tabs built on first show hold .view
+                if isinstance(view, QLabel):
+                    placeholders.append(f"{tabs.tabText(i)} ({view.text()})")
+            _expect(not placeholders, f"views not available: {', '.join(placeholders)}")
             _expect(not dialogs, f"the window showed a dialog: {'; '.join(dialogs)}")
         finally:
             window.close()
