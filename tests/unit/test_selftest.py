@@ -114,3 +114,26 @@ def test_environment_is_restored_and_qt_runs_offscreen_during_the_test(monkeypat
     assert seen["platform"] == "offscreen"
     assert Path(seen["config"]).is_relative_to(tmp_path)
     assert dict(os.environ) == before
+
+
+@pytest.mark.slow
+def test_a_view_that_cannot_be_built_fails_the_window_step(monkeypatch, tmp_path):
+    """The window puts a placeholder where a view fails (as a frozen build missing a module
+    would); the self-test must not pass over it."""
+    import inspector.ui.dashboard as dashboard
+
+    class BrokenDashboard:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("pyqtgraph missing from this build")
+
+    monkeypatch.setattr(dashboard, "DashboardView", BrokenDashboard)
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "dataset", "scan", "features", "window"))
+    assert code == 1, lines
+    assert "FAILED at step 'window': views not available: Dashboard" in lines[-1]
+
+
+def test_a_view_module_that_cannot_be_imported_is_named(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "inspector.ui.gallery", None)  # import raises ImportError
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "window"))
+    assert code == 1
+    assert "FAILED at step 'window': cannot load inspector.ui.gallery: ModuleNotFoundError" in lines[-1]
