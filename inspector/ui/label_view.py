@@ -37,7 +37,9 @@ CACHE_IMAGES = 8
 PREFETCH_AHEAD = 2
 STRIP_THUMBS = 8
 THUMB_SIDE = 84
-REFILL_BELOW = 10
+#: a retrain takes 1-7 s on a busy machine and a quick inspector labels 3 images a second:
+#: refill with this many still queued (of the learner's 20) so the queue never runs dry
+REFILL_BELOW = 15
 
 KEYS = [
     ("1 … 9", "label with that class (keypad too)"),
@@ -483,8 +485,10 @@ class LabellingView(QWidget):
             else:
                 image_id = None
         self._show(image_id, entry)
-        # refill well before the queue runs dry, so the inspector never waits for the learner
-        if len(self.upcoming) < REFILL_BELOW and not self.session.retraining():
+        # refill well before the queue runs dry, so the inspector never waits for the learner;
+        # during a retrain this asks for one more after it (the queue it writes was chosen
+        # before the labels given meanwhile, and loses every image among them)
+        if len(self.upcoming) < REFILL_BELOW:
             self.session.start_retrain()
 
     def go_back(self) -> None:

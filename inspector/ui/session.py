@@ -27,6 +27,8 @@ SETTING_RETRAIN_EVERY = "app.retrain_every"
 DEFAULT_RETRAIN_EVERY = 10
 #: features of this many images are enough to choose a cold-start queue while extraction goes on
 COLD_START_MIN_IMAGES = 24
+#: a queue shorter than this is refilled when features are (re)loaded
+QUEUE_LOW = 10
 #: during extraction the in-memory features are refreshed at most this often
 FEATURE_REFRESH_S = 15.0
 
@@ -411,7 +413,9 @@ class ProjectSession(QObject):
         self.features_changed.emit()
         if len(self.image_ids) == 0:
             return
-        if not self.project.queue():
+        # A queue chosen from the first few images read (or nearly used up) is refilled from
+        # what is known now; otherwise the inspector would soon wait for the learner.
+        if len(self.project.queue()) < QUEUE_LOW:
             self.start_retrain()
         elif self.probabilities is None and self.latest_labels():
             self.start_retrain(write_queue=False)
@@ -429,7 +433,10 @@ class ProjectSession(QObject):
         # cold start: as soon as some features exist, load them so labelling can begin
         if self._feature_task is not None or self.closed:
             return
-        if len(self.image_ids) == 0 and done >= min(total, COLD_START_MIN_IMAGES) and done > 0:
+        # (the project file lags the progress by up to one save batch: load again until the
+        # cold start has the images it needs)
+        if len(self.image_ids) < min(total, COLD_START_MIN_IMAGES) and done >= min(total, COLD_START_MIN_IMAGES) \
+                and done > 0:
             self.load_features()
         elif time.monotonic() - self._last_feature_refresh > FEATURE_REFRESH_S and len(self.image_ids) < done:
             self.load_features()
