@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -146,6 +146,12 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
     return data
 
 
+def _swatch(color: str) -> QIcon:
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(QColor(color))
+    return QIcon(pixmap)
+
+
 def _interval(ci) -> str:
     return f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "—"
 
@@ -234,7 +240,8 @@ class DashboardView(QWidget):
         self.confusion_plot.getPlotItem().showGrid(False, False)
         self.confusion_plot.setMouseEnabled(False, False)
         self.class_table = QTableWidget(0, 4, self)
-        self.class_table.setHorizontalHeaderLabels(["Class", "Audit n", "Recall (95 % CI)", "Precision (95 % CI)"])
+        # two-line headers: the cells, not the headers, set the widths (the table shares its row)
+        self.class_table.setHorizontalHeaderLabels(["Class", "Audit\nn", "Recall\n(95 % CI)", "Precision\n(95 % CI)"])
         self.class_table.setWordWrap(False)
         self.class_table.verticalHeader().setVisible(False)
         self.class_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -466,7 +473,9 @@ class DashboardView(QWidget):
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if col == 0:
-                    item.setForeground(QColor(next((x.color for x in data.classes if x.id == c), "#000000")))
+                    # a swatch of the class colour beside text in the theme's colour: coloured text
+                    # (orange on white, brown on dark grey) was hard to read
+                    item.setIcon(_swatch(next((x.color for x in data.classes if x.id == c), "#808080")))
                 self.class_table.setItem(k, col, item)
         self.audit_caption.setText(
             f"Recall: share of each class's audit images the model finds; precision: share of the model's calls "
