@@ -184,6 +184,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if audit["macro_f1_ci"]:
             flo, fhi = audit["macro_f1_ci"]
             print(f"Estimated macro-F1: {audit['macro_f1']:.3f}  95 % interval {flo:.3f}-{fhi:.3f}")
+        elif audit.get("macro_f1") is not None:
+            print(f"Estimated macro-F1: {audit['macro_f1']:.3f}  ({audit.get('macro_f1_ci_note') or 'no interval'})")
         print("Recall per class (audit labels):")
         for name, r in audit["per_class_recall"].items():
             if r["n"]:

@@ -47,6 +47,13 @@ def test_audit_estimate_intervals_and_per_class_recall():
     assert est["confusion"][0] == [27, 3, 0]
 
 
+def test_no_macro_f1_interval_from_a_handful_of_agreeing_labels():
+    est = metrics.audit_estimate(np.array([0, 1, 1]), np.array([0, 1, 1]), [0, 1])
+    assert est["macro_f1"] == 1.0 and est["macro_f1_ci"] is None and est["macro_f1_ci_note"]
+    lo, hi = est["accuracy_ci"]
+    assert hi == 1.0 and lo < 0.5  # the accuracy interval stays honest (wide)
+
+
 def test_audit_estimate_without_labels():
     est = metrics.audit_estimate(np.array([]), np.array([]), [0, 1])
     assert est["accuracy"] is None and est["n_audit"] == 0

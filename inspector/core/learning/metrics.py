@@ -17,6 +17,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 Z95 = 1.959963984540054
+#: below this many audit labels no bootstrap interval is given for macro-F1
+MIN_AUDIT_FOR_F1_INTERVAL = 20
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95, continuity: bool = True) -> tuple[float, float]:
@@ -103,13 +105,22 @@ def audit_estimate(
     present = [c for c in classes if np.any(y_true == c)]
     result["macro_f1"] = macro_f1(y_true, y_pred, present)
     rng = np.random.default_rng(random_state)
-    if n >= 2 and n_bootstrap > 0:
+    result["macro_f1_ci_note"] = None
+    if n < MIN_AUDIT_FOR_F1_INTERVAL:
+        # a bootstrap of a handful of labels that all agree gives a zero-width interval: that is
+        # no evidence of precision, so no interval is given at all
+        result["macro_f1_ci_note"] = f"too few audit labels for an interval (needs {MIN_AUDIT_FOR_F1_INTERVAL})"
+    elif n_bootstrap > 0:
         boots = np.empty(n_bootstrap)
         for b in range(n_bootstrap):
             rows = rng.integers(0, n, n)
             t = y_true[rows]
             boots[b] = macro_f1(t, y_pred[rows], [c for c in present if np.any(t == c)])
-        result["macro_f1_ci"] = [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]
+        lo, hi = float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+        if hi - lo < 1e-9:
+            result["macro_f1_ci_note"] = "every bootstrap resample agreed: no interval given"
+        else:
+            result["macro_f1_ci"] = [lo, hi]
     for c in classes:
         rows = y_true == c
         k = int(rows.sum())
