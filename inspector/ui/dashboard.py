@@ -169,9 +169,9 @@ def headline(data: DashboardData) -> str:
             f"from {audit['n_audit']} audit labels")
     if audit.get("macro_f1") is not None:
         ci = audit.get("macro_f1_ci")
-        if ci and ci[1] - ci[0] < 1e-9:
-            # every bootstrap resample of a few audit labels gave the same score: that is no
-            # evidence of precision, so no interval is shown rather than a zero-width one
+        if not ci or ci[1] - ci[0] < 1e-9:
+            # no interval recorded (too few audit labels), or every bootstrap resample gave the
+            # same score: that is no evidence of precision, so none is shown rather than "1.00–1.00"
             text += (f"; macro-F1 {audit['macro_f1']:.2f} (too few audit labels for an interval)")
         else:
             text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(ci)})"
