@@ -301,7 +301,7 @@ def _choose_committee(ctx: _Context):
     )
     cand = ctx.candidates
     member_proba = _committee_proba(members, ctx.X)[:, cand]
-    measure = opts.get("disagreement", "kl")
+    measure = opts.get("disagreement", "vote_entropy")
     if measure == "vote_entropy":
         score = vote_entropy_scores(member_proba) + 1e-3 * entropy_scores(member_proba.mean(axis=0))  # break ties
     elif measure == "kl":
@@ -558,7 +558,8 @@ _register("random", "uniform at random (the baseline)", _choose_random, needs_mo
 _register("least_confidence", "lowest top-class probability", _choose_least_confidence)
 _register("margin", "smallest gap between the two most likely classes", _choose_margin)
 _register("entropy", "highest entropy of the predicted distribution", _choose_entropy)
-_register("committee", "query by committee (bootstrap replicas; mean KL to consensus)", _choose_committee)
+_register("committee", "query by committee (bootstrap replicas; vote entropy, option disagreement=\"kl\")",
+          _choose_committee)
 _register("expected_change", "expected gradient length (closed form for logistic regression)",
           _choose_expected_model_change)
 _register("k_center", "diversity: k-center greedy core-set, far from everything labelled", _choose_k_center)
