@@ -289,12 +289,14 @@ class _SelfTest:
         from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication, QLabel
 
-        _redirect_qsettings(self.tmp)
-        try:
-            from inspector.ui.app import application
-        except ImportError:
-            application = None
-        app = application() if application else (QApplication.instance() or QApplication(sys.argv[:1]))
+        if QApplication.instance() is None:
+            # our own process (``inspector --self-test``): the app's settings go to the temporary
+            # folder. A caller that already runs Qt (tests) keeps its own QSettings set-up: the
+            # redirection is process-wide and cannot be undone.
+            _redirect_qsettings(self.tmp)
+        from inspector.ui.app import application
+
+        app = application()
         from inspector.ui import main_window
 
         # the window shows a placeholder for a view whose module fails to import: say why here

@@ -42,6 +42,13 @@ def test_self_test_from_source_passes_and_prints_the_summary(tmp_path):
 
 def _run_steps(monkeypatch, tmp_path, steps, **step_functions):
     """Run the self-test with only ``steps``; ``step_functions`` replace some steps."""
+    if "window" in steps:
+        from PySide6.QtCore import QSettings
+        from PySide6.QtWidgets import QApplication
+
+        QApplication.instance() or QApplication([])  # as in other UI tests: Qt is already running
+        QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+        QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path.parent / "settings"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(selftest, "STEPS", steps)
     for name, function in step_functions.items():
