@@ -63,7 +63,7 @@ def main() -> int:
         return 1
     with terminal_progress("NEU features") as progress:
         X, y, class_names, _ = folder_dataset(args.neu, progress=progress, cache=args.out / "neu_features.npz")
-    strategies = args.strategies.split(",")
+    strategies = list(dict.fromkeys([DEFAULT_STRATEGY] + args.strategies.split(",")))  # default always compared
 
     if not args.skip_neu:
         settings = SimulationSettings(strategies=strategies, budget=300, batch=10, initial=10, seeds=args.seeds,
