@@ -174,6 +174,8 @@ class ProjectSession(QObject):
         self._labels_since_retrain = 0
         self._retrain_task: Optional[Task] = None
         self._retrain_again = False
+        self._labels_given = 0  # labels given in this session (counter)
+        self._retrain_inputs: tuple[int, int] = (-1, -1)
         self._feature_task: Optional[Task] = None
         self._extract_task: Optional[Task] = None
         self._check_task: Optional[Task] = None
@@ -258,6 +260,7 @@ class ProjectSession(QObject):
         image_id = int(image_id)
         class_id = None if class_id is None else int(class_id)
         self.writer.add_label(image_id, class_id, kind, self.annotator(), source, audit)
+        self._labels_given += 1
         self._given[image_id] = (kind, class_id, bool(audit))
         latest = self.latest_labels()
         if kind == "class":
@@ -277,6 +280,7 @@ class ProjectSession(QObject):
         if not ids:
             return 0
         self.writer.add_labels_bulk([(i, int(class_id)) for i in ids], self.annotator(), source)
+        self._labels_given += 1
         latest = self.latest_labels()
         for i in ids:
             latest[i] = int(class_id)
@@ -467,13 +471,21 @@ class ProjectSession(QObject):
             self._retrain_when_saved = True
             return
         if self._retrain_task is not None:
-            self._retrain_again = self._retrain_again or write_queue
+            # once more after it, but only if it cannot know everything: a label given or
+            # features loaded since it started (else it would choose the same queue again)
+            if self._inputs() != self._retrain_inputs:
+                self._retrain_again = self._retrain_again or write_queue
             return
         self._labels_since_retrain = 0
+        self._retrain_inputs = self._inputs()
         task = Task(retrain, self.project, self.image_ids, self.features, self.extractor, write_queue,
                     name="Training")
         task.signals.cancelled.connect(lambda: setattr(self, "_retrain_task", None))
         self._retrain_task = self._start(task, "Training", self._retrained)
+
+    def _inputs(self) -> tuple[int, int]:
+        """What a retrain learns from: labels given and features loaded (counters)."""
+        return self._labels_given, id(self.features)
 
     def _retrained(self, outcome: RetrainOutcome) -> None:
         self._retrain_task = None
