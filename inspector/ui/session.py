@@ -347,7 +347,8 @@ class ProjectSession(QObject):
                                            self._check_task))
 
     def retraining(self) -> bool:
-        return self._retrain_task is not None
+        """A retrain runs, or starts as soon as the labels just given are committed."""
+        return self._retrain_task is not None or self._retrain_when_saved
 
     def extracting(self) -> bool:
         return self._extract_task is not None
