@@ -2,9 +2,10 @@
 image was queued, undo/redo/back, and the strip of what comes next.
 
 The keyboard belongs to this view (child widgets take no focus). A label goes to the session,
-whose writer thread commits it durably within milliseconds while the next image appears (the
-window title says "saving…" until it is committed). The next images are decoded ahead in a
-worker so they appear at once.
+whose writer thread commits it durably (a few milliseconds); the next image appears only when
+that commit is acknowledged, so a label the inspector saw accepted is on disk before they look
+at the next part, and the UI thread itself never waits for the disk. The next images are
+decoded ahead in a worker so they appear at once.
 """
 
 from __future__ import annotations
@@ -215,7 +216,11 @@ class LabellingView(QWidget):
         self._thumbs: dict[int, QPixmap] = {}
         self._thumb_loading: set[int] = set()
         self._prepared: Optional[display.PreparedImage] = None
+        # set while a label of the current image is being committed: the next image waits for it
+        self._advance_when_saved = False
         self._build()
+        session.labels_saved.connect(self._label_committed)
+        session.label_failed.connect(self._label_refused)
         session.queue_changed.connect(self._queue_changed)
         session.model_updated.connect(lambda _v: self._show_suggestion())
         session.classes_changed.connect(self._rebuild_classes)
@@ -492,6 +497,8 @@ class LabellingView(QWidget):
             self.session.start_retrain()
 
     def go_back(self) -> None:
+        if self._advance_when_saved:
+            return
         if not self.back_stack:
             self.message.emit("no earlier image in this session")
             return
@@ -713,8 +720,8 @@ class LabellingView(QWidget):
         self.session.label(image_id, state.class_id, kind=state.kind, source=source, audit=state.audit)
 
     def _give(self, class_id: Optional[int], kind: str, source: str) -> bool:
-        """Give a label to the current image and move on (the session's writer commits it)."""
-        if self.current is None:
+        """Give a label to the current image; the next image follows once the label is committed."""
+        if self.current is None or self._advance_when_saved:
             return False
         audit = bool(self.current_entry.audit) if self.current_entry is not None else False
         image_id = self.current
@@ -726,8 +733,30 @@ class LabellingView(QWidget):
             self.message.emit(f"not saved: {exc}")
             return False
         self.history.record(LabelStep(image_id, before, after, source))
-        self.next_image()
+        self._next_when_saved()
         return True
+
+    @property
+    def saving(self) -> bool:
+        """True while the current image's label is being committed (keys wait for it)."""
+        return self._advance_when_saved
+
+    def _next_when_saved(self) -> None:
+        if self.session.pending_labels() == 0:
+            self.next_image()
+        else:
+            self._advance_when_saved = True
+
+    def _label_committed(self) -> None:
+        if self._advance_when_saved and self.session.pending_labels() == 0:
+            self._advance_when_saved = False
+            self.next_image()
+
+    def _label_refused(self, _message: str) -> None:
+        # stay on the image whose label was not saved, so the inspector can give it again
+        self._advance_when_saved = False
+        self._show_current_label()
+        self._update_buttons()
 
     def label_with(self, class_id: int) -> bool:
         return self._give(int(class_id), "class", "human")
@@ -752,6 +781,8 @@ class LabellingView(QWidget):
         return self._give(None, "unsure", "human")
 
     def undo(self) -> bool:
+        if self._advance_when_saved:
+            return False
         step = self.history.take_undo()
         if step is None:
             self.message.emit("nothing to undo")
@@ -772,6 +803,8 @@ class LabellingView(QWidget):
         return True
 
     def redo(self) -> bool:
+        if self._advance_when_saved:
+            return False
         step = self.history.take_redo()
         if step is None:
             self.message.emit("nothing to redo")
@@ -783,7 +816,7 @@ class LabellingView(QWidget):
             self.message.emit(f"redo not saved: {exc}")
             return False
         if step.image_id == self.current:
-            self.next_image()
+            self._next_when_saved()
         self._update_buttons()
         return True
 

@@ -104,9 +104,8 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
         image_id = view.current
         is_scratch = project.image(image_id).path.startswith("scratch")
         qtbot.keyClick(view, Qt.Key.Key_2 if is_scratch else Qt.Key.Key_1)
-        # the next image does not wait for the disk; the writer commits the label behind it
-        assert view.current != image_id
-        session.wait_for_labels()
+        # the next image appears only once the label is committed to the project file
+        qtbot.waitUntil(lambda: view.current != image_id, timeout=5000)
         assert project.latest_labels()[image_id] == (scratch if is_scratch else ok)
         given[image_id] = scratch if is_scratch else ok
         if view.current is None:
@@ -132,11 +131,12 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
     assert len(project.label_history(last)) == 3
 
     # accept the model's suggestion with Enter
-    qtbot.waitUntil(lambda: view.current is not None and session.suggestion(view.current) is not None, timeout=20000)
+    qtbot.waitUntil(lambda: not view.saving and view.current is not None
+                    and session.suggestion(view.current) is not None, timeout=20000)
     target = view.current
     suggested = session.suggestion(target)[0]
     qtbot.keyClick(view, Qt.Key.Key_Return)
-    session.wait_for_labels()
+    qtbot.waitUntil(lambda: view.current != target, timeout=5000)
     event = project.label_history(target)[-1]
     assert (event.class_id, event.source) == (suggested, "suggestion")
     given[target] = suggested
@@ -145,7 +145,7 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
     qtbot.waitUntil(lambda: view.current is not None, timeout=20000)
     skipped = view.current
     qtbot.keyClick(view, Qt.Key.Key_S)
-    session.wait_for_labels()
+    qtbot.waitUntil(lambda: view.current != skipped, timeout=5000)
     assert project.label_history(skipped)[-1].kind == "skip"
     qtbot.waitUntil(lambda: view.current is not None, timeout=20000)
     qtbot.keyClick(view, Qt.Key.Key_Backspace)
@@ -281,17 +281,29 @@ def test_gui_command_is_registered():
     assert args.project == "some.inspector" and args.demo is True
 
 
-def test_key_press_does_not_wait_for_the_disk_and_a_refused_label_is_reported(window, qtbot, part_folder, tmp_path):
+def test_next_image_appears_only_after_the_label_is_durable(window, qtbot, part_folder, tmp_path):
     session, view = _open_folder(window, qtbot, part_folder, tmp_path)
     session.project.add_class("ok")
     session.notify_classes_changed()
     image_id = view.current
-    qtbot.keyClick(view, Qt.Key.Key_1)
-    assert view.current != image_id
+    shown_while_pending = []
+    # every time the view changes image, the label given before must already be in the file
+    reader = session.project.worker_connection()
+    original_show = view._show
+
+    def checking_show(next_id, entry):
+        shown_while_pending.append(image_id not in reader.latest_labels())
+        original_show(next_id, entry)
+
+    view._show = checking_show
+    qtbot.keyClick(view, Qt.Key.Key_1)  # returns at once: the UI thread does not wait for the disk
     assert session.latest_labels()[image_id] == session.classes()[0].id
-    session.wait_for_labels()
+    qtbot.waitUntil(lambda: view.current != image_id, timeout=5000)
+    assert shown_while_pending == [False]
     assert session.pending_labels() == 0
-    assert session.project.latest_labels()[image_id] == session.classes()[0].id
+    assert reader.latest_labels()[image_id] == session.classes()[0].id
+    reader.close()
+    view._show = original_show
     qtbot.waitUntil(lambda: "all labels saved" in window.windowTitle(), timeout=5000)
     # a label the project refuses (its class is gone) is reported, and the views reload the truth
     other = int(next(i for i in session.image_ids if int(i) != image_id))
