@@ -116,7 +116,7 @@ def _os_reason(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, FileNotFoundError):
-        return "file disappeared or is a broken link"
+        return "file not found (deleted, moved, or a broken link)"
     if exc.errno == 40:  # ELOOP
         return "symbolic link loop"
     return exc.strerror or str(exc)

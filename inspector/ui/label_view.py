@@ -430,7 +430,8 @@ class LabellingView(QWidget):
             self.class_buttons[c.id] = b
         has_classes = bool(classes)
         self.no_class_hint.setVisible(not has_classes)
-        self.add_ok_button.setVisible(not any(c.name.lower() == "ok" for c in classes))
+        # a quick start for a new project; once classes exist the field below adds more
+        self.add_ok_button.setVisible(not has_classes)
         self.new_class_edit.setPlaceholderText("add a class: name, then Enter" if not has_classes
                                               else "another class: name, then Enter")
         self._show_current_label()

@@ -189,7 +189,7 @@ def make_nasty_corpus(folder: Path, large_image: bool = True) -> dict:
     expected["bad"]["bad/loop_a.png"] = ("symlink loop", ["loop"])
     expected["bad"]["bad/loop_b.png"] = ("symlink loop", ["loop"])
     (folder / "bad" / "dangling.png").symlink_to(folder / "bad" / "gone_away.png")
-    expected["bad"]["bad/dangling.png"] = ("symlink to a file that does not exist", ["broken link", "disappeared"])
+    expected["bad"]["bad/dangling.png"] = ("symlink to a file that does not exist", ["broken link", "not found"])
 
     # ------------------------------------------------------------- must be ignored
     write(".hidden.png", png_gray, "ignored", "hidden file")

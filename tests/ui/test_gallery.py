@@ -216,7 +216,7 @@ def test_thumbnails_arrive_from_workers_and_unreadable_file_says_why(gallery, qt
                     timeout=5000)
     image = view.loader.thumbnail(first)
     assert max(image.width(), image.height()) <= view.loader.side
-    assert "disappeared" in view.loader.failure(broken)
+    assert "not found" in view.loader.failure(broken)
 
 
 def test_label_refresh_keeps_scroll_position(gallery, qtbot):
