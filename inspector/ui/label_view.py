@@ -674,8 +674,11 @@ class LabellingView(QWidget):
             self.reason_label.setText("opened by you (not from the queue)")
         else:
             version = f" · model v{e.model_version}" if e.model_version else ""
-            audit = "<b>Audit pick</b> (random, keeps the accuracy estimate honest)<br>" if e.audit else ""
-            self.reason_label.setText(f"{audit}{e.reason}{version}")
+            if e.audit:
+                # the audit's own reason only repeats the word; say what it is for instead
+                self.reason_label.setText(f"<b>Audit pick</b> (random, keeps the accuracy estimate honest){version}")
+            else:
+                self.reason_label.setText(f"{e.reason}{version}")
 
     def _show_suggestion(self) -> None:
         s = self.session.suggestion(self.current) if self.current is not None else None

@@ -64,7 +64,12 @@ def write_demo(folder: Path, progress=None, cancel=None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         write_demo_dataset(images, progress=progress, cancel=cancel, overwrite=True)
     if not project_path.exists():
-        Project.create(project_path, images).close()
+        from inspector.core.demo import DEFECT_CLASSES, OK_CLASS
+
+        # the demo is ready to label: its classes exist (keys 1-5), its labels do not
+        with Project.create(project_path, images) as project:
+            for name in (OK_CLASS, *DEFECT_CLASSES):
+                project.add_class(name)
     return project_path
 
 
