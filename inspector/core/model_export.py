@@ -1,0 +1,203 @@
+"""Training for export: train on a project's current labels, estimate honestly, choose the review
+threshold, and write the model file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from inspector.core.errors import UserError
+from inspector.core.model_container import ModelFileError, write_container
+from inspector.core.model_predictors import model_arrays
+from inspector.core.progress import CancelToken, ProgressCallback, check, report
+
+#: below this many audit labels the reject threshold comes from cross-validation instead
+MIN_AUDIT_FOR_THRESHOLD = 30
+
+# --------------------------------------------------------------------------- training for export
+
+
+@dataclass
+class HeldOut:
+    """Predictions of images the predicting model was not trained on, for thresholds and reports."""
+
+    basis: str  # "audit" or "cross-validation"
+    y_true: np.ndarray
+    proba: np.ndarray  # over every class column
+    classes: np.ndarray
+
+
+def cross_validated_proba(X: np.ndarray, y: np.ndarray, classes: np.ndarray, kind: str, random_state: int,
+                          folds: int = 5, cancel: Optional[CancelToken] = None) -> Optional[np.ndarray]:
+    """Out-of-fold probabilities for every labelled row, or None with too few labels per class."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from inspector.core.learning.models import fit_model
+
+    _, counts = np.unique(y, return_counts=True)
+    k = int(min(folds, counts.min())) if len(counts) > 1 else 0
+    if k < 2:
+        return None
+    proba = np.zeros((len(y), len(classes)), np.float64)
+    for train, test in StratifiedKFold(k, shuffle=True, random_state=random_state).split(X, y):
+        check(cancel)
+        proba[test] = fit_model(X[train], y[train], classes, kind=kind, random_state=random_state).predict_proba(X[test])
+    return proba
+
+
+def recommend_threshold(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict:
+    """The confidence below which held-out errors concentrate (best Youden separation).
+
+    Returns ``{"value", "errors_caught", "review_share", "n", "n_errors", "explanation"}``; value
+    is 0 (route nothing) when the held-out predictions hold no errors.
+    """
+    confidence = proba.max(axis=1)
+    wrong = classes[np.argmax(proba, axis=1)] != y_true
+    n, n_wrong = len(y_true), int(wrong.sum())
+    result = {"value": 0.0, "errors_caught": None, "review_share": 0.0, "n": int(n), "n_errors": n_wrong}
+    if n == 0 or n_wrong == 0 or n_wrong == n:
+        result["explanation"] = ("no threshold: the held-out predictions have no errors to separate"
+                                 if n_wrong == 0 else "no threshold: too few correct held-out predictions")
+        return result
+    # A threshold t routes every image with confidence < t to review. Choose t that maximises
+    # (share of errors routed) - (share of correct predictions routed).
+    candidates = np.unique(confidence)
+    candidates = np.append(candidates, np.nextafter(candidates[-1], 2.0))
+    caught = np.searchsorted(np.sort(confidence[wrong]), candidates, side="left") / n_wrong
+    bothered = np.searchsorted(np.sort(confidence[~wrong]), candidates, side="left") / (n - n_wrong)
+    best = int(np.argmax(caught - bothered))
+    value = float(candidates[best])
+    result.update(value=value, errors_caught=float(caught[best]), review_share=float(np.mean(confidence < value)))
+    # Alternatives for an engineer who weighs review work and missed errors differently: the
+    # lowest threshold that catches at least each share of the held-out errors.
+    result["alternatives"] = []
+    for share in (0.5, 0.8, 0.9, 1.0):
+        at = int(np.argmax(caught >= share - 1e-12))
+        result["alternatives"].append({"catch_errors": share, "value": float(candidates[at]),
+                                       "errors_caught": float(caught[at]),
+                                       "review_share": float(np.mean(confidence < candidates[at]))})
+    result["explanation"] = (
+        f"Images whose confidence is below {value:.3f} are routed to a person. On {n} held-out predictions this "
+        f"threshold sent {result['review_share']:.0%} of images to review and caught {result['errors_caught']:.0%} "
+        f"of the {n_wrong} errors: it is where errors concentrate most compared with correct predictions "
+        "(largest gap between the share of errors and the share of correct predictions below it).")
+    return result
+
+
+@dataclass
+class ExportTraining:
+    """The model trained for export and everything the file says about it."""
+
+    model: Any  # TrainedModel
+    snapshot: Any  # learner.Snapshot
+    metrics: dict
+    held_out: Optional[HeldOut]
+    threshold: dict
+    cross_validation: dict
+    model_version: Optional[int]
+
+
+def train_for_export(project, progress: Optional[ProgressCallback] = None,
+                     cancel: Optional[CancelToken] = None) -> ExportTraining:
+    """Train on every current class label with the project's learner settings; estimate honestly.
+
+    Returns an :class:`ExportTraining`. The audit estimate comes from a model trained without the
+    audit labels (as in the app); cross-validation on all labels is kept as an optimistic figure.
+    Raises :class:`UserError` when there are no features or fewer than two labelled classes.
+    """
+    from inspector.core.learning import learner, metrics
+    from inspector.core.learning.models import fit_model
+
+    report(progress, 0, 4, "reading labels and features")
+    snapshot = learner.take_snapshot(project)
+    rows, y, is_audit = snapshot.labelled_rows()
+    if len(np.unique(y)) < 2:
+        raise UserError("label images of at least two classes before exporting a model")
+    check(cancel)
+    report(progress, 1, 4, "training the model on every label")
+    fitted = learner.fit(snapshot, cancel=cancel)
+    check(cancel)
+    s = snapshot.settings
+    X = snapshot.X[rows]
+    report(progress, 2, 4, "cross-validating (optimistic figure)")
+    cv_proba = cross_validated_proba(X, y, snapshot.classes, s.kind, s.random_state, cancel=cancel)
+    cross_validation: dict = {"kind": "cross-validation on all labels (OPTIMISTIC: actively chosen labels are not "
+                                      "a random sample)", "accuracy": None, "macro_f1": None, "n": int(len(y))}
+    if cv_proba is not None:
+        cv_pred = snapshot.classes[np.argmax(cv_proba, axis=1)]
+        cross_validation.update(accuracy=float(np.mean(cv_pred == y)), macro_f1=metrics.macro_f1(y, cv_pred),
+                                confusion=metrics.confusion_matrix(y, cv_pred, snapshot.classes.tolist()).tolist())
+    report(progress, 3, 4, "choosing the review threshold")
+    held_out = None
+    if is_audit.sum() >= MIN_AUDIT_FOR_THRESHOLD and (~is_audit).sum() > 0 and len(np.unique(y[~is_audit])) >= 2:
+        shadow = fit_model(X[~is_audit], y[~is_audit], snapshot.classes, kind=s.kind, random_state=s.random_state)
+        held_out = HeldOut("audit", y[is_audit], shadow.predict_proba(X[is_audit]).astype(np.float64), snapshot.classes)
+    elif cv_proba is not None:
+        held_out = HeldOut("cross-validation", y, cv_proba, snapshot.classes)
+    if held_out is not None:
+        threshold = recommend_threshold(held_out.y_true, held_out.proba, held_out.classes)
+        threshold["basis"] = ("random audit labels predicted by a model trained without them" if held_out.basis == "audit"
+                              else f"cross-validation on all labels (fewer than {MIN_AUDIT_FOR_THRESHOLD} audit labels; "
+                                   "may be optimistic)")
+    else:
+        threshold = {"value": 0.0, "explanation": "too few labels per class to choose a threshold", "basis": None}
+    report(progress, 4, 4, "")
+    latest = project.latest_model_version()
+    return ExportTraining(fitted.model, snapshot, fitted.metrics, held_out, threshold, cross_validation,
+                          None if latest is None else latest.version)
+
+
+def export_model(project, out_path: Path, progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None) -> Path:
+    """Train on the project's current labels and write the model file to ``out_path``.
+
+    Returns the written path. Raises :class:`UserError` when the project cannot give a model
+    (no features, fewer than two labelled classes) and :class:`ModelFileError` when the model
+    cannot be exported faithfully or the file cannot be written.
+    """
+    import inspector
+    from inspector.core.features import default_extractor
+
+    out_path = Path(out_path)
+    if not out_path.parent.is_dir():
+        raise ModelFileError(f"folder {out_path.parent} does not exist")
+    training = train_for_export(project, progress=progress, cancel=cancel)
+    spec, arrays = model_arrays(training.model)
+    snapshot = training.snapshot
+    names = snapshot.class_names
+    colors = {c.id: c.color for c in project.classes()}
+    spec["settings"] = snapshot.settings.as_dict()
+    audit = training.metrics.get("audit")
+    if audit:
+        audit = dict(audit)
+        audit["classes"] = [names.get(c, str(c)) for c in audit["classes"]]
+        audit["per_class_recall"] = {names.get(int(k), k): v for k, v in audit["per_class_recall"].items()}
+    header = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "application": {"name": "inspector", "version": inspector.__version__},
+        "project": project.name,
+        "classes": [{"name": names[c], "color": colors.get(int(c), ""), "id": int(c)} for c in snapshot.classes],
+        "extractor": default_extractor().params(),
+        "model": spec,
+        "training": {
+            "labels_per_class": {names[int(k)]: v for k, v in training.metrics["class_counts"].items()},
+            "n_labels": int(sum(training.metrics["class_counts"].values())),
+            "n_audit_labels": int(training.metrics.get("n_audit", 0)),
+            "n_images_in_project": int(len(snapshot.image_ids)),
+            "latest_model_version_in_project": training.model_version,
+            "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "note": "trained for export on every current class label of the project with its learner settings",
+        },
+        "metrics": {
+            "audit_estimate": audit,
+            "audit_note": (audit or {}).get("basis") or "no audit labels: no honest accuracy estimate yet",
+            "cross_validation_optimistic": training.cross_validation,
+        },
+        "reject_threshold": training.threshold,
+    }
+    return write_container(out_path, header, arrays)
