@@ -45,6 +45,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from inspector.core.learning.review import (
+    SUSPECT_LABEL_AT_MOST,
+    SUSPECT_OTHER_AT_LEAST,
+    most_uncertain_first,
+    nearest_rows,
+    standardisation,
+    suspected_label_errors,
+)
 from inspector.ui.thumbnails import THUMBNAIL_SIDE, ThumbnailLoader, default_disk_cache_folder
 from inspector.ui.workers import Task, pool, run_task
 
@@ -54,10 +62,6 @@ log = logging.getLogger("inspector.ui.gallery")
 BULK_CONFIRM_ABOVE = 20
 #: how many neighbours 'find similar' shows
 SIMILAR_COUNT = 50
-#: a labelled image is a suspected label error when the model gives its label at most this...
-SUSPECT_LABEL_AT_MOST = 0.25
-#: ...and some other class at least this
-SUSPECT_OTHER_AT_LEAST = 0.5
 
 NO_CLASS = -1
 #: filters sorted in a worker when the project has at least SORT_IN_WORKER_ABOVE images
@@ -71,7 +75,8 @@ ConfidenceRole = Qt.ItemDataRole.UserRole + 4
 
 
 # ----------------------------------------------------------------------------- pure numpy
-# Filters and neighbour search know nothing of Qt, so tests and benchmarks can call them directly.
+# Which rows each filter shows; the scoring (uncertainty, suspected label errors, neighbours)
+# lives in inspector.core.learning.review. These know nothing of Qt and run in workers.
 
 @dataclass(frozen=True)
 class GalleryFilter:
@@ -100,49 +105,6 @@ def label_array(image_ids: np.ndarray, latest: dict[int, int]) -> np.ndarray:
     return out
 
 
-def margins_of(proba: np.ndarray) -> np.ndarray:
-    """Gap between the two highest probabilities per row (small = uncertain)."""
-    if proba.shape[1] < 2:
-        return np.ones(len(proba), np.float32)
-    top2 = np.partition(proba, -2, axis=1)[:, -2:]
-    return top2[:, 1] - top2[:, 0]
-
-
-def entropies_of(proba: np.ndarray) -> np.ndarray:
-    """Shannon entropy per row in nats (large = uncertain)."""
-    p = np.clip(proba, 1e-12, 1.0)
-    return -(proba * np.log(p)).sum(axis=1)
-
-
-def suspected_label_errors(labels: np.ndarray, proba: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose label the model doubts: it gives the label at most SUSPECT_LABEL_AT_MOST and
-    another class at least SUSPECT_OTHER_AT_LEAST.
-
-    Returns ``(rows, disagreement)`` sorted by disagreement (other class's probability minus the
-    label's) descending.
-    """
-    column = {int(c): j for j, c in enumerate(np.asarray(class_ids).tolist())}
-    lookup = np.full(max(column, default=0) + 2, -1, np.int64)
-    for c, j in column.items():
-        lookup[c] = j
-    labelled = np.flatnonzero((labels >= 0) & (labels < len(lookup) - 1))
-    cols = lookup[labels[labelled]]
-    known = cols >= 0  # labels of classes the model has never seen cannot be judged
-    rows, cols = labelled[known], cols[known]
-    if len(rows) == 0:
-        return rows, np.zeros(0, np.float32)
-    p = proba[rows]
-    p_label = p[np.arange(len(rows)), cols]
-    others = p.copy()
-    others[np.arange(len(rows)), cols] = -1.0
-    p_other = others.max(axis=1)
-    flagged = (p_label <= SUSPECT_LABEL_AT_MOST) & (p_other >= SUSPECT_OTHER_AT_LEAST)
-    disagreement = (p_other - p_label)[flagged]
-    rows = rows[flagged]
-    order = np.argsort(-disagreement, kind="stable")
-    return rows[order], disagreement[order].astype(np.float32)
-
-
 def filter_rows(spec: GalleryFilter, labels: np.ndarray, proba: Optional[np.ndarray],
                 class_ids: np.ndarray) -> np.ndarray:
     """Rows (indices into the session's image arrays) that ``spec`` shows, in display order.
@@ -167,67 +129,10 @@ def filter_rows(spec: GalleryFilter, labels: np.ndarray, proba: Optional[np.ndar
     if spec.kind in ("margin", "entropy"):
         # only unlabelled images: uncertainty about an image already labelled is no work to do
         rows = np.flatnonzero(labels == NO_CLASS)
-        if spec.kind == "margin":
-            key = margins_of(proba[rows])
-        else:
-            key = -entropies_of(proba[rows])
-        return rows[np.argsort(key, kind="stable")]
+        return rows[most_uncertain_first(proba[rows], spec.kind)]
     if spec.kind == "suspected":
         return suspected_label_errors(labels, proba, class_ids)[0]
     raise ValueError(f"unknown gallery filter {spec.kind!r}")
-
-
-def standardisation(features: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation (constant columns get 1), in float64, chunked."""
-    n, d = features.shape
-    total = np.zeros(d)
-    squares = np.zeros(d)
-    for start in range(0, n, chunk):
-        block = features[start:start + chunk].astype(np.float64)
-        total += block.sum(axis=0)
-        squares += (block * block).sum(axis=0)
-    mean = total / max(n, 1)
-    std = np.sqrt(np.maximum(squares / max(n, 1) - mean * mean, 0.0))
-    std[std < 1e-9] = 1.0
-    return mean, std
-
-
-def nearest_rows(features: np.ndarray, query_row: int, k: int = SIMILAR_COUNT, metric: str = "cosine",
-                 stats: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                 chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` rows most similar to ``query_row`` on standardised features, nearest first,
-    without the query itself.
-
-    ``metric`` is 'cosine' (returns similarities) or 'euclidean' (returns distances). Works in
-    chunks so no standardised copy of a large matrix is ever held. Raises ValueError for an
-    unknown metric or row.
-    """
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"unknown metric {metric!r}")
-    n = len(features)
-    if not 0 <= query_row < n:
-        raise ValueError(f"row {query_row} is not in the feature matrix")
-    mean, std = stats if stats is not None else standardisation(features, chunk)
-    mean32, inv32 = mean.astype(np.float32), (1.0 / std).astype(np.float32)
-    zq = (features[query_row] - mean32) * inv32
-    zq_norm2 = float(zq @ zq)
-    scores = np.empty(n, np.float32)
-    for start in range(0, n, chunk):
-        z = (features[start:start + chunk] - mean32) * inv32
-        dots = z @ zq
-        norms2 = np.einsum("ij,ij->i", z, z)
-        if metric == "cosine":
-            scores[start:start + len(z)] = dots / np.sqrt(np.maximum(norms2 * zq_norm2, 1e-24))
-        else:
-            scores[start:start + len(z)] = np.sqrt(np.maximum(norms2 - 2 * dots + zq_norm2, 0.0))
-    order_key = -scores if metric == "cosine" else scores
-    order_key[query_row] = np.inf
-    k = min(int(k), n - 1)
-    if k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    best = np.argpartition(order_key, k - 1)[:k]
-    best = best[np.argsort(order_key[best], kind="stable")]
-    return best.astype(np.int64), scores[best]
 
 
 def _find_similar(features: np.ndarray, query_row: int, stats, metric: str):
