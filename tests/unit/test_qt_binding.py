@@ -10,11 +10,12 @@ import sys
 import pytest
 
 
-def test_qt_calls_keep_reference_counts_of_none_and_bools():
+def test_qt_calls_keep_reference_counts_of_none_and_bools(qapp):
+    # qapp: pytest-qt's one QApplication for the whole run (a bare QGuiApplication made here
+    # would leave later widget tests without the QApplication they need)
     pytest.importorskip("PySide6")
-    from PySide6.QtGui import QGuiApplication, QImage, QPainter
+    from PySide6.QtGui import QImage, QPainter
 
-    app = QGuiApplication.instance() or QGuiApplication([])
     image = QImage(8, 8, QImage.Format.Format_RGB32)
     painter = QPainter(image)
     try:
@@ -27,6 +28,5 @@ def test_qt_calls_keep_reference_counts_of_none_and_bools():
         true_delta = sys.getrefcount(True) - true_before
     finally:
         painter.end()
-    assert app is not None
     assert abs(none_delta) < 50, f"Qt binding leaks references to None ({none_delta} over 200 calls)"
     assert abs(true_delta) < 50, f"Qt binding leaks references to True ({true_delta} over 200 calls)"
