@@ -151,6 +151,24 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
     qtbot.keyClick(view, Qt.Key.Key_Backspace)
     assert view.current == skipped
 
+    # bulk-label in the gallery: select three unlabelled images, press the 'scratch' key
+    from inspector.ui.gallery import GalleryFilter
+
+    window.tabs.setCurrentIndex(1)
+    gallery = window.tabs.widget(1).ensure_built()
+    gallery.set_filter(GalleryFilter("unlabelled"))
+    qtbot.waitUntil(lambda: gallery.model.rowCount() >= 3, timeout=5000)
+    gallery.select_rows(range(3))
+    chosen = gallery.selected_image_ids()
+    assert len(chosen) == 3 and not set(chosen) & set(given)
+    gallery.list.setFocus()
+    qtbot.keyClick(gallery.list, "2")
+    session.wait_for_labels()
+    stored = project.latest_labels()
+    assert all(stored.get(i) == scratch for i in chosen)
+    given.update({i: scratch for i in chosen})
+    window.tabs.setCurrentIndex(0)
+
     # reopen: every label is there
     path = project.path
     window.close_project()
