@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -207,6 +208,9 @@ class DashboardView(QWidget):
 
     #: the figures were redrawn from a finished computation
     refreshed = Signal()
+    #: the quality engineer asked to file these figures as a report, or to export the model
+    export_report_requested = Signal()
+    export_model_requested = Signal()
 
     def __init__(self, session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -285,8 +289,20 @@ class DashboardView(QWidget):
         grid.setColumnStretch(1, 4)
         grid.setRowStretch(0, 2)
         grid.setRowStretch(1, 3)
+        self.export_report_button = QPushButton("Export report…", self)
+        self.export_report_button.setToolTip("Write these figures, the model's settings and its data "
+                                             "to one self-contained HTML file")
+        self.export_report_button.clicked.connect(self.export_report_requested)
+        self.export_model_button = QPushButton("Export model…", self)
+        self.export_model_button.setToolTip("Train on every label and write the model as one safe file "
+                                            "for `inspector predict`")
+        self.export_model_button.clicked.connect(self.export_model_requested)
+        top = QHBoxLayout()
+        top.addWidget(self.headline, 1)
+        top.addWidget(self.export_report_button, 0, Qt.AlignmentFlag.AlignTop)
+        top.addWidget(self.export_model_button, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.headline)
+        layout.addLayout(top)
         layout.addWidget(self.stopping)
         layout.addWidget(self.optimistic)
         layout.addLayout(grid, 1)

@@ -73,6 +73,16 @@ def write_demo(folder: Path, progress=None, cancel=None) -> Path:
     return project_path
 
 
+def _with_worker_connection(function, project: Project, *args):
+    """Run ``function(connection, *args)`` on a connection of the worker's own (worker thread),
+    so a long export never holds the UI thread's connection."""
+    connection = project.worker_connection()
+    try:
+        return function(connection, *args)
+    finally:
+        connection.close()
+
+
 class JobIndicator(QWidget):
     """Progress of the long job in the status bar: what, how far, time left, Cancel."""
 
@@ -361,7 +371,11 @@ class MainWindow(QMainWindow):
         """The gallery and dashboard are built separately; a placeholder stands in until they exist."""
         try:
             module = importlib.import_module(module_name)
-            return getattr(module, class_name)(session)
+            view = getattr(module, class_name)(session)
+            if hasattr(view, "export_report_requested"):  # the dashboard files what it shows
+                view.export_report_requested.connect(self.export_report)
+                view.export_model_requested.connect(self.export_model)
+            return view
         except Exception as exc:  # noqa: BLE001 - a broken optional view must not stop labelling
             if not isinstance(exc, ImportError):
                 log.exception("%s could not be shown", class_name)
@@ -464,7 +478,8 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, title, default, filter_text)
         if not path:
             return
-        task = Task(getattr(module, function), self.session.project, Path(path), name=title, with_progress=False)
+        task = Task(_with_worker_connection, getattr(module, function), self.session.project, Path(path),
+                    name=title, with_progress=False)
         task.signals.finished.connect(lambda _r: (self.job.finish(title),
                                                   self.statusBar().showMessage(f"{title}: written to {path}", 8000)))
         task.signals.failed.connect(lambda m: (self.job.finish(title), show_error(self, title, m)))

@@ -331,3 +331,30 @@ def test_next_image_appears_only_after_the_label_is_durable(window, qtbot, part_
     assert other not in session.latest_labels()
     assert session.pending_labels() == 0
     assert window.findChild(QMessageBox, "errorDialog") is not None
+
+
+def test_dashboard_files_a_report_and_exports_the_model(window, qtbot, part_folder, tmp_path, monkeypatch):
+    session, view = _open_folder(window, qtbot, part_folder, tmp_path)
+    project = session.project
+    ok, scratch = project.add_class("ok"), project.add_class("scratch")
+    session.notify_classes_changed()
+    paths = project.image_paths()
+    session.label_images([i for i, p in paths.items() if p.startswith("ok")], ok)
+    session.label_images([i for i, p in paths.items() if p.startswith("scratch")], scratch)
+    session.wait_for_labels()
+    window.tabs.setCurrentIndex(2)
+    dashboard = window.tabs.widget(2).ensure_built()
+    from PySide6.QtWidgets import QFileDialog
+
+    for button, name in ((dashboard.export_report_button, "line3.html"),
+                         (dashboard.export_model_button, "line3.inspector-model")):
+        target = tmp_path / name
+        monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, t=target, **k: (str(t), ""))
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda t=target: t.exists() and t.stat().st_size > 0, timeout=30000)
+        qtbot.waitUntil(lambda: not window.job.isVisible(), timeout=30000)
+    assert "<html" in (tmp_path / "line3.html").read_text(encoding="utf-8").lower()
+    from inspector.core.modelfile import load_model
+
+    model = load_model(tmp_path / "line3.inspector-model")
+    assert sorted(model.class_names) == ["ok", "scratch"]
