@@ -409,6 +409,8 @@ class DashboardView(QWidget):
                       (", predicted for all (light)" if data.predicted else ""),
                       color="#202020", size="10pt")
         plot.autoRange()
+        # whole category slots on both sides, so the first and last class names have room
+        plot.setXRange(-0.7, len(classes) - 0.3, padding=0)
 
     def _draw_curve(self) -> None:
         data, plot = self.data, self.curve_plot.getPlotItem()
