@@ -365,7 +365,27 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_actions()
         self.project_opened.emit(session)
+        if not project.image_root_found():
+            self._offer_relocate(project)
         session.start()
+
+    def _offer_relocate(self, project: Project) -> None:
+        """The image folder moved: offer to point the project at its new place before scanning
+        (a scan of a missing folder would only report it gone)."""
+        answer = QMessageBox.question(
+            self, "Images not found",
+            f"The images of {project.name} are not at\n{project.image_root}\n\n"
+            "Labels and features are safe in the project file. Locate the image folder now?",
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Where are the images now?")
+        if not folder:
+            return
+        try:
+            project.set_image_root(Path(folder))
+        except UserError as exc:
+            show_error(self, "Relocate images", str(exc))
 
     def _optional_view(self, module_name: str, class_name: str, session) -> QWidget:
         """The gallery and dashboard are built separately; a placeholder stands in until they exist."""

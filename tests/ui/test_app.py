@@ -358,3 +358,29 @@ def test_dashboard_files_a_report_and_exports_the_model(window, qtbot, part_fold
 
     model = load_model(tmp_path / "line3.inspector-model")
     assert sorted(model.class_names) == ["ok", "scratch"]
+
+
+def test_moved_image_folder_is_located_when_the_project_opens(window, qtbot, part_folder, tmp_path, monkeypatch):
+    session, view = _open_folder(window, qtbot, part_folder, tmp_path)
+    project_path = session.project.path
+    session.project.add_class("ok")
+    session.notify_classes_changed()
+    labelled = view.current
+    qtbot.keyClick(view, Qt.Key.Key_1)
+    qtbot.waitUntil(lambda: view.current != labelled, timeout=5000)
+    window.close_project()
+    moved = tmp_path / "archive" / "parts-moved"
+    moved.parent.mkdir()
+    part_folder.rename(moved)
+    from PySide6.QtWidgets import QFileDialog
+
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(moved))
+    assert window.open_project(str(project_path))
+    assert asked and "not at" in asked[0]
+    session = window.session
+    assert session.project.image_root == moved.resolve()
+    qtbot.waitUntil(lambda: not session.extracting() and window.label_view.current is not None, timeout=30000)
+    assert session.project.counts()["missing"] == 0
+    assert session.project.latest_labels()[labelled] == session.classes()[0].id
