@@ -99,7 +99,7 @@ def tone_table(n_levels: int, tone: Tone, auto_low: int, auto_high: int) -> np.n
 
 
 def render(prepared: PreparedImage, tone: Tone) -> QImage:
-    """The image as a QImage with the tone curve applied (UI thread; a table lookup)."""
+    """The image as a QImage with the tone curve applied (a table lookup; safe off the UI thread)."""
     lut = tone_table(prepared.n_levels, tone, prepared.auto_low, prepared.auto_high)
     if prepared.n_levels == 256:
         shown = cv2.LUT(prepared.levels, lut)

@@ -565,12 +565,13 @@ class LabellingView(QWidget):
             return
         self._decoding.add(image_id)
         path = self.session.project.image_path(image_id)
-        task = Task(display.prepare, image_id, path, name="Decoding", with_progress=False)
+        task = Task(_prepare_with_thumbnail, image_id, path, name="Decoding", with_progress=False)
         task.signals.finished.connect(self._decoded)
         task.signals.failed.connect(lambda message, i=image_id: self._decode_failed(i, message))
         run_task(task, pool("images"))
 
-    def _decoded(self, prepared: display.PreparedImage) -> None:
+    def _decoded(self, result: tuple[display.PreparedImage, QImage]) -> None:
+        prepared, thumb = result
         self._decoding.discard(prepared.image_id)
         self._cache[prepared.image_id] = prepared
         while len(self._cache) > CACHE_IMAGES:
@@ -579,7 +580,7 @@ class LabellingView(QWidget):
                 self._cache.move_to_end(oldest)
                 continue
             self._cache.popitem(last=False)
-        self._store_thumb(prepared)
+        self._thumbs.setdefault(prepared.image_id, QPixmap.fromImage(thumb))
         if prepared.image_id == self.current:
             self._display(prepared)
         self._update_strip()
@@ -596,18 +597,15 @@ class LabellingView(QWidget):
         for image_id in ahead[:PREFETCH_AHEAD]:
             self._decode(image_id)
         for image_id in self.strip.wanted():
-            if image_id not in self._thumbs and image_id not in self._thumb_loading and image_id not in self._cache:
+            # images being decoded for the canvas bring their strip thumbnail with them
+            if image_id not in self._thumbs and image_id not in self._thumb_loading \
+                    and image_id not in self._cache and image_id not in self._decoding:
                 self._thumb_loading.add(image_id)
                 task = Task(_thumbnail, image_id, self.session.project.image_path(image_id), name="Thumbnail",
                             with_progress=False)
                 task.signals.finished.connect(self._thumb_ready)
                 task.signals.failed.connect(lambda _m, i=image_id: self._thumb_loading.discard(i))
                 run_task(task, pool("images"))
-
-    def _store_thumb(self, prepared: display.PreparedImage) -> None:
-        if prepared.image_id not in self._thumbs:
-            self._thumbs[prepared.image_id] = QPixmap.fromImage(display.render(prepared, display.Tone())).scaled(
-                THUMB_SIDE, THUMB_SIDE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
 
     def _thumb_ready(self, result) -> None:
         image_id, qimage = result
@@ -870,9 +868,20 @@ class LabellingView(QWidget):
         event.accept()
 
 
-def _thumbnail(image_id: int, path) -> tuple[int, QImage]:
+def _strip_image(prepared: display.PreparedImage) -> QImage:
     """A small, auto-contrasted preview for the queue strip (worker thread)."""
-    prepared = display.prepare(image_id, path)
     image = display.render(prepared, display.Tone())
-    return image_id, image.scaled(THUMB_SIDE, THUMB_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
-                                  Qt.TransformationMode.SmoothTransformation)
+    return image.scaled(THUMB_SIDE, THUMB_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation)
+
+
+def _prepare_with_thumbnail(image_id: int, path) -> tuple[display.PreparedImage, QImage]:
+    """Decode an image for the canvas and draw its strip preview, both off the UI thread (a
+    full-size render to scale down would otherwise cost the UI thread tens of ms on large parts)."""
+    prepared = display.prepare(image_id, path)
+    return prepared, _strip_image(prepared)
+
+
+def _thumbnail(image_id: int, path) -> tuple[int, QImage]:
+    """Only the strip preview of an image further down the queue (worker thread)."""
+    return image_id, _strip_image(display.prepare(image_id, path))
