@@ -11,7 +11,7 @@ import concurrent.futures as futures
 import multiprocessing
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -29,18 +29,16 @@ IN_PROCESS_BELOW = 24
 
 
 @dataclass(frozen=True)
-class FileResult:
-    """The outcome of reading one file: ``error`` is a reason for a person, or None."""
+class FileResult(ImageAnalysis):
+    """The outcome of reading one file: ``error`` is a reason for a person, or None.
 
-    index: int
-    content_hash: Optional[str]
-    width: Optional[int] = None
-    height: Optional[int] = None
-    bit_depth: Optional[int] = None
-    channels: Optional[int] = None
-    error: Optional[str] = None
-    note: str = ""
-    features: Optional[np.ndarray] = None
+    Until the caller maps the file to a project image, ``image_id`` holds the file's position in
+    the list analysed, also readable as ``index``.
+    """
+
+    @property
+    def index(self) -> int:
+        return self.image_id
 
 
 _EXTRACTOR = None
@@ -221,13 +219,7 @@ def analyse_pending(
 
     try:
         for result in analyse_files(paths, workers=workers, progress=progress, cancel=cancel):
-            image_id = pending[result.index][0]
-            batch.append(
-                ImageAnalysis(
-                    image_id, result.content_hash, result.width, result.height, result.bit_depth,
-                    result.channels, result.error, result.note, result.features,
-                )
-            )
+            batch.append(replace(result, image_id=pending[result.index][0]))
             analysed += 1
             errors += result.error is not None
             if len(batch) >= 256 or time.monotonic() - last_save >= batch_seconds:
