@@ -173,6 +173,7 @@ class Project:
         self._lock = lock
         self._mutex = threading.RLock()
         self.read_only = read_only
+        self._found_image_root: Optional[Path] = None  # cached once found: image_path() is hot
 
     # ------------------------------------------------------------------ opening and closing
     @classmethod
@@ -399,15 +400,20 @@ class Project:
     @property
     def image_root(self) -> Path:
         """The image folder; falls back to its place relative to the project if it was moved with it."""
+        if self._found_image_root is not None:
+            return self._found_image_root
         absolute = Path(self._meta("image_root") or ".")
+        found = None
         if absolute.is_dir():
-            return absolute
-        relative = self._meta("image_root_relative")
-        if relative:
-            candidate = (self.path.resolve().parent / relative).resolve()
-            if candidate.is_dir():
-                return candidate
-        return absolute
+            found = absolute
+        else:
+            relative = self._meta("image_root_relative")
+            candidate = (self.path.resolve().parent / relative).resolve() if relative else None
+            if candidate is not None and candidate.is_dir():
+                found = candidate
+        # a missing folder is looked for again next time (a drive may be plugged in meanwhile)
+        self._found_image_root = found
+        return found if found is not None else absolute
 
     def image_root_found(self) -> bool:
         return self.image_root.is_dir()
@@ -425,6 +431,7 @@ class Project:
                     ("image_root_relative", os.path.relpath(image_root.resolve(), self.path.resolve().parent)),
                 ],
             )
+        self._found_image_root = image_root.resolve()
 
     # ------------------------------------------------------------------ images
     _IMAGE_COLUMNS = "id, path, content_hash, size, width, height, bit_depth, channels, error, note, missing"
