@@ -34,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--self-test", action="store_true", help="exercise the whole product offscreen and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # command group not built yet
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 
@@ -52,8 +46,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from inspector.selftest import run_self_test
 
             return run_self_test()
-        if args.command is None:
-            return app_cmds_fallback(args)
+        if args.command is None:  # no command: the desktop app's start page
+            from inspector.cli.app_cmds import run_gui
+
+            return run_gui(None)
         return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"inspector: error: {exc}", file=sys.stderr)
@@ -65,12 +61,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("inspector: interrupted", file=sys.stderr)
         return 130
 
-
-def app_cmds_fallback(args: argparse.Namespace) -> int:
-    """With no command, open the desktop app (the start page)."""
-    try:
-        from inspector.cli.app_cmds import run_gui
-    except ModuleNotFoundError:
-        build_parser().print_help()
-        return 2
-    return run_gui(None)
