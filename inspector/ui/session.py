@@ -181,6 +181,7 @@ class ProjectSession(QObject):
         self._check_task: Optional[Task] = None
         self._problems: list = []
         self._last_feature_refresh = 0.0
+        self._reload_features = False  # a load was asked for while another was running
         self.closed = False
         self._retrain_when_saved = False
         # image id -> (kind, class_id, audit) of the labels given in this session, so the views
@@ -363,6 +364,7 @@ class ProjectSession(QObject):
     def _failed(self, description: str, message: str) -> None:
         if description == "Loading features":
             self._feature_task = None
+            self._reload_features = False
         elif description == "Reading images":
             self._extract_task = None
         elif description == "Checking the project":
@@ -397,18 +399,31 @@ class ProjectSession(QObject):
         """Files that cannot be used (ImageRecord with an error), as last read."""
         return list(self._problems)
 
+    def loading_features(self) -> bool:
+        """Feature vectors are being (re)loaded into memory."""
+        return self._feature_task is not None or self._reload_features
+
     def load_features(self) -> None:
         if self._feature_task is not None:
+            # the running load may have read the file before the newest features were saved
+            self._reload_features = True
             return
         task = Task(load_features, self.project.path, self.extractor, name="Loading features")
-        task.signals.cancelled.connect(lambda: setattr(self, "_feature_task", None))
+        task.signals.cancelled.connect(self._feature_load_cancelled)
         self._feature_task = self._start(task, "Loading features", self._features_loaded, "images")
         self._last_feature_refresh = time.monotonic()
+
+    def _feature_load_cancelled(self) -> None:
+        self._feature_task = None
+        self._reload_features = False
 
     def _features_loaded(self, result) -> None:
         self._feature_task = None
         if self.closed:
             return
+        if self._reload_features:
+            self._reload_features = False
+            self.load_features()
         image_ids, features = result
         self.image_ids = np.asarray(image_ids, np.int64)
         self.features = np.asarray(features, np.float32)

@@ -69,7 +69,8 @@ def _error_boxes() -> list[QMessageBox]:
 def _open_folder(window, qtbot, folder: Path, tmp_path: Path):
     assert window.new_project_from_folder(str(folder), str(tmp_path / "line3.inspector"))
     session, view = window.session, window.label_view
-    qtbot.waitUntil(lambda: not session.extracting() and view.current is not None, timeout=30000)
+    qtbot.waitUntil(lambda: not session.extracting() and not session.loading_features()
+                    and view.current is not None, timeout=30000)
     return session, view
 
 
