@@ -11,6 +11,8 @@ import concurrent.futures as futures
 import multiprocessing
 import os
 import time
+from collections import deque
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -26,6 +28,9 @@ from inspector.core.store import ImageAnalysis, Project
 CHUNK_FILES = 8
 #: Below this many files, starting worker processes costs more than it saves.
 IN_PROCESS_BELOW = 24
+#: The reason recorded for a file whose reader process died (killed by the out-of-memory killer,
+#: a decoder crash): the next scan does not read it again unless the file changes.
+READER_CRASHED = "could not be read (the reader crashed)"
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def _analyse_chunk(chunk: Sequence[tuple[int, str]], with_features: bool) -> lis
     return [analyse_file(index, Path(path), with_features) for index, path in chunk]
 
 
-def _worker_init() -> None:
+def _worker_init(decode_budget: Optional[int] = None) -> None:
     # Background work must not make the inspector's window sluggish.
     if hasattr(os, "nice"):
         try:
@@ -96,6 +101,20 @@ def _worker_init() -> None:
         except OSError:
             pass  # not allowed to lower priority here; running at normal priority is fine
     images.cv2.setNumThreads(1)
+    if decode_budget:
+        images.DECODE_BUDGET_BYTES = decode_budget
+
+
+def decode_budget(workers: int) -> int:
+    """Decoded bytes one of ``workers`` readers may hold: the images module's budget, lowered so
+    that all readers together, each converting (about three times the decoded size at its peak),
+    stay within the machine's memory."""
+    budget = images.DECODE_BUDGET_BYTES
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return budget  # not POSIX: keep the fixed budget
+    return int(max(64 * 1024**2, min(budget, physical // (3 * max(1, workers)))))
 
 
 def default_workers() -> int:
@@ -125,25 +144,69 @@ def analyse_files(
         return
 
     indexed = [(i, str(p)) for i, p in enumerate(paths)]
-    chunks = [indexed[i : i + CHUNK_FILES] for i in range(0, total, CHUNK_FILES)]
+    waiting = deque(indexed[i : i + CHUNK_FILES] for i in range(0, total, CHUNK_FILES))
+    # Files that were in a worker when it died. Each is read again alone, one at a time, so a
+    # file that kills its reader again is known for certain and recorded, and the others are read.
+    suspects: deque = deque()
+    budget = decode_budget(workers)
     context = multiprocessing.get_context("spawn")
-    pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+
+    def new_pool() -> futures.ProcessPoolExecutor:
+        return futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                           initargs=(budget,))
+
+    pool = new_pool()
     done = 0
-    pending: set[futures.Future] = set()
-    next_chunk = 0
+    pending: dict[futures.Future, list] = {}
+    isolating = False  # the one task in flight is a suspect read alone
     max_in_flight = workers * 3
     try:
-        while next_chunk < len(chunks) or pending:
+        while waiting or suspects or pending:
             check(cancel)
-            while next_chunk < len(chunks) and len(pending) < max_in_flight:
-                pending.add(pool.submit(_analyse_chunk, chunks[next_chunk], with_features))
-                next_chunk += 1
-            finished, pending = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
+            if suspects:
+                if not pending:
+                    item = suspects.popleft()
+                    pending[pool.submit(_analyse_chunk, [item], with_features)] = [item]
+                    isolating = True
+            elif not isolating or not pending:
+                isolating = False
+                while waiting and len(pending) < max_in_flight:
+                    chunk = waiting.popleft()
+                    pending[pool.submit(_analyse_chunk, chunk, with_features)] = chunk
+            finished, _ = futures.wait(list(pending), timeout=0.2, return_when=futures.FIRST_COMPLETED)
+            lost: list[list] = []
             for future in finished:
-                for result in future.result():
+                chunk = pending.pop(future)
+                try:
+                    results = future.result()
+                except BrokenProcessPool:
+                    lost.append(chunk)
+                    continue
+                for result in results:
                     done += 1
                     yield result
                 report(progress, done, total, "")
+            if not lost:
+                continue
+            # A worker died: every task still in this pool is lost with it (the dead worker's
+            # and its neighbours'); what finished before is kept.
+            for future, chunk in pending.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    for result in future.result():
+                        done += 1
+                        yield result
+                else:
+                    lost.append(chunk)
+            pending.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            if isolating:
+                index, _ = lost[0][0]
+                done += 1
+                yield FileResult(index, None, error=READER_CRASHED)
+                report(progress, done, total, "")
+            else:
+                suspects.extend(item for chunk in lost for item in chunk)
+            pool = new_pool()
     finally:
         pool.shutdown(wait=not (cancel is not None and cancel.cancelled), cancel_futures=True)
 
