@@ -16,6 +16,7 @@ import sqlite3
 import struct
 import tempfile
 import threading
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -845,7 +846,7 @@ class Project:
 
     def add_class(self, name: str, color: Optional[str] = None) -> int:
         """Add a class at the end; returns its id. Raises ProjectError for an empty or taken name."""
-        name = _clean_class_name(name)
+        name = clean_class_name(name)
         existing = self.classes()
         if any(c.name.lower() == name.lower() for c in existing):
             raise ProjectError(f"a class named '{name}' already exists")
@@ -866,7 +867,7 @@ class Project:
         )
 
     def rename_class(self, class_id: int, name: str) -> None:
-        name = _clean_class_name(name)
+        name = clean_class_name(name)
         if any(c.name.lower() == name.lower() and c.id != class_id for c in self.classes()):
             raise ProjectError(f"a class named '{name}' already exists")
         with self._write() as db:
@@ -1112,10 +1113,17 @@ class Project:
             return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _clean_class_name(name: str) -> str:
+def clean_class_name(name: str) -> str:
+    """The class name as stored (runs of white space made one space); raises ProjectError for
+    an empty or overlong name or one holding control characters (a NUL byte, escape codes),
+    which would be invisible in lists and break files and folders named after the class."""
     name = " ".join(str(name).split())
     if not name:
         raise ProjectError("a class needs a name")
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029"), None)
+    if bad is not None:
+        raise ProjectError(f"class names cannot contain control characters (found U+{ord(bad):04X} in "
+                           f"{name.encode('unicode_escape').decode('ascii')[:80]!r})")
     if len(name) > 64:
         raise ProjectError("class names are limited to 64 characters")
     return name
