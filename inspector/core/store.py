@@ -583,7 +583,9 @@ class Project:
         if "i/o error" in text:
             if writing:
                 return ProjectError(f"the disk reported an error writing {self.path.name}: the last change was not saved")
-            return ProjectError(f"the disk reported an error reading {self.path.name} ({exc}); check the disk or copy the file elsewhere")
+            doing = "opening" if opening else "reading"
+            return ProjectError(f"the disk reported an error {doing} {self.path.name} ({exc}); check the disk or copy "
+                                "the file elsewhere")
         if opening:
             return ProjectError(f"{self.path.name} is damaged and cannot be opened ({exc})")
         return ProjectError(f"project file error: {exc}")

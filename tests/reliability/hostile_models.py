@@ -38,7 +38,7 @@ KINDS = ("logistic", "forest", "svm")
 # --------------------------------------------------------------------------- real models to start from
 
 
-def make_base_models(folder: Path) -> dict[str, Path]:
+def make_base_models(folder: Path, kinds: tuple = KINDS) -> dict[str, Path]:
     """Export one small real model of each kind (synthetic features, three classes)."""
     from inspector.core.features import default_extractor
     from inspector.core.learning.learner import SETTING_KIND
@@ -60,7 +60,7 @@ def make_base_models(folder: Path) -> dict[str, Path]:
                          for i, c in zip(ids, y)], extractor.name, extractor.version)
         classes = [p.add_class(n) for n in ("ok", "scratch", "crack")]
         p.add_labels_bulk([(i, classes[c]) for i, c in zip(ids, y)])
-        for kind in KINDS:
+        for kind in kinds:
             p.set_setting(SETTING_KIND, kind)
             out[kind] = export_model(p, folder / f"{kind}.inspector-model")
     return out

@@ -81,7 +81,7 @@ def test_export_labels_escapes_and_import_reads_it_back_exactly(tmp_path, nasty_
 def test_predict_csv_escapes_file_names(tmp_path, nasty_folder, capsys, monkeypatch):
     from hostile_models import make_base_models
 
-    model = make_base_models(tmp_path / "models")["logistic"]
+    model = make_base_models(tmp_path / "models", kinds=("logistic",))["logistic"]
     out = tmp_path / "predictions.csv"
     monkeypatch.chdir(nasty_folder)  # file names given as they are: the first cell is the name itself
     assert main(["predict", str(model), "--csv", str(out), "--quiet", "--jobs", "1", "--", *NASTY_FILES]) == 0

@@ -199,3 +199,39 @@ def test_full_disk_one_true_line_and_the_project_is_intact(tiny_disk, tmp_path, 
     (tiny_disk / "ballast").unlink()
     with Project.open(path) as p:
         assert p.integrity_check() == "ok" and len(p.latest_labels()) == 5
+
+
+# ------------------------------------------------------------------------- full disk (injected, any user)
+def test_no_room_for_the_lock_file_is_one_line_about_the_disk(project, monkeypatch, capsys):
+    import errno
+
+    real_open = os.open
+
+    def full_for_locks(path, flags, *args):
+        if str(path).endswith(".lock") and flags & os.O_CREAT:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", full_for_locks)
+    code, err = cli(capsys, "label", str(project), "part_00001.png", "ok")
+    assert code == 1 and "disk holding" in err and "is full" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_an_io_error_on_a_nearly_full_disk_is_called_full_not_damaged(project, monkeypatch, read_only):
+    """SQLite says 'disk I/O error' when it cannot grow its shared-memory file; the file is intact."""
+    import inspector.core.store as store
+
+    def no_room(self):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store.Project, "_configure", no_room)
+    monkeypatch.setattr(store, "_free_bytes", lambda folder: 12 * 1024)
+    with pytest.raises(ProjectError) as info:
+        Project.open(project, read_only=read_only)
+    text = str(info.value)
+    assert "is full (12 KB free)" in text and "intact" in text and "damaged" not in text and "writing" not in text
+    monkeypatch.setattr(store, "_free_bytes", lambda folder: 50 * 1024**3)  # plenty of room: a real I/O error
+    with pytest.raises(ProjectError, match="disk reported an error opening") as info:
+        Project.open(project, read_only=read_only)
+    assert "writing" not in str(info.value)
