@@ -425,8 +425,11 @@ class Project:
         # While a project is open (or after a crash) its newest header page may still be in the
         # write-ahead log. Read it from there ourselves: letting SQLite open a file we then
         # refuse would merge the log into it and delete the log, changing a file we must not touch.
-        header = _header_with_log(header, wal)
-        cls._check_identity(path, int.from_bytes(header[68:72], "big"), int.from_bytes(header[60:64], "big"))
+        try:
+            cls._check_identity(path, *_identity_of(_header_with_log(header, wal)))
+        except ProjectError:
+            # before refusing, be sure: believe only log frames whose checksums hold
+            cls._check_identity(path, *_identity_of(_header_with_log(header, wal, verify=True)))
         if not read_only and not os.access(path, os.W_OK):
             raise ProjectError(f"{path.name} is read-only; copy it somewhere writable or open it read-only")
         lock = None
@@ -438,9 +441,8 @@ class Project:
             if connect_path != path:
                 lock.record_name(connect_path)
                 wal = connect_path.with_name(connect_path.name + "-wal")
-                header = _header_with_log(header, wal)
                 try:
-                    cls._check_identity(path, int.from_bytes(header[68:72], "big"), int.from_bytes(header[60:64], "big"))
+                    cls._check_identity(path, *_identity_of(_header_with_log(header, wal, verify=True)))
                 except ProjectError:
                     lock.release()
                     raise
@@ -1178,29 +1180,54 @@ def _remove_new_project(path: Path) -> None:
 _WAL_MAGIC = (0x377F0682, 0x377F0683)
 
 
-def _header_with_log(header: bytes, wal: Path) -> bytes:
+def _identity_of(header: bytes) -> tuple[int, int]:
+    """``(application_id, user_version)`` from a database header."""
+    return int.from_bytes(header[68:72], "big"), int.from_bytes(header[60:64], "big")
+
+
+def _wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int, int]:
+    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
+def _header_with_log(header: bytes, wal: Path, verify: bool = False) -> bytes:
     """The first 100 bytes of the database as its newest committed copy in the write-ahead log
-    has them (``header`` itself when the log holds none). Reads the log's frame headers only;
-    never opens the database through SQLite, so nothing is checkpointed or deleted."""
+    has them (``header`` itself when the log holds none). Never opens the database through
+    SQLite, so nothing is checkpointed or deleted. Without ``verify`` only frame headers are read
+    (fast; the caller confirms through SQLite); with it every frame's checksum is checked as
+    SQLite would, so a frame torn by a power cut is not believed (used before refusing a file)."""
     try:
         with open(wal, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             prelude = handle.read(32)
             if len(prelude) < 32:
                 return header
-            magic, _version, page_size, _sequence, salt1, salt2 = struct.unpack(">6I", prelude[:24])
+            magic, _version, page_size, _sequence, salt1, salt2, c0, c1 = struct.unpack(">8I", prelude)
             if magic not in _WAL_MAGIC or page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
+                return header
+            big_endian = magic == 0x377F0683
+            sums = _wal_checksum(prelude[:24], 0, 0, big_endian) if verify else (c0, c1)
+            if sums != (c0, c1):
                 return header
             frame = 24 + page_size
             position, newest, committed = 32, None, header
             while position + frame <= size:
                 handle.seek(position)
                 frame_header = handle.read(24)
-                page, commit_size, frame_salt1, frame_salt2 = struct.unpack(">4I", frame_header[:16])
+                page, commit_size, frame_salt1, frame_salt2, f0, f1 = struct.unpack(">6I", frame_header)
                 if (frame_salt1, frame_salt2) != (salt1, salt2):
                     break  # frames of an older cycle of the log: not part of the database
-                if page == 1:
-                    newest = handle.read(100)
+                if verify or page == 1:
+                    data = handle.read(page_size)
+                    if verify:
+                        sums = _wal_checksum(data, *_wal_checksum(frame_header[:8], *sums, big_endian), big_endian)
+                        if sums != (f0, f1):
+                            break  # torn or foreign frame: SQLite ignores it and all after it
+                    if page == 1:
+                        newest = data[:100]
                 if commit_size and newest is not None:
                     committed = newest
                 position += frame
