@@ -172,7 +172,13 @@ class _LockFile:
     def _open(self) -> Optional[int]:
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
         try:
-            fd = os.open(self.path, flags, 0o666)
+            try:
+                fd = os.open(self.path, flags, 0o666)
+            except FileNotFoundError:
+                if not self.shared_folder:
+                    raise
+                _make_shared_folder(self.path.parent)  # the last holder removed it just now
+                fd = os.open(self.path, flags, 0o666)
         except PermissionError:
             try:  # another user's lock file: a read-only descriptor can still be locked (POSIX)
                 return os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0)) if os.name != "nt" else None
@@ -241,12 +247,16 @@ def _identity_lock_folder() -> Optional[Path]:
     """Where locks keyed by a file's identity live: one folder per machine, shared by all users."""
     folder = Path(tempfile.gettempdir()) / "inspector-locks"
     try:
-        folder.mkdir(exist_ok=True)
-        if os.name != "nt" and folder.stat().st_uid == os.getuid():
-            os.chmod(folder, 0o1777)  # like /tmp: everyone may add locks, nobody remove others'
+        _make_shared_folder(folder)
     except OSError:
         return None
     return folder
+
+
+def _make_shared_folder(folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    if os.name != "nt" and folder.stat().st_uid == os.getuid():
+        os.chmod(folder, 0o1777)  # like /tmp: everyone may add locks, nobody remove others'
 
 
 class _ProjectLock:
@@ -313,6 +323,10 @@ class _ProjectLock:
         try:
             if self.identity is not None:
                 self.identity.release()
+                try:
+                    self.identity.path.parent.rmdir()  # leave no trace in the temporary folder
+                except OSError:
+                    pass  # other projects' locks are in it (or it is gone already)
         finally:
             self.beside.release()
 
