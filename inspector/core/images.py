@@ -27,7 +27,8 @@ MAX_PIXELS = 16384 * 16384
 MAX_FILE_BYTES = 2 * 1024**3
 #: Decoded pixels (width x height x channels x bytes per sample) one reader may hold. Checked from
 #: the file's header before decoding: a 2 MB PNG can declare 16,000 x 16,000 16-bit RGBA (2 GB
-#: decoded, several more while converting). Readers in many processes lower it (see ingest).
+#: decoded, several more while converting). Readers in many processes also share the machine's
+#: memory so that several large images are not decoded at once (see ingest).
 DECODE_BUDGET_BYTES = 1024**3
 
 cv2.setNumThreads(1)  # parallelism comes from worker processes; nested threads only thrash
@@ -183,6 +184,13 @@ def _declared_size(data: bytes, fmt: str) -> tuple[int, int, int] | None:
                 return int(probe.width), int(probe.height), _MODE_BYTES.get(probe.mode, 4)
     except Exception:  # noqa: BLE001 - any header Pillow cannot parse; the decoder decides
         return None
+
+
+def declared_decoded_bytes(data: bytes) -> Optional[int]:
+    """Bytes the decoded pixels of ``data`` will take, from its header (None if it cannot say)."""
+    fmt = _sniff_format(data)
+    size = _declared_size(data, fmt) if fmt else None
+    return None if size is None else max(0, size[0]) * max(0, size[1]) * size[2]
 
 
 def _check_decode_budget(width: int, height: int, bytes_per_pixel: int) -> None:

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
+from contextlib import contextmanager, nullcontext
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -66,6 +67,12 @@ def analyse_file(index: int, path: Path, with_features: bool = True) -> FileResu
     except images.ImageError as exc:
         return FileResult(index, None, error=str(exc))
     digest = images.content_hash(data)
+    gate = _MEMORY_GATE.hold(images.declared_decoded_bytes(data)) if _MEMORY_GATE is not None else nullcontext()
+    with gate:
+        return _analyse_bytes(index, path, data, digest, with_features)
+
+
+def _analyse_bytes(index: int, path: Path, data: bytes, digest: str, with_features: bool) -> FileResult:
     try:
         decoded = images.decode(data, str(path))
         description = dict(
@@ -93,7 +100,54 @@ def _analyse_chunk(chunk: Sequence[tuple[int, str]], with_features: bool) -> lis
     return [analyse_file(index, Path(path), with_features) for index, path in chunk]
 
 
-def _worker_init(decode_budget: Optional[int] = None) -> None:
+#: Memory shared by the readers of one pool (None in-process): large images wait for their share.
+_MEMORY_GATE = None
+#: Decoding and converting an image takes about this many times its decoded size at the peak.
+PEAK_FACTOR = 3
+#: Images whose peak is below one share never wait.
+SHARE_BYTES = 64 * 1024**2
+
+
+class MemoryGate:
+    """The machine's memory as shares that readers in several processes take before decoding a
+    large image and give back after, so several large images are never decoded at once beyond
+    what the machine holds. A file's fate never depends on the number of readers: an image
+    within the per-reader budget always gets read, at worst alone."""
+
+    def __init__(self, shares, lock, total_shares: int) -> None:
+        self._shares, self._lock, self.total = shares, lock, total_shares
+
+    @classmethod
+    def for_this_machine(cls, context) -> Optional["MemoryGate"]:
+        try:
+            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return None  # not POSIX: no shared gate; the per-reader budget still holds
+        total = max(1, physical // SHARE_BYTES)
+        return cls(context.Semaphore(total), context.Lock(), total)
+
+    def shares_for(self, decoded_bytes: int) -> int:
+        peak = decoded_bytes * PEAK_FACTOR
+        return 0 if peak < SHARE_BYTES else min(self.total, -(-peak // SHARE_BYTES))
+
+    @contextmanager
+    def hold(self, decoded_bytes: Optional[int]) -> Iterator[None]:
+        shares = self.shares_for(decoded_bytes or 0)
+        if shares == 0:
+            yield
+            return
+        with self._lock:  # take all shares at once, so two large images never deadlock half-way
+            for _ in range(shares):
+                self._shares.acquire()
+        try:
+            yield
+        finally:
+            for _ in range(shares):
+                self._shares.release()
+
+
+def _worker_init(memory_gate: Optional[MemoryGate] = None) -> None:
+    global _MEMORY_GATE
     # Background work must not make the inspector's window sluggish.
     if hasattr(os, "nice"):
         try:
@@ -101,20 +155,7 @@ def _worker_init(decode_budget: Optional[int] = None) -> None:
         except OSError:
             pass  # not allowed to lower priority here; running at normal priority is fine
     images.cv2.setNumThreads(1)
-    if decode_budget:
-        images.DECODE_BUDGET_BYTES = decode_budget
-
-
-def decode_budget(workers: int) -> int:
-    """Decoded bytes one of ``workers`` readers may hold: the images module's budget, lowered so
-    that all readers together, each converting (about three times the decoded size at its peak),
-    stay within the machine's memory."""
-    budget = images.DECODE_BUDGET_BYTES
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return budget  # not POSIX: keep the fixed budget
-    return int(max(64 * 1024**2, min(budget, physical // (3 * max(1, workers)))))
+    _MEMORY_GATE = memory_gate
 
 
 def default_workers() -> int:
@@ -148,12 +189,12 @@ def analyse_files(
     # Files that were in a worker when it died. Each is read again alone, one at a time, so a
     # file that kills its reader again is known for certain and recorded, and the others are read.
     suspects: deque = deque()
-    budget = decode_budget(workers)
     context = multiprocessing.get_context("spawn")
 
     def new_pool() -> futures.ProcessPoolExecutor:
+        # a fresh gate with every pool: a reader killed while holding shares takes them with it
         return futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                                           initargs=(budget,))
+                                           initargs=(MemoryGate.for_this_machine(context),))
 
     pool = new_pool()
     done = 0

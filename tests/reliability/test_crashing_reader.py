@@ -56,9 +56,38 @@ def test_the_same_size_in_8_bit_gray_is_within_the_budget():
     assert "too large" not in str(info.value)
 
 
-def test_the_budget_is_shared_by_the_readers():
-    one, many = ingest.decode_budget(1), ingest.decode_budget(256)
-    assert many <= one <= images.DECODE_BUDGET_BYTES
+def test_declared_decoded_bytes_come_from_the_header():
+    assert images.declared_decoded_bytes(png_header_only(1000, 500, 16, 2)) == 1000 * 500 * 6
+    assert images.declared_decoded_bytes(b"not an image") is None
+
+
+def test_large_images_wait_for_their_share_of_memory_small_ones_do_not():
+    import multiprocessing
+    import threading
+    import time
+
+    context = multiprocessing.get_context("spawn")
+    gate = ingest.MemoryGate(context.Semaphore(4), context.Lock(), 4)
+    large = 4 * ingest.SHARE_BYTES // ingest.PEAK_FACTOR  # needs every share
+    assert gate.shares_for(large) == 4 and gate.shares_for(100 * large) == 4  # never more than exist
+    assert gate.shares_for(1024) == 0
+    spans = []
+
+    def read(size):
+        with gate.hold(size):
+            started = time.monotonic()
+            time.sleep(0.15)
+            spans.append((started, time.monotonic(), size))
+
+    threads = [threading.Thread(target=read, args=(s,)) for s in (large, large, 1024)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    big = sorted(sp for sp in spans if sp[2] == large)
+    assert len(big) == 2 and big[1][0] >= big[0][1] - 0.01  # one large image at a time
+    small = next(sp for sp in spans if sp[2] == 1024)
+    assert small[0] < big[1][0]  # the small one did not wait behind both large ones
 
 
 @pytest.fixture
