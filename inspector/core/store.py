@@ -299,6 +299,17 @@ class _ProjectLock:
         self.identity = _LockFile(folder / f"{st.st_dev:x}-{st.st_ino:x}.lock", shared_folder=True)
         if not self.identity.acquire(f"{note}, as {os.path.realpath(self.project_path)}"):
             self.identity = None
+            return
+        last = self.last_writer_name()
+        if last is not None and str(last) != os.path.realpath(self.project_path):
+            # a writer that crashed under another name left its lock file there; nobody holds it
+            # now (we hold the identity lock), so take it and remove it as its holder would have
+            stale = _LockFile(last.with_name(last.name + ".lock"))
+            try:
+                if stale.path.exists() and stale.acquire(""):
+                    stale.release()
+            except ProjectError:
+                pass  # held after all (another machine on a shared folder): leave it to its holder
 
     def acquire_identity(self) -> None:
         """For a new file: the identity lock once the file exists."""

@@ -98,6 +98,8 @@ def test_a_writer_killed_under_one_name_is_recovered_under_another(project):
         p.add_label(1, p.classes()[0].id)
     with Project.open(names["hardlink"]) as p:
         assert p.integrity_check() == "ok" and len(p.latest_labels()) >= 20
+    # the killed writer's lock file beside the hard link's name went with the next clean writer
+    assert sorted(p.name for p in project.parent.rglob("*.lock")) == []
 
 
 # ------------------------------------------------------------------------- refused files stay as they are
