@@ -159,4 +159,4 @@ def test_the_cnn_step_fails_with_a_reason_when_the_weights_are_missing(monkeypat
     monkeypatch.setitem(features._INSTANCES, "cnn", CnnExtractor(weights_path=tmp_path / "absent.pkl"))
     code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "cnn"))
     assert code == 1
-    assert "FAILED at step 'cnn': cannot read the CNN weights" in lines[-1] and "absent.pkl" in lines[-1]
+    assert "FAILED at step 'cnn': WeightsError: cannot read the CNN weights" in lines[-1] and "absent.pkl" in lines[-1]
