@@ -13,7 +13,7 @@ Quality: 5-fold stratified cross-validation with all labels, StandardScaler + ba
 LogisticRegression (max_iter 2000): NEU 6-class macro-F1; ELPV 4-class macro-F1 and
 defective-vs-not accuracy (defective = expert defect probability >= 0.5, from ``cells.csv``);
 the generated large-image set (``--large N`` parts of 500 x 1,250 px, 13 % with a thin crack or
-scratch covering ~1 % of the part) defect-vs-OK macro-F1. ``--variants`` adds CNN variants
+scratch whose extent covers ~0.2 % of the part, about 35 px) defect-vs-OK macro-F1. ``--variants`` adds CNN variants
 (tiles at 640 and 1,024 px, single layers) and block weighting of the combined extractor.
 Features are cached as .npy in ``--cache`` (delete it after changing an extractor).
 """
@@ -106,12 +106,12 @@ def data_sets(args) -> dict:
         else:
             print(f"{name}: {folder} not found, skipped")
     if args.large:
-        folder = args.cache / f"large_{args.large}"
+        folder = args.cache / f"large_{args.large}_{args.defect_area}"
         if not folder.is_dir():
             from inspector.core.demo import write_demo_dataset
 
-            write_demo_dataset(folder, n_images=args.large, size=(500, 1250), ok_fraction=0.87, defect_area=0.01,
-                               random_state=0, defect_classes=("crack", "scratch"))
+            write_demo_dataset(folder, n_images=args.large, size=(500, 1250), ok_fraction=0.87,
+                               defect_area=args.defect_area, random_state=0, defect_classes=("crack", "scratch"))
         paths = sorted(str(folder / f.relative_path) for f in images.walk_images(folder))
         sets["generated"] = (folder, paths)
     return sets
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--neu", type=Path, default=DATA / "neu")
     parser.add_argument("--elpv", type=Path, default=DATA / "elpv")
     parser.add_argument("--large", type=int, default=400, help="generated 500 x 1,250 parts (0: none)")
+    parser.add_argument("--defect-area", type=float, default=0.002,
+                        help="share of a generated part a defect's extent covers (0.002: ~35 px on 500 x 1,250)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--extractors", default="texture,cnn,texture+cnn")
     parser.add_argument("--variants", action="store_true", help="also CNN variants and combined block weighting")
