@@ -4,10 +4,12 @@
         [--extractors texture,cnn,texture+cnn] [--variants] [--skip-speed] [--skip-quality]
         [--cache DIR]
 
-Speed (same run, same files, so the ratios hold on a busy machine): images/s of read + decode +
-features in a spawn pool of ``--workers`` processes (one OpenCV thread each, chunks of 8 files,
-as the ingest pool does), the ratio to the texture extractor, the CNN's images/s on its 224 px
-input alone (decode excluded), and the largest worker RSS seen.
+Speed (same run, same files): images/s of read + decode + features in a spawn pool of
+``--workers`` processes (one OpenCV thread each, chunks of 8 files, as the ingest pool does) and
+its ratio to the texture extractor; the CPU milliseconds per image for decoding and for the
+features (CPU time does not change with other load on the machine, wall time does), the
+texture/this CPU ratio, the images/s those CPU costs give on idle cores, and the largest worker
+RSS seen.
 
 Quality: 5-fold stratified cross-validation with all labels, StandardScaler + balanced
 LogisticRegression (max_iter 2000): NEU 6-class macro-F1; ELPV 4-class macro-F1 and
@@ -67,21 +69,22 @@ def _init(spec: str) -> None:
     _WORKER_EXTRACTOR = make_extractor(spec)
 
 
-def _chunk(paths: list[str]) -> tuple[np.ndarray, int, float]:
-    """Features of a chunk of files, the worker's RSS, and the seconds spent in the network alone."""
+def _chunk(paths: list[str]) -> tuple[np.ndarray, int, float, float]:
+    """Features of a chunk of files, the worker's RSS, and the CPU seconds spent reading + decoding
+    and extracting (CPU time does not depend on what else the machine runs: OpenCV uses one thread)."""
     import psutil
 
     from inspector.core import images
 
+    start = time.process_time()
     decoded = [images.decode(images.read_bytes(Path(p)), p) for p in paths]
-    start = time.perf_counter()
-    vectors = _WORKER_EXTRACTOR.features_of_batch(decoded)
-    spent = time.perf_counter() - start
-    return vectors, psutil.Process().memory_info().rss, spent
+    middle = time.process_time()
+    vectors = np.stack([_WORKER_EXTRACTOR.features_of(d) for d in decoded])
+    return vectors, psutil.Process().memory_info().rss, middle - start, time.process_time() - middle
 
 
-def extract(spec: str, paths: list[str], workers: int) -> tuple[np.ndarray, float, int, float]:
-    """(features, images/s, largest worker RSS, extractor-only seconds per image per worker)."""
+def extract(spec: str, paths: list[str], workers: int) -> tuple[np.ndarray, float, int, float, float]:
+    """(features, images/s, largest worker RSS, decode and extract CPU seconds per image)."""
     context = multiprocessing.get_context("spawn")
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     with context.Pool(workers, initializer=_init, initargs=(spec,)) as pool:
@@ -91,8 +94,9 @@ def extract(spec: str, paths: list[str], workers: int) -> tuple[np.ndarray, floa
         elapsed = time.perf_counter() - start
     vectors = np.concatenate([r[0] for r in results]).astype(np.float32)
     rss = max(r[1] for r in results)
-    per_image = sum(r[2] for r in results) / len(paths)
-    return vectors, len(paths) / elapsed, rss, per_image
+    decode = sum(r[2] for r in results) / len(paths)
+    features = sum(r[3] for r in results) / len(paths)
+    return vectors, len(paths) / elapsed, rss, decode, features
 
 
 def data_sets(args) -> dict:
@@ -178,19 +182,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{name}: {len(paths)} images in {folder}")
         features: dict[str, np.ndarray] = {}
         rates: dict[str, float] = {}
+        costs: dict[str, float] = {}
         for spec in specs:
             cached = args.cache / f"{name}_{spec}.npy"
             if cached.is_file() and args.skip_speed:
                 features[spec] = np.load(cached)
                 continue
-            X, rate, rss, per_image = extract(spec, paths, args.workers)
+            X, rate, rss, decode, cpu = extract(spec, paths, args.workers)
             np.save(cached, X)
             features[spec] = X
             rates[spec] = rate
-            ratio = f"{rate / rates['texture']:.2f} x texture" if "texture" in rates else ""
-            print(f"  speed {spec:24s} {rate:7.1f} images/s on {args.workers} workers {ratio:16s} "
-                  f"extractor alone {1 / max(per_image, 1e-9):6.1f} images/s per worker, worker RSS "
-                  f"{rss / 2**20:.0f} MiB", flush=True)
+            costs[spec] = cpu
+            ratio = f"{rate / rates['texture']:.2f}" if "texture" in rates else "-"
+            cost_ratio = f"{costs['texture'] / cpu:.2f}" if "texture" in costs else "-"
+            print(f"  speed {spec:24s} {rate:7.1f} images/s on {args.workers} workers (x texture {ratio}); "
+                  f"CPU per image: decode {decode * 1000:5.1f} ms, features {cpu * 1000:6.1f} ms (texture/this "
+                  f"{cost_ratio}); idle {args.workers} cores ~{args.workers / (decode + cpu):5.0f} images/s; "
+                  f"worker RSS {rss / 2**20:.0f} MiB", flush=True)
         if args.skip_quality:
             continue
         for task, (y, metric) in tasks(name, folder, paths).items():
