@@ -49,7 +49,10 @@ def make_base_models(folder: Path, kinds: tuple = KINDS) -> dict[str, Path]:
     (folder / "images").mkdir(parents=True, exist_ok=True)
     extractor = default_extractor()
     rng = np.random.default_rng(0)
-    dim = int(np.asarray(extractor.extract(np.zeros((64, 64), np.uint8))).shape[0])  # predict must work
+    from inspector.core.images import _describe
+
+    # the real feature length, so predict works on real images with these models
+    dim = int(np.asarray(extractor.features_of(_describe(np.zeros((64, 64), np.uint8)))).shape[0])
     out = {}
     with Project.create(folder / "base.inspector", folder / "images") as p:
         p.record_scan([(f"i{i}.png", 1, 1) for i in range(90)], [], [], [])
