@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "inspector.cli.learning_cmds",
     "inspector.cli.export_cmds",
     "inspector.cli.app_cmds",
+    "inspector.cli.team_cmds",
 )
 
 

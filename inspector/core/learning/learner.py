@@ -129,7 +129,9 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
         raise UserError(f"no image features from extractor {extractor[0]} v{extractor[1]} yet: "
                         "scan the project's images first (inspector scan PROJECT)")
     events = project.latest_label_events()
-    labels = project.latest_labels()
+    from inspector.core.agreement import training_labels
+
+    labels = training_labels(project, project.latest_labels())  # unresolved disagreements wait for review
     audit = project.audit_labels()
     classes = project.classes()
     last = project.latest_model_version()

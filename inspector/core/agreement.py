@@ -1,0 +1,227 @@
+"""Several people label one project: disagreements, their resolution, and agreement figures.
+
+Latest-wins holds *per annotator*: each person's latest event on an image is their label. When
+two people's latest labels on an image are different classes the image is a *disagreement*; a
+reviewer settles it with a label of source 'review', which wins over both. Until then it is kept
+out of training (setting ``review.exclude_disagreements``, on by default), because training on
+either label teaches the model a coin toss.
+
+Agreement between two inspectors is Cohen's kappa over the images both labelled (mostly the
+double-labelled share of the packs) with a bootstrap 95 % interval; each inspector's agreement
+with the model is measured on their *audit* labels (uniformly random picks) against a model
+trained without any audit label, so it is not flattered by having seen them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from inspector.core.learning.metrics import wilson_interval
+
+SETTING_EXCLUDE_DISAGREEMENTS = "review.exclude_disagreements"
+REVIEW_SOURCE = "review"
+BOOTSTRAP_ROUNDS = 1000
+UNNAMED = "(unnamed)"
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    image_id: int
+    labels: dict          # annotator -> class id (their latest label)
+    resolved: bool
+    resolution: Optional[int]  # class id the reviewer chose
+
+
+def annotator_key(event: dict) -> str:
+    """Who made an event: the annotator's name, else the workstation's, else '(unnamed)'."""
+    return event.get("annotator") or event.get("workstation") or UNNAMED
+
+
+def latest_per_annotator(project) -> tuple[dict, dict, dict]:
+    """``(labels, last_ids, reviews)``: ``labels[image][annotator] = (class_id or None, audit)`` from each
+    person's latest non-review event, the id of that event, and the latest review event per image
+    ``image -> (event id, class id)``."""
+    labels: dict[int, dict[str, tuple]] = {}
+    last_ids: dict[int, dict[str, int]] = {}
+    reviews: dict[int, tuple[int, Optional[int]]] = {}
+    class_ids = {c.name: c.id for c in project.classes()}
+    for e in project.label_events_full():
+        image = int(e["image_id"])
+        class_id = class_ids.get(e["class_name"]) if e["kind"] == "class" else None
+        if e["source"] == REVIEW_SOURCE:
+            reviews[image] = (int(e["id"]), class_id)
+            continue
+        who = annotator_key(e)
+        labels.setdefault(image, {})[who] = (class_id, bool(e["audit"]))
+        last_ids.setdefault(image, {})[who] = int(e["id"])
+    return labels, last_ids, reviews
+
+
+def disagreements(project, include_resolved: bool = False) -> list[Disagreement]:
+    """Images whose annotators' latest labels are different classes, oldest image first."""
+    labels, last_ids, reviews = latest_per_annotator(project)
+    found = []
+    for image, by_person in sorted(labels.items()):
+        classes = {who: c for who, (c, _) in by_person.items() if c is not None}
+        if len(set(classes.values())) < 2:
+            continue
+        review = reviews.get(image)
+        resolved = review is not None and review[0] > max(last_ids[image][w] for w in classes)
+        if resolved and not include_resolved:
+            continue
+        found.append(Disagreement(image, classes, resolved, review[1] if resolved else None))
+    return found
+
+
+def unresolved_disagreement_ids(project) -> set[int]:
+    return {d.image_id for d in disagreements(project)}
+
+
+def training_labels(project, labels: dict[int, int]) -> dict[int, int]:
+    """``labels`` without the unresolved disagreements when the project setting says so (default)."""
+    if not project.get_setting(SETTING_EXCLUDE_DISAGREEMENTS, True):
+        return labels
+    held = unresolved_disagreement_ids(project)
+    return {i: c for i, c in labels.items() if i not in held} if held else labels
+
+
+def resolve(project, image_id: int, class_id: int, reviewer: str) -> int:
+    """Record the reviewer's decision (source 'review'; it wins); keeps the image's audit flag."""
+    from inspector.core.errors import UserError
+
+    if not reviewer.strip():
+        raise UserError("a resolution needs the reviewer's name")
+    history = project.label_history(image_id)
+    audit = bool(history and history[-1].audit)
+    return project.add_label(image_id, class_id, kind="class", annotator=reviewer.strip(), source=REVIEW_SOURCE,
+                             audit=audit)
+
+
+# ------------------------------------------------------------------ kappa
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    """Cohen's kappa of two label vectors; None when undefined (no items, or chance agreement 1)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) == 0:
+        return None
+    cats, codes = np.unique(np.concatenate([a, b]), return_inverse=True)
+    ca, cb = codes[: len(a)], codes[len(a):]
+    k = len(cats)
+    observed = float(np.mean(ca == cb))
+    expected = float(np.dot(np.bincount(ca, minlength=k), np.bincount(cb, minlength=k))) / (len(a) ** 2)
+    if expected >= 1.0:
+        return None
+    return (observed - expected) / (1.0 - expected)
+
+
+def kappa_with_interval(a, b, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict:
+    """Kappa, observed agreement and a percentile bootstrap 95 % interval over the shared images."""
+    a, b = np.asarray(a), np.asarray(b)
+    n = len(a)
+    kappa = cohen_kappa(a, b)
+    out = {"n": int(n), "kappa": kappa, "kappa_ci": None, "observed_agreement": float(np.mean(a == b)) if n else None}
+    if kappa is None or n < 5:
+        return out
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(rounds):
+        pick = rng.integers(0, n, n)
+        value = cohen_kappa(a[pick], b[pick])
+        if value is not None:
+            samples.append(value)
+    if samples:
+        out["kappa_ci"] = [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
+    return out
+
+
+def pairwise_kappa(project) -> list[dict]:
+    """Cohen's kappa for every pair of annotators who labelled at least one image in common."""
+    labels, _, _ = latest_per_annotator(project)
+    people: dict[str, dict[int, int]] = {}
+    for image, by_person in labels.items():
+        for who, (c, _) in by_person.items():
+            if c is not None:
+                people.setdefault(who, {})[image] = c
+    pairs = []
+    for first, second in itertools.combinations(sorted(people), 2):
+        shared = sorted(set(people[first]) & set(people[second]))
+        if not shared:
+            continue
+        a = np.array([people[first][i] for i in shared])
+        b = np.array([people[second][i] for i in shared])
+        pairs.append({"annotators": [first, second], **kappa_with_interval(a, b)})
+    return pairs
+
+
+def model_agreement(project) -> list[dict]:
+    """Per annotator: how often a model trained without audit labels agrees with their audit labels."""
+    from inspector.core.learning.learner import take_snapshot
+    from inspector.core.learning.models import fit_model
+    from inspector.core.errors import UserError
+
+    labels, _, _ = latest_per_annotator(project)
+    audit_by_person: dict[str, dict[int, int]] = {}
+    for image, by_person in labels.items():
+        for who, (c, audit) in by_person.items():
+            if c is not None and audit:
+                audit_by_person.setdefault(who, {})[image] = c
+    if not audit_by_person:
+        return []
+    try:
+        snapshot = take_snapshot(project)
+    except UserError:
+        return []
+    audited = set().union(*[set(v) for v in audit_by_person.values()])
+    row = snapshot.row_of()
+    train = [(row[i], c) for i, c in snapshot.labels.items() if i in row and i not in audited]
+    if len({c for _, c in train}) < 2:
+        return []
+    rows, y = zip(*train)
+    model = fit_model(snapshot.X[list(rows)], np.asarray(y), snapshot.classes, kind=snapshot.settings.kind,
+                      random_state=snapshot.settings.random_state)
+    out = []
+    for who, items in sorted(audit_by_person.items()):
+        images = [i for i in items if i in row]
+        if not images:
+            continue
+        predicted = model.predict(snapshot.X[[row[i] for i in images]])
+        agree = int(np.sum(np.asarray(predicted) == np.array([items[i] for i in images])))
+        out.append({"annotator": who, "n_audit": len(images), "agreement": agree / len(images),
+                    "agreement_ci": list(wilson_interval(agree, len(images)))})
+    return out
+
+
+def agreement_summary(project) -> dict:
+    found = disagreements(project, include_resolved=True)
+    return {
+        "pairs": pairwise_kappa(project),
+        "model_agreement": model_agreement(project),
+        "disagreements": sum(not d.resolved for d in found),
+        "resolved": sum(d.resolved for d in found),
+        "exclude_from_training": bool(project.get_setting(SETTING_EXCLUDE_DISAGREEMENTS, True)),
+    }
+
+
+def format_summary(summary: dict) -> list[str]:
+    lines = []
+    if summary["pairs"]:
+        lines.append("Agreement between inspectors (Cohen's kappa over images both labelled, 95 % bootstrap interval):")
+        for p in summary["pairs"]:
+            k = "n/a" if p["kappa"] is None else f"{p['kappa']:.3f}"
+            ci = f" ({p['kappa_ci'][0]:.3f}-{p['kappa_ci'][1]:.3f})" if p.get("kappa_ci") else ""
+            lines.append(f"  {p['annotators'][0]} / {p['annotators'][1]}: kappa {k}{ci}, "
+                         f"{p['observed_agreement']:.1%} agree on {p['n']} images")
+    else:
+        lines.append("No images labelled by two inspectors yet (give packs a double-labelling share)")
+    if summary["model_agreement"]:
+        lines.append("Agreement with the model on each inspector's audit labels (model trained without audit labels):")
+        for m in summary["model_agreement"]:
+            lo, hi = m["agreement_ci"]
+            lines.append(f"  {m['annotator']}: {m['agreement']:.1%} ({lo:.1%}-{hi:.1%}) on {m['n_audit']} audit labels")
+    lines.append(f"Disagreements waiting for review: {summary['disagreements']} (resolved: {summary['resolved']}); "
+                 + ("kept out of training until resolved" if summary["exclude_from_training"]
+                    else "NOT kept out of training (setting review.exclude_disagreements is off)"))
+    return lines
