@@ -86,7 +86,17 @@ class GalleryFilter:
     class_id: Optional[int] = None
 
 
-FILTER_KINDS = ("all", "unlabelled", "label", "prediction", "margin", "entropy", "suspected", "similar")
+FILTER_KINDS = ("all", "unlabelled", "label", "prediction", "margin", "entropy", "suspected", "similar",
+                "disagreements")
+
+
+def disagreement_rows(project, image_ids: np.ndarray) -> np.ndarray:
+    """Rows of the images two annotators labelled differently and no reviewer has settled (reads
+    every label event: run in a worker)."""
+    from inspector.core.agreement import unresolved_disagreement_ids
+
+    held = unresolved_disagreement_ids(project)
+    return np.flatnonzero(np.isin(image_ids, np.fromiter(held, np.int64, len(held))))
 
 
 def label_array(image_ids: np.ndarray, latest: dict[int, int]) -> np.ndarray:
@@ -468,6 +478,7 @@ class GalleryView(QWidget):
         box.addItem("Most uncertain first (smallest margin)", GalleryFilter("margin"))
         box.addItem("Most uncertain first (highest entropy)", GalleryFilter("entropy"))
         box.addItem("Suspected label errors", GalleryFilter("suspected"))
+        box.addItem("Disagreements between inspectors (label = review)", GalleryFilter("disagreements"))
         if self.similar_to is not None:
             box.addItem(self._similar_text(), GalleryFilter("similar"))
         box.blockSignals(False)
@@ -502,6 +513,17 @@ class GalleryView(QWidget):
 
     def _apply_filter(self, keep_scroll: bool) -> None:
         self._filter_generation += 1
+        if self.filter.kind == "disagreements":
+            generation = self._filter_generation
+            task = Task(disagreement_rows, self.session.project, self.model.image_ids.copy(),
+                        name="Finding disagreements", with_progress=False)
+            task.signals.finished.connect(
+                lambda rows, g=generation, k=keep_scroll: g == self._filter_generation and self._show_rows(rows, k))
+            task.signals.failed.connect(self.message.emit)
+            run_task(task, pool("gallery"))
+            self.sorting = True
+            self.count_label.setText("Finding disagreements…")
+            return
         proba = self._probabilities()
         if (self.filter.kind in SORTED_IN_WORKER and proba is not None
                 and len(self.model.labels) >= SORT_IN_WORKER_ABOVE):
@@ -621,7 +643,9 @@ class GalleryView(QWidget):
         if len(ids) > BULK_CONFIRM_ABOVE and not self.confirm_bulk_label(len(ids), name):
             return 0
         try:
-            count = self.session.label_images(ids, int(class_id), source="bulk")
+            # labelling a disagreement settles it: the reviewer's label wins over both annotators'
+            source = "review" if self.filter.kind == "disagreements" else "bulk"
+            count = self.session.label_images(ids, int(class_id), source=source)
         except Exception as exc:  # noqa: BLE001 - e.g. a full disk: say so, lose nothing already saved
             log.exception("bulk label failed")
             QMessageBox.warning(self, "Labels not saved", str(exc))
