@@ -211,7 +211,7 @@ def format_summary(summary: dict) -> list[str]:
         lines.append("Agreement between inspectors (Cohen's kappa over images both labelled, 95 % bootstrap interval):")
         for p in summary["pairs"]:
             k = "n/a" if p["kappa"] is None else f"{p['kappa']:.3f}"
-            ci = f" ({p['kappa_ci'][0]:.3f}-{p['kappa_ci'][1]:.3f})" if p.get("kappa_ci") else ""
+            ci = f" (95 %: {p['kappa_ci'][0]:.3f} to {p['kappa_ci'][1]:.3f})" if p.get("kappa_ci") else ""
             lines.append(f"  {p['annotators'][0]} / {p['annotators'][1]}: kappa {k}{ci}, "
                          f"{p['observed_agreement']:.1%} agree on {p['n']} images")
     else:
@@ -225,3 +225,74 @@ def format_summary(summary: dict) -> list[str]:
                  + ("kept out of training until resolved" if summary["exclude_from_training"]
                     else "NOT kept out of training (setting review.exclude_disagreements is off)"))
     return lines
+
+
+# ------------------------------------------------------------------ dashboard and report
+_model_agreement_cache: dict = {}
+
+
+def annotators(project) -> set[str]:
+    labels, _, _ = latest_per_annotator(project)
+    return {who for by_person in labels.values() for who, (c, _) in by_person.items() if c is not None}
+
+
+def team_summary(project) -> Optional[dict]:
+    """The agreement summary when two or more people labelled this project, else None. The
+    model-agreement part (one model fit) is reused until the label events change."""
+    reader = project.worker_connection() if hasattr(project, "worker_connection") else project
+    try:
+        if len(annotators(reader)) < 2:
+            return None
+        key = (str(project.path), reader.label_event_count(), len(reader.model_versions()))
+        cached = _model_agreement_cache.get(key)
+        if cached is None:
+            cached = model_agreement(reader)
+            _model_agreement_cache.clear()
+            _model_agreement_cache[key] = cached
+        found = disagreements(reader, include_resolved=True)
+        return {"pairs": pairwise_kappa(reader), "model_agreement": cached,
+                "disagreements": sum(not d.resolved for d in found), "resolved": sum(d.resolved for d in found),
+                "exclude_from_training": bool(reader.get_setting(SETTING_EXCLUDE_DISAGREEMENTS, True))}
+    finally:
+        if reader is not project:
+            reader.close()
+
+
+def _pair_row(pair: dict, esc) -> str:
+    agree = "–" if pair["observed_agreement"] is None else f"{pair['observed_agreement']:.1%}"
+    kappa = "–" if pair["kappa"] is None else f"{pair['kappa']:.3f}"
+    ci = pair.get("kappa_ci")
+    interval = "–" if not ci else f"{ci[0]:.3f} to {ci[1]:.3f}"
+    who = f"{esc(pair['annotators'][0])} / {esc(pair['annotators'][1])}"
+    return f"<tr><td>{who}</td><td>{pair['n']}</td><td>{agree}</td><td>{kappa}</td><td>{interval}</td></tr>"
+
+
+def report_section_html(project, esc) -> str:
+    """The report's section on several inspectors ('' for a project one person labelled)."""
+    summary = team_summary(project)
+    if summary is None:
+        return ""
+    parts = ["<section><h2>Agreement between inspectors</h2>",
+             "<p class='note'>Cohen's kappa over the images two inspectors both labelled (mostly the "
+             "double-labelled share of the labelling packs), with a 95 % bootstrap interval; 1 is perfect "
+             "agreement, 0 is what chance alone gives.</p>"]
+    if summary["pairs"]:
+        rows = "".join(_pair_row(p, esc) for p in summary["pairs"])
+        parts.append("<table><tr><th>inspectors</th><th>images both labelled</th><th>agree</th><th>kappa</th>"
+                     f"<th>95 % interval</th></tr>{rows}</table>")
+    else:
+        parts.append("<p class='warn'>No image was labelled by two inspectors: give labelling packs a "
+                     "double-labelling share to measure agreement.</p>")
+    if summary["model_agreement"]:
+        rows = "".join(f"<tr><td>{esc(m['annotator'])}</td><td>{m['n_audit']}</td><td>{m['agreement']:.1%}</td>"
+                       f"<td>{m['agreement_ci'][0]:.1%}–{m['agreement_ci'][1]:.1%}</td></tr>"
+                       for m in summary["model_agreement"])
+        parts.append("<h3>Each inspector against the model (audit labels)</h3><table><tr><th>inspector</th>"
+                     "<th>audit labels</th><th>model agrees</th><th>95 % interval</th></tr>" + rows + "</table>"
+                     "<p class='note'>The model here was trained without any audit label.</p>")
+    parts.append(f"<p>Disagreements waiting for review: <b>{summary['disagreements']}</b> "
+                 f"(resolved: {summary['resolved']}); "
+                 + ("kept out of training until resolved." if summary["exclude_from_training"]
+                    else "<span class='warn'>used in training (review.exclude_disagreements is off).</span>")
+                 + "</p></section>")
+    return "\n".join(parts)

@@ -216,3 +216,24 @@ def test_copied_images_make_the_pack_independent_of_the_folder(home, tmp_path):
         for q in pack.queue():
             assert pack.image_path(q.image_id).is_file()
             assert str(pack.image_path(q.image_id)).startswith(str(tmp_path / "p-images"))
+
+
+def test_agreement_in_cli_and_report(home, tmp_path, capsys):
+    with Project.open(home) as project:
+        packs.create_pack(project, tmp_path / "a.inspector", n_images=16, annotator="anna")
+        packs.create_pack(project, tmp_path / "b.inspector", n_images=16, annotator="ben", double_share=0.5)
+    label_pack(tmp_path / "a.inspector", lambda p: "scratch" if p.startswith("scratch") else "ok")
+    label_pack(tmp_path / "b.inspector", lambda p: "scratch" if p.startswith("scratch") or p.endswith("1.png") else "ok")
+    assert main(["merge", str(home), str(tmp_path / "a.inspector"), str(tmp_path / "b.inspector"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["agreement", str(home), "--json"]) == 0
+    import json
+
+    summary = json.loads(capsys.readouterr().out)
+    [pair] = summary["pairs"]
+    assert pair["annotators"] == ["anna", "ben"] and pair["n"] == 8
+    assert main(["agreement", str(home)]) == 0
+    assert "anna / ben: kappa" in capsys.readouterr().out
+    assert main(["report", str(home), str(tmp_path / "r.html")]) == 0
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Agreement between inspectors" in text and "anna / ben" in text
