@@ -237,3 +237,14 @@ def test_agreement_in_cli_and_report(home, tmp_path, capsys):
     assert main(["report", str(home), str(tmp_path / "r.html")]) == 0
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "Agreement between inspectors" in text and "anna / ben" in text
+
+
+def test_home_does_not_queue_images_out_in_packs(home, tmp_path):
+    from inspector.core.learning import learner
+
+    with Project.open(home) as project:
+        packs.create_pack(project, tmp_path / "a.inspector", n_images=20)
+        handed = set(project.handed_out_images())
+        learner.retrain(project, n=30)
+        queued = {q.image_id for q in project.queue()}
+        assert queued and not queued & handed

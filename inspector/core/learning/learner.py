@@ -140,7 +140,8 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
         X=np.asarray(X, np.float32),
         labels=dict(labels),
         audit_ids={i for i in audit if labels.get(i) == audit[i]},
-        settled_ids={i for i, e in events.items() if e.kind != "cleared"},
+        # images out in a labelling pack are being labelled elsewhere: not queued here as well
+        settled_ids={i for i, e in events.items() if e.kind != "cleared"} | set(project.handed_out_images()),
         classes=np.asarray(sorted(c.id for c in classes), np.int64),
         class_names={c.id: c.name for c in classes},
         settings=settings,
