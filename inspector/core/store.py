@@ -906,6 +906,12 @@ class Project:
     def meta_value(self, key: str) -> Optional[str]:
         return self._meta(key)
 
+    def _has_pack_schema(self) -> bool:
+        """False for a project of an older format opened read-only (not migrated): it has no
+        packs and no event origins, and is read as such."""
+        with self._reading() as db:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pack_images'").fetchone() is not None
+
     def ensure_project_id(self) -> str:
         """This project's identity, made once (a pack names it so it can only come home here)."""
         existing = self._meta("project_id")
@@ -924,10 +930,11 @@ class Project:
 
     def label_events_full(self) -> list[dict]:
         """Every label event with its origin columns, oldest first (for packs and agreement)."""
+        origin = "e.workstation, e.pack_id, e.event_uid" if self._has_pack_schema() else "'', NULL, NULL"
         with self._reading() as db:
             rows = db.execute(
-                """SELECT e.id, e.image_id, i.path, c.name, e.kind, e.annotator, e.source, e.audit, e.created_at,
-                          e.workstation, e.pack_id, e.event_uid
+                f"""SELECT e.id, e.image_id, i.path, c.name, e.kind, e.annotator, e.source, e.audit, e.created_at,
+                          {origin}
                    FROM label_events e JOIN images i ON i.id = e.image_id
                    LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id"""
             ).fetchall()
@@ -988,12 +995,16 @@ class Project:
                            ((pack_id, int(i), int(bool(d))) for i, d in images))
 
     def packs_out(self) -> list[dict]:
+        if not self._has_pack_schema():
+            return []
         with self._reading() as db:
             rows = db.execute("SELECT pack_id, workstation, annotator, path, n_images, created_at FROM packs_out "
                               "ORDER BY created_at").fetchall()
         return [dict(zip(("pack_id", "workstation", "annotator", "path", "n_images", "created_at"), r)) for r in rows]
 
     def packs_merged(self) -> list[dict]:
+        if not self._has_pack_schema():
+            return []
         with self._reading() as db:
             rows = db.execute("SELECT pack_id, workstation, annotator, n_events, merged_at FROM packs_merged "
                               "ORDER BY merged_at").fetchall()
@@ -1002,6 +1013,8 @@ class Project:
     def handed_out_images(self) -> dict[int, list[str]]:
         """``image_id -> [pack ids]`` of every image handed out in a pack."""
         out: dict[int, list[str]] = {}
+        if not self._has_pack_schema():
+            return out
         with self._reading() as db:
             for pack_id, image_id in db.execute("SELECT pack_id, image_id FROM pack_images"):
                 out.setdefault(int(image_id), []).append(pack_id)

@@ -248,3 +248,40 @@ def test_home_does_not_queue_images_out_in_packs(home, tmp_path):
         learner.retrain(project, n=30)
         queued = {q.image_id for q in project.queue()}
         assert queued and not queued & handed
+
+
+def test_an_older_project_opened_read_only_still_trains_and_reports(tmp_path, small_image_folder):
+    """Read-only opening does not migrate: the pack-aware reads must work on the old schema."""
+    import sqlite3 as sql
+
+    from inspector.core import migrations
+    from inspector.core.ingest import scan_project
+    from inspector.core.learning.learner import take_snapshot
+    from inspector.core.report import build_report_html
+
+    path = tmp_path / "new.inspector"
+    with Project.create(path, small_image_folder) as project:
+        scan_project(project, workers=1)
+        ok, scratch = project.add_class("ok"), project.add_class("scratch")
+        for k, image_id in enumerate(project.image_ids()[:8]):
+            project.add_label(int(image_id), ok if k % 2 else scratch, annotator="hans")
+    # the same data at format 1: drop what migration 2 added
+    db = sql.connect(path)
+    db.execute("DROP TABLE pack_images")
+    db.execute("DROP TABLE packs_out")
+    db.execute("DROP TABLE packs_merged")
+    db.execute("DROP INDEX label_events_uid")
+    for column in ("workstation", "pack_id", "event_uid"):
+        db.execute(f"ALTER TABLE label_events DROP COLUMN {column}")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    assert len(migrations.MIGRATIONS) >= 2
+    with Project.open(path, read_only=True) as project:
+        assert project.schema_version() == 1
+        assert len(take_snapshot(project).labels) == 8
+        assert agreement.disagreements(project) == [] and project.handed_out_images() == {}
+        assert "Agreement between inspectors" not in build_report_html(project)
+    with Project.open(path) as project:  # opened to write, it is migrated and keeps its labels
+        assert project.schema_version() == len(migrations.MIGRATIONS)
+        assert len(project.latest_labels()) == 8 and project.label_events_full()[0]["workstation"] == ""
