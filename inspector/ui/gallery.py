@@ -90,13 +90,14 @@ FILTER_KINDS = ("all", "unlabelled", "label", "prediction", "margin", "entropy",
                 "disagreements")
 
 
-def disagreement_rows(project, image_ids: np.ndarray) -> np.ndarray:
-    """Rows of the images two annotators labelled differently and no reviewer has settled (reads
-    every label event: run in a worker)."""
-    from inspector.core.agreement import unresolved_disagreement_ids
+def disagreement_rows(project, image_ids: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Rows of the images two annotators labelled differently and no reviewer has settled, and
+    each one's labels ``image_id -> {annotator: class_id}`` (reads every label event: a worker)."""
+    from inspector.core.agreement import disagreements
 
-    held = unresolved_disagreement_ids(project)
-    return np.flatnonzero(np.isin(image_ids, np.fromiter(held, np.int64, len(held))))
+    found = {d.image_id: d.labels for d in disagreements(project)}
+    rows = np.flatnonzero(np.isin(image_ids, np.fromiter(found, np.int64, len(found))))
+    return rows, found
 
 
 def label_array(image_ids: np.ndarray, latest: dict[int, int]) -> np.ndarray:
@@ -166,6 +167,7 @@ class GalleryModel(QAbstractListModel):
         self.paths: dict[int, str] = {}  # filled lazily for tooltips
         self.class_names: dict[int, str] = {}
         self.project = None
+        self.disagreement_labels: dict[int, dict] = {}  # image_id -> {annotator: class_id}, for tooltips
 
     def set_images(self, image_ids: np.ndarray) -> None:
         self.beginResetModel()
@@ -237,6 +239,10 @@ class GalleryModel(QAbstractListModel):
         predicted = int(self.predicted[r])
         if predicted != NO_CLASS:
             lines.append(f"Model: {self.class_names.get(predicted, '?')} ({self.confidence[r]:.0%})")
+        disputed = self.disagreement_labels.get(image_id)
+        if disputed:
+            lines.append("Inspectors: " + ", ".join(f"{who}: {self.class_names.get(c, '?')}"
+                                                    for who, c in sorted(disputed.items())))
         return "\n".join(lines)
 
 
@@ -518,7 +524,8 @@ class GalleryView(QWidget):
             task = Task(disagreement_rows, self.session.project, self.model.image_ids.copy(),
                         name="Finding disagreements", with_progress=False)
             task.signals.finished.connect(
-                lambda rows, g=generation, k=keep_scroll: g == self._filter_generation and self._show_rows(rows, k))
+                lambda result, g=generation, k=keep_scroll: g == self._filter_generation
+                and self._show_disagreements(result, k))
             task.signals.failed.connect(self.message.emit)
             run_task(task, pool("gallery"))
             self.sorting = True
@@ -539,6 +546,11 @@ class GalleryView(QWidget):
             self.count_label.setText("Sorting by uncertainty…")
             return
         self._show_rows(self._current_rows(), keep_scroll)
+
+    def _show_disagreements(self, result: tuple, keep_scroll: bool) -> None:
+        rows, labels = result
+        self.model.disagreement_labels = labels
+        self._show_rows(rows, keep_scroll)
 
     def _show_rows(self, rows: np.ndarray, keep_scroll: bool) -> None:
         self.sorting = False

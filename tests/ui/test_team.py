@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
 from inspector.core import agreement, filesystems, ingest, packs  # noqa: E402
@@ -119,6 +119,8 @@ def test_gallery_disagreements_filter_and_review(qtbot, home, tmp_path):
         view.set_filter(GalleryFilter("disagreements"))
         qtbot.waitUntil(lambda: not view.sorting, timeout=5000)
         assert view.model.rowCount() == 3
+        tip = view.model.data(view.model.index(0), Qt.ItemDataRole.ToolTipRole)
+        assert "Inspectors: anna: ok, ben: scratch" in tip
         view.select_rows(range(3))
         view.label_selected(project.class_by_name("ok").id)
         session.wait_for_labels()
