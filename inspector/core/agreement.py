@@ -7,7 +7,7 @@ out of training (setting ``review.exclude_disagreements``, on by default), becau
 either label teaches the model a coin toss.
 
 Agreement between two inspectors is Cohen's kappa over the images both labelled (mostly the
-double-labelled share of the packs) with a bootstrap 95 % interval; each inspector's agreement
+double-labelled share of the packs) with a 95 % interval (see kappa_with_interval); each inspector's agreement
 with the model is measured on their *audit* labels (uniformly random picks) against a model
 trained without any audit label, so it is not flattered by having seen them.
 """
@@ -118,11 +118,21 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> Optional[float]:
 
 
 def kappa_with_interval(a, b, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> dict:
-    """Kappa, observed agreement and a percentile bootstrap 95 % interval over the shared images."""
+    """Kappa, observed agreement and a 95 % interval over the shared images.
+
+    The interval is the percentile bootstrap, widened where needed to the continuity-corrected
+    Wilson interval of the observed agreement mapped through kappa (chance agreement held
+    fixed). Why: inspectors mostly agree, and with few shared images nearly every resample agrees
+    perfectly, so the bootstrap alone is far too narrow (on simulated NEU labels with error rates
+    2 % and 5 % it covered the true kappa 65 % of the time with 15 shared images, 83 % with 30);
+    widened, it covered it at least 95 % of the time in every case tried
+    (tests/benchmarks/bench_agreement.py).
+    """
     a, b = np.asarray(a), np.asarray(b)
     n = len(a)
     kappa = cohen_kappa(a, b)
-    out = {"n": int(n), "kappa": kappa, "kappa_ci": None, "observed_agreement": float(np.mean(a == b)) if n else None}
+    out = {"n": int(n), "kappa": kappa, "kappa_ci": None, "kappa_ci_bootstrap": None,
+           "observed_agreement": float(np.mean(a == b)) if n else None}
     if kappa is None or n < 5:
         return out
     rng = np.random.default_rng(seed)
@@ -132,8 +142,16 @@ def kappa_with_interval(a, b, rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> 
         value = cohen_kappa(a[pick], b[pick])
         if value is not None:
             samples.append(value)
+    cats = np.unique(np.concatenate([a, b]))
+    chance = float(sum(np.mean(a == c) * np.mean(b == c) for c in cats))
+    low, high = wilson_interval(int(np.sum(a == b)), n)
+    mapped = [(low - chance) / (1 - chance), (high - chance) / (1 - chance)]
     if samples:
-        out["kappa_ci"] = [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
+        boot = [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))]
+        out["kappa_ci_bootstrap"] = boot
+        out["kappa_ci"] = [min(boot[0], mapped[0]), max(boot[1], mapped[1])]
+    else:
+        out["kappa_ci"] = mapped
     return out
 
 
@@ -208,7 +226,7 @@ def agreement_summary(project) -> dict:
 def format_summary(summary: dict) -> list[str]:
     lines = []
     if summary["pairs"]:
-        lines.append("Agreement between inspectors (Cohen's kappa over images both labelled, 95 % bootstrap interval):")
+        lines.append("Agreement between inspectors (Cohen's kappa over images both labelled, 95 % interval):")
         for p in summary["pairs"]:
             k = "n/a" if p["kappa"] is None else f"{p['kappa']:.3f}"
             ci = f" (95 %: {p['kappa_ci'][0]:.3f} to {p['kappa_ci'][1]:.3f})" if p.get("kappa_ci") else ""
@@ -274,7 +292,8 @@ def report_section_html(project, esc) -> str:
         return ""
     parts = ["<section><h2>Agreement between inspectors</h2>",
              "<p class='note'>Cohen's kappa over the images two inspectors both labelled (mostly the "
-             "double-labelled share of the labelling packs), with a 95 % bootstrap interval; 1 is perfect "
+             "double-labelled share of the labelling packs), with a 95 % interval (bootstrap, widened to the Wilson "
+             "interval of the observed agreement where the bootstrap is too narrow); 1 is perfect "
              "agreement, 0 is what chance alone gives.</p>"]
     if summary["pairs"]:
         rows = "".join(_pair_row(p, esc) for p in summary["pairs"])

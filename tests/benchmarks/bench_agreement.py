@@ -86,7 +86,7 @@ def run_through_packs(folder: Path, errors: list[float], double_share: float, se
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default=str(REPO.parent / "shared" / "datasets" / "neu"))
-    parser.add_argument("--errors", type=float, nargs="+", default=[0.05, 0.15, 0.30])
+    parser.add_argument("--errors", type=float, nargs="+", default=[0.02, 0.05, 0.15, 0.30])
     parser.add_argument("--double-share", type=float, nargs="+", default=[0.05, 0.20])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -102,12 +102,12 @@ def main() -> int:
         pairs, k, n_images = run_through_packs(folder, args.errors, share, args.seed)
         print(f"\ndouble-labelling share {share:.0%} ({n_images} images, {k} classes, one pack per inspector):")
         print(f"  {'pair':<22}{'shared':>7}{'true kappa':>12}{'estimate':>10}   95 % interval      "
-              f"{'spread (sd) over repeats':>26}{'coverage':>10}")
+              f"{'spread (sd) over repeats':>26}{'coverage':>10}{'bootstrap only':>16}")
         for pair in pairs:
             e1, e2 = (float(a.split("=")[1]) for a in pair["annotators"])
             truth = true_kappa(e1, e2, k)
             rng = np.random.default_rng(args.seed + 1)
-            estimates, covered = [], 0
+            estimates, covered, covered_bootstrap = [], 0, 0
             for _ in range(args.repeats):  # the same design, labels only: how the estimate spreads
                 t = rng.integers(0, k, pair["n"])
                 result = agreement.kappa_with_interval(noisy(t, e1, k, rng), noisy(t, e2, k, rng), rounds=300,
@@ -116,12 +116,14 @@ def main() -> int:
                     estimates.append(result["kappa"])
                     ci = result["kappa_ci"]
                     covered += bool(ci and ci[0] <= truth <= ci[1])
+                    boot = result["kappa_ci_bootstrap"]
+                    covered_bootstrap += bool(boot and boot[0] <= truth <= boot[1])
             ci = pair["kappa_ci"]
             interval = f"{ci[0]:.3f} to {ci[1]:.3f}" if ci else "n/a"
             estimate = "n/a" if pair["kappa"] is None else f"{pair['kappa']:.3f}"
             print(f"  {pair['annotators'][0] + ' / ' + pair['annotators'][1]:<22}{pair['n']:>7}{truth:>12.3f}"
                   f"{estimate:>10}   {interval:<19}{np.mean(estimates):>12.3f} ± {np.std(estimates):.3f}"
-                  f"{covered / max(1, len(estimates)):>13.0%}")
+                  f"{covered / max(1, len(estimates)):>13.0%}{covered_bootstrap / max(1, len(estimates)):>14.0%}")
     return 0
 
 
