@@ -130,10 +130,13 @@ def predict_probabilities(model, paths: Sequence[Path], client, batch_size: int 
         digest.update(np.ascontiguousarray(model._arrays[name]).tobytes())
     key = digest.hexdigest()
     [model_future] = client.scatter([(model.header, model._arrays, key)], broadcast=True, hash=False)
+    import uuid
+
+    run = uuid.uuid4().hex  # task keys unique to this run: an earlier run's results are never reused
     indexed = [(i, str(p)) for i, p in enumerate(paths)]
     batches = [indexed[i:i + batch_size] for i in range(0, total, batch_size)]
     futures = client.map(_predict_batch, [model_future] * len(batches), batches, retries=retries,
-                         pure=False, key=[f"inspector-predict-{os.getpid()}-{k}" for k in range(len(batches))])
+                         pure=False, key=[f"inspector-predict-{run}-{k}" for k in range(len(batches))])
     done = 0
     try:
         for future in distributed.as_completed(futures):

@@ -166,7 +166,9 @@ def create_pack(project: Project, out_path: Path, n_images: Optional[int] = None
     pack_id = uuid.uuid4().hex
     packs_so_far = len(project.packs_out())
     workstation = workstation.strip() or f"workstation {packs_so_far + 2}"  # home is workstation 1
-    latest = project.latest_labels()
+    from inspector.core.agreement import training_labels
+
+    latest = training_labels(project, project.latest_labels())  # not a disagreement waiting for review
     events = project.latest_label_events()
     records = {r.id: r for r in project.images()}
     chosen_ids = [i for i, _ in chosen]
@@ -271,6 +273,8 @@ def read_pack_events(project: Project, pack_path: Path) -> tuple[dict, list[dict
         uid = e["event_uid"] or f"{pack_id}:{e['id']}"
         if uid.startswith(home_prefix):
             continue  # a home label the pack carried for its learner
+        if e["class_removed"]:
+            continue  # its class was deleted in the pack (a 'cleared' event followed): not a class to bring home
         image_id = paths.get(e["path"])
         if image_id is None:
             missing.append(e["path"])

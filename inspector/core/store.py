@@ -934,12 +934,12 @@ class Project:
         with self._reading() as db:
             rows = db.execute(
                 f"""SELECT e.id, e.image_id, i.path, c.name, e.kind, e.annotator, e.source, e.audit, e.created_at,
-                          {origin}
+                          {origin}, coalesce(c.removed, 0)
                    FROM label_events e JOIN images i ON i.id = e.image_id
                    LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id"""
             ).fetchall()
         keys = ("id", "image_id", "path", "class_name", "kind", "annotator", "source", "audit", "created_at",
-                "workstation", "pack_id", "event_uid")
+                "workstation", "pack_id", "event_uid", "class_removed")
         return [dict(zip(keys, r)) for r in rows]
 
     def import_label_events(self, events: Sequence[dict], merged_pack: Optional[dict] = None) -> int:

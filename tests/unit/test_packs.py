@@ -285,3 +285,18 @@ def test_an_older_project_opened_read_only_still_trains_and_reports(tmp_path, sm
     with Project.open(path) as project:  # opened to write, it is migrated and keeps its labels
         assert project.schema_version() == len(migrations.MIGRATIONS)
         assert len(project.latest_labels()) == 8 and project.label_events_full()[0]["workstation"] == ""
+
+
+def test_a_class_deleted_in_the_pack_does_not_come_home(home, tmp_path):
+    with Project.open(home) as project:
+        packs.create_pack(project, tmp_path / "a.inspector", n_images=6, annotator="anna")
+    with Project.open(tmp_path / "a.inspector") as pack:
+        wrong = pack.add_class("wrong idea")
+        queue = [q.image_id for q in pack.queue()]
+        pack.add_label(queue[0], wrong)
+        pack.delete_class(wrong)
+        pack.add_label(queue[1], pack.class_by_name("ok").id)
+    with Project.open(home) as project:
+        [result] = packs.merge_packs(project, [tmp_path / "a.inspector"])
+        assert [c.name for c in project.classes()] == ["ok", "scratch"]
+        assert result.added == 2  # the 'cleared' event and the ok label
