@@ -72,7 +72,7 @@ def main() -> int:
         clusters = {}
         for n in (1, 2):
             cluster = LocalCluster(processes=True, n_workers=n, threads_per_worker=1, host="127.0.0.1",
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
             clusters[n] = (cluster, Client(cluster))
         try:
             for _, client in clusters.values():  # warm every worker (imports) before timing
