@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="route images with confidence below P to review (default: the model's recommendation)")
     predict.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--dask", metavar="SCHEDULER", default=None,
+                         help="run on a Dask cluster (e.g. tcp://host:8786; see docs/CLUSTER.md): the same rows")
+    predict.add_argument("--batch-size", type=int, default=None, metavar="N",
+                         help="with --dask: images per task (default 64)")
     predict.set_defaults(handler=cmd_predict)
 
     labels_out = subparsers.add_parser("export-labels", help="write labels as CSV/JSON, or a folder per class")
@@ -113,8 +117,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             proba[[r.index for r in batch]] = model.predict_proba_features(np.stack([r.features for r in batch]))
             batch.clear()
 
-    with terminal_progress("Predicting", enabled=not args.quiet) as progress:
-        for result in analyse_files(paths, workers=args.jobs, progress=progress):
+    if args.dask:
+        from inspector.core import distributed
+
+        client = distributed.connect(args.dask)
+        try:
+            with terminal_progress("Predicting on the cluster", enabled=not args.quiet) as progress:
+                proba, errors = distributed.predict_probabilities(
+                    model, paths, client, batch_size=args.batch_size or distributed.DEFAULT_BATCH, progress=progress)
+        finally:
+            client.close()
+    with terminal_progress("Predicting", enabled=not args.quiet and not args.dask) as progress:
+        for result in ([] if args.dask else analyse_files(paths, workers=args.jobs, progress=progress)):
             if result.error is not None or result.features is None:
                 errors[result.index] = result.error or "no features"
                 continue

@@ -67,6 +67,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     if not images.is_dir():
         raise UserError(f"image folder {images} does not exist or is not a folder")
     project_path = Path(args.project)
+    from inspector.cli.common import refuse_network_share
+
+    refuse_network_share(project_path)
     project = Project.create(project_path, images)
     with project:
         _scan(project, args.workers, args.quiet)

@@ -38,7 +38,7 @@ PALETTE = (
 )
 
 LABEL_KINDS = ("class", "unsure", "skip", "cleared")
-LABEL_SOURCES = ("human", "imported", "suggestion", "bulk", "merge")
+LABEL_SOURCES = ("human", "imported", "suggestion", "bulk", "merge", "review")
 
 
 def _now() -> str:
@@ -1130,6 +1130,125 @@ class Project:
         with self._reading() as db:
             rows = db.execute("SELECT key, value FROM settings").fetchall()
         return {k: json.loads(v) for k, v in rows}
+
+    # ------------------------------------------------------------------ several workstations (packs)
+    # The logic lives in inspector.core.packs and inspector.core.agreement; these are its reads and writes.
+    def meta_value(self, key: str) -> Optional[str]:
+        return self._meta(key)
+
+    def _has_pack_schema(self) -> bool:
+        """False for a project of an older format opened read-only (not migrated): it has no
+        packs and no event origins, and is read as such."""
+        with self._reading() as db:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pack_images'").fetchone() is not None
+
+    def ensure_project_id(self) -> str:
+        """This project's identity, made once (a pack names it so it can only come home here)."""
+        existing = self._meta("project_id")
+        if existing:
+            return existing
+        import uuid
+
+        new = uuid.uuid4().hex
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('project_id', ?)", (new,))
+            return str(db.execute("SELECT value FROM meta WHERE key = 'project_id'").fetchone()[0])
+
+    def set_meta_values(self, values: dict[str, str]) -> None:
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(values.items()))
+
+    def label_events_full(self) -> list[dict]:
+        """Every label event with its origin columns, oldest first (for packs and agreement)."""
+        origin = "e.workstation, e.pack_id, e.event_uid" if self._has_pack_schema() else "'', NULL, NULL"
+        with self._reading() as db:
+            rows = db.execute(
+                f"""SELECT e.id, e.image_id, i.path, c.name, e.kind, e.annotator, e.source, e.audit, e.created_at,
+                          {origin}, coalesce(c.removed, 0)
+                   FROM label_events e JOIN images i ON i.id = e.image_id
+                   LEFT JOIN classes c ON c.id = e.class_id ORDER BY e.id"""
+            ).fetchall()
+        keys = ("id", "image_id", "path", "class_name", "kind", "annotator", "source", "audit", "created_at",
+                "workstation", "pack_id", "event_uid", "class_removed")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def import_label_events(self, events: Sequence[dict], merged_pack: Optional[dict] = None) -> int:
+        """Add label events from elsewhere in ONE durable transaction; returns how many were new.
+
+        Each event names its image by id and its class by name (a class missing here is added);
+        an event whose ``event_uid`` is already present is skipped, so importing twice adds
+        nothing. ``merged_pack`` (pack_id, workstation, annotator) is recorded when events were
+        added. A kill leaves the project as before or as after.
+        """
+        for e in events:
+            self._check_label(e["kind"], 1 if e["kind"] == "class" else None, e["source"])
+        with self._write() as db:
+            class_ids = {r[1]: r[0] for r in db.execute("SELECT id, name FROM classes WHERE removed = 0")}
+            added = 0
+            for e in events:
+                class_id = None
+                if e["kind"] == "class":
+                    name = _clean_class_name(e["class_name"])
+                    class_id = class_ids.get(name)
+                    if class_id is None:
+                        self._free_removed_name(db, name)
+                        cursor = db.execute("INSERT INTO classes(name, color, position) VALUES (?, ?, ?)",
+                                            (name, PALETTE[len(class_ids) % len(PALETTE)], len(class_ids)))
+                        class_id = class_ids[name] = int(cursor.lastrowid)
+                cursor = db.execute(
+                    """INSERT OR IGNORE INTO label_events(image_id, class_id, kind, annotator, source, audit,
+                           created_at, workstation, pack_id, event_uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (int(e["image_id"]), class_id, e["kind"], e.get("annotator") or "", e["source"],
+                     int(bool(e.get("audit"))), e["created_at"], e.get("workstation") or "", e.get("pack_id"),
+                     e.get("event_uid")),
+                )
+                if cursor.rowcount:
+                    added += 1
+                    if e["kind"] != "cleared":
+                        db.execute("DELETE FROM queue WHERE image_id = ?", (int(e["image_id"]),))
+            if merged_pack is not None and added:
+                db.execute(
+                    """INSERT OR REPLACE INTO packs_merged(pack_id, workstation, annotator, n_events, merged_at)
+                       VALUES (?, ?, ?, coalesce((SELECT n_events FROM packs_merged WHERE pack_id = ?), 0) + ?, ?)""",
+                    (merged_pack["pack_id"], merged_pack.get("workstation", ""), merged_pack.get("annotator", ""),
+                     merged_pack["pack_id"], added, _now()),
+                )
+            return added
+
+    def record_pack_out(self, pack_id: str, workstation: str, annotator: str, path: str,
+                        images: Sequence[tuple[int, bool]]) -> None:
+        """Remember which images (and which of them on purpose twice) went out in a pack."""
+        with self._write() as db:
+            db.execute("INSERT INTO packs_out(pack_id, workstation, annotator, path, n_images, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (pack_id, workstation, annotator, path, len(images), _now()))
+            db.executemany("INSERT INTO pack_images(pack_id, image_id, double) VALUES (?, ?, ?)",
+                           ((pack_id, int(i), int(bool(d))) for i, d in images))
+
+    def packs_out(self) -> list[dict]:
+        if not self._has_pack_schema():
+            return []
+        with self._reading() as db:
+            rows = db.execute("SELECT pack_id, workstation, annotator, path, n_images, created_at FROM packs_out "
+                              "ORDER BY created_at").fetchall()
+        return [dict(zip(("pack_id", "workstation", "annotator", "path", "n_images", "created_at"), r)) for r in rows]
+
+    def packs_merged(self) -> list[dict]:
+        if not self._has_pack_schema():
+            return []
+        with self._reading() as db:
+            rows = db.execute("SELECT pack_id, workstation, annotator, n_events, merged_at FROM packs_merged "
+                              "ORDER BY merged_at").fetchall()
+        return [dict(zip(("pack_id", "workstation", "annotator", "n_events", "merged_at"), r)) for r in rows]
+
+    def handed_out_images(self) -> dict[int, list[str]]:
+        """``image_id -> [pack ids]`` of every image handed out in a pack."""
+        out: dict[int, list[str]] = {}
+        if not self._has_pack_schema():
+            return out
+        with self._reading() as db:
+            for pack_id, image_id in db.execute("SELECT pack_id, image_id FROM pack_images"):
+                out.setdefault(int(image_id), []).append(pack_id)
+        return out
 
     # ------------------------------------------------------------------ checks
     def integrity_check(self) -> str:
