@@ -196,16 +196,22 @@ class _SelfTest:
         return f"features ({len(worker_pids)} worker processes)"
 
     def step_labels(self) -> str:
-        from inspector.cli.project_cmds import import_folder_labels
+        import csv
 
-        count = import_folder_labels(self.project, annotator="self-test")
-        _expect(count == N_IMAGES, f"imported {count} folder labels, expected {N_IMAGES}")
+        from inspector.core.demo import TRUTH_FILE
+        from inspector.core.labels_io import import_labels
+
+        summary = import_labels(self.project, self.images / TRUTH_FILE, annotator="self-test")
+        _expect(summary.imported == N_IMAGES, f"imported {summary.imported} labels from {TRUTH_FILE}, "
+                                              f"expected {N_IMAGES}")
+        with open(self.images / TRUTH_FILE, newline="", encoding="utf-8") as handle:
+            expected = {row["path"]: row["label"] for row in csv.DictReader(handle)}
         names = {c.id: c.name for c in self.project.classes()}
         labels = self.project.latest_labels()
         self.truth = {i: names[c] for i, c in labels.items()}
         for image_id, path in self.project.image_paths().items():
-            _expect(Path(path).parent.name == self.truth.get(image_id),
-                    f"image {path} labelled {self.truth.get(image_id)!r}")
+            _expect(expected.get(path) == self.truth.get(image_id),
+                    f"image {path} labelled {self.truth.get(image_id)!r}, {TRUTH_FILE} says {expected.get(path)!r}")
         # Clear every third label (the learner will choose among these) and re-give a few labels
         # as random-audit picks (for the honest accuracy estimate).
         ids = sorted(labels)

@@ -64,8 +64,17 @@ def apply_theme(theme: str) -> None:
             widget.setIcon(icon(str(name)))
 
 
+def data_folder() -> Path:
+    """Where the app keeps its own files (the demo, the log): ``<user data>/Inspector``.
+
+    Not AppDataLocation: that already appends organisation *and* application name, and both are
+    "Inspector" (``~/.local/share/Inspector/Inspector``)."""
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
+    return Path(base) / APPLICATION
+
+
 def configure_logging() -> Path:
-    folder = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    folder = data_folder()
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "inspector.log"
     handler = logging.FileHandler(log_path, encoding="utf-8")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QProgressBar,
@@ -50,17 +50,18 @@ def _warm_up() -> None:
 
 
 def demo_folder() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base) / "demo"
+    from inspector.ui.app import data_folder
+
+    return data_folder() / "demo"
 
 
 def write_demo(folder: Path, progress=None, cancel=None) -> Path:
     """Write the demo images (once) and return the demo project's path (worker thread)."""
-    from inspector.core.demo import write_demo_dataset
+    from inspector.core.demo import TRUTH_FILE, write_demo_dataset
 
     images = folder / "images"
     project_path = folder / f"demo{PROJECT_SUFFIX}"
-    if not (images / "manifest.csv").exists():
+    if not (images / TRUTH_FILE).exists():
         folder.mkdir(parents=True, exist_ok=True)
         write_demo_dataset(images, progress=progress, cancel=cancel, overwrite=True)
     if not project_path.exists():
