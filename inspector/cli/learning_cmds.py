@@ -239,12 +239,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 #: the columns of print_table, in words (printed under the table)
-TABLE_LEGEND = (
-    "Columns: 'acc@N' = mean accuracy on the held-out test images after N labels; "
-    "'area acc' / 'area F1' = area under the accuracy / macro-F1 curve (0-1, higher = good sooner); "
-    "'90% / 95% of all' = labels needed to reach 90 % / 95 % of the accuracy a model trained on every "
-    "image reaches; 'all classes seen' = median labels until every class was picked at least once. "
-    "'not reached' = not within the budget.")
+TABLE_LEGEND = """Columns:
+  acc@N             mean accuracy on the held-out test images after N labels
+  area acc, area F1 area under the accuracy / macro-F1 curve (0-1; higher = good with fewer labels)
+  90% / 95% of all  labels needed to reach 90 % / 95 % of the accuracy of a model trained on every image
+  all classes seen  labels until every class had been picked at least once (median over seeds)
+  not reached       not within the labelling budget"""
 
 
 def print_table(summary: dict, file=sys.stdout) -> None:
