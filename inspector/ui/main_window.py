@@ -235,7 +235,7 @@ class MainWindow(QMainWindow):
             self._action(project, "Re&locate images…", self.relocate, None, "folder-open"),
             self._action(project, "&Classes…", self.edit_classes, "Ctrl+K", "classes"),
             self._action(project, "&Settings…", self.edit_settings, "Ctrl+,", "settings"),
-            self._action(project, "&Retrain now", lambda: self.session and self.session.start_retrain(), "Ctrl+R"),
+            self._action(project, "&Retrain now", lambda: self.session and self.session.start_retrain(reason="you asked"), "Ctrl+R"),
         ]
         view = bar.addMenu("&View")
         view.addAction(self.problems_dock.toggleViewAction())
@@ -438,8 +438,15 @@ class MainWindow(QMainWindow):
         if s is None:
             return
         n = len(s.latest_labels())
-        version = f"model v{s.model_version}" if s.model_version else "no model yet"
-        self.model_status.setText(f"{version} · {n} labels · {s.audit_summary()}")
+        if not s.model_version:
+            # a fresh project: say what will happen, not "model v0" and an empty estimate
+            until = s.labels_until_retrain()
+            self.model_status.setText(f"No model yet: label a few images ({n} labelled; the first model "
+                                      f"trains after {until} more)" if until else
+                                      f"No model yet ({n} labelled; the first model is training)")
+            return
+        self.model_status.setText(f"model v{s.model_version} on {s.n_labels_trained} labels · {n} labelled · "
+                                  f"next retrain in {s.labels_until_retrain()} labels · {s.audit_summary()}")
 
     def _fill_problems(self) -> None:
         self.problems_list.clear()
