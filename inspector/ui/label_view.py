@@ -29,7 +29,7 @@ from inspector.ui import display
 from inspector.ui.canvas import ImageCanvas
 from inspector.ui.icons import icon
 from inspector.ui.session import ProjectSession
-from inspector.ui.workers import Task, pool, run_task
+from inspector.ui.workers import Task, deliver_to, pool, run_task
 
 log = logging.getLogger("inspector.ui")
 
@@ -575,8 +575,8 @@ class LabellingView(QWidget):
         self._decoding.add(image_id)
         path = self.session.project.image_path(image_id)
         task = Task(_prepare_with_thumbnail, image_id, path, name="Decoding", with_progress=False)
-        task.signals.finished.connect(self._decoded)
-        task.signals.failed.connect(lambda message, i=image_id: self._decode_failed(i, message))
+        task.signals.finished.connect(deliver_to(self, self._decoded))
+        task.signals.failed.connect(deliver_to(self, lambda message, i=image_id: self._decode_failed(i, message)))
         run_task(task, pool("images"))
 
     def _decoded(self, result: tuple[display.PreparedImage, QImage]) -> None:
@@ -612,7 +612,7 @@ class LabellingView(QWidget):
                 self._thumb_loading.add(image_id)
                 task = Task(_thumbnail, image_id, self.session.project.image_path(image_id), name="Thumbnail",
                             with_progress=False)
-                task.signals.finished.connect(self._thumb_ready)
+                task.signals.finished.connect(deliver_to(self, self._thumb_ready))
                 task.signals.failed.connect(lambda _m, i=image_id: self._thumb_loading.discard(i))
                 run_task(task, pool("images"))
 
