@@ -415,6 +415,9 @@ class LabellingView(QWidget):
         while self.class_box.count():
             item = self.class_box.takeAt(0)
             if item.widget():
+                # hidden at once: out of the layout, an old button would otherwise be drawn at
+                # its last (or default) place over the panel until the event loop deletes it
+                item.widget().hide()
                 item.widget().deleteLater()
         self.class_buttons: dict[int, QPushButton] = {}
         classes = self.session.classes()

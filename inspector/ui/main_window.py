@@ -445,8 +445,8 @@ class MainWindow(QMainWindow):
                                       f"trains after {until} more)" if until else
                                       f"No model yet ({n} labelled; the first model is training)")
             return
-        self.model_status.setText(f"model v{s.model_version} on {s.n_labels_trained} labels · {n} labelled · "
-                                  f"next retrain in {s.labels_until_retrain()} labels · {s.audit_summary()}")
+        self.model_status.setText(f"Model v{s.model_version} ({s.n_labels_trained} labels) · {n} labelled · "
+                                  f"retrain in {s.labels_until_retrain()} · {s.audit_summary()}")
 
     def _fill_problems(self) -> None:
         self.problems_list.clear()

@@ -314,9 +314,8 @@ class ProjectSession(QObject):
         if kind == "class":
             self._labels_since_retrain += 1  # before labels_changed: the status bar shows it
         self.labels_changed.emit([image_id])
-        if kind == "class":
-            if self._labels_since_retrain >= self.retrain_every():
-                self.start_retrain(reason=f"after {self._labels_since_retrain} new labels")
+        if kind == "class" and self._labels_since_retrain >= self.retrain_every():
+            self._retrain_on_labels()
 
     def label_images(self, image_ids, class_id: int, source: str = "bulk") -> int:
         """Label many images with one class (one durable transaction, committed by the writer
@@ -333,8 +332,16 @@ class ProjectSession(QObject):
         self._labels_since_retrain += len(ids)
         self.labels_changed.emit(ids)
         if self._labels_since_retrain >= self.retrain_every():
-            self.start_retrain(reason=f"after {self._labels_since_retrain} new labels")
+            self._retrain_on_labels()
         return len(ids)
+
+    def _retrain_on_labels(self) -> None:
+        """Every N labels a retrain is due; the count restarts now, even when the retrain has to
+        wait for a running one (it then runs right after it, with every label given so far)."""
+        reason = f"after {self._labels_since_retrain} new labels"
+        self._labels_since_retrain = 0
+        self._retrain_due = False  # a new due point (one waiting retrain serves both)
+        self.start_retrain(reason=reason)
 
     def label_state(self, image_id: int) -> Optional[tuple[str, Optional[int], bool]]:
         """``(kind, class_id, audit)`` of the image's latest label event, or None (unlabelled);

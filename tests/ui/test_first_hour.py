@@ -102,7 +102,7 @@ def test_retrains_follow_the_setting_and_say_why(window, qtbot, parts, tmp_path)
     assert len(session.project.model_versions()) == 3
     # the queue never ran dry: refills kept it filled without a retrain
     assert view.current is not None
-    assert "next retrain in 5 labels" in window.model_status.text()
+    assert "retrain in 5 ·" in window.model_status.text()
 
 
 def test_undo_says_what_happened_and_keeps_the_reason(window, qtbot, parts, tmp_path):
