@@ -214,6 +214,8 @@ class ProjectSession(QObject):
         self._refill_again = False
         self._refill_task: Optional[Task] = None
         self._refill_inputs: tuple[int, int] = (-1, -1)
+        self._model_generation = 0  # retrains finished: a refill's model is stale if it changed
+        self._refill_generation = 0
         self.model = None  # the last fitted TrainedModel, for queue refills between retrains
         self.retrain_log: list[tuple[int, str]] = []  # (labels given in this session, reason) per retrain
         self._labels_given = 0  # labels given in this session (counter)
@@ -562,9 +564,6 @@ class ProjectSession(QObject):
             elif write_queue:
                 self._retrain_due = False  # the running retrain knows everything already
             return
-        if self._refill_task is not None:
-            # a refill with the old model would only be replaced by this retrain's queue
-            self._refill_task.cancel()
         self._retrain_inputs = self._inputs()
         if write_queue:
             self._retrain_due = False
@@ -584,13 +583,16 @@ class ProjectSession(QObject):
         labelling view asks for this when its queue runs low between retrains."""
         if len(self.image_ids) == 0 or self.closed:
             return
-        if self._retrain_task is not None or self._retrain_when_saved or self._refill_task is not None:
-            # a queue is being chosen already; once more after it if labels were given since
-            started = self._refill_inputs if self._refill_task is not None else self._retrain_inputs
-            if self._inputs() != started:
+        if self._refill_task is not None:
+            # a refill runs; once more after it if labels were given since it started
+            if self._inputs() != self._refill_inputs:
                 self._refill_again = True
             return
+        # A running retrain does not hold a refill back: under load a retrain can take a minute,
+        # longer than the queue lasts, and the inspector must not wait for it. Its queue (newer
+        # model) replaces this one when it is done; both leave out every image labelled since.
         self._refill_inputs = self._inputs()
+        self._refill_generation = self._model_generation
         # a model only from an earlier session (reopened project) is fitted again for the ranking;
         # before the first model, the cold-start choice (representative and unusual images)
         task = Task(refill, self.project, self.image_ids, self.features, self.extractor, self.model,
@@ -614,7 +616,7 @@ class ProjectSession(QObject):
         self._refill_task = None
         if self.closed:
             return
-        if self._retrain_task is None:  # else the retrain brings a newer model and queue
+        if self._model_generation == self._refill_generation:  # else a newer model arrived meanwhile
             if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
                 self.probabilities = outcome.probabilities
                 self.class_ids = outcome.class_ids
@@ -622,7 +624,7 @@ class ProjectSession(QObject):
             if outcome.model is not None:
                 self.model = outcome.model
         self.queue_changed.emit()
-        if self._refill_again and self._retrain_task is None:
+        if self._refill_again:
             self._refill_again = False
             QTimer.singleShot(0, self.refill_queue)
 
@@ -634,6 +636,7 @@ class ProjectSession(QObject):
         self._retrain_task = None
         if self.closed:
             return
+        self._model_generation += 1
         if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
             self.probabilities = outcome.probabilities
             self.class_ids = outcome.class_ids
@@ -656,12 +659,9 @@ class ProjectSession(QObject):
             summary = f"Predictions ready ({outcome.n_labels} labels)"
         self.job_finished.emit(self._retrain_description, summary)
         if self._retrain_again:
-            self._retrain_again = self._refill_again = False
+            self._retrain_again = False
             reason = self._retrain_again_reason
             QTimer.singleShot(0, lambda: self.start_retrain(reason=reason))
-        elif self._refill_again:
-            self._refill_again = False
-            QTimer.singleShot(0, self.refill_queue)
 
     def close(self) -> None:
         """Stop background work and close the project file."""
