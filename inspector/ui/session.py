@@ -651,8 +651,8 @@ class ProjectSession(QObject):
         if outcome.probabilities is not None:
             self.model_updated.emit(int(self.model_version or 0))
         if outcome.version is not None:
-            summary = (f"Model v{outcome.version} trained on {outcome.n_labels} labels "
-                       f"({self._retrain_reason}) in {outcome.seconds:.1f} s")
+            # short: the status bar shares its width with the job indicator and the model status
+            summary = f"Model v{outcome.version} trained on {outcome.n_labels} labels ({self._retrain_reason})"
         elif outcome.n_labels == 0:
             summary = "No model yet: the first images were chosen to show the range of parts"
         else:
