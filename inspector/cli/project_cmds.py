@@ -159,7 +159,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(f"{folder} is not empty; choose a new folder for the demo images")
     if args.images < 10:
         raise UserError("the demo needs at least 10 images")
-    with terminal_progress("Drawing demo parts") as progress:
+    with terminal_progress("Drawing demo parts", unit="images") as progress:
         write_demo_dataset(folder, n_images=args.images, random_state=args.seed, progress=progress)
     print(f"Wrote {args.images} demo images to {folder}")
     return 0

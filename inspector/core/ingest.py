@@ -295,6 +295,16 @@ def scan_folder(project: Project) -> ScanSummary:
     return summary
 
 
+def spread_order(items: list) -> list:
+    """``items`` in a fixed pseudo-random order, so the first images read (labelling starts with
+    them) are a sample of the whole folder: in folder order a folder sorted by class or by date
+    would give the learner one class, or one hour of production, to choose from for minutes."""
+    import numpy as np
+
+    order = np.random.default_rng(20261204).permutation(len(items))
+    return [items[i] for i in order]
+
+
 def analyse_pending(
     project: Project,
     workers: Optional[int] = None,
@@ -305,7 +315,7 @@ def analyse_pending(
     """Analyse every image lacking current features; results are saved in small batches so a
     cancel or crash keeps what was done. Returns ``(analysed, errors)``."""
     extractor = _extractor()
-    pending = project.pending_analysis(extractor.name, extractor.version)
+    pending = spread_order(project.pending_analysis(extractor.name, extractor.version))
     root = project.image_root
     paths = [root / path for _, path in pending]
     batch: list[ImageAnalysis] = []

@@ -1188,7 +1188,7 @@ class Project:
             for e in events:
                 class_id = None
                 if e["kind"] == "class":
-                    name = _clean_class_name(e["class_name"])
+                    name = clean_class_name(e["class_name"])
                     class_id = class_ids.get(name)
                     if class_id is None:
                         self._free_removed_name(db, name)

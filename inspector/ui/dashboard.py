@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.core.learning import metrics
-from inspector.ui.workers import Task, pool, run_task
+from inspector.ui.workers import Task, deliver_to, pool, run_task
 
 log = logging.getLogger("inspector.ui.dashboard")
 
@@ -354,8 +354,8 @@ class DashboardView(QWidget):
         proba = s.probabilities if s.probabilities is not None and len(s.probabilities) == len(s.image_ids) else None
         task = Task(compute_dashboard, s.project, s.classes(), dict(s.latest_labels()), proba,
                     np.asarray(s.class_ids, np.int64), features, previous, name="Dashboard", with_progress=False)
-        task.signals.finished.connect(lambda data, f=features: self._computed(data, f))
-        task.signals.failed.connect(self._failed)
+        task.signals.finished.connect(deliver_to(self, lambda data, f=features: self._computed(data, f)))
+        task.signals.failed.connect(deliver_to(self, self._failed))
         self._task = task
         self.status.setText("Updating…" if previous is not None or len(features) < 50_000
                             else "Computing the feature map…")

@@ -228,15 +228,18 @@ def select(snapshot: Snapshot, fitted: FitResult, n: Optional[int] = None, strat
                               proba=fitted.proba)
 
 
-def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[Selection]) -> Optional[int]:
+def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[Selection],
+           record_version: bool = True) -> Optional[int]:
     """Record the model version (when one was trained) and replace the queue; returns the version.
 
-    Images labelled since the snapshot are left out of the queue.
+    Images labelled since the snapshot are left out of the queue. ``record_version=False`` only
+    replaces the queue, chosen with a model the project already has (a queue refill between
+    retrains); its entries name the project's latest version.
     """
     from inspector.core.store import QueueEntry
 
-    version = None
-    if fitted.model is not None:
+    version = None if record_version else snapshot.previous_version
+    if fitted.model is not None and record_version:
         version = project.add_model_version(
             fitted.model.kind,
             {**snapshot.settings.as_dict(), "extractor": list(snapshot.extractor)},
