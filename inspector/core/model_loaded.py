@@ -36,7 +36,8 @@ class Prediction:
 class InspectorModel:
     """A model loaded from a model file: class names, extractor, metrics, and ``predict``."""
 
-    def __init__(self, header: dict, arrays: dict[str, np.ndarray], path: Optional[Path] = None) -> None:
+    def __init__(self, header: dict, arrays: dict[str, np.ndarray], path: Optional[Path] = None,
+                 extractor=None) -> None:
         self.header = header
         self.path = path
         self._arrays = arrays
@@ -47,6 +48,7 @@ class InspectorModel:
         self.training: dict = header.get("training", {})
         self.metrics: dict = header.get("metrics", {})
         self.reject_threshold: float = float(header.get("reject_threshold", {}).get("value", 0.0))
+        self._feature_extractor = extractor  # the extractor named in the header (checked by load_model)
 
     @property
     def kind(self) -> str:
@@ -66,9 +68,11 @@ class InspectorModel:
         return out
 
     def _extractor(self):
-        from inspector.core.features import default_extractor
+        if self._feature_extractor is None:
+            from inspector.core.features import get_extractor
 
-        return default_extractor()
+            self._feature_extractor = get_extractor(self.extractor_params.get("name"))
+        return self._feature_extractor
 
     def predict(self, items, reject_below: Optional[float] = None, workers: Optional[int] = 1,
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> list[Prediction]:
@@ -101,7 +105,8 @@ class InspectorModel:
         if paths:
             from inspector.core.ingest import analyse_files
 
-            for result in analyse_files([p for _, p in paths], workers=workers, progress=progress, cancel=cancel):
+            for result in analyse_files([p for _, p in paths], workers=workers, progress=progress, cancel=cancel,
+                                        extractor=self._extractor().name):
                 slot = paths[result.index][0]
                 features[slot] = result.features
                 errors[slot] = result.error
@@ -160,17 +165,28 @@ def load_model(path: Path) -> InspectorModel:
     """
     path = Path(path)
     header, arrays = read_container(path)
-    from inspector.core.features import default_extractor
+    from inspector.core.errors import UserError
+    from inspector.core.features import get_extractor
 
-    ours = default_extractor().params()
     theirs = header.get("extractor") or {}
-    if theirs.get("name") != ours["name"] or theirs.get("version") != ours["version"]:
+    if not isinstance(theirs, dict):
+        raise ModelFileError(f"{path.name} does not name its feature extractor")
+    # the model's features must be computed by the extractor named in the file, exactly as it was
+    try:
+        extractor = get_extractor(str(theirs.get("name")))
+    except UserError:
+        raise ModelFileError(f"{path.name} was made with features '{theirs.get('name')}', which this Inspector does "
+                             "not offer; use the Inspector version that exported it") from None
+    ours = extractor.params()
+    if theirs.get("version") != ours.get("version"):
         raise ModelFileError(
             f"{path.name} was made with features '{theirs.get('name')}' version {theirs.get('version')}, but this "
-            f"Inspector computes '{ours['name']}' version {ours['version']}; export the model again with this version")
+            f"Inspector computes version {ours.get('version')}; export the model again with this version")
     if theirs != ours:
-        raise ModelFileError(f"{path.name} was made with different feature settings than this Inspector uses; "
-                             "export the model again")
+        changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        what = "weights" if any("sha" in k or "weight" in k for k in changed) else "settings"
+        raise ModelFileError(f"{path.name} was made with different '{theirs.get('name')}' feature {what} than this "
+                             f"Inspector uses ({', '.join(changed)[:80]}); export the model again")
     spec = header.get("model") or {}
     kind = spec.get("kind")
     if kind not in PREDICTORS:
@@ -191,4 +207,4 @@ def load_model(path: Path) -> InspectorModel:
         float((header.get("reject_threshold") or {}).get("value", 0.0))
     except (TypeError, ValueError):
         raise ModelFileError(f"{path.name} has an unreadable review threshold") from None
-    return InspectorModel(header, arrays, path)
+    return InspectorModel(header, arrays, path, extractor)

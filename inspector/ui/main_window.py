@@ -67,7 +67,10 @@ def write_demo(folder: Path, progress=None, cancel=None) -> Path:
         from inspector.core.demo import DEFECT_CLASSES, OK_CLASS
 
         # the demo is ready to label: its classes exist (keys 1-5), its labels do not
+        from inspector.core.extractor_choice import start_project_with
+
         with Project.create(project_path, images) as project:
+            start_project_with(project)
             for name in (OK_CLASS, *DEFECT_CLASSES):
                 project.add_class(name)
     return project_path
@@ -300,6 +303,9 @@ class MainWindow(QMainWindow):
             if not os.access(folder_path, os.R_OK | os.X_OK):
                 raise UserError(f"the folder {folder} cannot be read (permission denied)")
             project = Project.create(Path(project_path), folder_path)
+            from inspector.core.extractor_choice import start_project_with
+
+            start_project_with(project)
         except UserError as exc:
             show_error(self, "New project", str(exc))
             return False
