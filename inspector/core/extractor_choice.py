@@ -267,6 +267,8 @@ def compare_on_features(features: dict[str, np.ndarray], y: np.ndarray, is_audit
     names = list(features)
     y = np.asarray(y, np.int64)
     is_audit = np.asarray(is_audit, bool)
+    if any(len(X) != len(y) for X in features.values()) or len(is_audit) != len(y):
+        raise ValueError("every extractor's rows, the labels and the audit flags must describe the same images")
     notes: list[str] = []
     values, counts = np.unique(y, return_counts=True)
     rare = values[counts < 2]
@@ -372,11 +374,9 @@ def compare_extractors(project, names: Optional[Sequence[str]] = None, workers: 
             notes.append(f"{name} left out: cannot be loaded ({type(exc).__name__}: {exc})")
     labels, audit_ids = labelled_sample(project)
     ids = sorted(labels)
-    phases = len(extractors) + 1
-    for i, ex in enumerate(extractors):
-        def step(done, total, message="", i=i, ex=ex):
-            report(progress, i * 1000 + (1000 * done // max(total, 1)), phases * 1000,
-                   f"{ex.name}: features of labelled images {done}/{total}")
+    for ex in extractors:
+        def step(done, total, message="", ex=ex):
+            report(progress, done, total, f"{ex.name}: features of the labelled images")
 
         if ids:
             extract_features(project, ex.name, image_ids=ids, workers=workers, progress=step, cancel=cancel)
@@ -397,14 +397,10 @@ def compare_extractors(project, names: Optional[Sequence[str]] = None, workers: 
     is_audit = np.array([i in audit_ids for i in order], bool)
     settings = LearnerSettings.from_project(project)
 
-    def evaluating(done, total, message=""):
-        report(progress, len(extractors) * 1000 + 1000 * done // max(total, 1), phases * 1000, message)
-
     result = compare_on_features(features, y, is_audit, kind=settings.kind, random_state=settings.random_state,
-                                 n_bootstrap=n_bootstrap, progress=evaluating, cancel=cancel)
+                                 n_bootstrap=n_bootstrap, progress=progress, cancel=cancel)
     result.current = project_extractor_name(project)
     result.notes = notes + result.notes
-    report(progress, phases * 1000, phases * 1000, "done")
     return result
 
 

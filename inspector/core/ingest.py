@@ -83,6 +83,11 @@ def _analyse_chunk(chunk: Sequence[tuple[int, str]], with_features: bool, extrac
 
 
 def _worker_init() -> None:
+    # Ctrl+C in a terminal reaches the whole process group: the parent turns it into a cancel
+    # (saving what was done), a worker must not die of it mid-image.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Background work must not make the inspector's window sluggish.
     if hasattr(os, "nice"):
         try:
