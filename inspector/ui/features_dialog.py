@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -24,6 +25,14 @@ from PySide6.QtWidgets import (
 
 from inspector.ui.session import SWITCHING, compare_features, features_overview
 from inspector.ui.workers import Task, pool, run_task
+
+
+def _fit_height(table: QTableWidget, min_rows: int = 2) -> None:
+    """Make a short table exactly as tall as its rows (no scroll bar, no empty area)."""
+    table.resizeRowsToContents()
+    rows = sum(table.rowHeight(r) for r in range(table.rowCount()))
+    rows = max(rows, min_rows * table.verticalHeader().defaultSectionSize())
+    table.setFixedHeight(table.horizontalHeader().height() + rows + 2 * table.frameWidth() + 2)
 
 
 def _item(text: str, tip: str = "") -> QTableWidgetItem:
@@ -65,6 +74,7 @@ class FeaturesDialog(QDialog):
                                        "audit labels when there are enough, otherwise by cross-validation "
                                        "(optimistic). Features the labelled images lack are computed first.")
         self.compare_button.clicked.connect(self.compare)
+        self.compare_button.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
         self.progress = QProgressBar(self)
         self.progress.setVisible(False)
         self.progress_text = QLabel(self)
@@ -99,10 +109,11 @@ class FeaturesDialog(QDialog):
         row.addWidget(self.compare_button)
         row.addWidget(self.progress, 1)
         row.addWidget(self.cancel_button)
+        row.addStretch(0)
         compare_layout.addLayout(row)
         compare_layout.addWidget(self.progress_text)
         compare_layout.addWidget(self.basis)
-        compare_layout.addWidget(self.results, 1)
+        compare_layout.addWidget(self.results)
         verdict_row = QHBoxLayout()
         verdict_row.addWidget(self.verdict, 1)
         verdict_row.addWidget(self.use_best, 0, Qt.AlignmentFlag.AlignTop)
@@ -111,8 +122,9 @@ class FeaturesDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.current)
-        layout.addWidget(available, 2)
-        layout.addWidget(compare_box, 3)
+        layout.addWidget(available)
+        layout.addWidget(compare_box)
+        layout.addStretch(1)
         layout.addWidget(self.message)
         layout.addWidget(buttons)
 
@@ -164,7 +176,7 @@ class FeaturesDialog(QDialog):
                 button.setEnabled(switching is None)
                 button.clicked.connect(lambda _=False, n=status.name: self.use(n))
                 self.table.setCellWidget(r, 3, button)
-        self.table.resizeRowsToContents()
+        _fit_height(self.table)
 
     # ------------------------------------------------------------------ comparison
     def compare(self) -> None:
@@ -225,6 +237,7 @@ class FeaturesDialog(QDialog):
             self.basis.setText("Not compared yet. The comparison uses this project's labels; the more random audit "
                                "labels, the more honest the figures.")
             self.results.setRowCount(0)
+            _fit_height(self.results)
             self.verdict.setText("")
             return
         notes = "".join(f"<br><i>{n}</i>" for n in c.notes)
@@ -233,12 +246,13 @@ class FeaturesDialog(QDialog):
         self.basis.setStyleSheet("color: #8a6d00;" if c.optimistic else "")
         self.results.setRowCount(len(c.scores))
         for r, s in enumerate(c.scores):
-            self.results.setItem(r, 0, _item(s.name + (" (current)" if s.name == c.current else "")))
+            self.results.setItem(r, 0, _item(s.name + (" (current)" if s.name == self.session.extractor[0] else "")))
             self.results.setItem(r, 1, _item(f"{s.macro_f1:.3f}  ({s.macro_f1_ci[0]:.3f}–{s.macro_f1_ci[1]:.3f})"))
             self.results.setItem(r, 2, _item(f"{s.accuracy:.1%}  ({s.accuracy_ci[0]:.1%}–{s.accuracy_ci[1]:.1%})"))
             behind = ("best" if s.behind_best is None else
                       f"{s.behind_best:.3f}  ({s.behind_best_ci[0]:+.3f} to {s.behind_best_ci[1]:+.3f})")
             self.results.setItem(r, 3, _item(behind))
+        _fit_height(self.results)
         prefix = "<b>Optimistic figures.</b> " if c.optimistic else ""
         self.verdict.setText(prefix + c.verdict[0].upper() + c.verdict[1:] + ".")
         if c.best and c.best != self.session.extractor[0] and self.session.switching_to is None:
