@@ -23,10 +23,16 @@ from __future__ import annotations
 from typing import Callable
 
 from inspector.core.errors import UserError
+from inspector.core.features.cnn import CnnExtractor
+from inspector.core.features.combined import CombinedExtractor
+from inspector.core.features.safe_weights import WeightsError
 from inspector.core.features.texture import TextureExtractor
 
 __all__ = [
     "TextureExtractor",
+    "CnnExtractor",
+    "CombinedExtractor",
+    "WeightsError",
     "DEFAULT_EXTRACTOR",
     "default_extractor",
     "extractor_names",
@@ -39,6 +45,8 @@ DEFAULT_EXTRACTOR = "texture"
 # name -> factory; the order is the order people see them in
 _FACTORIES: dict[str, Callable[[], object]] = {
     "texture": TextureExtractor,
+    "cnn": CnnExtractor,
+    "texture+cnn": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("cnn")]),
 }
 _INSTANCES: dict[str, object] = {}
 
