@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "image first; Ctrl+C leaves the project as it was and keeps what was extracted).")
     features.add_argument("project")
     action = features.add_mutually_exclusive_group()
-    action.add_argument("--compare", action="store_true", help="measure every extractor on the project's labels")
+    action.add_argument("--compare", nargs="*", metavar="NAME", default=None,
+                        help="measure every extractor (or those named) on the project's labels")
     action.add_argument("--use", metavar="NAME", help="switch the project to this extractor")
     features.add_argument("--json", action="store_true", help="machine-readable output")
     features.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
@@ -47,7 +48,7 @@ def _ctrl_c_cancels() -> Iterator[CancelToken]:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    if args.compare:
+    if args.compare is not None:
         return _compare(args)
     if args.use:
         return _use(args)
@@ -83,7 +84,8 @@ def _compare(args: argparse.Namespace) -> int:
     with open_project(args.project) as project, _ctrl_c_cancels() as cancel:
         with terminal_progress("Comparing", enabled=not (args.quiet or args.json)) as progress:
             try:
-                result = compare_extractors(project, workers=args.workers, progress=progress, cancel=cancel)
+                result = compare_extractors(project, names=args.compare or None, workers=args.workers,
+                                            progress=progress, cancel=cancel)
             except Cancelled:
                 print("inspector: comparison cancelled; the features extracted so far are kept", file=sys.stderr)
                 return 1

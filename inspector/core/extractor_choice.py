@@ -134,9 +134,58 @@ def extract_features(project, name: str, image_ids: Optional[Sequence[int]] = No
     from inspector.core.features import get_extractor
     from inspector.core.ingest import analyse_pending
 
-    get_extractor(name)  # an unknown name is one clear line before any work starts
+    extractor = get_extractor(name)  # an unknown name is one clear line before any work starts
+    parts = _registered_parts(extractor)
+    if parts:
+        return _extract_combined(project, extractor, parts, image_ids, workers, progress, cancel)
     return analyse_pending(project, workers=workers, progress=progress, cancel=cancel, extractor=name,
                            image_ids=image_ids)
+
+
+def _registered_parts(extractor) -> list:
+    """The parts of a combined extractor when each is a registered extractor computing exactly
+    the same vectors (then the combination is their stored vectors side by side), else []."""
+    from inspector.core.features import get_extractor
+
+    parts = list(getattr(extractor, "parts", None) or [])
+    try:
+        if parts and all(get_extractor(p.name).params() == p.params() for p in parts):
+            return parts
+    except UserError:
+        pass
+    return []
+
+
+def _extract_combined(project, extractor, parts, image_ids, workers, progress, cancel) -> tuple[int, int]:
+    """A combined extractor's vectors from its parts' stored vectors: each part extracts only
+    what it lacks (switching from texture to texture+cnn computes only the CNN), then the rows
+    are put side by side and stored under the combined name and version."""
+    analysed = errors = 0
+    for part in parts:
+        def step(done, total, message="", part=part):
+            report(progress, done, total, f"{part.name} features")
+
+        a, e = extract_features(project, part.name, image_ids, workers, step, cancel)
+        analysed, errors = max(analysed, a), errors + e
+    check(cancel)
+    wanted = [i for i, _ in project.pending_analysis(extractor.name, extractor.version)]
+    if image_ids is not None:
+        chosen = {int(i) for i in image_ids}
+        wanted = [i for i in wanted if i in chosen]
+    for start in range(0, len(wanted), 2000):  # bounded memory on large projects
+        check(cancel)
+        batch = wanted[start : start + 2000]
+        common = None
+        blocks = []
+        for part in parts:
+            ids, X = project.feature_vectors(part.name, part.version, batch)
+            blocks.append(dict(zip(ids.tolist(), X)))
+            common = set(ids.tolist()) if common is None else common & set(ids.tolist())
+        order = sorted(common or ())
+        if order:
+            matrix = np.stack([np.concatenate([b[i] for b in blocks]) for i in order]).astype(np.float32)
+            project.save_features(order, matrix, extractor.name, extractor.version)
+    return analysed, errors
 
 
 @dataclass

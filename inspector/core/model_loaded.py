@@ -157,6 +157,18 @@ def expand_paths(items: Iterable) -> list[Path]:
     return out
 
 
+def _differences(theirs, ours, prefix: str = "") -> list[str]:
+    """Dotted paths of the entries that differ between two extractor descriptions."""
+    if isinstance(theirs, dict) and isinstance(ours, dict):
+        out = []
+        for key in sorted(set(theirs) | set(ours), key=str):
+            out += _differences(theirs.get(key), ours.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(theirs, list) and isinstance(ours, list) and len(theirs) == len(ours):
+        return [d for i, (a, b) in enumerate(zip(theirs, ours)) for d in _differences(a, b, f"{prefix}{i}.")]
+    return [] if theirs == ours else [prefix.rstrip(".")]
+
+
 def load_model(path: Path) -> InspectorModel:
     """Load and verify a model file; return an :class:`InspectorModel` ready to predict.
 
@@ -183,7 +195,7 @@ def load_model(path: Path) -> InspectorModel:
             f"{path.name} was made with features '{theirs.get('name')}' version {theirs.get('version')}, but this "
             f"Inspector computes version {ours.get('version')}; export the model again with this version")
     if theirs != ours:
-        changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        changed = _differences(theirs, ours)
         what = "weights" if any("sha" in k or "weight" in k for k in changed) else "settings"
         raise ModelFileError(f"{path.name} was made with different '{theirs.get('name')}' feature {what} than this "
                              f"Inspector uses ({', '.join(changed)[:80]}); export the model again")

@@ -177,7 +177,7 @@ def test_comparison_without_enough_audit_labels_is_labelled_optimistic_and_may_n
 def test_compare_extractors_computes_missing_features_of_labelled_images_and_caches_them(tmp_path, histogram_registered):
     project = labelled_project(tmp_path)
     assert project.feature_count("histogram", 1) == 0
-    result = choice.compare_extractors(project, workers=1, n_bootstrap=200)
+    result = choice.compare_extractors(project, names=["texture", "histogram"], workers=1, n_bootstrap=200)
     assert {s.name for s in result.scores} == {"texture", "histogram"}
     assert result.current == "texture" and result.n_labels == 24
     assert project.feature_count("histogram", 1) == 24  # cached under its name and version
@@ -224,7 +224,7 @@ def test_features_command_shows_compares_and_switches(tmp_path, histogram_regist
     out = capsys.readouterr().out
     assert "Feature extractor of this project: texture" in out and "histogram" in out
 
-    assert main(["features", str(project_path), "--compare", "--json", "--workers", "1"]) == 0
+    assert main(["features", str(project_path), "--compare", "texture", "histogram", "--json", "--workers", "1"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {s["name"] for s in data["scores"]} == {"texture", "histogram"}
     assert data["basis"] == "cross-validation" and data["optimistic"] is True
@@ -271,3 +271,39 @@ def test_simulate_compares_extractors_side_by_side(tmp_path, histogram_registere
     assert any(r.startswith("histogram: random,") for r in rows)
     assert (out / "curves.png").stat().st_size > 1000
     assert "All labels with histogram" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the real CNN
+
+
+def test_cnn_project_switches_to_the_combination_from_stored_parts_and_its_model_refuses_other_weights(
+        tmp_path, monkeypatch):
+    from inspector.core import images as images_module
+    from inspector.core.model_container import ModelFileError
+    from inspector.core.modelfile import export_model, load_model
+
+    try:
+        cnn = features_module.get_extractor("cnn")
+        cnn.dim  # loads the weights
+    except Exception as exc:  # noqa: BLE001 - the weights' package may be missing from this environment
+        pytest.skip(f"the CNN extractor cannot be loaded here: {exc}")
+    project = labelled_project(tmp_path, n_per_class=8)
+    assert choice.switch_extractor(project, "cnn", workers=1).features == 16
+    combined = features_module.get_extractor("texture+cnn")
+    result = choice.switch_extractor(project, "texture+cnn", workers=1)
+    assert result.features == 16 and result.analysed == 0  # composed from the stored texture and CNN vectors
+    ids, X = project.feature_matrix(combined.name, combined.version)
+    path = tmp_path / "images" / project.image(int(ids[0])).path
+    direct = combined.features_of(images_module.decode(path.read_bytes(), str(path)))
+    assert np.allclose(X[0], direct, atol=1e-5)
+
+    choice.switch_extractor(project, "cnn", workers=1)
+    model_path = export_model(project, tmp_path / "cnn.inspector-model")
+    assert load_model(model_path).extractor_params == cnn.params()
+    other = {**cnn.params()}
+    sha_keys = [k for k in other if "sha" in k]
+    assert sha_keys, "the CNN's params record its weights' checksum"
+    other[sha_keys[0]] = "f" * 64
+    monkeypatch.setattr(cnn, "params", lambda: other)
+    with pytest.raises(ModelFileError, match="different 'cnn' feature weights"):
+        load_model(model_path)
