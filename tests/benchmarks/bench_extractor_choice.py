@@ -56,15 +56,27 @@ def load(dataset: str, args) -> tuple[Path, str]:
 
 
 def features(root: Path, name: str, tag: str, args) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from inspector.core.features import get_extractor
+
+    parts = getattr(get_extractor(name), "parts", None)
+    if parts:  # a combination is its parts side by side (as the product composes it from stored parts)
+        got = [features_with_paths(root, p.name, tag, args) for p in parts]
+        if all(g[3] == got[0][3] for g in got):
+            return np.hstack([g[0] for g in got]), got[0][1], got[0][2]
+    X, y, class_names, _ = features_with_paths(root, name, tag, args)
+    return X, y, class_names
+
+
+def features_with_paths(root: Path, name: str, tag: str, args):
     from inspector.core.learning.simulate import folder_dataset
 
     start = time.perf_counter()
     cache = args.cache / f"{tag}-{name.replace('+', '_')}.npz"
     fresh = not cache.exists()
-    X, y, class_names, _ = folder_dataset(root, workers=args.workers, cache=cache, extractor=name)
+    X, y, class_names, paths = folder_dataset(root, workers=args.workers, cache=cache, extractor=name)
     if fresh:
         print(f"  {name}: {len(y)} images in {time.perf_counter() - start:.0f} s ({X.shape[1]} dims)")
-    return X, y, class_names
+    return X, y, class_names, paths
 
 
 def truth_scores(X: np.ndarray, y: np.ndarray) -> float:
