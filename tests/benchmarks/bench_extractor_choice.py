@@ -16,7 +16,8 @@ small defects, judged defect vs OK):
     optimistic cross-validation, as in the product);
   - with every image labelled (10 % of them random audit labels);
   printed as: chosen extractor, whether its lead is certain (paired 95 % interval excludes 0),
-  and whether it matches the truth's best.
+  whether it matches the truth's best, and its regret (truth's best macro-F1 minus the chosen
+  one's truth: when the truth's extractors are within noise of each other any pick is fine).
 * label efficiency on ELPV (unless ``--skip-efficiency``): macro-F1 area under the learning curve
   to 300 labels (``inspector simulate``'s replay, same splits) for the default strategy with the
   chosen extractor, random sampling on the same features, and the default strategy on texture.
@@ -180,16 +181,20 @@ def main(argv=None) -> int:
             result = compare_on_features({n: X[rows] for n, X in Xs.items()}, y[rows], is_audit, random_state=seed)
             picks.append(result.best)
             mark = "OK " if result.best == best_truth else "   "
-            print(f"  {mark}{len(rows)} labels, seed {seed}: {describe(result)}")
+            print(f"  {mark}{len(rows)} labels, seed {seed}: {describe(result)}; "
+                  f"regret {truth[best_truth] - truth[result.best]:.3f}")
         rng = np.random.default_rng(0)
         audit_all = rng.random(len(y)) < args.audit_share
         result = compare_on_features(Xs, y, audit_all)
         mark = "OK " if result.best == best_truth else "   "
-        print(f"  {mark}all {len(y)} labels: {describe(result)}")
+        print(f"  {mark}all {len(y)} labels: {describe(result)}; regret {truth[best_truth] - truth[result.best]:.3f}")
         majority = Counter(picks).most_common(1)[0][0]
         chosen_on[dataset] = majority
+        regrets = [truth[best_truth] - truth[p] for p in picks]
         print(f"  SUMMARY {dataset}: truth best {best_truth}; chosen at {args.labels} labels "
-              f"{Counter(picks).most_common()} ({sum(p == best_truth for p in picks)}/{len(picks)} match); "
+              f"{Counter(picks).most_common()} ({sum(p == best_truth for p in picks)}/{len(picks)} match, "
+              f"mean regret {np.mean(regrets):.3f} macro-F1 against the truth's best, worst {max(regrets):.3f}; "
+              f"staying on {start_with} would lose {truth[best_truth] - truth[start_with]:.3f}); "
               f"all labels chose {result.best}")
 
     if not args.skip_efficiency and "elpv" in cached:
