@@ -276,6 +276,7 @@ def _bootstrap_scores(y_true: np.ndarray, predictions: dict[str, np.ndarray], n_
     resample's truth or predictions (as :func:`metrics.macro_f1` does)."""
     rng = np.random.default_rng([random_state, 104729])
     n = len(y_true)
+    n_bootstrap = max(200, min(n_bootstrap, 20_000_000 // max(n, 1)))  # bounded memory (B x n weights)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_bootstrap).astype(np.float64)  # B x n weights
     classes = np.unique(np.concatenate([y_true, *predictions.values()]))
     truth = (y_true[:, None] == classes[None, :]).astype(np.float64)  # n x C
@@ -450,6 +451,9 @@ def compare_extractors(project, names: Optional[Sequence[str]] = None, workers: 
                                  n_bootstrap=n_bootstrap, progress=progress, cancel=cancel)
     result.current = project_extractor_name(project)
     result.notes = notes + result.notes
+    if result.basis is not None and not result.decided:
+        result.verdict += (f"; keep {result.current} for now and compare again with more random audit labels"
+                           if result.best != result.current else f"; {result.current} stays")
     return result
 
 
