@@ -197,8 +197,8 @@ def load_model(path: Path) -> InspectorModel:
     if theirs != ours:
         changed = _differences(theirs, ours)
         what = "weights" if any("sha" in k or "weight" in k for k in changed) else "settings"
-        raise ModelFileError(f"{path.name} was made with different '{theirs.get('name')}' feature {what} than this "
-                             f"Inspector uses ({', '.join(changed)[:80]}); export the model again")
+        raise ModelFileError(f"{path.name} was made with different feature {what} than this Inspector uses "
+                             f"('{theirs.get('name')}': {', '.join(changed)[:80]}); export the model again")
     spec = header.get("model") or {}
     kind = spec.get("kind")
     if kind not in PREDICTORS:

@@ -203,7 +203,7 @@ def test_model_of_a_histogram_project_predicts_with_it_and_refuses_other_weights
 
     monkeypatch.setattr(HistogramExtractor, "weights_sha256", "1" * 64)
     monkeypatch.setattr(features_module, "_INSTANCES", {})
-    with pytest.raises(ModelFileError, match="different 'histogram' feature weights") as caught:
+    with pytest.raises(ModelFileError, match="different feature weights than this Inspector uses \\('histogram': weights_sha256\\)") as caught:
         load_model(path)
     assert "\n" not in str(caught.value)
     monkeypatch.delitem(features_module._FACTORIES, "histogram")
@@ -305,5 +305,5 @@ def test_cnn_project_switches_to_the_combination_from_stored_parts_and_its_model
     assert sha_keys, "the CNN's params record its weights' checksum"
     other[sha_keys[0]] = "f" * 64
     monkeypatch.setattr(cnn, "params", lambda: other)
-    with pytest.raises(ModelFileError, match="different 'cnn' feature weights"):
+    with pytest.raises(ModelFileError, match="different feature weights than this Inspector uses \\('cnn': weights_sha256\\)"):
         load_model(model_path)
