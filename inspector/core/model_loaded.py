@@ -169,6 +169,35 @@ def _differences(theirs, ours, prefix: str = "") -> list[str]:
     return [] if theirs == ours else [prefix.rstrip(".")]
 
 
+def extractor_for_model(file_name: str, theirs) -> object:
+    """This Inspector's extractor for a model file whose header describes its extractor as
+    ``theirs``: the one of that name, when it computes exactly what the model was trained on
+    (same version and parameters, e.g. the CNN weights' SHA-256). Raises :class:`ModelFileError`
+    (one line) otherwise."""
+    from inspector.core.errors import UserError
+    from inspector.core.features import get_extractor
+
+    if not isinstance(theirs, dict):
+        raise ModelFileError(f"{file_name} does not name its feature extractor")
+    name = str(theirs.get("name"))[:40]
+    try:
+        extractor = get_extractor(str(theirs.get("name")))
+    except UserError:
+        raise ModelFileError(f"{file_name} was made with features '{name}', which this Inspector does not offer; "
+                             "use the Inspector version that exported it") from None
+    ours = extractor.params()
+    if theirs.get("version") != ours.get("version"):
+        raise ModelFileError(
+            f"{file_name} was made with features '{name}' version {str(theirs.get('version'))[:20]}, but this "
+            f"Inspector computes version {ours.get('version')}; export the model again with this version")
+    if theirs != ours:
+        changed = _differences(theirs, ours)
+        what = "weights" if any("sha" in k or "weight" in k for k in changed) else "settings"
+        raise ModelFileError(f"{file_name} was made with different feature {what} than this Inspector uses "
+                             f"('{name}': {', '.join(changed)[:80]}); export the model again")
+    return extractor
+
+
 def load_model(path: Path) -> InspectorModel:
     """Load and verify a model file; return an :class:`InspectorModel` ready to predict.
 
@@ -177,28 +206,7 @@ def load_model(path: Path) -> InspectorModel:
     """
     path = Path(path)
     header, arrays = read_container(path)
-    from inspector.core.errors import UserError
-    from inspector.core.features import get_extractor
-
-    theirs = header.get("extractor") or {}
-    if not isinstance(theirs, dict):
-        raise ModelFileError(f"{path.name} does not name its feature extractor")
-    # the model's features must be computed by the extractor named in the file, exactly as it was
-    try:
-        extractor = get_extractor(str(theirs.get("name")))
-    except UserError:
-        raise ModelFileError(f"{path.name} was made with features '{theirs.get('name')}', which this Inspector does "
-                             "not offer; use the Inspector version that exported it") from None
-    ours = extractor.params()
-    if theirs.get("version") != ours.get("version"):
-        raise ModelFileError(
-            f"{path.name} was made with features '{theirs.get('name')}' version {theirs.get('version')}, but this "
-            f"Inspector computes version {ours.get('version')}; export the model again with this version")
-    if theirs != ours:
-        changed = _differences(theirs, ours)
-        what = "weights" if any("sha" in k or "weight" in k for k in changed) else "settings"
-        raise ModelFileError(f"{path.name} was made with different feature {what} than this Inspector uses "
-                             f"('{theirs.get('name')}': {', '.join(changed)[:80]}); export the model again")
+    extractor = extractor_for_model(path.name, header.get("extractor"))
     spec = header.get("model") or {}
     kind = spec.get("kind")
     if kind not in PREDICTORS:
