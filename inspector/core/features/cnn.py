@@ -117,8 +117,15 @@ class CnnExtractor:
     @property
     def weights_sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = hashlib.sha256(self.weights_path.read_bytes()).hexdigest()
+            self._sha256 = hashlib.sha256(self._weights_bytes()).hexdigest()
         return self._sha256
+
+    def _weights_bytes(self) -> bytes:
+        path = self.weights_path
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise WeightsError(f"cannot read the CNN weights {path}: {exc.strerror or exc}") from None
 
     @property
     def view_dim(self) -> int:
@@ -190,7 +197,7 @@ class CnnExtractor:
         if self._net is None:
             with _LOCK:
                 if self._net is None:
-                    data = self.weights_path.read_bytes()
+                    data = self._weights_bytes()
                     self._sha256 = hashlib.sha256(data).hexdigest()
                     weights = load_numpy_pickle(data)
                     model, self._outputs = squeezenet_onnx(weights, self.layers)
