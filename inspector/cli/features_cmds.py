@@ -113,7 +113,7 @@ def print_comparison(result, file=sys.stdout) -> None:
         print(f"{s.name:14s} {s.macro_f1:>8.3f} ({s.macro_f1_ci[0]:.3f}-{s.macro_f1_ci[1]:.3f})  "
               f"{s.accuracy:>10.1%} ({s.accuracy_ci[0]:.1%}-{s.accuracy_ci[1]:.1%}) {behind:>34s}", file=file)
     print(("OPTIMISTIC figures: " if result.optimistic else "") + result.verdict, file=file)
-    if result.decided and result.best != result.current:
+    if result.switch_advised:
         print(f"Switch with: inspector features PROJECT --use {result.best}", file=file)
 
 

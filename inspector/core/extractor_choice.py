@@ -21,8 +21,9 @@ the choice existed has no setting and keeps working on ``texture``.
 
 Every extractor is scored on the same held-out images with the same folds, so the comparison is
 paired: a bootstrap over the held-out images gives 95 % intervals for each extractor's macro-F1
-and accuracy and for the difference between the best and each other one. When the interval of
-the difference to the runner-up contains zero, the verdict is "cannot tell yet with N labels".
+and accuracy and for the difference between the best and each other one. Switching is advised
+only when the best is not the current extractor and the interval of its lead over the current
+one excludes zero; otherwise the verdict is "cannot tell yet with N labels" (keep the current).
 """
 
 from __future__ import annotations
@@ -251,6 +252,12 @@ class Comparison:
     decided: bool  # the interval of the difference to the runner-up excludes zero
     verdict: str
     current: Optional[str] = None
+    #: the best one's lead over the current extractor and its paired 95 % interval (None when
+    #: the current one is the best or was not compared)
+    gain_over_current: Optional[float] = None
+    gain_over_current_ci: Optional[tuple[float, float]] = None
+    #: switching is advised: the best is not the current one and its lead over it is certain
+    switch_advised: bool = False
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -302,12 +309,13 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
 def compare_on_features(features: dict[str, np.ndarray], y: np.ndarray, is_audit: np.ndarray,
                         kind: str = "logistic", random_state: int = 0, folds: int = 5,
                         n_bootstrap: int = N_BOOTSTRAP, min_audit: int = MIN_AUDIT_FOR_COMPARISON,
-                        progress: Optional[ProgressCallback] = None,
+                        current: Optional[str] = None, progress: Optional[ProgressCallback] = None,
                         cancel: Optional[CancelToken] = None) -> Comparison:
     """Compare extractors on the same labelled images (pure).
 
     ``features`` maps each extractor's name to its rows (the same images in the same order),
-    ``y`` holds class ids and ``is_audit`` marks the random audit labels. See the module
+    ``y`` holds class ids and ``is_audit`` marks the random audit labels; ``current`` names the
+    extractor the project uses now (the verdict is about switching from it). See the module
     docstring for the protocol.
     """
     from sklearn.model_selection import KFold, StratifiedKFold
@@ -332,7 +340,7 @@ def compare_on_features(features: dict[str, np.ndarray], y: np.ndarray, is_audit
 
     def too_few(reason: str) -> Comparison:
         return Comparison(None, reason, False, n, n_audit, 0, [], None, None, None, None, False,
-                          f"cannot tell yet with {n} labels: {reason}", notes=notes)
+                          f"cannot tell yet with {n} labels: {reason}", current=current, notes=notes)
 
     if len(names) < 2:
         return too_few("only one extractor is available")
@@ -379,16 +387,37 @@ def compare_on_features(features: dict[str, np.ndarray], y: np.ndarray, is_audit
     runner = scores[1]
     difference, difference_ci = runner.behind_best, runner.behind_best_ci
     decided = bool(difference_ci[0] > 0)
-    ci_text = f"95 % interval {difference_ci[0]:+.3f} to {difference_ci[1]:+.3f}"
     where = "random audit labels" if use_audit else "cross-validation, optimistic"
-    if decided:
-        verdict = (f"{best.name} is better: macro-F1 {best.macro_f1:.3f} vs {runner.macro_f1:.3f} for {runner.name} "
-                   f"(+{difference:.3f}, {ci_text}; {where})")
+
+    def ci_text(ci) -> str:
+        return f"95 % interval {ci[0]:+.3f} to {ci[1]:+.3f}"
+
+    # the question that matters is whether to switch, so the best is set against the current one
+    against = next((s for s in scores[1:] if s.name == current), None)
+    gain, gain_ci, switch = None, None, False
+    if against is not None:
+        gain, gain_ci = against.behind_best, against.behind_best_ci
+        switch = bool(gain_ci[0] > 0)
+        if switch:
+            verdict = (f"{best.name} is better than {current} (current): macro-F1 {best.macro_f1:.3f} vs "
+                       f"{against.macro_f1:.3f} (+{gain:.3f}, {ci_text(gain_ci)}; {where})")
+            if runner is not against and not decided:
+                verdict += f"; {best.name} and {runner.name} are within noise of each other"
+        else:
+            verdict = (f"cannot tell yet with {n} labels: {best.name} is ahead of {current} (current) by {gain:.3f} "
+                       f"macro-F1, but the {ci_text(gain_ci)} includes no difference ({where}); keep {current} "
+                       "for now and compare again with more random audit labels")
+    elif decided:
+        verdict = (f"{best.name}{' (current)' if best.name == current else ''} is the best: macro-F1 "
+                   f"{best.macro_f1:.3f} vs {runner.macro_f1:.3f} for {runner.name} "
+                   f"(+{difference:.3f}, {ci_text(difference_ci)}; {where})")
     else:
         verdict = (f"cannot tell yet with {n} labels: {best.name} is ahead of {runner.name} by {difference:.3f} "
-                   f"macro-F1, but the {ci_text} includes no difference ({where})")
+                   f"macro-F1, but the {ci_text(difference_ci)} includes no difference ({where})")
+        if best.name == current:
+            verdict += f"; {current} stays"
     return Comparison(basis, basis_text, not use_audit, n, n_audit, len(y_test), scores, best.name, runner.name,
-                      difference, difference_ci, decided, verdict, notes=notes)
+                      difference, difference_ci, decided, verdict, current, gain, gain_ci, switch, notes=notes)
 
 
 def labelled_sample(project) -> tuple[dict[int, int], set[int]]:
@@ -448,12 +477,9 @@ def compare_extractors(project, names: Optional[Sequence[str]] = None, workers: 
     settings = LearnerSettings.from_project(project)
 
     result = compare_on_features(features, y, is_audit, kind=settings.kind, random_state=settings.random_state,
-                                 n_bootstrap=n_bootstrap, progress=progress, cancel=cancel)
-    result.current = project_extractor_name(project)
+                                 n_bootstrap=n_bootstrap, current=project_extractor_name(project),
+                                 progress=progress, cancel=cancel)
     result.notes = notes + result.notes
-    if result.basis is not None and not result.decided:
-        result.verdict += (f"; keep {result.current} for now and compare again with more random audit labels"
-                           if result.best != result.current else f"; {result.current} stays")
     return result
 
 

@@ -258,7 +258,7 @@ class FeaturesDialog(QDialog):
         if c.best and c.best != self.session.extractor[0] and self.session.switching_to is None:
             self.use_best.setText(f"Use {c.best}")
             self.use_best.setToolTip("Switch to the extractor that measured best"
-                                     + ("" if c.decided else " (the difference is not certain yet)"))
+                                     + ("" if c.switch_advised else " (its lead is not certain yet)"))
             self.use_best.setVisible(True)
 
     # ------------------------------------------------------------------ switching

@@ -157,7 +157,7 @@ def test_comparison_on_audit_labels_finds_the_better_extractor_with_a_paired_int
     assert good.macro_f1_ci[0] <= good.macro_f1 <= good.macro_f1_ci[1]
     assert poor.behind_best == pytest.approx(good.macro_f1 - poor.macro_f1)
     assert poor.behind_best_ci[0] > 0
-    assert result.verdict.startswith("good is better")
+    assert result.verdict.startswith("good is the best")
 
 
 def test_comparison_without_enough_audit_labels_is_labelled_optimistic_and_may_not_decide():
@@ -307,3 +307,17 @@ def test_cnn_project_switches_to_the_combination_from_stored_parts_and_its_model
     monkeypatch.setattr(cnn, "params", lambda: other)
     with pytest.raises(ModelFileError, match="different feature weights than this Inspector uses \\('cnn': weights_sha256\\)"):
         load_model(model_path)
+
+
+def test_switching_is_advised_only_when_the_lead_over_the_current_extractor_is_certain():
+    features, y = _two_extractors()
+    rng = np.random.default_rng(3)
+    features["good_too"] = features["good"] + rng.normal(0, 0.01, features["good"].shape).astype(np.float32)
+    no_audit = np.zeros(len(y), bool)
+    from_poor = choice.compare_on_features(features, y, no_audit, n_bootstrap=500, current="poor")
+    assert from_poor.best in ("good", "good_too") and from_poor.switch_advised
+    assert from_poor.gain_over_current_ci[0] > 0
+    assert from_poor.verdict.startswith(f"{from_poor.best} is better than poor (current)")
+    assert "within noise of each other" in from_poor.verdict  # good and good_too tie
+    from_good = choice.compare_on_features(features, y, no_audit, n_bootstrap=500, current="good")
+    assert not from_good.switch_advised
