@@ -46,6 +46,7 @@ DEFAULT_EXTRACTOR = "texture"
 _FACTORIES: dict[str, Callable[[], object]] = {
     "texture": TextureExtractor,
     "cnn": CnnExtractor,
+    "cnn-tiles": lambda: CnnExtractor(tiles=True, tile_max_side=640, name="cnn-tiles"),
     "texture+cnn": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("cnn")]),
 }
 _INSTANCES: dict[str, object] = {}

@@ -21,9 +21,9 @@ Input mapping (documented in README "Features"):
   areas read as "nothing" (zero after mean subtraction) rather than as whatever colour they hold;
 * the whole image is resized (area averaging, aspect not kept) to ``input_side`` pixels square;
   with ``tiles`` on, the image (shrunk so its longer side is at most ``tile_max_side``) is also cut
-  into overlapping ``input_side`` squares at that resolution and the tiles' pooled vectors are
-  pooled again over tiles (mean and max), so a small defect that the squeezed view loses can still
-  stand out in one tile.
+  into overlapping ``input_side`` squares at that resolution and the maximum of the tiles' pooled
+  vectors is appended, so a small defect that the squeezed view loses stands out in its tile
+  (measured on generated 500 x 1,250 parts with ~35 px cracks: see README "Features").
 
 Outputs are transformed by ``sqrt`` (ReLU activations are heavy-tailed), are finite (non-finite
 values, which a corrupt weights file could produce, are replaced by 0) and deterministic for a
@@ -134,7 +134,7 @@ class CnnExtractor:
 
     @property
     def dim(self) -> int:
-        return self.view_dim * (4 if self.tiles else 1)
+        return self.view_dim * (2 if self.tiles else 1)
 
     def params(self) -> dict:
         return {
@@ -143,7 +143,7 @@ class CnnExtractor:
             "network": "squeezenet1.1-imagenet",
             "weights_sha256": self.weights_sha256,
             "layers": list(self.layers),
-            "pooling": ["mean", "max"],
+            "pooling": ["mean", "max"] + (["max over tiles"] if self.tiles else []),
             "input_side": self.input_side,
             "tiles": self.tiles,
             "tile_max_side": self.tile_max_side if self.tiles else None,
@@ -151,7 +151,8 @@ class CnnExtractor:
         }
 
     def describe(self) -> str:
-        view = f"{self.input_side} px view" + (f" plus {self.input_side} px tiles" if self.tiles else "")
+        view = f"{self.input_side} px view of the whole image" + (
+            f" and the strongest of {self.input_side} px tiles at up to {self.tile_max_side} px" if self.tiles else "")
         return (f"pretrained CNN (SqueezeNet 1.1, ImageNet) pooled activations of {', '.join(self.layers)}; "
                 f"{self.dim} numbers from a {view}; sees shapes and structure")
 
@@ -164,12 +165,8 @@ class CnnExtractor:
         images = [to_bgr_u8(d) for d in decoded]
         views = np.stack([self._squeezed(image) for image in images])
         vectors = self._run(views)
-        if self.tiles:
-            tiled = []
-            for image in images:
-                per_tile = self._run(np.stack(self._tiles(image)))
-                tiled.append(np.concatenate([per_tile.mean(axis=0), per_tile.max(axis=0),
-                                             per_tile.max(axis=0) - per_tile.min(axis=0)]))
+        if self.tiles:  # the most extreme tile per column: a small defect lights up in one tile
+            tiled = [self._run(np.stack(self._tiles(image))).max(axis=0) for image in images]
             vectors = np.concatenate([vectors, np.stack(tiled)], axis=1)
         return finite_float32(vectors)
 
