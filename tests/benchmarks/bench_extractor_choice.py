@@ -123,9 +123,13 @@ def describe(result) -> str:
             else "not certain")
     basis = "audit" if result.basis == "audit" else "CV, optimistic"
     scores = ", ".join(f"{s.name} {s.macro_f1:.3f}" for s in result.scores)
-    return (f"chose {result.best:12s} ({sure}; lead {result.difference:+.3f} "
-            f"[{result.difference_ci[0]:+.3f}, {result.difference_ci[1]:+.3f}]; {basis}, "
-            f"{result.n_audit} audit) | {scores}")
+    if result.gain_over_current is not None:
+        lead = (f"lead over {result.current} {result.gain_over_current:+.3f} "
+                f"[{result.gain_over_current_ci[0]:+.3f}, {result.gain_over_current_ci[1]:+.3f}]")
+    else:
+        lead = (f"lead over {result.runner_up} {result.difference:+.3f} "
+                f"[{result.difference_ci[0]:+.3f}, {result.difference_ci[1]:+.3f}]")
+    return f"chose {result.best:12s} ({sure}; {lead}; {basis}, {result.n_audit} audit) | {scores}"
 
 
 def main(argv=None) -> int:
