@@ -240,7 +240,10 @@ class _SelfTest:
         from inspector.core.ingest import scan_folder
         from inspector.core.store import Project
 
+        from inspector.core.extractor_choice import start_project_with
+
         self.project = Project.create(self.project_path, self.images)
+        start_project_with(self.project)
         summary = scan_folder(self.project)
         _expect(summary.new == N_IMAGES, f"scan found {summary.new} new images, expected {N_IMAGES}")
         _expect(summary.errors == 0, f"scan reported {summary.errors} unreadable files")
@@ -250,7 +253,7 @@ class _SelfTest:
         import multiprocessing
 
         from inspector.core import ingest
-        from inspector.core.features import default_extractor
+        from inspector.core.extractor_choice import project_extractor
 
         _expect(N_IMAGES >= ingest.IN_PROCESS_BELOW,
                 f"{N_IMAGES} images would be read in-process (threshold {ingest.IN_PROCESS_BELOW})")
@@ -267,7 +270,7 @@ class _SelfTest:
                 + "; ".join(f"{r.path}: {r.error}" for r in self.project.problem_files()[:3]))
         _expect(len(worker_pids) >= 1, "no worker process ran (features were computed in-process)")
         _expect(calls and calls[-1] == N_IMAGES, f"progress ended at {calls[-1] if calls else None}")
-        extractor = default_extractor()
+        extractor = project_extractor(self.project)
         ids, X = self.project.feature_matrix(extractor.name, extractor.version)
         _expect(X.shape == (N_IMAGES, extractor.dim), f"feature matrix {X.shape}, expected ({N_IMAGES}, {extractor.dim})")
         import numpy as np

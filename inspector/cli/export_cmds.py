@@ -129,7 +129,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         finally:
             client.close()
     with terminal_progress("Predicting", enabled=not args.quiet and not args.dask) as progress:
-        for result in ([] if args.dask else analyse_files(paths, workers=args.jobs, progress=progress)):
+        for result in ([] if args.dask else analyse_files(paths, workers=args.jobs, progress=progress,
+                                                                   extractor=model.extractor_params.get("name"))):
             if result.error is not None or result.features is None:
                 errors[result.index] = result.error or "no features"
                 continue

@@ -62,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--test-fraction", type=float, default=0.3, help="held-out share per class (default 0.3)")
     sim.add_argument("--audit-share", type=float, default=None, help="random audit share of each batch (default 0.1)")
     sim.add_argument("--model", choices=("logistic", "svm", "forest"), default="logistic")
+    sim.add_argument("--extractor", nargs="+", metavar="NAME", default=None,
+                     help="feature extractor(s) to compare side by side (default: the default for new projects)")
     sim.add_argument("--out", default="simulation", help="output folder (default ./simulation)")
     sim.add_argument("--workers", type=int, default=None, help="feature worker processes (default: all cores)")
     sim.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -225,22 +227,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from inspector.core.learning.simulate import SimulationSettings, folder_dataset, simulate, write_outputs
+    from inspector.core.features import get_extractor
+    from inspector.core.learning.simulate import (SimulationSettings, folder_dataset, side_by_side, simulate,
+                                                  write_outputs)
     from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_STRATEGY
 
     out = Path(args.out)
-    settings = SimulationSettings(
-        strategies=args.strategy or [DEFAULT_STRATEGY], budget=args.budget, batch=args.batch, initial=args.initial,
-        seeds=args.seeds, test_fraction=args.test_fraction,
-        audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model)
-    with terminal_progress("Reading images", enabled=not args.quiet) as progress:
-        X, y, class_names, _ = folder_dataset(Path(args.images), workers=args.workers, progress=progress,
-                                              cache=out / "features.npz",
-                                              labels_csv=Path(args.labels_csv) if args.labels_csv else None)
-    with terminal_progress("Simulating", enabled=not args.quiet, unit="steps") as progress:
-        summary = simulate(X, y, class_names, settings, progress=progress)
+    extractors = list(dict.fromkeys(args.extractor or [None]))
+    for name in extractors:
+        if name is not None:
+            get_extractor(name)  # an unknown name is one line before any image is read
+    summaries = {}
+    for name in extractors:
+        settings = SimulationSettings(
+            strategies=args.strategy or [DEFAULT_STRATEGY], budget=args.budget, batch=args.batch, initial=args.initial,
+            seeds=args.seeds, test_fraction=args.test_fraction,
+            audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model)
+        cache = out / ("features.npz" if name is None else f"features-{name}.npz")
+        with terminal_progress(f"Reading images{'' if name is None else f' ({name})'}",
+                               enabled=not args.quiet) as progress:
+            X, y, class_names, _ = folder_dataset(Path(args.images), workers=args.workers, progress=progress,
+                                                  cache=cache, extractor=name,
+                                                  labels_csv=Path(args.labels_csv) if args.labels_csv else None)
+        with terminal_progress(f"Simulating{'' if name is None else f' ({name})'}", enabled=not args.quiet,
+                               unit="steps") as progress:
+            summaries[name or get_extractor_default_name()] = simulate(X, y, class_names, settings, progress=progress)
+    summary = side_by_side(summaries)
     paths = write_outputs(summary, out)
     print_table(summary, file=sys.stdout)
+    for name, e in (summary.get("extractors") or {}).items():
+        print(f"All labels with {name}: accuracy {e['all_labels']['accuracy']:.3f}, "
+              f"macro-F1 {e['all_labels']['macro_f1']:.3f}")
     print(f"Wrote {paths['summary']}, {paths['curves']} and {paths['plot']}")
     return 0
 
@@ -252,6 +269,12 @@ TABLE_LEGEND = """Columns:
   90% / 95% of all  labels needed to reach 90 % / 95 % of the accuracy of a model trained on every image
   all classes seen  labels until every class had been picked at least once (median over seeds)
   not reached       not within the labelling budget"""
+
+
+def get_extractor_default_name() -> str:
+    from inspector.core.features import default_extractor
+
+    return default_extractor().name
 
 
 def print_table(summary: dict, file=sys.stdout) -> None:

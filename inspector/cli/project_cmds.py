@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="take each image's parent folder name as its class")
     new.add_argument("--labels-csv", metavar="FILE", help="import labels from a CSV with columns path,label")
     new.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    new.add_argument("--extractor", metavar="NAME", default=None,
+                     help="feature extractor of the project (default: the default for new projects; "
+                          "see 'inspector features PROJECT')")
     new.add_argument("--annotator", default="", help="name recorded with imported labels")
     new.add_argument("--quiet", action="store_true", help="no progress bar")
     new.set_defaults(handler=cmd_new)
@@ -70,8 +73,15 @@ def cmd_new(args: argparse.Namespace) -> int:
     from inspector.cli.common import refuse_network_share
 
     refuse_network_share(project_path)
+    from inspector.core.extractor_choice import start_project_with
+    from inspector.core.features import get_extractor
+
+    if args.extractor is not None:
+        get_extractor(args.extractor)  # an unknown name fails before the project file is created
     project = Project.create(project_path, images)
     with project:
+        name = start_project_with(project, args.extractor)
+        print(f"Features: {name}")
         _scan(project, args.workers, args.quiet)
         if args.labels_from_folders:
             count = import_folder_labels(project, args.annotator)
@@ -98,9 +108,9 @@ def cmd_relocate(args: argparse.Namespace) -> int:
 
 def project_summary(project) -> dict:
     """Facts about a project for `info` and reports."""
-    from inspector.core.features import default_extractor
+    from inspector.core.extractor_choice import project_extractor
 
-    extractor = default_extractor()
+    extractor = project_extractor(project)
     classes = project.classes()
     latest = project.latest_labels()
     per_class = {c.name: 0 for c in classes}

@@ -215,6 +215,8 @@ class DashboardView(QWidget):
     #: the quality engineer asked to file these figures as a report, or to export the model
     export_report_requested = Signal()
     export_model_requested = Signal()
+    #: the quality engineer asked for the feature extractor dialog (compare, switch)
+    features_requested = Signal()
 
     def __init__(self, session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -306,6 +308,11 @@ class DashboardView(QWidget):
         self.export_model_button.clicked.connect(self.export_model_requested)
         top = QHBoxLayout()
         top.addWidget(self.headline, 1)
+        self.features_button = QPushButton("Features…", self)
+        self.features_button.setToolTip("Which feature extractor this project uses; compare the extractors on "
+                                        "its labels and switch")
+        self.features_button.clicked.connect(self.features_requested)
+        top.addWidget(self.features_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.export_report_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.export_model_button, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)

@@ -31,13 +31,22 @@ COLD_START_MIN_IMAGES = 24
 QUEUE_LOW = 10
 #: during extraction the in-memory features are refreshed at most this often
 FEATURE_REFRESH_S = 15.0
+#: description of the background switch of feature extractor (followed by the new name)
+SWITCHING = "Switching features to"
 
 
-def _extractor_key() -> tuple[str, int]:
-    from inspector.core.features import default_extractor
+def _extractor_key(project: Project) -> tuple[str, int]:
+    """(name, version) of the project's feature extractor; the legacy texture extractor when
+    this Inspector does not offer the project's (labelling goes on; the dialog says why)."""
+    from inspector.core.extractor_choice import LEGACY_EXTRACTOR, project_extractor_key
+    from inspector.core.features import get_extractor
 
-    ex = default_extractor()
-    return ex.name, ex.version
+    try:
+        return project_extractor_key(project)
+    except UserError as exc:
+        log.warning("%s; using %s", exc, LEGACY_EXTRACTOR)
+        legacy = get_extractor(LEGACY_EXTRACTOR)
+        return legacy.name, legacy.version
 
 
 # ----------------------------------------------------------------------------- worker bodies
@@ -76,6 +85,41 @@ def scan_and_extract(project: Project, progress=None, cancel=None):
         return summary
     finally:
         worker.close()
+
+
+def switch_features(project: Project, name: str, progress=None, cancel=None):
+    """Extract every image's features with extractor ``name`` (worker processes, saved in
+    batches), then make it the project's extractor; a cancel leaves the project as it was."""
+    from inspector.core.extractor_choice import switch_extractor
+
+    worker = project.worker_connection()
+    try:
+        return switch_extractor(worker, name, progress=progress, cancel=cancel)
+    finally:
+        worker.close()
+
+
+def compare_features(project: Project, progress=None, cancel=None):
+    """The honest comparison of every extractor on the project's labels (its own connection)."""
+    from inspector.core.extractor_choice import compare_extractors
+
+    worker = project.worker_connection()
+    try:
+        return compare_extractors(worker, progress=progress, cancel=cancel)
+    finally:
+        worker.close()
+
+
+def features_overview(project: Project, progress=None, cancel=None):
+    """``extractor_status`` through the worker's own connection (loading an extractor's weights
+    and counting vectors are not for the UI thread)."""
+    from inspector.core.extractor_choice import extractor_status
+
+    reader = project.worker_connection()
+    try:
+        return extractor_status(reader)
+    finally:
+        reader.close()
 
 
 def read_counts_and_problems(project: Project, progress=None, cancel=None):
@@ -188,13 +232,14 @@ class ProjectSession(QObject):
     job_finished = Signal(str, str)  # description, summary for the status bar
     job_failed = Signal(str, str)  # description, message for a person
     problems_changed = Signal()  # the list of unusable files may have changed; see problems()
+    extractor_changed = Signal(str)  # the project now computes its features with this extractor
     labels_saved = Signal()  # a label write was committed; see pending_labels()
     label_failed = Signal(str)  # a label could not be saved (message for a person)
 
     def __init__(self, project: Project, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.project = project
-        self.extractor = _extractor_key()
+        self.extractor = _extractor_key(project)
         self.image_ids: np.ndarray = np.zeros(0, np.int64)
         self.features: np.ndarray = np.zeros((0, 0), np.float32)
         self.probabilities: Optional[np.ndarray] = None
@@ -223,6 +268,9 @@ class ProjectSession(QObject):
         self._feature_task: Optional[Task] = None
         self._extract_task: Optional[Task] = None
         self._check_task: Optional[Task] = None
+        self._switch_task: Optional[Task] = None
+        self.switching_to: Optional[str] = None
+        self._retrain_on_load = False
         self._problems: list = []
         self._last_feature_refresh = 0.0
         self._reload_features = False  # a load was asked for while another was running
@@ -398,7 +446,7 @@ class ProjectSession(QObject):
     # ------------------------------------------------------------------ background jobs
     def busy(self) -> bool:
         return any(t is not None for t in (self._retrain_task, self._refill_task, self._feature_task,
-                                           self._extract_task, self._check_task))
+                                           self._extract_task, self._check_task, self._switch_task))
 
     def retraining(self) -> bool:
         """The learner is at work (a retrain or a queue refill), or a retrain starts as soon as
@@ -427,6 +475,9 @@ class ProjectSession(QObject):
             self._extract_task = None
         elif description == "Checking the project":
             self._check_task = None
+        elif description.startswith(SWITCHING):
+            self._switch_task = None
+            self.switching_to = None
         else:
             self._retrain_task = None
             self._retrain_again = self._refill_again = self._retrain_due = False
@@ -467,18 +518,24 @@ class ProjectSession(QObject):
             # the running load may have read the file before the newest features were saved
             self._reload_features = True
             return
-        task = Task(load_features, self.project.path, self.extractor, name="Loading features")
+        key = self.extractor
+        task = Task(load_features, self.project.path, key, name="Loading features")
         task.signals.cancelled.connect(self._feature_load_cancelled)
-        self._feature_task = self._start(task, "Loading features", self._features_loaded, "images")
+        self._feature_task = self._start(task, "Loading features", lambda result: self._features_loaded(result, key),
+                                         "images")
         self._last_feature_refresh = time.monotonic()
 
     def _feature_load_cancelled(self) -> None:
         self._feature_task = None
         self._reload_features = False
 
-    def _features_loaded(self, result) -> None:
+    def _features_loaded(self, result, key: Optional[tuple] = None) -> None:
         self._feature_task = None
         if self.closed:
+            return
+        if key is not None and key != self.extractor:  # read before a switch of extractor
+            self._reload_features = False
+            self.load_features()
             return
         if self._reload_features:
             self._reload_features = False
@@ -491,6 +548,10 @@ class ProjectSession(QObject):
         self.job_finished.emit("Loading features", f"{len(self.image_ids):,} images ready")
         self.features_changed.emit()
         if len(self.image_ids) == 0:
+            return
+        if self._retrain_on_load:
+            self._retrain_on_load = False
+            self.start_retrain(reason="features changed")
             return
         # A queue chosen from the first few images read (or nearly used up) is refilled from
         # what is known now; otherwise the inspector would soon wait for the learner. Neither is
@@ -536,6 +597,44 @@ class ProjectSession(QObject):
             "Reading images",
             f"{summary.new} new, {summary.changed} changed, {summary.missing} missing, {summary.errors} unreadable",
         )
+        self.load_features()
+
+    # ------------------------------------------------------------------ the feature extractor
+    def switch_extractor(self, name: str) -> Optional[Task]:
+        """Extract every image's features with ``name`` in the background, then switch to it.
+        Labelling goes on with the current features meanwhile; a cancel keeps the current
+        extractor (and what was extracted). Emits extractor_changed when done."""
+        if self._switch_task is not None or self.closed:
+            return None
+        description = f"{SWITCHING} {name}"
+        task = Task(switch_features, self.project, name, name=description)
+        task.signals.cancelled.connect(lambda: self._switch_cancelled(description))
+        self.switching_to = name
+        self._switch_task = self._start(task, description, lambda result: self._switched(description, result))
+        return self._switch_task
+
+    def cancel_switch(self) -> None:
+        if self._switch_task is not None:
+            self._switch_task.cancel()
+
+    def _switch_cancelled(self, description: str) -> None:
+        self._switch_task = None
+        name, self.switching_to = self.switching_to, None
+        if not self.closed:
+            self.job_finished.emit(description, f"switching to {name} cancelled; the project stays on "
+                                                f"{self.extractor[0]} (what was extracted is kept)")
+
+    def _switched(self, description: str, result) -> None:
+        self._switch_task = None
+        self.switching_to = None
+        if self.closed:
+            return
+        self.extractor = _extractor_key(self.project)
+        self.probabilities = None  # the current model was trained on the other features
+        self.job_finished.emit(description, f"features are now {result.current}: {result.features:,} of "
+                                            f"{result.images:,} images; every label kept")
+        self.extractor_changed.emit(result.current)
+        self._retrain_on_load = True  # a new model and queue from the new features (retrained once loaded)
         self.load_features()
 
     def start_retrain(self, write_queue: bool = True, reason: str = "you asked") -> None:
@@ -666,7 +765,7 @@ class ProjectSession(QObject):
     def close(self) -> None:
         """Stop background work and close the project file."""
         self.closed = True
-        for task in (self._retrain_task, self._refill_task, self._extract_task, self._feature_task):
+        for task in (self._retrain_task, self._refill_task, self._extract_task, self._feature_task, self._switch_task):
             if task is not None:
                 task.cancel()
         for name in ("background", "images"):

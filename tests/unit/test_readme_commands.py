@@ -75,8 +75,10 @@ def _adapted(args: list[str], places: dict[str, str]) -> list[str]:
     if args[0] == "demo":
         args += ["-n", str(DEMO_IMAGES)]
     if args[0] == "simulate":
-        i = args.index("--budget")
-        args[i + 1] = str(SIMULATE_BUDGET)
+        if "--budget" in args:
+            args[args.index("--budget") + 1] = str(SIMULATE_BUDGET)
+        else:
+            args += ["--budget", str(SIMULATE_BUDGET)]
         args += ["--seeds", "1", "--initial", "6", "--batch", "3", "--quiet"]
     return args
 

@@ -115,14 +115,13 @@ class Snapshot:
 def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor=None) -> Snapshot:
     """Copy features, labels, classes and settings out of ``project`` (reads only).
 
-    ``extractor`` is (name, version); default: the project's default feature extractor.
+    ``extractor`` is (name, version); default: the project's own extractor.
     Raises UserError when the project has no features yet.
     """
     if extractor is None:
-        from inspector.core.features import default_extractor
+        from inspector.core.extractor_choice import project_extractor_key
 
-        ex = default_extractor()
-        extractor = (ex.name, ex.version)
+        extractor = project_extractor_key(project)
     settings = settings or LearnerSettings.from_project(project)
     image_ids, X = project.feature_matrix(*extractor)
     if len(image_ids) == 0:

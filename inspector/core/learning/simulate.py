@@ -241,6 +241,28 @@ def _finite_or_none(value: Optional[float]) -> Optional[float]:
     return value if value is not None and np.isfinite(value) else None
 
 
+def side_by_side(summaries: dict) -> dict:
+    """One summary comparing feature extractors: ``summaries`` maps an extractor's name to its
+    :func:`simulate` summary (same settings and seeds, so the same splits). Each curve is named
+    ``"<extractor>: <strategy>"``; ``extractors`` keeps each one's all-labels figures."""
+    names = list(summaries)
+    if len(names) == 1:
+        only = dict(summaries[names[0]])
+        only["settings"] = {**only["settings"], "extractors": names}
+        return only
+    first = summaries[names[0]]
+    out = {k: v for k, v in first.items() if k not in ("strategies", "runs")}
+    out["settings"] = {**first["settings"], "extractors": names}
+    out["all_labels"] = {**first["all_labels"], "note": f"{names[0]} features; every extractor's in 'extractors'"}
+    out["extractors"] = {name: {"all_labels": s["all_labels"], "seconds": s["seconds"]} for name, s in summaries.items()}
+    out["strategies"] = {f"{name}: {strategy}": entry for name, s in summaries.items()
+                         for strategy, entry in s["strategies"].items()}
+    out["runs"] = [{**run, "strategy": f"{name}: {run['strategy']}", "extractor": name}
+                   for name, s in summaries.items() for run in s["runs"]]
+    out["seconds"] = round(sum(s["seconds"] for s in summaries.values()), 1)
+    return out
+
+
 # --------------------------------------------------------------------------- outputs
 
 
@@ -280,10 +302,14 @@ def plot_curves(summary: dict, path: Path) -> None:
         for name, s in summary["strategies"].items():
             x = s["label_counts"]
             per_seed = np.array(s[f"{key}_per_seed"])
-            style = "--" if name == "random" else "-"
-            ax.plot(x, per_seed.mean(axis=0), style, label=name, lw=2 if name in ("random", DEFAULT_STRATEGY) else 1)
+            strategy = name.rsplit(": ", 1)[-1]  # "<extractor>: <strategy>" when extractors are compared
+            style = "--" if strategy == "random" else "-"
+            ax.plot(x, per_seed.mean(axis=0), style, label=name, lw=2 if strategy in ("random", DEFAULT_STRATEGY) else 1)
             ax.fill_between(x, per_seed.min(axis=0), per_seed.max(axis=0), alpha=0.1)
-        ax.axhline(summary["all_labels"][key], color="k", lw=0.8, ls=":", label="all labels")
+        extractors = summary.get("extractors") or {"": {"all_labels": summary["all_labels"]}}
+        for i, (extractor, e) in enumerate(extractors.items()):
+            ax.axhline(e["all_labels"][key], color="k", lw=0.8, ls=(":", "-.", "--")[i % 3],
+                       label=f"all labels {extractor}".rstrip())
         ax.set_xlabel("labels")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
@@ -305,17 +331,20 @@ def folder_dataset(
     cancel: Optional[CancelToken] = None,
     cache: Optional[Path] = None,
     labels_csv: Optional[Path] = None,
+    extractor: Optional[str] = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Features and known classes of every readable image under ``images_dir``.
 
     The class of an image is the name of its top-level sub-folder (images directly in
     ``images_dir`` are ignored), or, with ``labels_csv``, its ``label`` in that CSV (columns
-    ``path`` relative to ``images_dir`` and ``label``; images without a row are left out). Features come from the project's default extractor through the
-    ingest worker pool; ``cache`` (an .npz path) reuses them when the extractor and files match.
+    ``path`` relative to ``images_dir`` and ``label``; images without a row are left out).
+    Features come from the extractor called ``extractor`` (default: the one new projects start
+    with) through the ingest worker pool; ``cache`` (an .npz path) reuses them when the extractor
+    and files match.
     Returns (X float32, y class index, class names, relative paths). Raises UserError when the
     folder has fewer than two class folders with images.
     """
-    from inspector.core.features import default_extractor
+    from inspector.core.features import default_extractor, get_extractor
     from inspector.core.images import walk_images
     from inspector.core.ingest import analyse_files
 
@@ -337,8 +366,8 @@ def folder_dataset(
     if len(class_names) < 2:
         where = f"{labels_csv} names" if labels_csv is not None else f"{images_dir} needs one sub-folder per class; found"
         raise UserError(f"{where} {len(class_names)} class(es) with images; simulate needs at least two")
-    extractor = default_extractor()
-    key = json.dumps({"name": extractor.name, "version": str(extractor.version),
+    extractor = default_extractor() if extractor is None else get_extractor(extractor)
+    key = json.dumps({"name": extractor.name, "version": str(extractor.version), "params": extractor.params(),
                       "classes": [class_of[r] for r in rel],
                       "files": [(f.relative_path, f.size, f.mtime_ns) for f in sorted(found, key=lambda f: f.relative_path)]})
     if cache is not None and Path(cache).exists():
@@ -349,7 +378,8 @@ def folder_dataset(
         except (OSError, KeyError, ValueError):
             pass
     features: list = [None] * len(rel)
-    for result in analyse_files([images_dir / r for r in rel], workers=workers, progress=progress, cancel=cancel):
+    for result in analyse_files([images_dir / r for r in rel], workers=workers, progress=progress, cancel=cancel,
+                                extractor=extractor.name):
         features[result.index] = result.features
     keep = [i for i, f in enumerate(features) if f is not None]
     if not keep:
