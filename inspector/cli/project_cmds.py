@@ -67,6 +67,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     if not images.is_dir():
         raise UserError(f"image folder {images} does not exist or is not a folder")
     project_path = Path(args.project)
+    from inspector.cli.common import refuse_network_share
+
+    refuse_network_share(project_path)
     project = Project.create(project_path, images)
     with project:
         _scan(project, args.workers, args.quiet)
@@ -156,7 +159,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(f"{folder} is not empty; choose a new folder for the demo images")
     if args.images < 10:
         raise UserError("the demo needs at least 10 images")
-    with terminal_progress("Drawing demo parts") as progress:
+    with terminal_progress("Drawing demo parts", unit="images") as progress:
         write_demo_dataset(folder, n_images=args.images, random_state=args.seed, progress=progress)
     print(f"Wrote {args.images} demo images to {folder}")
     return 0
@@ -188,7 +191,7 @@ def import_csv_labels(project, csv_path: Path, annotator: str = "") -> int:
     `inspector import-labels`)."""
     from inspector.core.labels_io import import_labels
 
-    summary = import_labels(project, Path(csv_path), annotator)
+    summary = import_labels(project, Path(csv_path), annotator, create_classes=True)  # a new project has none
     if summary.unknown_paths:
         import sys
 

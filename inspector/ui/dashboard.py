@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.core.learning import metrics
-from inspector.ui.workers import Task, pool, run_task
+from inspector.ui.workers import Task, deliver_to, pool, run_task
 
 log = logging.getLogger("inspector.ui.dashboard")
 
@@ -66,6 +66,7 @@ class DashboardData:
     model_version: Optional[int] = None
     n_labels_trained: int = 0
     feature_map: Optional[FeatureMap] = None
+    team: Optional[dict] = None  # agreement between inspectors (inspector.core.agreement), when several labelled
 
 
 def precision_from_confusion(confusion: np.ndarray, classes: list) -> dict:
@@ -144,6 +145,9 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
     if audit and audit.get("confusion") is not None:
         data.precision = precision_from_confusion(np.asarray(audit["confusion"]), list(audit.get("classes", [])))
     data.feature_map = previous_map if previous_map is not None else feature_map(features)
+    from inspector.core.agreement import team_summary
+
+    data.team = team_summary(project)
     return data
 
 
@@ -234,6 +238,9 @@ class DashboardView(QWidget):
         self.optimistic.setStyleSheet("color: #8a6d00;")
         self.status = QLabel(self)
         self.status.setStyleSheet("color: #666;")
+        self.team = QLabel(self)  # agreement between inspectors; hidden for a one-person project
+        self.team.setWordWrap(True)
+        self.team.setVisible(False)
 
         self.counts_plot = _plot("Images per class: labelled (solid), model's prediction (light)", "images", "")
         self.curve_plot = _plot("Audit accuracy vs labels, 95 % band",
@@ -305,6 +312,7 @@ class DashboardView(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.stopping)
         layout.addWidget(self.optimistic)
+        layout.addWidget(self.team)
         layout.addLayout(grid, 1)
         layout.addWidget(self.status)
 
@@ -346,8 +354,8 @@ class DashboardView(QWidget):
         proba = s.probabilities if s.probabilities is not None and len(s.probabilities) == len(s.image_ids) else None
         task = Task(compute_dashboard, s.project, s.classes(), dict(s.latest_labels()), proba,
                     np.asarray(s.class_ids, np.int64), features, previous, name="Dashboard", with_progress=False)
-        task.signals.finished.connect(lambda data, f=features: self._computed(data, f))
-        task.signals.failed.connect(self._failed)
+        task.signals.finished.connect(deliver_to(self, lambda data, f=features: self._computed(data, f)))
+        task.signals.failed.connect(deliver_to(self, self._failed))
         self._task = task
         self.status.setText("Updating…" if previous is not None or len(features) < 50_000
                             else "Computing the feature map…")
@@ -377,6 +385,11 @@ class DashboardView(QWidget):
         text = optimistic_text(data)
         self.optimistic.setText(text)
         self.optimistic.setVisible(bool(text))
+        if data.team is not None:
+            from inspector.core.agreement import format_summary
+
+            self.team.setText("\n".join(format_summary(data.team)))
+        self.team.setVisible(data.team is not None)
         self._draw_counts()
         self._draw_curve()
         self._draw_audit()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QProgressBar,
@@ -50,17 +50,18 @@ def _warm_up() -> None:
 
 
 def demo_folder() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base) / "demo"
+    from inspector.ui.app import data_folder
+
+    return data_folder() / "demo"
 
 
 def write_demo(folder: Path, progress=None, cancel=None) -> Path:
     """Write the demo images (once) and return the demo project's path (worker thread)."""
-    from inspector.core.demo import write_demo_dataset
+    from inspector.core.demo import TRUTH_FILE, write_demo_dataset
 
     images = folder / "images"
     project_path = folder / f"demo{PROJECT_SUFFIX}"
-    if not (images / "manifest.csv").exists():
+    if not (images / TRUTH_FILE).exists():
         folder.mkdir(parents=True, exist_ok=True)
         write_demo_dataset(images, progress=progress, cancel=cancel, overwrite=True)
     if not project_path.exists():
@@ -226,6 +227,13 @@ class MainWindow(QMainWindow):
         self.export_model_action = self._action(file, "Export &model…", self.export_model, None, "export")
         self.export_report_action = self._action(file, "Export &report…", self.export_report, None, "report")
         file.addSeparator()
+        self.team_actions = [  # several workstations on one project (inspector.ui.team)
+            self._action(file, "Create labelling &pack…", self.create_pack, None, "export",
+                         tip="Write a slice of the images to label for another workstation"),
+            self._action(file, "Mer&ge labels…", self.merge_labels, None, "folder-open",
+                         tip="Bring home the labels of labelling packs"),
+        ]
+        file.addSeparator()
         self.close_action = self._action(file, "&Close project", self.close_project, "Ctrl+W")
         self._action(file, "&Quit", self.close, "Ctrl+Q")
         project = bar.addMenu("&Project")
@@ -234,7 +242,7 @@ class MainWindow(QMainWindow):
             self._action(project, "Re&locate images…", self.relocate, None, "folder-open"),
             self._action(project, "&Classes…", self.edit_classes, "Ctrl+K", "classes"),
             self._action(project, "&Settings…", self.edit_settings, "Ctrl+,", "settings"),
-            self._action(project, "&Retrain now", lambda: self.session and self.session.start_retrain(), "Ctrl+R"),
+            self._action(project, "&Retrain now", lambda: self.session and self.session.start_retrain(reason="you asked"), "Ctrl+R"),
         ]
         view = bar.addMenu("&View")
         view.addAction(self.problems_dock.toggleViewAction())
@@ -268,7 +276,7 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         has = self.session is not None
-        for a in self.project_actions + [self.close_action]:
+        for a in self.project_actions + self.team_actions + [self.close_action]:
             a.setEnabled(has)
         model_ok = self._available("inspector.core.modelfile")
         report_ok = self._available("inspector.core.report")
@@ -307,6 +315,11 @@ class MainWindow(QMainWindow):
         return True
 
     def open_project(self, path: str) -> bool:
+        if Path(path).is_file():
+            from inspector.ui.team import confirm_network_share
+
+            if not confirm_network_share(self, Path(path)):  # NFS/SMB: the user chooses before any write
+                return False
         try:
             project = Project.open(Path(path))
         except UserError as exc:
@@ -437,8 +450,15 @@ class MainWindow(QMainWindow):
         if s is None:
             return
         n = len(s.latest_labels())
-        version = f"model v{s.model_version}" if s.model_version else "no model yet"
-        self.model_status.setText(f"{version} · {n} labels · {s.audit_summary()}")
+        if not s.model_version:
+            # a fresh project: say what will happen, not "model v0" and an empty estimate
+            until = s.labels_until_retrain()
+            self.model_status.setText(f"No model yet: label a few images ({n} labelled; the first model "
+                                      f"trains after {until} more)" if until else
+                                      f"No model yet ({n} labelled; the first model is training)")
+            return
+        self.model_status.setText(f"Model v{s.model_version} ({s.n_labels_trained} labels) · {n} labelled · "
+                                  f"retrain in {s.labels_until_retrain()} · {s.audit_summary()}")
 
     def _fill_problems(self) -> None:
         self.problems_list.clear()
@@ -505,6 +525,18 @@ class MainWindow(QMainWindow):
         task.signals.failed.connect(lambda m: (self.job.finish(title), show_error(self, title, m)))
         self.job.start(title, task)
         run_task(task, pool("background"))
+
+    def create_pack(self) -> None:
+        if self.session is not None:
+            from inspector.ui.team import create_pack_interactively
+
+            create_pack_interactively(self, self.session)
+
+    def merge_labels(self) -> None:
+        if self.session is not None:
+            from inspector.ui.team import merge_interactively
+
+            merge_interactively(self, self.session)
 
     def export_model(self) -> None:
         self._export("inspector.core.modelfile", "export_model", "Export model", ".inspector-model",

@@ -113,6 +113,8 @@ class RetrainOutcome:
     image_ids: np.ndarray
     queued: bool
     seconds: float
+    model: Any = None  # the fitted TrainedModel (kept by the session for queue refills)
+    refill: bool = False  # a queue refill with the current model, not a retrain
 
 
 def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
@@ -136,7 +138,38 @@ def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extra
         worker.close()
     proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
     return RetrainOutcome(version, fitted.n_labels, fitted.metrics, proba, snapshot.classes,
-                          snapshot.image_ids, write_queue, time.perf_counter() - start)
+                          snapshot.image_ids, write_queue, time.perf_counter() - start, model=fitted.model)
+
+
+def refill(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
+           model=None, progress=None, cancel=None) -> RetrainOutcome:
+    """Choose a new queue with the model the session already has: no new version, not a retrain.
+
+    Without a usable model in memory (a reopened project, classes changed since) but with labels,
+    the model is fitted again from the current labels for the ranking; nothing is recorded."""
+    from inspector.core.learning import learner
+    from inspector.core.progress import check
+
+    start = time.perf_counter()
+    worker = project.worker_connection()
+    try:
+        snapshot = learner.take_snapshot(_CachedFeatures(worker, image_ids, features), extractor=extractor)
+        usable = model is not None and np.array_equal(np.asarray(model.classes), snapshot.classes)
+        if usable:
+            fitted = learner.FitResult(model, len(snapshot.labels), {}, model.predict_proba(snapshot.X))
+        elif snapshot.labels and snapshot.previous_version is not None:
+            fitted = learner.fit(snapshot, cancel=cancel)  # the project's model, from an earlier session
+        else:
+            fitted = learner.FitResult(None, 0, {}, None)  # cold start: representative and unusual images
+        check(cancel)
+        selection = learner.select(snapshot, fitted)
+        check(cancel)
+        learner.commit(worker, snapshot, fitted, selection, record_version=False)
+    finally:
+        worker.close()
+    proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
+    return RetrainOutcome(None, fitted.n_labels, fitted.metrics, proba, snapshot.classes, snapshot.image_ids,
+                          True, time.perf_counter() - start, model=fitted.model, refill=True)
 
 
 # ----------------------------------------------------------------------------- the session
@@ -172,8 +205,19 @@ class ProjectSession(QObject):
         self._classes: Optional[list[ClassRecord]] = None
         self._latest: Optional[dict[int, int]] = None
         self._labels_since_retrain = 0
-        self._retrain_task: Optional[Task] = None
+        self._retrain_task: Optional[Task] = None  # the running retrain (refills have their own)
+        self._retrain_description = ""
+        self._retrain_reason = ""
         self._retrain_again = False
+        self._retrain_again_reason = ""
+        self._retrain_due = False  # a retrain was asked for and has not started yet
+        self._refill_again = False
+        self._refill_task: Optional[Task] = None
+        self._refill_inputs: tuple[int, int] = (-1, -1)
+        self._model_generation = 0  # retrains finished: a refill's model is stale if it changed
+        self._refill_generation = 0
+        self.model = None  # the last fitted TrainedModel, for queue refills between retrains
+        self.retrain_log: list[tuple[int, str]] = []  # (labels given in this session, reason) per retrain
         self._labels_given = 0  # labels given in this session (counter)
         self._retrain_inputs: tuple[int, int] = (-1, -1)
         self._feature_task: Optional[Task] = None
@@ -184,6 +228,7 @@ class ProjectSession(QObject):
         self._reload_features = False  # a load was asked for while another was running
         self.closed = False
         self._retrain_when_saved = False
+        self._retrain_when_saved_reason = ""
         # image id -> (kind, class_id, audit) of the labels given in this session, so the views
         # know an image's state before the writer committed it
         self._given: dict[int, tuple[str, Optional[int], bool]] = {}
@@ -268,11 +313,11 @@ class ProjectSession(QObject):
             latest[image_id] = class_id
         else:
             latest.pop(image_id, None)
-        self.labels_changed.emit([image_id])
         if kind == "class":
-            self._labels_since_retrain += 1
-            if self._labels_since_retrain >= self.retrain_every():
-                self.start_retrain()
+            self._labels_since_retrain += 1  # before labels_changed: the status bar shows it
+        self.labels_changed.emit([image_id])
+        if kind == "class" and self._labels_since_retrain >= self.retrain_every():
+            self._retrain_on_labels()
 
     def label_images(self, image_ids, class_id: int, source: str = "bulk") -> int:
         """Label many images with one class (one durable transaction, committed by the writer
@@ -286,11 +331,19 @@ class ProjectSession(QObject):
         for i in ids:
             latest[i] = int(class_id)
             self._given[i] = ("class", int(class_id), False)
-        self.labels_changed.emit(ids)
         self._labels_since_retrain += len(ids)
+        self.labels_changed.emit(ids)
         if self._labels_since_retrain >= self.retrain_every():
-            self.start_retrain()
+            self._retrain_on_labels()
         return len(ids)
+
+    def _retrain_on_labels(self) -> None:
+        """Every N labels a retrain is due; the count restarts now, even when the retrain has to
+        wait for a running one (it then runs right after it, with every label given so far)."""
+        reason = f"after {self._labels_since_retrain} new labels"
+        self._labels_since_retrain = 0
+        self._retrain_due = False  # a new due point (one waiting retrain serves both)
+        self.start_retrain(reason=reason)
 
     def label_state(self, image_id: int) -> Optional[tuple[str, Optional[int], bool]]:
         """``(kind, class_id, audit)`` of the image's latest label event, or None (unlabelled);
@@ -316,7 +369,7 @@ class ProjectSession(QObject):
         self.labels_saved.emit()
         if self._retrain_when_saved and self.writer.pending == 0:
             self._retrain_when_saved = False
-            self.start_retrain()
+            self.start_retrain(reason=self._retrain_when_saved_reason)
 
     def _label_not_saved(self, message: str, image_ids: list) -> None:
         for i in image_ids:
@@ -344,12 +397,17 @@ class ProjectSession(QObject):
 
     # ------------------------------------------------------------------ background jobs
     def busy(self) -> bool:
-        return any(t is not None for t in (self._retrain_task, self._feature_task, self._extract_task,
-                                           self._check_task))
+        return any(t is not None for t in (self._retrain_task, self._refill_task, self._feature_task,
+                                           self._extract_task, self._check_task))
 
     def retraining(self) -> bool:
-        """A retrain runs, or starts as soon as the labels just given are committed."""
-        return self._retrain_task is not None or self._retrain_when_saved
+        """The learner is at work (a retrain or a queue refill), or a retrain starts as soon as
+        the labels just given are committed."""
+        return self._retrain_task is not None or self._refill_task is not None or self._retrain_when_saved
+
+    def labels_until_retrain(self) -> int:
+        """Class labels still to give before the next retrain (the "Retrain every N labels" setting)."""
+        return max(0, self.retrain_every() - self._labels_since_retrain)
 
     def extracting(self) -> bool:
         return self._extract_task is not None
@@ -371,6 +429,7 @@ class ProjectSession(QObject):
             self._check_task = None
         else:
             self._retrain_task = None
+            self._retrain_again = self._refill_again = self._retrain_due = False
         if not self.closed:
             self.job_failed.emit(description, message)
 
@@ -434,11 +493,12 @@ class ProjectSession(QObject):
         if len(self.image_ids) == 0:
             return
         # A queue chosen from the first few images read (or nearly used up) is refilled from
-        # what is known now; otherwise the inspector would soon wait for the learner.
+        # what is known now; otherwise the inspector would soon wait for the learner. Neither is
+        # a retrain: the model changes only with labels (or when asked).
         if len(self.project.queue()) < QUEUE_LOW:
-            self.start_retrain()
+            self.refill_queue()
         elif self.probabilities is None and self.latest_labels():
-            self.start_retrain(write_queue=False)
+            self.start_retrain(write_queue=False, reason="predictions for the images read")
 
     def scan(self) -> None:
         """Rescan the folder and analyse new or changed files in the background."""
@@ -478,26 +538,95 @@ class ProjectSession(QObject):
         )
         self.load_features()
 
-    def start_retrain(self, write_queue: bool = True) -> None:
-        """Train in the background; when a retrain is already running, run once more after it."""
+    def start_retrain(self, write_queue: bool = True, reason: str = "you asked") -> None:
+        """Train in the background and record a new version (``reason`` is shown in the status
+        bar: "after 10 new labels", "you asked"…); when the learner is busy, run once more after it.
+        ``write_queue=False``: predictions only (no version, no queue, not counted as a retrain)."""
         if len(self.image_ids) == 0 or self.closed:
             return
+        if write_queue and not self._retrain_due:
+            # the count restarts when a retrain is due, not when it can start (after a running
+            # one): retrains stay every N labels however long each takes
+            self._retrain_due = True
+            self._labels_since_retrain = 0
+            self.retrain_log.append((self._labels_given, reason))
         if write_queue and self.writer.pending:
             # the snapshot must include the labels just given: start once they are committed
             self._retrain_when_saved = True
+            self._retrain_when_saved_reason = reason
             return
         if self._retrain_task is not None:
             # once more after it, but only if it cannot know everything: a label given or
             # features loaded since it started (else it would choose the same queue again)
             if self._inputs() != self._retrain_inputs:
-                self._retrain_again = self._retrain_again or write_queue
+                if write_queue:
+                    self._retrain_again, self._retrain_again_reason = True, reason
+            elif write_queue:
+                self._retrain_due = False  # the running retrain knows everything already
             return
-        self._labels_since_retrain = 0
         self._retrain_inputs = self._inputs()
+        if write_queue:
+            self._retrain_due = False
+        self._retrain_reason = reason
+        self._retrain_description = f"Training ({reason})"
         task = Task(retrain, self.project, self.image_ids, self.features, self.extractor, write_queue,
                     name="Training")
-        task.signals.cancelled.connect(lambda: setattr(self, "_retrain_task", None))
-        self._retrain_task = self._start(task, "Training", self._retrained)
+        task.signals.cancelled.connect(self._retrain_cancelled)
+        self._retrain_task = self._start(task, self._retrain_description, self._retrained)
+
+    def _retrain_cancelled(self) -> None:
+        self._retrain_task = None
+        self._retrain_again = self._retrain_due = False
+
+    def refill_queue(self) -> None:
+        """Choose the next images with the current model (no retrain, no new version): the
+        labelling view asks for this when its queue runs low between retrains."""
+        if len(self.image_ids) == 0 or self.closed:
+            return
+        if self._refill_task is not None:
+            # a refill runs; once more after it if labels were given since it started
+            if self._inputs() != self._refill_inputs:
+                self._refill_again = True
+            return
+        # A running retrain does not hold a refill back: under load a retrain can take a minute,
+        # longer than the queue lasts, and the inspector must not wait for it. Its queue (newer
+        # model) replaces this one when it is done; both leave out every image labelled since.
+        self._refill_inputs = self._inputs()
+        self._refill_generation = self._model_generation
+        # a model only from an earlier session (reopened project) is fitted again for the ranking;
+        # before the first model, the cold-start choice (representative and unusual images)
+        task = Task(refill, self.project, self.image_ids, self.features, self.extractor, self.model,
+                    name="Choosing the next images")
+        task.signals.cancelled.connect(self._refill_cancelled)
+        task.signals.failed.connect(self._refill_failed)
+        task.signals.finished.connect(self._refilled)
+        # quiet: a refill is quick and frequent; the status bar is for what the inspector must know
+        self._refill_task = run_task(task, pool("background"))
+
+    def _refill_cancelled(self) -> None:
+        self._refill_task = None
+
+    def _refill_failed(self, message: str) -> None:
+        self._refill_task = None
+        self._refill_again = False
+        if not self.closed:
+            self.job_failed.emit("Choosing the next images", message)
+
+    def _refilled(self, outcome: RetrainOutcome) -> None:
+        self._refill_task = None
+        if self.closed:
+            return
+        if self._model_generation == self._refill_generation:  # else a newer model arrived meanwhile
+            if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
+                self.probabilities = outcome.probabilities
+                self.class_ids = outcome.class_ids
+                self.model_updated.emit(int(self.model_version or 0))
+            if outcome.model is not None:
+                self.model = outcome.model
+        self.queue_changed.emit()
+        if self._refill_again:
+            self._refill_again = False
+            QTimer.singleShot(0, self.refill_queue)
 
     def _inputs(self) -> tuple[int, int]:
         """What a retrain learns from: labels given and features loaded (counters)."""
@@ -507,9 +636,12 @@ class ProjectSession(QObject):
         self._retrain_task = None
         if self.closed:
             return
+        self._model_generation += 1
         if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
             self.probabilities = outcome.probabilities
             self.class_ids = outcome.class_ids
+        if outcome.model is not None:
+            self.model = outcome.model
         if outcome.version is not None:
             self.model_version = outcome.version
             self.model_metrics = outcome.metrics
@@ -518,16 +650,23 @@ class ProjectSession(QObject):
             self.queue_changed.emit()
         if outcome.probabilities is not None:
             self.model_updated.emit(int(self.model_version or 0))
-        self.job_finished.emit("Training", f"model v{self.model_version or 0} on {outcome.n_labels} labels "
-                                           f"in {outcome.seconds:.1f} s")
+        if outcome.version is not None:
+            # short: the status bar shares its width with the job indicator and the model status
+            summary = f"Model v{outcome.version} trained on {outcome.n_labels} labels ({self._retrain_reason})"
+        elif outcome.n_labels == 0:
+            summary = "No model yet: the first images were chosen to show the range of parts"
+        else:
+            summary = f"Predictions ready ({outcome.n_labels} labels)"
+        self.job_finished.emit(self._retrain_description, summary)
         if self._retrain_again:
             self._retrain_again = False
-            QTimer.singleShot(0, self.start_retrain)
+            reason = self._retrain_again_reason
+            QTimer.singleShot(0, lambda: self.start_retrain(reason=reason))
 
     def close(self) -> None:
         """Stop background work and close the project file."""
         self.closed = True
-        for task in (self._retrain_task, self._extract_task, self._feature_task):
+        for task in (self._retrain_task, self._refill_task, self._extract_task, self._feature_task):
             if task is not None:
                 task.cancel()
         for name in ("background", "images"):

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 
@@ -69,13 +67,44 @@ def test_svm_with_one_label_per_class_still_gives_probabilities():
     np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-5)
 
 
-def test_training_a_few_thousand_labels_is_fast():
+def test_training_a_few_thousand_labels_learns_every_class():
+    # Its speed is measured by tests/benchmarks/bench_query.py, not asserted here (shared machines).
     X, y = data(n=3000, d=128, k=6)
-    start = time.perf_counter()
-    fit_model(X, y, np.arange(6))
-    assert time.perf_counter() - start < 2.0  # typically ~0.2 s; generous for a noisy machine
+    model = fit_model(X, y, np.arange(6))
+    assert set(model.seen_classes.tolist()) == set(range(6))
+    assert np.mean(model.predict(X) == y) > 0.95
 
 
 def test_no_labels_is_a_user_error():
     with pytest.raises(UserError):
         fit_model(np.zeros((0, 3)), np.zeros(0, int), np.arange(2))
+
+
+def test_convergence_warnings_are_recorded_with_the_model_not_printed():
+    import warnings
+
+    from inspector.core.learning.models import fit_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 30)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit_model(X, y, np.arange(3), kind="logistic", max_iter=2)  # stops at its limit
+    assert not [w for w in caught if "converge" in str(w.message).lower()]
+    assert model.fit_warnings and "iter" in model.fit_warnings[0].lower()
+    assert model.predict_proba(X).shape == (60, 3)
+
+
+def test_identical_images_do_not_make_the_cold_start_warn():
+    import warnings
+
+    from inspector.core.learning.strategies import get_strategy
+
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(5, 20)).astype(np.float32), 20, axis=0)  # 5 distinct images, 20 copies each
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        selection = get_strategy("cold_start")(None, X, np.zeros(len(X), bool), 15, 0, audit_share=0.1)
+    assert not caught, [str(w.message) for w in caught]
+    assert len(selection.indices) >= 5

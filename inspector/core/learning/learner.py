@@ -129,7 +129,9 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
         raise UserError(f"no image features from extractor {extractor[0]} v{extractor[1]} yet: "
                         "scan the project's images first (inspector scan PROJECT)")
     events = project.latest_label_events()
-    labels = project.latest_labels()
+    from inspector.core.agreement import training_labels
+
+    labels = training_labels(project, project.latest_labels())  # unresolved disagreements wait for review
     audit = project.audit_labels()
     classes = project.classes()
     last = project.latest_model_version()
@@ -138,7 +140,8 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
         X=np.asarray(X, np.float32),
         labels=dict(labels),
         audit_ids={i for i in audit if labels.get(i) == audit[i]},
-        settled_ids={i for i, e in events.items() if e.kind != "cleared"},
+        # images out in a labelling pack are being labelled elsewhere: not queued here as well
+        settled_ids={i for i, e in events.items() if e.kind != "cleared"} | set(project.handed_out_images()),
         classes=np.asarray(sorted(c.id for c in classes), np.int64),
         class_names={c.id: c.name for c in classes},
         settings=settings,
@@ -225,15 +228,18 @@ def select(snapshot: Snapshot, fitted: FitResult, n: Optional[int] = None, strat
                               proba=fitted.proba)
 
 
-def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[Selection]) -> Optional[int]:
+def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[Selection],
+           record_version: bool = True) -> Optional[int]:
     """Record the model version (when one was trained) and replace the queue; returns the version.
 
-    Images labelled since the snapshot are left out of the queue.
+    Images labelled since the snapshot are left out of the queue. ``record_version=False`` only
+    replaces the queue, chosen with a model the project already has (a queue refill between
+    retrains); its entries name the project's latest version.
     """
     from inspector.core.store import QueueEntry
 
-    version = None
-    if fitted.model is not None:
+    version = None if record_version else snapshot.previous_version
+    if fitted.model is not None and record_version:
         version = project.add_model_version(
             fitted.model.kind,
             {**snapshot.settings.as_dict(), "extractor": list(snapshot.extractor)},
