@@ -301,7 +301,7 @@ class _SelfTest:
         from inspector.core.demo import TRUTH_FILE
         from inspector.core.labels_io import import_labels
 
-        summary = import_labels(self.project, self.images / TRUTH_FILE, annotator="self-test")
+        summary = import_labels(self.project, self.images / TRUTH_FILE, annotator="self-test", create_classes=True)
         _expect(summary.imported == N_IMAGES, f"imported {summary.imported} labels from {TRUTH_FILE}, "
                                               f"expected {N_IMAGES}")
         with open(self.images / TRUTH_FILE, newline="", encoding="utf-8") as handle:

@@ -154,10 +154,9 @@ def create_pack(project: Project, out_path: Path, n_images: Optional[int] = None
     if not project.image_root_found():
         raise UserError(f"the image folder {project.image_root} is not reachable; relocate the project first")
     if extractor is None:
-        from inspector.core.features import default_extractor
+        from inspector.core.extractor_choice import project_extractor_key
 
-        ex = default_extractor()
-        extractor = (ex.name, ex.version)
+        extractor = project_extractor_key(project)  # the pack learns on the home project's features
     report(progress, 0, 5, "choosing images")
     chosen, short_by = choose_pack_images(project, n_images, share, double_share)
     if not chosen:

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from inspector.core.features import default_extractor
+from inspector.core.features import get_extractor
 from inspector.core.store import ImageAnalysis, Project
 
 
 def build_synthetic_project(path: Path, n_images: int, dim: int, n_classes: int, seed: int) -> dict[int, int]:
     """Images with features but no files; returns each image's true class index."""
-    extractor = default_extractor()
+    extractor = get_extractor("texture")
     rng = np.random.default_rng(seed)
     (path.parent / "images").mkdir(exist_ok=True)
     truth: dict[int, int] = {}

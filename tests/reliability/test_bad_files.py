@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from inspector.cli import main
-from inspector.core.features import default_extractor
+from inspector.core.features import get_extractor
 from inspector.core.store import Project
 from nasty_files import make_nasty_corpus
 
@@ -102,7 +102,7 @@ def _check_project(project_path: Path, expected: dict, capsys, permission_enforc
             problems.append(f"{rel}: reason not readable: {reason!r}")
     unexpected = set(reasons) - set(bad)
     problems += [f"{rel} reported but should be fine: {reasons[rel]}" for rel in sorted(unexpected)]
-    extractor = default_extractor()
+    extractor = get_extractor("texture")
     with Project.open(project_path, read_only=True) as p:
         with_features = set(p.feature_matrix(extractor.name, extractor.version)[0].tolist())
         for rel, description in good.items():

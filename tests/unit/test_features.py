@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.core.features import TextureExtractor, default_extractor
+from inspector.core.features import TextureExtractor, get_extractor
 from inspector.core.images import DecodedImage, shrink, to_gray_u8
 
 
 @pytest.fixture(scope="module")
 def extractor() -> TextureExtractor:
-    return default_extractor()
+    return get_extractor("texture")
 
 
 def _part(rng: np.random.Generator, size=(1000, 1000)) -> np.ndarray:
@@ -40,7 +40,7 @@ def test_interface_dim_dtype_and_params(extractor):
 def test_deterministic(extractor):
     image = _part(np.random.default_rng(1), (300, 420))
     first = extractor.extract(image)
-    second = default_extractor().extract(image.copy())
+    second = get_extractor("texture").extract(image.copy())
     assert np.array_equal(first, second)
 
 

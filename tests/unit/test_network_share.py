@@ -65,4 +65,4 @@ def test_cli_refuses_to_write_on_a_share_until_allowed(share_project, tmp_path, 
     assert share_project.read_bytes() == before
     assert not (tmp_path / "share" / "q.inspector").exists()
     assert main(["info", str(share_project)]) == 0  # reading is safe
-    assert main(["label", str(share_project), "ok/part_001.png", "ok", "--allow-network-share"]) == 0
+    assert main(["label", str(share_project), "ok/part_001.png", "ok", "--create-class", "--allow-network-share"]) == 0

@@ -53,9 +53,9 @@ def test_packs_are_disjoint_except_the_double_share(home, tmp_path):
         labelled = set(project.latest_labels())
         assert len(project.packs_out()) == 3
     assert (a.n_double, b.n_double, c.n_double) == (0, 2, 0)
-    from inspector.core.features import default_extractor
+    from inspector.core.features import get_extractor
 
-    extractor = (default_extractor().name, default_extractor().version)
+    extractor = (get_extractor("texture").name, get_extractor("texture").version)
     sets = {}
     for name in "abc":
         with Project.open(tmp_path / f"{name}.inspector", read_only=True) as pack:

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from inspector.core.errors import ProjectError
-from inspector.core.features import default_extractor
+from inspector.core.features import get_extractor
 from inspector.core.ingest import analyse_pending, scan_folder, scan_project
 from inspector.core.progress import CancelToken, Cancelled
 from inspector.core.store import Project
 
-EXTRACTOR = default_extractor()
+# Projects made by Project.create alone (no extractor setting) compute the legacy texture features.
+EXTRACTOR = get_extractor("texture")
 
 
 def draw(path: Path, seed: int, size: int = 48) -> None:

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: The extractor new projects start with (see README "Features" for the measurements behind it).
-DEFAULT_EXTRACTOR = "texture"
+DEFAULT_EXTRACTOR = "texture+cnn"
 
 # name -> factory; the order is the order people see them in
 _FACTORIES: dict[str, Callable[[], object]] = {
