@@ -63,8 +63,8 @@ def confidence_section(metrics: dict, threshold: dict, acceptable: list[str]) ->
                  "escape rate is escapes / defective parts.</p>")
     value = threshold.get("value")
     if value is None:
-        parts.append(f"<p class='warn'><b>Not shown safe: every part is routed to review.</b> "
-                     f"{esc(threshold.get('explanation') or '')}</p>")
+        why = (threshold.get("explanation") or "").replace("NOT SHOWN SAFE: every part is routed to review. ", "")
+        parts.append(f"<p class='warn'><b>Not shown safe: every part is routed to review.</b> {esc(why)}</p>")
     else:
         parts.append(f"<p>Review threshold <b>{value:.3f}</b> ({esc(str(threshold.get('set_by') or 'escape target'))}): "
                      f"a part predicted acceptable passes only when its calibrated probability of being acceptable "

@@ -49,6 +49,7 @@ from inspector.core.learning.routing import PASS, choose_threshold, route  # noq
 from inspector.core.learning.strategies import get_strategy  # noqa: E402
 
 CHECKPOINTS = (50, 100, 300)
+OUT = Path("/tmp/inspector_bench_confidence")
 
 
 def split_half(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,9 +63,12 @@ def split_half(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(a), np.concatenate(b)
 
 
-def trained(X, y, classes, kind="logistic", seed=0):
+POOL_PRIOR = os.environ.get("BENCH_LABEL_PRIOR") is None
+
+
+def trained(X, y, classes, kind="logistic", seed=0, X_pool=None):
     model = fit_model(X, y, classes, kind=kind, random_state=seed)
-    oof = calibrate_model(model, X, y)
+    oof = calibrate_model(model, X, y, X_pool=X_pool if POOL_PRIOR else None)
     return model, oof
 
 
@@ -81,7 +85,7 @@ def active_labels(X_pool, y_pool, classes, budget, seed, batch=10):
         order += sel.indices.tolist()
         labelled[sel.indices] = True
         rows = np.asarray(order)
-        model, _ = trained(X_pool[rows], y_pool[rows], classes, seed=seed)
+        model, _ = trained(X_pool[rows], y_pool[rows], classes, seed=seed, X_pool=X_pool)
     return np.asarray(order, np.int64)
 
 
@@ -103,14 +107,19 @@ def run_dataset(name, X, y, class_names, acceptable_name, seed, budget_max=300):
     print(f"\n== {name}: {len(y)} images, classes {', '.join(f'{n} ({int(np.sum(y == i))})' for i, n in enumerate(class_names))}; "
           f"acceptable: {acceptable_name}; labelling half {len(pool)}, held-out half {len(test)}; seed {seed}")
     started = time.perf_counter()
-    order = active_labels(Xp, yp, classes, min(budget_max, len(pool)), seed)
+    cache = OUT / f"{name}_order_s{seed}_{'pool' if POOL_PRIOR else 'label'}prior.npy"
+    if cache.exists():
+        order = np.load(cache)
+    else:
+        order = active_labels(Xp, yp, classes, min(budget_max, len(pool)), seed)
+        np.save(cache, order)
     print(f"   active-learning replay to {len(order)} labels: {time.perf_counter() - started:.0f} s")
     print(f"   {'labels':>7} {'ECE raw':>8} {'ECE cal':>8} {'acc':>6} {'T':>5} {'shrink':>6} | "
           f"{'threshold':>9} {'escapes':>12} {'escape rate (95 % CI)':>24} {'review':>7} {'novel':>6}")
     points = [c for c in CHECKPOINTS if c <= len(order)] + ["all"]
     for at in points:
         rows = np.arange(len(pool)) if at == "all" else order[:at]
-        model, oof = trained(Xp[rows], yp[rows], classes, seed=seed)
+        model, oof = trained(Xp[rows], yp[rows], classes, seed=seed, X_pool=Xp)
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
         ece_raw = reliability(yt, raw, classes)["ece"]
@@ -140,7 +149,7 @@ def run_dataset(name, X, y, class_names, acceptable_name, seed, budget_max=300):
         if acceptable_cols[c]:
             continue
         keep = yp != c
-        model, oof = trained(Xp[keep], yp[keep], classes, seed=seed)
+        model, oof = trained(Xp[keep], yp[keep], classes, seed=seed, X_pool=Xp)
         th = choose_threshold(yp[keep], model.calibration.apply(oof), classes, acceptable_cols, 0.01)
         novelty = fit_novelty(Xp[keep], mean, std)
         cal = model.predict_proba(Xt)
@@ -167,6 +176,8 @@ def main() -> int:
     from inspector.core.learning.simulate import folder_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
+    global OUT
+    OUT = args.out
     print(f"load: {os.getloadavg()[0]:.1f} (1 min)")
     for name in args.datasets.split(","):
         if name in ("neu", "elpv"):

@@ -149,8 +149,28 @@ def _nll(p: np.ndarray, cols: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(p[np.arange(len(cols)), cols], 1e-12, 1.0))))
 
 
+def pool_prior(model, X_pool: np.ndarray, y: np.ndarray, limit: int = 20000, random_state=0) -> np.ndarray:
+    """The class mix of the image pool as the model sees it: the mean raw probability over (a sample
+    of) the pool, over the classes with labels. Actively chosen labels over-represent rare classes,
+    so their own frequencies are a poor prior for a random part; the pool's mean prediction is not.
+    Falls back to :func:`class_prior` with fewer than two seen classes."""
+    classes = np.asarray(model.classes)
+    label_prior = class_prior(y, classes)
+    if len(np.unique(y)) < 2 or X_pool is None or len(X_pool) == 0:
+        return label_prior
+    rows = np.arange(len(X_pool))
+    if len(rows) > limit:
+        rows = np.sort(np.random.default_rng(random_state).choice(len(rows), limit, replace=False))
+    mean = np.asarray(model.raw_proba(X_pool[rows]), np.float64).mean(axis=0)
+    seen = label_prior > 0
+    # one pseudo-label per seen class keeps every seen class possible
+    prior = np.where(seen, mean * len(rows) + 1.0, 0.0)
+    return prior / prior.sum()
+
+
 def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.ndarray] = None,
-                    basis: str = "cross-validation over the labels") -> Calibration:
+                    basis: str = "cross-validation over the labels",
+                    prior: Optional[np.ndarray] = None) -> Calibration:
     """Fit temperature and shrinkage on out-of-fold probabilities ``oof_proba`` for labels ``y``.
 
     ``classes`` is the model's column order; ``y`` every label the model trains on (its prior and
@@ -159,7 +179,7 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
     """
     y = np.asarray(y)
     classes = np.asarray(classes)
-    prior = class_prior(y, classes)
+    prior = class_prior(y, classes) if prior is None else np.asarray(prior, np.float64)
     n_seen = len(np.unique(y))
     floor = shrink_floor(len(y), n_seen)
     if n_seen < 2:
@@ -270,14 +290,17 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: n
 
 
 def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=None,
-                    oof_proba: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+                    oof_proba: Optional[np.ndarray] = None, X_pool: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """Fit ``model.calibration`` on out-of-fold predictions over its own labels ``X``/``y``.
 
-    ``model`` is the TrainedModel fitted on ``X``/``y``. Returns the out-of-fold raw
+    ``model`` is the TrainedModel fitted on ``X``/``y``; ``X_pool`` (every image's features, or
+    None) gives the prior the probabilities shrink toward (:func:`pool_prior`; default: the label
+    frequencies). Returns the out-of-fold raw
     probabilities (None when there were too few labels), which callers reuse for thresholds and
     reliability diagrams (apply ``model.calibration`` to them).
     """
     if oof_proba is None:
         oof_proba = out_of_fold_proba(X, y, model.classes, model.kind, model.random_state, folds=folds, cancel=cancel)
-    model.calibration = fit_calibration(y, model.classes, oof_proba)
+    prior = pool_prior(model, X_pool, y, random_state=model.random_state) if X_pool is not None else None
+    model.calibration = fit_calibration(y, model.classes, oof_proba, prior=prior)
     return oof_proba
