@@ -66,27 +66,29 @@ def split_half(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 POOL_PRIOR = os.environ.get("BENCH_LABEL_PRIOR") is None
 
 
-def trained(X, y, classes, kind="logistic", seed=0, X_pool=None):
+def trained(X, y, classes, kind="logistic", seed=0, X_pool=None, is_audit=None):
     model = fit_model(X, y, classes, kind=kind, random_state=seed)
-    oof = calibrate_model(model, X, y, X_pool=X_pool if POOL_PRIOR else None)
+    oof = calibrate_model(model, X, y, X_pool=X_pool if POOL_PRIOR else None, is_audit=is_audit)
     return model, oof
 
 
 def active_labels(X_pool, y_pool, classes, budget, seed, batch=10):
-    """Replay the app's loop; returns {labels: rows of X_pool labelled at that count}."""
+    """Replay the app's loop; returns (rows of X_pool in labelling order, audit flag per row)."""
     strategy = get_strategy("uncertain_diverse")
     labelled = np.zeros(len(y_pool), bool)
     order: list[int] = []
+    audit: list[bool] = []
     model = None
     while len(order) < budget:
         sel = strategy(model, X_pool, labelled, min(batch, budget - len(order)), [seed, len(order)], audit_share=0.1)
         if len(sel) == 0:
             break
         order += sel.indices.tolist()
+        audit += sel.audit.tolist()
         labelled[sel.indices] = True
         rows = np.asarray(order)
-        model, _ = trained(X_pool[rows], y_pool[rows], classes, seed=seed, X_pool=X_pool)
-    return np.asarray(order, np.int64)
+        model, _ = trained(X_pool[rows], y_pool[rows], classes, seed=seed, X_pool=X_pool, is_audit=np.asarray(audit))
+    return np.asarray(order, np.int64), np.asarray(audit, bool)
 
 
 def escape_row(y_test, proba, novel, classes, acceptable_cols, threshold):
@@ -107,19 +109,21 @@ def run_dataset(name, X, y, class_names, acceptable_name, seed, budget_max=300):
     print(f"\n== {name}: {len(y)} images, classes {', '.join(f'{n} ({int(np.sum(y == i))})' for i, n in enumerate(class_names))}; "
           f"acceptable: {acceptable_name}; labelling half {len(pool)}, held-out half {len(test)}; seed {seed}")
     started = time.perf_counter()
-    cache = OUT / f"{name}_order_s{seed}_{'pool' if POOL_PRIOR else 'label'}prior.npy"
+    cache = OUT / f"{name}_order_s{seed}_{'pool' if POOL_PRIOR else 'label'}prior_audit.npz"
     if cache.exists():
-        order = np.load(cache)
+        saved = np.load(cache)
+        order, audit = saved["order"], saved["audit"]
     else:
-        order = active_labels(Xp, yp, classes, min(budget_max, len(pool)), seed)
-        np.save(cache, order)
+        order, audit = active_labels(Xp, yp, classes, min(budget_max, len(pool)), seed)
+        np.savez(cache, order=order, audit=audit)
     print(f"   active-learning replay to {len(order)} labels: {time.perf_counter() - started:.0f} s")
     print(f"   {'labels':>7} {'ECE raw':>8} {'ECE cal':>8} {'acc':>6} {'T':>5} {'shrink':>6} | "
           f"{'threshold':>9} {'escapes':>12} {'escape rate (95 % CI)':>24} {'review':>7} {'novel':>6}")
     points = [c for c in CHECKPOINTS if c <= len(order)] + ["all"]
     for at in points:
         rows = np.arange(len(pool)) if at == "all" else order[:at]
-        model, oof = trained(Xp[rows], yp[rows], classes, seed=seed, X_pool=Xp)
+        model, oof = trained(Xp[rows], yp[rows], classes, seed=seed, X_pool=Xp,
+                             is_audit=None if at == "all" else audit[:at])
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
         ece_raw = reliability(yt, raw, classes)["ece"]

@@ -244,3 +244,15 @@ def test_a_model_exported_from_five_labels_routes_every_part_to_review(tmp_path,
     forced = load_model(out)
     assert forced.reject_threshold == 0.8 and forced.header["reject_threshold"]["set_by"] == "engineer"
     assert not all(p.review for p in forced.predict([images], workers=1))
+
+
+def test_audit_labels_weigh_as_much_as_the_chosen_ones_once_there_are_enough():
+    from inspector.core.learning.calibration import MIN_AUDIT_FOR_WEIGHT, audit_weights
+
+    few = np.zeros(100, bool)
+    few[: MIN_AUDIT_FOR_WEIGHT - 1] = True
+    assert audit_weights(few) is None
+    many = np.zeros(300, bool)
+    many[:30] = True
+    w = audit_weights(many)
+    assert w[many].sum() == pytest.approx(w[~many].sum())

@@ -145,8 +145,26 @@ def class_prior(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return prior / prior.sum()
 
 
-def _nll(p: np.ndarray, cols: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(cols)), cols], 1e-12, 1.0))))
+def _nll(p: np.ndarray, cols: np.ndarray, weights: Optional[np.ndarray] = None) -> float:
+    return float(-np.average(np.log(np.clip(p[np.arange(len(cols)), cols], 1e-12, 1.0)), weights=weights))
+
+
+#: with at least this many audit labels, they weigh as much as all the other labels together
+MIN_AUDIT_FOR_WEIGHT = 20
+
+
+def audit_weights(is_audit: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Weights for fitting the calibration: the random audit labels (a fair sample of production
+    parts) together weigh as much as the actively chosen ones (harder than a random part, which
+    would leave the model under-confident on ordinary parts). None below
+    :data:`MIN_AUDIT_FOR_WEIGHT` audit labels (too few to lean on)."""
+    if is_audit is None:
+        return None
+    is_audit = np.asarray(is_audit, bool)
+    n_audit, n_other = int(is_audit.sum()), int((~is_audit).sum())
+    if n_audit < MIN_AUDIT_FOR_WEIGHT or n_other == 0:
+        return None
+    return np.where(is_audit, n_other / n_audit, 1.0)
 
 
 def pool_prior(model, X_pool: np.ndarray, y: np.ndarray, limit: int = 20000, random_state=0) -> np.ndarray:
@@ -170,7 +188,7 @@ def pool_prior(model, X_pool: np.ndarray, y: np.ndarray, limit: int = 20000, ran
 
 def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.ndarray] = None,
                     basis: str = "cross-validation over the labels",
-                    prior: Optional[np.ndarray] = None) -> Calibration:
+                    prior: Optional[np.ndarray] = None, weights: Optional[np.ndarray] = None) -> Calibration:
     """Fit temperature and shrinkage on out-of-fold probabilities ``oof_proba`` for labels ``y``.
 
     ``classes`` is the model's column order; ``y`` every label the model trains on (its prior and
@@ -196,8 +214,9 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
     target = np.searchsorted(np.flatnonzero(seen_cols), cols)
     valid = seen_cols[cols]
     z, target = z[valid], target[valid]
+    w = None if weights is None else np.asarray(weights, np.float64)[valid]
     prior_seen = prior[seen_cols]
-    before = _nll(p[valid], cols[valid])
+    before = _nll(p[valid], cols[valid], w)
     floor = shrink_floor(len(y), n_seen, fitted=True)
     best = (np.inf, 1.0, floor)
     rows = np.arange(len(target))
@@ -211,13 +230,15 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
         for s in _SHRINKS:
             if s < floor - 1e-12:
                 continue
-            nll = -np.mean(np.log(np.clip((1 - s) * q + s * prior_seen[target], 1e-12, 1.0)))
+            nll = -np.average(np.log(np.clip((1 - s) * q + s * prior_seen[target], 1e-12, 1.0)), weights=w)
             if nll < best[0] - 1e-12:
                 best = (nll, float(t), float(s))
     _, temperature, shrink = best
     if floor > shrink:
         shrink = floor
-    after = _nll(apply_calibration(p[valid], temperature, shrink, prior), cols[valid])
+    after = _nll(apply_calibration(p[valid], temperature, shrink, prior), cols[valid], w)
+    if w is not None:
+        basis += "; the random audit labels weigh as much as the actively chosen ones"
     return Calibration(temperature, shrink, prior, len(y), int(valid.sum()), basis, before, after)
 
 
@@ -290,17 +311,19 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: n
 
 
 def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=None,
-                    oof_proba: Optional[np.ndarray] = None, X_pool: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+                    oof_proba: Optional[np.ndarray] = None, X_pool: Optional[np.ndarray] = None,
+                    is_audit: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """Fit ``model.calibration`` on out-of-fold predictions over its own labels ``X``/``y``.
 
     ``model`` is the TrainedModel fitted on ``X``/``y``; ``X_pool`` (every image's features, or
     None) gives the prior the probabilities shrink toward (:func:`pool_prior`; default: the label
-    frequencies). Returns the out-of-fold raw
+    frequencies); ``is_audit`` marks the random audit labels (:func:`audit_weights`). Returns the
+    out-of-fold raw
     probabilities (None when there were too few labels), which callers reuse for thresholds and
     reliability diagrams (apply ``model.calibration`` to them).
     """
     if oof_proba is None:
         oof_proba = out_of_fold_proba(X, y, model.classes, model.kind, model.random_state, folds=folds, cancel=cancel)
     prior = pool_prior(model, X_pool, y, random_state=model.random_state) if X_pool is not None else None
-    model.calibration = fit_calibration(y, model.classes, oof_proba, prior=prior)
+    model.calibration = fit_calibration(y, model.classes, oof_proba, prior=prior, weights=audit_weights(is_audit))
     return oof_proba

@@ -192,7 +192,7 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
                       warm_start_from=warm_start_from)
     check(cancel)
     # calibration on out-of-fold predictions: every consumer of model.predict_proba sees it
-    oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel, X_pool=snapshot.X)
+    oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel, X_pool=snapshot.X, is_audit=is_audit)
     check(cancel)
     pool_mean, pool_scale = standardisation(snapshot.X)
     model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state)
