@@ -388,4 +388,8 @@ def evaluation(project, extractor=None) -> dict:
         "learning_curve": curve,
         "stopping": metrics.plateau_signal(curve),
         "cross_validation_optimistic": fitted.metrics.get("cross_validation"),
+        "escape_estimate": fitted.metrics.get("escape"),
+        "review_threshold": fitted.metrics.get("review_threshold"),
+        "calibration": fitted.metrics.get("calibration"),
+        "acceptable_classes": [names.get(int(c), str(c)) for c in snapshot.classes if int(c) in snapshot.acceptable],
     }
