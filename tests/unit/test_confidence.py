@@ -256,3 +256,37 @@ def test_audit_labels_weigh_as_much_as_the_chosen_ones_once_there_are_enough():
     many[:30] = True
     w = audit_weights(many)
     assert w[many].sum() == pytest.approx(w[~many].sum())
+
+
+def test_a_model_file_with_unusable_confidence_settings_is_refused(tmp_path):
+    from inspector.core.learning.calibration import Calibration
+    from inspector.core.learning.novelty import fit_novelty
+    from inspector.core.modelfile import ModelFileError, load_model, write_container
+    from inspector.core.features import default_extractor
+
+    # a minimal logistic model file written through the container, as export does
+    X, y = blobs(30, [0.0, 3.0], seed=8, d=default_extractor().dim)
+    model = fit_model(X, y, np.array([0, 1]))
+    calibrate_model(model, X, y)
+    from inspector.core.model_predictors import model_arrays
+
+    spec, arrays = model_arrays(model)
+    novelty = fit_novelty(X, X.mean(axis=0), X.std(axis=0) + 1e-3)
+    arrays.update(novelty.arrays())
+    header = {"classes": [{"name": "ok"}, {"name": "crack"}], "extractor": default_extractor().params(),
+              "model": spec, "reject_threshold": {"value": None}, "calibration": model.calibration.to_dict(),
+              "acceptable_classes": ["ok"], "review_rule": {}, "novelty": novelty.to_header()}
+    good = write_container(tmp_path / "good.inspector-model", header, arrays)
+    loaded = load_model(good)
+    assert loaded.routes_everything_to_review
+    p = loaded.records(["a"], [X[0]], [None])[0]
+    assert p.review and p.review_reason.startswith("not shown safe") and p.novelty is not None
+    for bad in ({"calibration": {**model.calibration.to_dict(), "temperature": -1.0}},
+                {"calibration": {**model.calibration.to_dict(), "prior": [1.0]}},
+                {"acceptable_classes": ["nope"]},
+                {"novelty": {**novelty.to_header(), "reference_distance": 0.0}},
+                {"reject_threshold": {"value": 7}}):
+        path = write_container(tmp_path / "bad.inspector-model", {**header, **bad}, arrays)
+        with pytest.raises(ModelFileError):
+            load_model(path)
+    assert isinstance(Calibration.from_dict(model.calibration.to_dict(), 2), Calibration)
