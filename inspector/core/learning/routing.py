@@ -31,7 +31,7 @@ classes would let it choose.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
