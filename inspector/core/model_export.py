@@ -223,7 +223,7 @@ def confidence_header(training: ExportTraining, names: dict) -> dict:
     calibration.update({k: v for k, v in training.metrics.get("calibration", {}).items() if k.startswith("reliability")})
     escape = training.metrics.get("escape")
     return {
-        "calibration": calibration,
+        "probability_calibration": calibration,
         "acceptable_classes": [names[int(c)] for c in snapshot.classes if int(c) in snapshot.acceptable],
         "review_rule": {**REVIEW_RULE, "threshold_applies_to": "calibrated probability of an acceptable class"
                         if snapshot.acceptable else "calibrated probability of the predicted class",

@@ -274,15 +274,15 @@ def test_a_model_file_with_unusable_confidence_settings_is_refused(tmp_path):
     novelty = fit_novelty(X, X.mean(axis=0), X.std(axis=0) + 1e-3)
     arrays.update(novelty.arrays())
     header = {"classes": [{"name": "ok"}, {"name": "crack"}], "extractor": default_extractor().params(),
-              "model": spec, "reject_threshold": {"value": None}, "calibration": model.calibration.to_dict(),
+              "model": spec, "reject_threshold": {"value": None}, "probability_calibration": model.calibration.to_dict(),
               "acceptable_classes": ["ok"], "review_rule": {}, "novelty": novelty.to_header()}
     good = write_container(tmp_path / "good.inspector-model", header, arrays)
     loaded = load_model(good)
     assert loaded.routes_everything_to_review
     p = loaded.records(["a"], [X[0]], [None])[0]
     assert p.review and p.review_reason.startswith("not shown safe") and p.novelty is not None
-    for bad in ({"calibration": {**model.calibration.to_dict(), "temperature": -1.0}},
-                {"calibration": {**model.calibration.to_dict(), "prior": [1.0]}},
+    for bad in ({"probability_calibration": {**model.calibration.to_dict(), "temperature": -1.0}},
+                {"probability_calibration": {**model.calibration.to_dict(), "prior": [1.0]}},
                 {"acceptable_classes": ["nope"]},
                 {"novelty": {**novelty.to_header(), "reference_distance": 0.0}},
                 {"reject_threshold": {"value": 7}}):

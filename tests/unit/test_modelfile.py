@@ -88,7 +88,7 @@ def test_exported_probabilities_equal_the_app_model(exported):
     assert "NOT SHOWN SAFE" in model.header["reject_threshold"]["explanation"]
     assert set(model.header["reject_threshold"]["labels_needed"]) == {"scratch", "spot"}
     assert model.header["acceptable_classes"] == ["ok"]
-    assert model.header["calibration"]["shrink"] > 0
+    assert model.header["probability_calibration"]["shrink"] > 0
 
 
 @pytest.mark.parametrize("kind", ["forest", "svm"])
