@@ -63,6 +63,7 @@ class ConfidencePanel(QGroupBox):
         self.plot.setYRange(0, 1, padding=0.02)
         self.plot.setMouseEnabled(False, False)
         self.plot.setMinimumHeight(160)
+        self.setMinimumWidth(320)
         self.caption = QLabel(self)
         self.caption.setWordWrap(True)
         self.figures = QLabel(self)

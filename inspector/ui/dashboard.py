@@ -300,7 +300,7 @@ class DashboardView(QWidget):
         grid.addWidget(self.confidence_panel, 0, 2, 2, 1)
         grid.setColumnStretch(0, 5)
         grid.setColumnStretch(1, 4)
-        grid.setColumnStretch(2, 2)
+        grid.setColumnStretch(2, 3)
         grid.setRowStretch(0, 2)
         grid.setRowStretch(1, 3)
         self.export_report_button = QPushButton("Export report…", self)
