@@ -160,7 +160,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         client = distributed.connect(args.dask)
         try:
             with terminal_progress("Predicting on the cluster", enabled=not args.quiet) as progress:
-                proba, errors = distributed.predict_probabilities(
+                proba, novelty, errors = distributed.predict_with_novelty(
                     model, paths, client, batch_size=args.batch_size or distributed.DEFAULT_BATCH, progress=progress)
         finally:
             client.close()

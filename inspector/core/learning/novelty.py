@@ -54,11 +54,13 @@ class NoveltyModel:
         """Novelty score per row of ``X`` (raw features); above 1 is novel. float32."""
         X = np.asarray(X)
         out = np.empty(len(X), np.float32)
-        ref = self.reference
+        # float64: |z|^2 + |r|^2 - 2 z.r cancels for near neighbours, and float32 rounding would
+        # make a score depend on how many images were scored together
+        ref = self.reference.astype(np.float64)
         ref_sq = np.einsum("ij,ij->i", ref, ref)
         k = min(self.k, len(ref))
         for start in range(0, len(X), chunk):
-            z = self._standardise(X[start:start + chunk])
+            z = self._standardise(X[start:start + chunk]).astype(np.float64)
             d2 = np.einsum("ij,ij->i", z, z)[:, None] + ref_sq[None, :] - 2.0 * (z @ ref.T)
             np.maximum(d2, 0.0, out=d2)
             nearest = np.partition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else d2
