@@ -23,6 +23,7 @@ Also here: :func:`install_exit_when_shown`, used by the packaged entry point whe
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -119,6 +120,86 @@ def _redirect_qsettings(tmp: Path) -> None:
             QSettings.setPath(fmt, scope, str(tmp / "qsettings"))
 
 
+class _ErrorWatch:
+    """Everything that looks like an error during the run, even where the app carries on: a
+    traceback printed on stderr (an exception in a Qt slot prints one and the app goes on), an
+    exception reaching sys.excepthook or threading.excepthook, a critical Qt message. A clean
+    run has none; :func:`run_self_test` fails the step during which the first one appeared."""
+
+    TRACEBACK = "Traceback (most recent call last)"
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self._text: list[str] = []
+        self._saved: dict = {}
+
+    # stderr: written through, and read for tracebacks
+    def write(self, text: str) -> int:
+        self._text.append(text)
+        return self._saved["stderr"].write(text)
+
+    def flush(self) -> None:
+        self._saved["stderr"].flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._saved["stderr"], name)
+
+    def _excepthook(self, kind, value, tb) -> None:
+        self.problems.append(f"uncaught {kind.__name__}: {value}")
+        traceback.print_exception(kind, value, tb, file=self._saved["stderr"])
+
+    def _thread_excepthook(self, args) -> None:
+        self.problems.append(f"uncaught {args.exc_type.__name__} in thread {getattr(args.thread, 'name', '?')}: "
+                             f"{args.exc_value}")
+        traceback.print_exception(args.exc_type, args.exc_value, args.exc_traceback, file=self._saved["stderr"])
+
+    def _qt_message(self, mode, context, message: str) -> None:
+        from PySide6.QtCore import QtMsgType
+
+        from inspector.ui.app import HARMLESS_QT_MESSAGES
+
+        if message in HARMLESS_QT_MESSAGES:
+            return
+        if mode in (QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg):
+            self.problems.append(f"Qt: {message}")
+        self.write(f"Qt: {message}\n")
+
+    def take(self) -> Optional[str]:
+        """The first problem seen since the last call (tracebacks on stderr included), or None."""
+        text = "".join(self._text)
+        self._text.clear()
+        if self.TRACEBACK in text and not self.problems:
+            tail = text[text.index(self.TRACEBACK):].strip().splitlines()
+            self.problems.append(f"a traceback was printed: {tail[-1] if tail else '?'}")
+        problems, self.problems = self.problems, []
+        return problems[0] if problems else None
+
+    def __enter__(self) -> "_ErrorWatch":
+        import threading
+
+        self._saved = {"stderr": sys.stderr, "excepthook": sys.excepthook,
+                       "thread_excepthook": threading.excepthook}
+        sys.stderr = self
+        sys.excepthook = self._excepthook
+        threading.excepthook = self._thread_excepthook
+        if "PySide6.QtCore" in sys.modules or importlib.util.find_spec("PySide6") is not None:
+            from PySide6.QtCore import qInstallMessageHandler
+
+            self._saved["qt"] = qInstallMessageHandler(self._qt_message)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import threading
+
+        if "qt" in self._saved:
+            from PySide6.QtCore import qInstallMessageHandler
+
+            qInstallMessageHandler(self._saved["qt"])
+        threading.excepthook = self._saved["thread_excepthook"]
+        sys.excepthook = self._saved["excepthook"]
+        sys.stderr = self._saved["stderr"]
+
+
 # --------------------------------------------------------------------------- the steps
 
 
@@ -159,7 +240,10 @@ class _SelfTest:
         from inspector.core.ingest import scan_folder
         from inspector.core.store import Project
 
+        from inspector.core.extractor_choice import start_project_with
+
         self.project = Project.create(self.project_path, self.images)
+        start_project_with(self.project)
         summary = scan_folder(self.project)
         _expect(summary.new == N_IMAGES, f"scan found {summary.new} new images, expected {N_IMAGES}")
         _expect(summary.errors == 0, f"scan reported {summary.errors} unreadable files")
@@ -169,7 +253,7 @@ class _SelfTest:
         import multiprocessing
 
         from inspector.core import ingest
-        from inspector.core.features import default_extractor
+        from inspector.core.extractor_choice import project_extractor
 
         _expect(N_IMAGES >= ingest.IN_PROCESS_BELOW,
                 f"{N_IMAGES} images would be read in-process (threshold {ingest.IN_PROCESS_BELOW})")
@@ -186,7 +270,7 @@ class _SelfTest:
                 + "; ".join(f"{r.path}: {r.error}" for r in self.project.problem_files()[:3]))
         _expect(len(worker_pids) >= 1, "no worker process ran (features were computed in-process)")
         _expect(calls and calls[-1] == N_IMAGES, f"progress ended at {calls[-1] if calls else None}")
-        extractor = default_extractor()
+        extractor = project_extractor(self.project)
         ids, X = self.project.feature_matrix(extractor.name, extractor.version)
         _expect(X.shape == (N_IMAGES, extractor.dim), f"feature matrix {X.shape}, expected ({N_IMAGES}, {extractor.dim})")
         import numpy as np
@@ -212,16 +296,22 @@ class _SelfTest:
         return ""
 
     def step_labels(self) -> str:
-        from inspector.cli.project_cmds import import_folder_labels
+        import csv
 
-        count = import_folder_labels(self.project, annotator="self-test")
-        _expect(count == N_IMAGES, f"imported {count} folder labels, expected {N_IMAGES}")
+        from inspector.core.demo import TRUTH_FILE
+        from inspector.core.labels_io import import_labels
+
+        summary = import_labels(self.project, self.images / TRUTH_FILE, annotator="self-test")
+        _expect(summary.imported == N_IMAGES, f"imported {summary.imported} labels from {TRUTH_FILE}, "
+                                              f"expected {N_IMAGES}")
+        with open(self.images / TRUTH_FILE, newline="", encoding="utf-8") as handle:
+            expected = {row["path"]: row["label"] for row in csv.DictReader(handle)}
         names = {c.id: c.name for c in self.project.classes()}
         labels = self.project.latest_labels()
         self.truth = {i: names[c] for i, c in labels.items()}
         for image_id, path in self.project.image_paths().items():
-            _expect(Path(path).parent.name == self.truth.get(image_id),
-                    f"image {path} labelled {self.truth.get(image_id)!r}")
+            _expect(expected.get(path) == self.truth.get(image_id),
+                    f"image {path} labelled {self.truth.get(image_id)!r}, {TRUTH_FILE} says {expected.get(path)!r}")
         # Clear every third label (the learner will choose among these) and re-give a few labels
         # as random-audit picks (for the honest accuracy estimate).
         ids = sorted(labels)
@@ -385,6 +475,12 @@ class _SelfTest:
             watchdog.stop()
             window.deleteLater()
             app.processEvents()
+            # results of work still running when the window closed arrive now, inside this step:
+            # they must be dropped quietly (their views are gone)
+            from inspector.ui.workers import wait_for_pools
+
+            wait_for_pools(20000)
+            pump(0.3)
         return "window (project opened)"
 
     def close(self) -> None:
@@ -405,7 +501,7 @@ def run_self_test(out=None) -> int:
     failed: Optional[str] = None
     test = _SelfTest(tmp, out)
     try:
-        with _isolated_environment(tmp), _no_network() as network_attempts:
+        with _isolated_environment(tmp), _no_network() as network_attempts, _ErrorWatch() as errors:
             for name in STEPS:
                 t0 = time.perf_counter()
                 try:
@@ -415,6 +511,9 @@ def run_self_test(out=None) -> int:
                 except Exception as exc:  # noqa: BLE001 - report which step broke and why, then exit 1
                     traceback.print_exc(file=sys.stderr)
                     failed = f"self-test FAILED at step '{name}': {type(exc).__name__}: {exc}"
+                problem = errors.take()
+                if problem and not failed:  # the step carried on, but something went wrong inside it
+                    failed = f"self-test FAILED at step '{name}': {problem}"
                 seconds = time.perf_counter() - t0
                 test.timings.append((name, seconds))
                 print(f"  {name:<10} {seconds:6.2f} s  {'FAILED' if failed else 'ok'}", file=out, flush=True)

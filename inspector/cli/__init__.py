@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "inspector.cli.project_cmds",
     "inspector.cli.learning_cmds",
     "inspector.cli.export_cmds",
+    "inspector.cli.features_cmds",
     "inspector.cli.app_cmds",
     "inspector.cli.team_cmds",
 )

@@ -1,39 +1,105 @@
-"""Helpers shared by the command modules: opening projects, progress bars, JSON output."""
+"""Helpers shared by the command modules: opening projects, progress display, JSON output."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional, TextIO
 
 from inspector.core.progress import ProgressCallback
 
+#: without a terminal (output to a file, a pipe, a CI log) a long stage writes a line this often
+LOG_LINE_EVERY_S = 60.0
 
-@contextmanager
-def terminal_progress(description: str, enabled: bool = True) -> Iterator[ProgressCallback]:
-    """A progress callback drawing a tqdm bar on stderr (silent when ``enabled`` is False)."""
-    if not enabled:
-        yield lambda done, total, message: None
-        return
-    from tqdm import tqdm
 
-    bar = tqdm(total=0, desc=description, unit="img", file=sys.stderr, leave=True, dynamic_ncols=True)
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
 
-    def update(done: int, total: int, message: str = "") -> None:
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.n = done
+
+class StageProgress:
+    """Progress of one stage of a command, as a person reading it wants to see it.
+
+    On a terminal: a tqdm bar, drawn from the first update on (no empty bar before the real one),
+    counted in the stage's own unit ("images", "steps", "files"). Anywhere else (a log file, a
+    pipe): no bar; one line when the stage ends ("Reading images: 240 images in 12.3 s"), and for
+    a long stage a line every :data:`LOG_LINE_EVERY_S` seconds.
+    """
+
+    def __init__(self, description: str, unit: str, stream: TextIO, terminal: Optional[bool] = None) -> None:
+        self.description = description
+        self.unit = unit
+        self.stream = stream
+        self.terminal = _is_terminal(stream) if terminal is None else terminal
+        self.done = 0
+        self.total = 0
+        self.message = ""
+        self.updates = 0
+        self._bar = None
+        self._started = time.monotonic()
+        self._last_line = self._started
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        self.done, self.total = int(done), int(total)
         if message:
-            bar.set_postfix_str(message, refresh=False)
+            self.message = message
+        self.updates += 1
+        if self.terminal:
+            self._draw_bar()
+        elif time.monotonic() - self._last_line >= LOG_LINE_EVERY_S:
+            self._last_line = time.monotonic()
+            print(f"{self.description}: {self._count()}…", file=self.stream, flush=True)
+
+    def _count(self) -> str:
+        if self.total > 0:
+            return f"{self.done:,} of {self.total:,} {self.unit}"
+        return f"{self.done:,} {self.unit}"
+
+    def _draw_bar(self) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total or None, desc=self.description, unit=f" {self.unit}",
+                             file=self.stream, leave=True, dynamic_ncols=True)
+        bar = self._bar
+        if bar.total != (self.total or None):
+            bar.total = self.total or None
+        bar.n = self.done
+        if self.message:
+            bar.set_postfix_str(self.message, refresh=False)
         bar.refresh()
 
+    def close(self, failed: bool = False) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            return
+        if self.terminal or self.updates == 0 or failed:
+            return  # nothing happened in this stage (e.g. features already cached): nothing to say
+        seconds = time.monotonic() - self._started
+        print(f"{self.description}: {self._count() if self.done != self.total else f'{self.done:,} {self.unit}'}"
+              f" in {seconds:.1f} s", file=self.stream, flush=True)
+
+
+@contextmanager
+def terminal_progress(description: str, enabled: bool = True, unit: str = "images",
+                      stream: Optional[TextIO] = None) -> Iterator[ProgressCallback]:
+    """A progress callback for one stage on stderr: a bar on a terminal, one summary line in a log
+    (see :class:`StageProgress`); silent when ``enabled`` is False."""
+    if not enabled:
+        yield lambda done, total, message="": None
+        return
+    stage = StageProgress(description, unit, stream if stream is not None else sys.stderr)
+    failed = True
     try:
-        yield update
+        yield stage
+        failed = False
     finally:
-        bar.close()
+        stage.close(failed=failed)
 
 
 def print_json(data: Any) -> None:

@@ -77,7 +77,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     from inspector.core.modelfile import export_model, load_model
 
     with open_project(args.project, read_only=True) as project:
-        with terminal_progress("Exporting model", enabled=not args.quiet) as progress:
+        with terminal_progress("Exporting model", enabled=not args.quiet, unit="steps") as progress:
             path = export_model(project, Path(args.out), progress=progress, escape_target=args.escape_target,
                                 review_threshold=args.review_threshold)
     model = load_model(path)  # read back: proves the file is complete and loadable
@@ -128,9 +128,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError("--reject-below must be between 0 and 1")
     if args.jobs is not None and args.jobs < 1:
         raise UserError("--jobs must be at least 1")
-    for given in args.paths:
-        if not Path(given).exists():
-            print(f"inspector: warning: {given} does not exist (reported as an error row)", file=sys.stderr)
+    missing = [given for given in args.paths if not Path(given).exists()]
+    if missing:  # a problem with the input: say so before any work, and write nothing
+        raise UserError(f"{missing[0]} does not exist" + (f" (and {len(missing) - 1} more of the given paths)"
+                                                          if len(missing) > 1 else ""))
     target = Path(args.csv) if args.csv else None
     if target is not None and not target.parent.is_dir():  # say so before minutes of work, not after
         raise UserError(f"folder {target.parent} does not exist")
@@ -165,7 +166,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         finally:
             client.close()
     with terminal_progress("Predicting", enabled=not args.quiet and not args.dask) as progress:
-        for result in ([] if args.dask else analyse_files(paths, workers=args.jobs, progress=progress)):
+        for result in ([] if args.dask else analyse_files(paths, workers=args.jobs, progress=progress,
+                                                                   extractor=model.extractor_params.get("name"))):
             if result.error is not None or result.features is None:
                 errors[result.index] = result.error or "no features"
                 continue
@@ -228,7 +230,7 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
             count = export_labels(project, Path(args.out), history=args.history)
             print(f"Wrote {count} {'label events' if args.history else 'labels'} to {args.out}")
         if args.folder:
-            with terminal_progress("Placing images") as progress:
+            with terminal_progress("Placing images", unit="files") as progress:
                 result = export_label_folder(project, Path(args.folder), link=args.link, progress=progress)
             verb = "Linked" if args.link else "Copied"
             print(f"{verb} {result.placed} labelled images into {args.folder}/<class>/")

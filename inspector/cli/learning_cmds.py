@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -46,9 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulate", help="replay active learning on a folder with one sub-folder per class",
         description="Replay active learning on labelled images (class = sub-folder name, hidden from the "
                     "learner) against a held-out test split, for each strategy and random.")
-    sim.add_argument("--images", required=True, help="folder with one sub-folder of images per class")
-    sim.add_argument("--strategy", action="append", choices=names, default=None,
-                     help=f"strategy to compare (repeatable; default {DEFAULT_STRATEGY}); random is always added")
+    sim.add_argument("--images", required=True,
+                     help="folder of images: one sub-folder per class, or any layout with --labels-csv")
+    sim.add_argument("--labels-csv", metavar="FILE", default=None,
+                     help="the known classes from a CSV with columns path,label (paths relative to --images), "
+                          "e.g. the truth.csv that 'inspector demo' writes; images not in it are left out")
+    sim.add_argument("--strategy", nargs="+", action="extend", choices=names, default=None, metavar="NAME",
+                     help=f"strategies to compare, e.g. --strategy uncertain_diverse margin (default "
+                          f"{DEFAULT_STRATEGY}); random is always added. Choices: {', '.join(names)}")
     sim.add_argument("--budget", type=int, default=300, help="labels per run (default 300)")
     sim.add_argument("--batch", type=int, default=10, help="labels per query round (default 10)")
     sim.add_argument("--initial", type=int, default=10, help="first picks before the first model (default 10)")
@@ -56,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--test-fraction", type=float, default=0.3, help="held-out share per class (default 0.3)")
     sim.add_argument("--audit-share", type=float, default=None, help="random audit share of each batch (default 0.1)")
     sim.add_argument("--model", choices=("logistic", "svm", "forest"), default="logistic")
+    sim.add_argument("--extractor", nargs="+", metavar="NAME", default=None,
+                     help="feature extractor(s) to compare side by side (default: the default for new projects)")
     sim.add_argument("--out", default="simulation", help="output folder (default ./simulation)")
     sim.add_argument("--workers", type=int, default=None, help="feature worker processes (default: all cores)")
     sim.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -232,51 +240,89 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from inspector.core.learning.simulate import SimulationSettings, folder_dataset, simulate, write_outputs
+    from inspector.core.features import get_extractor
+    from inspector.core.learning.simulate import (SimulationSettings, folder_dataset, side_by_side, simulate,
+                                                  write_outputs)
     from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_STRATEGY
 
     out = Path(args.out)
-    settings = SimulationSettings(
-        strategies=args.strategy or [DEFAULT_STRATEGY], budget=args.budget, batch=args.batch, initial=args.initial,
-        seeds=args.seeds, test_fraction=args.test_fraction,
-        audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model)
-    with terminal_progress("Reading images", enabled=not args.quiet) as progress:
-        X, y, class_names, _ = folder_dataset(Path(args.images), workers=args.workers, progress=progress,
-                                              cache=out / "features.npz")
-    with terminal_progress("Simulating", enabled=not args.quiet) as progress:
-        summary = simulate(X, y, class_names, settings, progress=progress)
+    extractors = list(dict.fromkeys(args.extractor or [None]))
+    for name in extractors:
+        if name is not None:
+            get_extractor(name)  # an unknown name is one line before any image is read
+    summaries = {}
+    for name in extractors:
+        settings = SimulationSettings(
+            strategies=args.strategy or [DEFAULT_STRATEGY], budget=args.budget, batch=args.batch, initial=args.initial,
+            seeds=args.seeds, test_fraction=args.test_fraction,
+            audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model)
+        cache = out / ("features.npz" if name is None else f"features-{name}.npz")
+        with terminal_progress(f"Reading images{'' if name is None else f' ({name})'}",
+                               enabled=not args.quiet) as progress:
+            X, y, class_names, _ = folder_dataset(Path(args.images), workers=args.workers, progress=progress,
+                                                  cache=cache, extractor=name,
+                                                  labels_csv=Path(args.labels_csv) if args.labels_csv else None)
+        with terminal_progress(f"Simulating{'' if name is None else f' ({name})'}", enabled=not args.quiet,
+                               unit="steps") as progress:
+            summaries[name or get_extractor_default_name()] = simulate(X, y, class_names, settings, progress=progress)
+    summary = side_by_side(summaries)
     paths = write_outputs(summary, out)
     print_table(summary, file=sys.stdout)
+    for name, e in (summary.get("extractors") or {}).items():
+        print(f"All labels with {name}: accuracy {e['all_labels']['accuracy']:.3f}, "
+              f"macro-F1 {e['all_labels']['macro_f1']:.3f}")
     print(f"Wrote {paths['summary']}, {paths['curves']} and {paths['plot']}")
     return 0
 
 
+#: the columns of print_table, in words (printed under the table)
+TABLE_LEGEND = """Columns:
+  acc@N             mean accuracy on the held-out test images after N labels
+  area acc, area F1 area under the accuracy / macro-F1 curve (0-1; higher = good with fewer labels)
+  90% / 95% of all  labels needed to reach 90 % / 95 % of the accuracy of a model trained on every image
+  all classes seen  labels until every class had been picked at least once (median over seeds)
+  not reached       not within the labelling budget"""
+
+
+def get_extractor_default_name() -> str:
+    from inspector.core.features import default_extractor
+
+    return default_extractor().name
+
+
 def print_table(summary: dict, file=sys.stdout) -> None:
-    """A plain-text table of the simulation summary."""
+    """A plain-text table of the simulation summary, with its columns explained in words."""
     counts = summary["label_counts"]
     marks = [c for c in (20, 50, 80, 100, 150, 200, 300) if c in counts] or counts[-3:]
     all_acc = summary["all_labels"]["accuracy"]
-    print(f"All-labels accuracy {all_acc:.3f}, macro-F1 {summary['all_labels']['macro_f1']:.3f} "
-          f"({summary['settings']['seeds']} seeds, test fraction {summary['settings']['test_fraction']})", file=file)
-    head = f"{'strategy':18s} " + " ".join(f"@{c:<5d}" for c in marks) + "  AUC    F1-AUC  90%  95%  all-classes"
-    print(head, file=file)
+    print(f"A model trained on every non-test image: accuracy {all_acc:.3f}, macro-F1 "
+          f"{summary['all_labels']['macro_f1']:.3f} ({summary['settings']['seeds']} seeds, "
+          f"{summary['settings']['test_fraction']:.0%} of the images held out for testing)", file=file)
+    width = max(18, *(len(n) + 1 for n in summary["strategies"]))
+    columns = [f"acc@{c}" for c in marks] + ["area acc", "area F1", "90% of all", "95% of all", "all classes seen"]
+    sizes = [max(7, len(c)) for c in columns]
+    print(f"{'strategy':{width}s}" + "  ".join(f"{c:>{n}s}" for c, n in zip(columns, sizes)), file=file)
     for name, s in summary["strategies"].items():
-        acc = [s["accuracy_mean"][counts.index(c)] for c in marks]
-        seen = s["labels_until_every_class_seen_median"]
-        print(f"{name:18s} " + " ".join(f"{a:.3f}" for a in acc)
-              + f"  {s['area_under_accuracy_curve']:.4f} {s['area_under_macro_f1_curve']:.4f}"
-              + f" {_n(s['labels_to_90pct_of_all_labels_accuracy']):>4s} {_n(s['labels_to_95pct_of_all_labels_accuracy']):>4s}"
-              + f"  {_n(seen):>5s}", file=file)
+        cells = [f"{s['accuracy_mean'][counts.index(c)]:.3f}" for c in marks]
+        cells += [f"{s['area_under_accuracy_curve']:.4f}", f"{s['area_under_macro_f1_curve']:.4f}",
+                  _n(s["labels_to_90pct_of_all_labels_accuracy"]), _n(s["labels_to_95pct_of_all_labels_accuracy"]),
+                  _n(s["labels_until_every_class_seen_median"])]
+        print(f"{name:{width}s}" + "  ".join(f"{c:>{n}s}" for c, n in zip(cells, sizes)), file=file)
+    print(TABLE_LEGEND, file=file)
     cov = [(n, s["audit_coverage"]) for n, s in summary["strategies"].items() if s.get("audit_coverage")]
     if cov:
-        print("Audit 95 % interval coverage of true test accuracy (audit model / current model):", file=file)
+        print("How often the 95 % interval from the random audit labels contained the true test accuracy "
+              "(of the model trained without them / of the current model):", file=file)
         for name, c in cov:
             if c["covers_audit_model"] is not None:
-                print(f"  {name:18s} {c['covers_audit_model']:.0%} / {c['covers_current_model']:.0%}"
+                print(f"  {name:{width}s} {c['covers_audit_model']:.0%} / {c['covers_current_model']:.0%}"
                       f" over {c['points']} points", file=file)
+            else:
+                print(f"  {name:{width}s} no audit labels within the budget", file=file)
 
 
 def _n(v) -> str:
-    if v is None:
-        return "-"
+    """A label count for the table; "not reached" for a target not reached within the budget."""
+    if v is None or not math.isfinite(float(v)):
+        return "not reached"
     return str(int(v)) if float(v).is_integer() else f"{v:.1f}"

@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="take each image's parent folder name as its class")
     new.add_argument("--labels-csv", metavar="FILE", help="import labels from a CSV with columns path,label")
     new.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    new.add_argument("--extractor", metavar="NAME", default=None,
+                     help="feature extractor of the project (default: the default for new projects; "
+                          "see 'inspector features PROJECT')")
     new.add_argument("--annotator", default="", help="name recorded with imported labels")
     new.add_argument("--quiet", action="store_true", help="no progress bar")
     new.set_defaults(handler=cmd_new)
@@ -83,8 +86,15 @@ def cmd_new(args: argparse.Namespace) -> int:
     from inspector.cli.common import refuse_network_share
 
     refuse_network_share(project_path)
+    from inspector.core.extractor_choice import start_project_with
+    from inspector.core.features import get_extractor
+
+    if args.extractor is not None:
+        get_extractor(args.extractor)  # an unknown name fails before the project file is created
     project = Project.create(project_path, images)
     with project:
+        name = start_project_with(project, args.extractor)
+        print(f"Features: {name}")
         _scan(project, args.workers, args.quiet)
         if args.labels_from_folders:
             count = import_folder_labels(project, args.annotator)
@@ -142,9 +152,9 @@ def cmd_relocate(args: argparse.Namespace) -> int:
 
 def project_summary(project) -> dict:
     """Facts about a project for `info` and reports."""
-    from inspector.core.features import default_extractor
+    from inspector.core.extractor_choice import project_extractor
 
-    extractor = default_extractor()
+    extractor = project_extractor(project)
     classes = project.classes()
     latest = project.latest_labels()
     per_class = {c.name: 0 for c in classes}
@@ -203,7 +213,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(f"{folder} is not empty; choose a new folder for the demo images")
     if args.images < 10:
         raise UserError("the demo needs at least 10 images")
-    with terminal_progress("Drawing demo parts") as progress:
+    with terminal_progress("Drawing demo parts", unit="images") as progress:
         write_demo_dataset(folder, n_images=args.images, random_state=args.seed, progress=progress)
     print(f"Wrote {args.images} demo images to {folder}")
     return 0

@@ -29,10 +29,12 @@ from .csv_cells import SafeWriter
 from .errors import UserError
 from .progress import CancelToken, ProgressCallback, check, report
 
-__all__ = ["DEFECT_CLASSES", "OK_CLASS", "write_demo_dataset", "write_small_defect_set", "render_part"]
+__all__ = ["DEFECT_CLASSES", "OK_CLASS", "TRUTH_FILE", "write_demo_dataset", "write_small_defect_set", "render_part"]
 
 OK_CLASS = "ok"
 DEFECT_CLASSES = ("scratch", "crack", "inclusion", "stain")
+#: the demo's answers, next to its images: path (relative to the image folder), label, defect box
+TRUTH_FILE = "truth.csv"
 
 
 def write_demo_dataset(
@@ -49,14 +51,19 @@ def write_demo_dataset(
     defect_classes: tuple[str, ...] = DEFECT_CLASSES,
     image_format: str = "png",
     overwrite: bool = False,
+    class_folders: bool = False,
 ) -> dict:
-    """Write ``n_images`` synthetic part images into ``out_dir/<class>/``.
+    """Write ``n_images`` synthetic part images into ``out_dir``, named neutrally
+    (``part_0000.png`` …) so the file names do not give the class away; the truth is in
+    ``out_dir/truth.csv`` (columns ``path,label`` and the defect box), which
+    ``inspector simulate --labels-csv`` and ``inspector new --labels-csv`` read. With
+    ``class_folders`` the images go into ``out_dir/<class>/`` instead (for data sets sorted by
+    folder: ``--labels-from-folders``, benchmarks).
 
     ``size`` is ``(height, width)`` in pixels; with ``size_jitter`` > 0 each image's sides vary
     independently by up to that fraction.  ``ok_fraction`` of the images are OK parts, the rest
     are spread evenly over ``defect_classes``.  ``defect_area`` is the fraction of the image
     covered by a defect's extent.  Returns a summary: root, classes, per-class counts, files.
-    A ``manifest.csv`` (file, class, defect box) is written next to the class folders.
     """
     out_dir = Path(out_dir)
     n_images = int(n_images)
@@ -88,8 +95,10 @@ def write_demo_dataset(
     labels = [labels[i] for i in plan_rng.permutation(n_images)]
 
     classes = [OK_CLASS] + [c for c in defect_classes if c in labels]
-    for name in classes:
-        (out_dir / name).mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if class_folders:
+        for name in classes:
+            (out_dir / name).mkdir(parents=True, exist_ok=True)
     suffix = ".jpg" if fmt in ("jpg", "jpeg") else ".png"
     params = [cv2.IMWRITE_JPEG_QUALITY, 92] if suffix == ".jpg" else [
         cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
@@ -105,7 +114,7 @@ def write_demo_dataset(
             h = max(32, int(round(height * (1 + rng.uniform(-size_jitter, size_jitter)))))
             w = max(32, int(round(width * (1 + rng.uniform(-size_jitter, size_jitter)))))
         image, box = render_part((h, w), None if label == OK_CLASS else label, defect_area, rng)
-        relative = f"{label}/{label}_{index:04d}{suffix}"
+        relative = f"{label}/{label}_{index:04d}{suffix}" if class_folders else f"part_{index:04d}{suffix}"
         if not cv2.imwrite(str(out_dir / relative), image, params):
             raise UserError(f"cannot write {out_dir / relative}")
         counts[label] += 1
@@ -113,9 +122,9 @@ def write_demo_dataset(
         rows.append([relative, label, *(box if box else ("", "", "", ""))])
         report(progress, index + 1, n_images, "writing demo images")
 
-    with open(out_dir / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+    with open(out_dir / TRUTH_FILE, "w", newline="", encoding="utf-8") as handle:
         writer = SafeWriter(handle)
-        writer.writerow(["file", "class", "defect_x", "defect_y", "defect_width", "defect_height"])
+        writer.writerow(["path", "label", "defect_x", "defect_y", "defect_width", "defect_height"])
         writer.writerows(rows)
     return {
         "root": str(out_dir),

@@ -84,15 +84,18 @@ def _predict_batch(model_data: tuple, batch: Sequence[tuple[int, str]]) -> tuple
     row of zeros, exactly as the local run reports it.
     """
     from inspector.core.ingest import analyse_file
-    from inspector.core.model_loaded import InspectorModel
+    from inspector.core.model_loaded import InspectorModel, extractor_for_model
 
     header, arrays, key = model_data
     model = _worker_models.get(key)
     if model is None:
-        model = _worker_models[key] = InspectorModel(header, arrays)
+        # the worker's own extractor must be the one the model was trained with (weights included)
+        extractor = extractor_for_model("the model", header["extractor"])
+        model = _worker_models[key] = InspectorModel(header, arrays, extractor=extractor)
+    extractor_name = model.extractor_params.get("name")
     indices, vectors, errors = [], [], []
     for index, path in batch:
-        result = analyse_file(index, Path(path))
+        result = analyse_file(index, Path(path), True, extractor_name)
         indices.append(index)
         if result.error is not None or result.features is None:
             errors.append(result.error or "no features")

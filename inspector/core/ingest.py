@@ -47,21 +47,17 @@ class FileResult(ImageAnalysis):
         return self.image_id
 
 
-_EXTRACTOR = None
+def _extractor(name: Optional[str] = None):
+    """The extractor called ``name`` (None: the default for new projects), one per process."""
+    from inspector.core.features import default_extractor, get_extractor
+
+    return default_extractor() if name is None else get_extractor(name)
 
 
-def _extractor():
-    global _EXTRACTOR
-    if _EXTRACTOR is None:
-        from inspector.core.features import default_extractor
-
-        _EXTRACTOR = default_extractor()
-    return _EXTRACTOR
-
-
-def analyse_file(index: int, path: Path, with_features: bool = True) -> FileResult:
-    """Read one file: hash, decode, describe and (optionally) extract features. Never raises
-    for a bad file; the result carries the reason instead."""
+def analyse_file(index: int, path: Path, with_features: bool = True, extractor: Optional[str] = None) -> FileResult:
+    """Read one file: hash, decode, describe and (optionally) extract features with the extractor
+    called ``extractor`` (None: the default). Never raises for a bad file; the result carries the
+    reason instead."""
     try:
         data = images.read_bytes(Path(path))
     except images.ImageError as exc:
@@ -69,10 +65,11 @@ def analyse_file(index: int, path: Path, with_features: bool = True) -> FileResu
     digest = images.content_hash(data)
     gate = _MEMORY_GATE.hold(images.declared_decoded_bytes(data)) if _MEMORY_GATE is not None else nullcontext()
     with gate:
-        return _analyse_bytes(index, path, data, digest, with_features)
+        return _analyse_bytes(index, path, data, digest, with_features, extractor)
 
 
-def _analyse_bytes(index: int, path: Path, data: bytes, digest: str, with_features: bool) -> FileResult:
+def _analyse_bytes(index: int, path: Path, data: bytes, digest: str, with_features: bool,
+                   extractor: Optional[str] = None) -> FileResult:
     try:
         decoded = images.decode(data, str(path))
         description = dict(
@@ -81,7 +78,7 @@ def _analyse_bytes(index: int, path: Path, data: bytes, digest: str, with_featur
         )
         vector = None
         if with_features:
-            vector = np.asarray(_extractor().features_of(decoded), dtype=np.float32)
+            vector = np.asarray(_extractor(extractor).features_of(decoded), dtype=np.float32)
             del decoded
             if not np.all(np.isfinite(vector)):
                 return FileResult(index, digest, error="features could not be computed (non-finite values)", **description)
@@ -94,8 +91,8 @@ def _analyse_bytes(index: int, path: Path, data: bytes, digest: str, with_featur
         return FileResult(index, digest, error=f"cannot decode ({type(exc).__name__}: {str(exc)[:100]})")
 
 
-def _analyse_chunk(chunk: Sequence[tuple[int, str]], with_features: bool) -> list[FileResult]:
-    return [analyse_file(index, Path(path), with_features) for index, path in chunk]
+def _analyse_chunk(chunk: Sequence[tuple[int, str]], with_features: bool, extractor: Optional[str] = None) -> list[FileResult]:
+    return [analyse_file(index, Path(path), with_features, extractor) for index, path in chunk]
 
 
 #: Memory shared by the readers of one pool (None in-process): large images wait for their share.
@@ -146,6 +143,11 @@ class MemoryGate:
 
 def _worker_init(memory_gate: Optional[MemoryGate] = None) -> None:
     global _MEMORY_GATE
+    # Ctrl+C in a terminal reaches the whole process group: the parent turns it into a cancel
+    # (saving what was done), a worker must not die of it mid-image.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Background work must not make the inspector's window sluggish.
     if hasattr(os, "nice"):
         try:
@@ -166,10 +168,12 @@ def analyse_files(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     with_features: bool = True,
+    extractor: Optional[str] = None,
 ) -> Iterator[FileResult]:
     """Analyse many files in worker processes; yields results as they finish (any order,
-    ``result.index`` is the position in ``paths``). Raises ``Cancelled`` when cancelled, after
-    yielding what was already done."""
+    ``result.index`` is the position in ``paths``). ``extractor`` names the feature extractor
+    (None: the default for new projects). Raises ``Cancelled`` when cancelled, after yielding
+    what was already done."""
     total = len(paths)
     workers = default_workers() if workers is None else max(1, int(workers))
     report(progress, 0, total, "")
@@ -178,7 +182,7 @@ def analyse_files(
     if workers == 1 or total < IN_PROCESS_BELOW:
         for index, path in enumerate(paths):
             check(cancel)
-            yield analyse_file(index, Path(path), with_features)
+            yield analyse_file(index, Path(path), with_features, extractor)
             report(progress, index + 1, total, "")
         return
 
@@ -205,13 +209,13 @@ def analyse_files(
             if suspects:
                 if not pending:
                     item = suspects.popleft()
-                    pending[pool.submit(_analyse_chunk, [item], with_features)] = [item]
+                    pending[pool.submit(_analyse_chunk, [item], with_features, extractor)] = [item]
                     isolating = True
             elif not isolating or not pending:
                 isolating = False
                 while waiting and len(pending) < max_in_flight:
                     chunk = waiting.popleft()
-                    pending[pool.submit(_analyse_chunk, chunk, with_features)] = chunk
+                    pending[pool.submit(_analyse_chunk, chunk, with_features, extractor)] = chunk
             finished, _ = futures.wait(list(pending), timeout=0.2, return_when=futures.FIRST_COMPLETED)
             lost: list[list] = []
             for future in finished:
@@ -295,17 +299,35 @@ def scan_folder(project: Project) -> ScanSummary:
     return summary
 
 
+def spread_order(items: list) -> list:
+    """``items`` in a fixed pseudo-random order, so the first images read (labelling starts with
+    them) are a sample of the whole folder: in folder order a folder sorted by class or by date
+    would give the learner one class, or one hour of production, to choose from for minutes."""
+    import numpy as np
+
+    order = np.random.default_rng(20261204).permutation(len(items))
+    return [items[i] for i in order]
+
+
 def analyse_pending(
     project: Project,
     workers: Optional[int] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     batch_seconds: float = 0.5,
+    extractor: Optional[str] = None,
+    image_ids: Optional[Sequence[int]] = None,
 ) -> tuple[int, int]:
-    """Analyse every image lacking current features; results are saved in small batches so a
-    cancel or crash keeps what was done. Returns ``(analysed, errors)``."""
-    extractor = _extractor()
-    pending = project.pending_analysis(extractor.name, extractor.version)
+    """Analyse every image lacking current features of ``extractor`` (None: the project's own,
+    see :mod:`inspector.core.extractor_choice`), or only those of ``image_ids``; results are saved
+    in small batches so a cancel or crash keeps what was done. Returns ``(analysed, errors)``."""
+    from inspector.core.extractor_choice import project_extractor
+
+    extractor = project_extractor(project) if extractor is None else _extractor(extractor)
+    pending = spread_order(project.pending_analysis(extractor.name, extractor.version))
+    if image_ids is not None:
+        wanted = {int(i) for i in image_ids}
+        pending = [(i, path) for i, path in pending if i in wanted]
     root = project.image_root
     paths = [root / path for _, path in pending]
     batch: list[ImageAnalysis] = []
@@ -320,7 +342,8 @@ def analyse_pending(
         last_save = time.monotonic()
 
     try:
-        for result in analyse_files(paths, workers=workers, progress=progress, cancel=cancel):
+        for result in analyse_files(paths, workers=workers, progress=progress, cancel=cancel,
+                                    extractor=extractor.name):
             batch.append(replace(result, image_id=pending[result.index][0]))
             analysed += 1
             errors += result.error is not None

@@ -168,7 +168,7 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
     cannot be exported faithfully or the file cannot be written.
     """
     import inspector
-    from inspector.core.features import default_extractor
+    from inspector.core.extractor_choice import project_extractor
 
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
@@ -190,7 +190,7 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
         "application": {"name": "inspector", "version": inspector.__version__},
         "project": project.name,
         "classes": [{"name": names[c], "color": colors.get(int(c), ""), "id": int(c)} for c in snapshot.classes],
-        "extractor": default_extractor().params(),
+        "extractor": project_extractor(project).params(),
         "model": spec,
         "training": {
             "labels_per_class": {names[int(k)]: v for k, v in training.metrics["class_counts"].items()},

@@ -87,7 +87,8 @@ class Prediction:
 class InspectorModel:
     """A model loaded from a model file: class names, extractor, metrics, and ``predict``."""
 
-    def __init__(self, header: dict, arrays: dict[str, np.ndarray], path: Optional[Path] = None) -> None:
+    def __init__(self, header: dict, arrays: dict[str, np.ndarray], path: Optional[Path] = None,
+                 extractor=None) -> None:
         self.header = header
         self.path = path
         self._arrays = arrays
@@ -117,6 +118,7 @@ class InspectorModel:
         p_acceptable)`` (see :mod:`inspector.core.learning.routing`). ``threshold`` overrides the
         file's threshold."""
         return self.confidence.decide(proba, novelty, self.reject_threshold if threshold is None else threshold)
+        self._feature_extractor = extractor  # the extractor named in the header (checked by load_model)
 
     @property
     def kind(self) -> str:
@@ -138,9 +140,11 @@ class InspectorModel:
         return out
 
     def _extractor(self):
-        from inspector.core.features import default_extractor
+        if self._feature_extractor is None:
+            from inspector.core.features import get_extractor
 
-        return default_extractor()
+            self._feature_extractor = get_extractor(self.extractor_params.get("name"))
+        return self._feature_extractor
 
     def predict(self, items, reject_below: Optional[float] = None, workers: Optional[int] = 1,
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> list[Prediction]:
@@ -173,7 +177,8 @@ class InspectorModel:
         if paths:
             from inspector.core.ingest import analyse_files
 
-            for result in analyse_files([p for _, p in paths], workers=workers, progress=progress, cancel=cancel):
+            for result in analyse_files([p for _, p in paths], workers=workers, progress=progress, cancel=cancel,
+                                        extractor=self._extractor().name):
                 slot = paths[result.index][0]
                 features[slot] = result.features
                 errors[slot] = result.error
@@ -229,6 +234,47 @@ def expand_paths(items: Iterable) -> list[Path]:
     return out
 
 
+def _differences(theirs, ours, prefix: str = "") -> list[str]:
+    """Dotted paths of the entries that differ between two extractor descriptions."""
+    if isinstance(theirs, dict) and isinstance(ours, dict):
+        out = []
+        for key in sorted(set(theirs) | set(ours), key=str):
+            out += _differences(theirs.get(key), ours.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(theirs, list) and isinstance(ours, list) and len(theirs) == len(ours):
+        return [d for i, (a, b) in enumerate(zip(theirs, ours)) for d in _differences(a, b, f"{prefix}{i}.")]
+    return [] if theirs == ours else [prefix.rstrip(".")]
+
+
+def extractor_for_model(file_name: str, theirs) -> object:
+    """This Inspector's extractor for a model file whose header describes its extractor as
+    ``theirs``: the one of that name, when it computes exactly what the model was trained on
+    (same version and parameters, e.g. the CNN weights' SHA-256). Raises :class:`ModelFileError`
+    (one line) otherwise."""
+    from inspector.core.errors import UserError
+    from inspector.core.features import get_extractor
+
+    if not isinstance(theirs, dict):
+        raise ModelFileError(f"{file_name} does not name its feature extractor")
+    name = str(theirs.get("name"))[:40]
+    try:
+        extractor = get_extractor(str(theirs.get("name")))
+    except UserError:
+        raise ModelFileError(f"{file_name} was made with features '{name}', which this Inspector does not offer; "
+                             "use the Inspector version that exported it") from None
+    ours = extractor.params()
+    if theirs.get("version") != ours.get("version"):
+        raise ModelFileError(
+            f"{file_name} was made with features '{name}' version {str(theirs.get('version'))[:20]}, but this "
+            f"Inspector computes version {ours.get('version')}; export the model again with this version")
+    if theirs != ours:
+        changed = _differences(theirs, ours)
+        what = "weights" if any("sha" in k or "weight" in k for k in changed) else "settings"
+        raise ModelFileError(f"{file_name} was made with different feature {what} than this Inspector uses "
+                             f"('{name}': {', '.join(changed)[:80]}); export the model again")
+    return extractor
+
+
 def load_model(path: Path) -> InspectorModel:
     """Load and verify a model file; return an :class:`InspectorModel` ready to predict.
 
@@ -237,24 +283,15 @@ def load_model(path: Path) -> InspectorModel:
     """
     path = Path(path)
     header, arrays = read_container(path)
-    from inspector.core.features import default_extractor
     from inspector.core.model_checks import HEADER_FIELDS, check_fields, check_model
 
     check_fields(path.name, "the header", header, HEADER_FIELDS)
-    ours = default_extractor().params()
-    theirs = header["extractor"]
-    if theirs.get("name") != ours["name"] or theirs.get("version") != ours["version"]:
-        raise ModelFileError(
-            f"{path.name} was made with features '{str(theirs.get('name'))[:40]}' version {str(theirs.get('version'))[:20]}, "
-            f"but this Inspector computes '{ours['name']}' version {ours['version']}; export the model again with this version")
-    if theirs != ours:
-        raise ModelFileError(f"{path.name} was made with different feature settings than this Inspector uses; "
-                             "export the model again")
+    extractor = extractor_for_model(path.name, header["extractor"])
     kind = header["model"].get("kind")
     if kind not in PREDICTORS:
         raise ModelFileError(f"{path.name} holds a model of unknown kind {str(kind)[:40]!r}")
     check_model(path.name, header, arrays)
     try:
-        return InspectorModel(header, arrays, path)
+        return InspectorModel(header, arrays, path, extractor)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path.name} has unusable confidence settings ({exc})") from None

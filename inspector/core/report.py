@@ -164,7 +164,7 @@ def _figure(data_url: Optional[str], caption: str, alt: str) -> str:
 def build_report_html(project) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
     import inspector
-    from inspector.core.features import default_extractor
+    from inspector.core.extractor_choice import project_extractor
     from inspector.core.learning import metrics
     from inspector.core.learning.learner import LearnerSettings
     from inspector.core.modelfile import train_for_export
@@ -178,7 +178,7 @@ def build_report_html(project) -> str:
     per_class = {c.name: 0 for c in classes}
     for class_id in latest.values():
         per_class[names[class_id]] += 1
-    extractor = default_extractor()
+    extractor = project_extractor(project)
     settings = LearnerSettings.from_project(project)
     versions = project.model_versions()
     curve = metrics.learning_curve(versions)

@@ -844,6 +844,29 @@ class Project:
         matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
         return ids, matrix
 
+    def feature_vectors(self, extractor_name: str, extractor_version: int,
+                        image_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Current feature vectors of the given images only (those that have them), in id order:
+        ``(image_ids int64[m], X float32[m, d])``. Reads a few hundred labelled rows without
+        loading the whole project's matrix."""
+        wanted = sorted({int(i) for i in image_ids})
+        rows: list = []
+        with self._reading() as db:
+            for start in range(0, len(wanted), 500):  # SQLite limits the number of parameters
+                part = wanted[start : start + 500]
+                rows.extend(db.execute(
+                    f"""SELECT f.image_id, f.vector FROM features f JOIN images i ON i.id = f.image_id
+                        WHERE f.extractor = ? AND f.extractor_version = ? AND f.content_hash IS i.content_hash
+                        AND i.error IS NULL AND i.missing = 0 AND f.image_id IN ({",".join("?" * len(part))})
+                        ORDER BY f.image_id""",
+                    (extractor_name, extractor_version, *part),
+                ).fetchall())
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return ids, matrix
+
     def feature_count(self, extractor_name: str, extractor_version: int) -> int:
         with self._reading() as db:
             row = db.execute(
@@ -1188,7 +1211,7 @@ class Project:
             for e in events:
                 class_id = None
                 if e["kind"] == "class":
-                    name = _clean_class_name(e["class_name"])
+                    name = clean_class_name(e["class_name"])
                     class_id = class_ids.get(name)
                     if class_id is None:
                         self._free_removed_name(db, name)

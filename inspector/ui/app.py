@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, qFormatLogMessage, qInstallMessageHandler
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -17,8 +17,31 @@ ORGANISATION = "Inspector"
 APPLICATION = "Inspector"
 
 
+#: Qt messages that tell a user nothing: the offscreen platform (self-test, CI) says this for
+#: every top-level window shown
+HARMLESS_QT_MESSAGES = frozenset({"This plugin does not support propagateSizeHints()"})
+_previous_qt_handler: list = []
+
+
+def _qt_message(mode, context, message: str) -> None:
+    if message in HARMLESS_QT_MESSAGES:
+        return
+    previous = _previous_qt_handler[0] if _previous_qt_handler else None
+    if previous is not None:
+        previous(mode, context, message)
+    else:
+        sys.stderr.write(qFormatLogMessage(mode, context, message) + "\n")
+
+
+def install_qt_message_filter() -> None:
+    """Drop exactly the :data:`HARMLESS_QT_MESSAGES`; every other Qt message goes where it went."""
+    if not _previous_qt_handler:
+        _previous_qt_handler.append(qInstallMessageHandler(_qt_message))
+
+
 def application(argv: Optional[list[str]] = None) -> QApplication:
     """The QApplication, created once, with names (for QSettings), icon and theme."""
+    install_qt_message_filter()
     app = QApplication.instance()
     if app is None:
         app = QApplication(argv if argv is not None else sys.argv[:1])
@@ -64,8 +87,17 @@ def apply_theme(theme: str) -> None:
             widget.setIcon(icon(str(name)))
 
 
+def data_folder() -> Path:
+    """Where the app keeps its own files (the demo, the log): ``<user data>/Inspector``.
+
+    Not AppDataLocation: that already appends organisation *and* application name, and both are
+    "Inspector" (``~/.local/share/Inspector/Inspector``)."""
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
+    return Path(base) / APPLICATION
+
+
 def configure_logging() -> Path:
-    folder = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    folder = data_folder()
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "inspector.log"
     handler = logging.FileHandler(log_path, encoding="utf-8")

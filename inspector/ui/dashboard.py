@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.core.learning import metrics
-from inspector.ui.workers import Task, pool, run_task
+from inspector.ui.workers import Task, deliver_to, pool, run_task
 
 log = logging.getLogger("inspector.ui.dashboard")
 
@@ -217,6 +217,8 @@ class DashboardView(QWidget):
     #: the quality engineer asked to file these figures as a report, or to export the model
     export_report_requested = Signal()
     export_model_requested = Signal()
+    #: the quality engineer asked for the feature extractor dialog (compare, switch)
+    features_requested = Signal()
 
     def __init__(self, session, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -313,6 +315,11 @@ class DashboardView(QWidget):
         self.export_model_button.clicked.connect(self.export_model_requested)
         top = QHBoxLayout()
         top.addWidget(self.headline, 1)
+        self.features_button = QPushButton("Features…", self)
+        self.features_button.setToolTip("Which feature extractor this project uses; compare the extractors on "
+                                        "its labels and switch")
+        self.features_button.clicked.connect(self.features_requested)
+        top.addWidget(self.features_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.export_report_button, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.export_model_button, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
@@ -361,8 +368,8 @@ class DashboardView(QWidget):
         proba = s.probabilities if s.probabilities is not None and len(s.probabilities) == len(s.image_ids) else None
         task = Task(compute_dashboard, s.project, s.classes(), dict(s.latest_labels()), proba,
                     np.asarray(s.class_ids, np.int64), features, previous, name="Dashboard", with_progress=False)
-        task.signals.finished.connect(lambda data, f=features: self._computed(data, f))
-        task.signals.failed.connect(self._failed)
+        task.signals.finished.connect(deliver_to(self, lambda data, f=features: self._computed(data, f)))
+        task.signals.failed.connect(deliver_to(self, self._failed))
         self._task = task
         self.status.setText("Updating…" if previous is not None or len(features) < 50_000
                             else "Computing the feature map…")

@@ -54,7 +54,7 @@ from inspector.core.learning.review import (
     suspected_label_errors,
 )
 from inspector.ui.thumbnails import THUMBNAIL_SIDE, ThumbnailLoader, default_disk_cache_folder
-from inspector.ui.workers import Task, pool, run_task
+from inspector.ui.workers import Task, deliver_to, pool, run_task
 
 log = logging.getLogger("inspector.ui.gallery")
 
@@ -538,9 +538,9 @@ class GalleryView(QWidget):
             generation = self._filter_generation
             task = Task(filter_rows, self.filter, self.model.labels.copy(), proba, self._class_ids(),
                         name="Sorting the gallery", with_progress=False)
-            task.signals.finished.connect(
-                lambda rows, g=generation, k=keep_scroll: g == self._filter_generation and self._show_rows(rows, k))
-            task.signals.failed.connect(self.message.emit)
+            task.signals.finished.connect(deliver_to(
+                self, lambda rows, g=generation, k=keep_scroll: g == self._filter_generation and self._show_rows(rows, k)))
+            task.signals.failed.connect(deliver_to(self, self.message.emit))
             run_task(task, pool("gallery"))
             self.sorting = True
             self.count_label.setText("Sorting by uncertainty…")
@@ -689,9 +689,9 @@ class GalleryView(QWidget):
         stats = self._stats if self._stats_of is features else None
         task = Task(_find_similar, features, int(rows[0]), stats, metric, name="Finding similar images",
                     with_progress=False)
-        task.signals.finished.connect(lambda result, t=task, f=features, i=int(image_id):
-                                      self._similar_found(t, f, i, result))
-        task.signals.failed.connect(self.message.emit)
+        task.signals.finished.connect(deliver_to(self, lambda result, t=task, f=features, i=int(image_id):
+                                                 self._similar_found(t, f, i, result)))
+        task.signals.failed.connect(deliver_to(self, self.message.emit))
         self._similar_task = task
         self.similar_button.setEnabled(False)
         self.count_label.setText(f"Finding images similar to image {image_id}…")

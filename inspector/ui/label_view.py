@@ -29,7 +29,7 @@ from inspector.ui import display
 from inspector.ui.canvas import ImageCanvas
 from inspector.ui.icons import icon
 from inspector.ui.session import ProjectSession
-from inspector.ui.workers import Task, pool, run_task
+from inspector.ui.workers import Task, deliver_to, pool, run_task
 
 log = logging.getLogger("inspector.ui")
 
@@ -56,6 +56,11 @@ KEYS = [
     ("C", "auto-contrast on/off"),
     ("Drag", "pan"),
     ("F1 or ?", "this list of keys"),
+    # the window's keys, listed here too: this overlay is where an inspector looks for keys
+    ("Ctrl+K", "classes (add, rename, merge…)"),
+    ("Ctrl+,", "settings (retrain every N labels…)"),
+    ("F5", "rescan the image folder"),
+    ("Ctrl+R", "retrain now"),
 ]
 
 
@@ -68,12 +73,14 @@ class LabelState:
 
 @dataclass(frozen=True)
 class LabelStep:
-    """One label given in this session: the image's state before and after (for undo/redo)."""
+    """One label given in this session: the image's state before and after (for undo/redo), and
+    the queue entry it was shown with (why it was chosen, audit pick), kept for an undo."""
 
     image_id: int
     before: Optional[LabelState]
     after: LabelState
     source: str
+    entry: Optional[QueueEntry] = None
 
 
 class LabelHistory:
@@ -408,6 +415,9 @@ class LabellingView(QWidget):
         while self.class_box.count():
             item = self.class_box.takeAt(0)
             if item.widget():
+                # hidden at once: out of the layout, an old button would otherwise be drawn at
+                # its last (or default) place over the panel until the event loop deletes it
+                item.widget().hide()
                 item.widget().deleteLater()
         self.class_buttons: dict[int, QPushButton] = {}
         classes = self.session.classes()
@@ -491,11 +501,12 @@ class LabellingView(QWidget):
             else:
                 image_id = None
         self._show(image_id, entry)
-        # refill well before the queue runs dry, so the inspector never waits for the learner;
-        # during a retrain this asks for one more after it (the queue it writes was chosen
+        # refill well before the queue runs dry, so the inspector never waits for the learner:
+        # the current model ranks the images again (a retrain follows its own setting); during
+        # a retrain this asks for one more refill after it (the queue it writes was chosen
         # before the labels given meanwhile, and loses every image among them)
         if len(self.upcoming) < REFILL_BELOW:
-            self.session.start_retrain()
+            self.session.refill_queue()
 
     def go_back(self) -> None:
         if self._advance_when_saved:
@@ -508,15 +519,16 @@ class LabellingView(QWidget):
         image_id = self.back_stack.pop()
         self._show(image_id, self.session.project.queue_entry(image_id))
 
-    def open_image(self, image_id: int) -> None:
-        """Show any image of the project (from the queue strip, the gallery or the map)."""
+    def open_image(self, image_id: int, entry: Optional[QueueEntry] = None) -> None:
+        """Show any image of the project (from the queue strip, the gallery or the map); ``entry``
+        is the queue entry it came from when it is no longer queued (an undone label)."""
         image_id = int(image_id)
         if image_id == self.current:
             return
         if self.current is not None:
             self.forward.append(self.current)
         self.upcoming = [e for e in self.upcoming if e.image_id != image_id]
-        self._show(image_id, self.session.project.queue_entry(image_id))
+        self._show(image_id, self.session.project.queue_entry(image_id) or entry)
 
     def _show(self, image_id: Optional[int], entry: Optional[QueueEntry]) -> None:
         self.current = image_id
@@ -566,8 +578,8 @@ class LabellingView(QWidget):
         self._decoding.add(image_id)
         path = self.session.project.image_path(image_id)
         task = Task(_prepare_with_thumbnail, image_id, path, name="Decoding", with_progress=False)
-        task.signals.finished.connect(self._decoded)
-        task.signals.failed.connect(lambda message, i=image_id: self._decode_failed(i, message))
+        task.signals.finished.connect(deliver_to(self, self._decoded))
+        task.signals.failed.connect(deliver_to(self, lambda message, i=image_id: self._decode_failed(i, message)))
         run_task(task, pool("images"))
 
     def _decoded(self, result: tuple[display.PreparedImage, QImage]) -> None:
@@ -603,7 +615,7 @@ class LabellingView(QWidget):
                 self._thumb_loading.add(image_id)
                 task = Task(_thumbnail, image_id, self.session.project.image_path(image_id), name="Thumbnail",
                             with_progress=False)
-                task.signals.finished.connect(self._thumb_ready)
+                task.signals.finished.connect(deliver_to(self, self._thumb_ready))
                 task.signals.failed.connect(lambda _m, i=image_id: self._thumb_loading.discard(i))
                 run_task(task, pool("images"))
 
@@ -739,7 +751,7 @@ class LabellingView(QWidget):
         except UserError as exc:
             self.message.emit(f"not saved: {exc}")
             return False
-        self.history.record(LabelStep(image_id, before, after, source))
+        self.history.record(LabelStep(image_id, before, after, source, self.current_entry))
         self._next_when_saved()
         return True
 
@@ -801,13 +813,22 @@ class LabellingView(QWidget):
             self.history.take_redo()
             self.message.emit(f"undo not saved: {exc}")
             return False
-        self.message.emit("undone: the image shows its previous label again")
+        path = self.session.project.image(step.image_id).path
+        self.message.emit(f"Undone: {path} is {self._describe(step.before)} again" if step.before is not None
+                          else f"Undone: {path} is unlabelled again")
         if step.image_id != self.current:
-            self.open_image(step.image_id)
+            # shown with the queue entry it was labelled from: its reason, and an audit pick stays one
+            self.open_image(step.image_id, step.entry)
         else:
             self._show_current_label()
         self._update_buttons()
         return True
+
+    def _describe(self, state: LabelState) -> str:
+        if state.kind == "class":
+            name = next((c.name for c in self.session.classes() if c.id == state.class_id), "a removed class")
+            return f"labelled {name}"
+        return {"skip": "skipped", "unsure": "marked unsure"}.get(state.kind, "unlabelled")
 
     def redo(self) -> bool:
         if self._advance_when_saved:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QProgressBar,
@@ -50,24 +50,28 @@ def _warm_up() -> None:
 
 
 def demo_folder() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(base) / "demo"
+    from inspector.ui.app import data_folder
+
+    return data_folder() / "demo"
 
 
 def write_demo(folder: Path, progress=None, cancel=None) -> Path:
     """Write the demo images (once) and return the demo project's path (worker thread)."""
-    from inspector.core.demo import write_demo_dataset
+    from inspector.core.demo import TRUTH_FILE, write_demo_dataset
 
     images = folder / "images"
     project_path = folder / f"demo{PROJECT_SUFFIX}"
-    if not (images / "manifest.csv").exists():
+    if not (images / TRUTH_FILE).exists():
         folder.mkdir(parents=True, exist_ok=True)
         write_demo_dataset(images, progress=progress, cancel=cancel, overwrite=True)
     if not project_path.exists():
         from inspector.core.demo import DEFECT_CLASSES, OK_CLASS
 
         # the demo is ready to label: its classes exist (keys 1-5), its labels do not
+        from inspector.core.extractor_choice import start_project_with
+
         with Project.create(project_path, images) as project:
+            start_project_with(project)
             for name in (OK_CLASS, *DEFECT_CLASSES):
                 project.add_class(name)
     return project_path
@@ -241,7 +245,9 @@ class MainWindow(QMainWindow):
             self._action(project, "Re&locate images…", self.relocate, None, "folder-open"),
             self._action(project, "&Classes…", self.edit_classes, "Ctrl+K", "classes"),
             self._action(project, "&Settings…", self.edit_settings, "Ctrl+,", "settings"),
-            self._action(project, "&Retrain now", lambda: self.session and self.session.start_retrain(), "Ctrl+R"),
+            self._action(project, "&Features…", self.edit_features, None, None,
+                         "Which feature extractor this project uses; compare them on its labels and switch"),
+            self._action(project, "&Retrain now", lambda: self.session and self.session.start_retrain(reason="you asked"), "Ctrl+R"),
         ]
         view = bar.addMenu("&View")
         view.addAction(self.problems_dock.toggleViewAction())
@@ -307,6 +313,9 @@ class MainWindow(QMainWindow):
             if not os.access(folder_path, os.R_OK | os.X_OK):
                 raise UserError(f"the folder {folder} cannot be read (permission denied)")
             project = Project.create(Path(project_path), folder_path)
+            from inspector.core.extractor_choice import start_project_with
+
+            start_project_with(project)
         except UserError as exc:
             show_error(self, "New project", str(exc))
             return False
@@ -407,6 +416,8 @@ class MainWindow(QMainWindow):
             if hasattr(view, "export_report_requested"):  # the dashboard files what it shows
                 view.export_report_requested.connect(self.export_report)
                 view.export_model_requested.connect(self.export_model)
+            if hasattr(view, "features_requested"):
+                view.features_requested.connect(self.edit_features)
             return view
         except Exception as exc:  # noqa: BLE001 - a broken optional view must not stop labelling
             if not isinstance(exc, ImportError):
@@ -419,6 +430,9 @@ class MainWindow(QMainWindow):
         if self.session is None:
             return
         session, self.session = self.session, None
+        if getattr(self, "features_dialog", None) is not None:
+            self.features_dialog.close()
+            self.features_dialog = None
         if self.tabs is not None:
             self.stack.removeWidget(self.tabs)
             self.tabs.deleteLater()
@@ -449,8 +463,15 @@ class MainWindow(QMainWindow):
         if s is None:
             return
         n = len(s.latest_labels())
-        version = f"model v{s.model_version}" if s.model_version else "no model yet"
-        self.model_status.setText(f"{version} · {n} labels · {s.audit_summary()}")
+        if not s.model_version:
+            # a fresh project: say what will happen, not "model v0" and an empty estimate
+            until = s.labels_until_retrain()
+            self.model_status.setText(f"No model yet: label a few images ({n} labelled; the first model "
+                                      f"trains after {until} more)" if until else
+                                      f"No model yet ({n} labelled; the first model is training)")
+            return
+        self.model_status.setText(f"Model v{s.model_version} ({s.n_labels_trained} labels) · {n} labelled · "
+                                  f"retrain in {s.labels_until_retrain()} · {s.audit_summary()}")
 
     def _fill_problems(self) -> None:
         self.problems_list.clear()
@@ -494,6 +515,19 @@ class MainWindow(QMainWindow):
             from inspector.ui.app import apply_theme
 
             apply_theme(str(QSettings().value("theme", "light")))
+
+    def edit_features(self) -> None:
+        """The feature extractor dialog; not modal, so labelling goes on while it compares or switches."""
+        if self.session is None:
+            return
+        from inspector.ui.features_dialog import FeaturesDialog
+
+        dialog = getattr(self, "features_dialog", None)
+        if dialog is None or dialog.session is not self.session:
+            dialog = self.features_dialog = FeaturesDialog(self.session, self)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
 
     def toggle_theme(self) -> None:
         from inspector.ui.app import apply_theme

@@ -31,13 +31,22 @@ COLD_START_MIN_IMAGES = 24
 QUEUE_LOW = 10
 #: during extraction the in-memory features are refreshed at most this often
 FEATURE_REFRESH_S = 15.0
+#: description of the background switch of feature extractor (followed by the new name)
+SWITCHING = "Switching features to"
 
 
-def _extractor_key() -> tuple[str, int]:
-    from inspector.core.features import default_extractor
+def _extractor_key(project: Project) -> tuple[str, int]:
+    """(name, version) of the project's feature extractor; the legacy texture extractor when
+    this Inspector does not offer the project's (labelling goes on; the dialog says why)."""
+    from inspector.core.extractor_choice import LEGACY_EXTRACTOR, project_extractor_key
+    from inspector.core.features import get_extractor
 
-    ex = default_extractor()
-    return ex.name, ex.version
+    try:
+        return project_extractor_key(project)
+    except UserError as exc:
+        log.warning("%s; using %s", exc, LEGACY_EXTRACTOR)
+        legacy = get_extractor(LEGACY_EXTRACTOR)
+        return legacy.name, legacy.version
 
 
 # ----------------------------------------------------------------------------- worker bodies
@@ -78,6 +87,41 @@ def scan_and_extract(project: Project, progress=None, cancel=None):
         worker.close()
 
 
+def switch_features(project: Project, name: str, progress=None, cancel=None):
+    """Extract every image's features with extractor ``name`` (worker processes, saved in
+    batches), then make it the project's extractor; a cancel leaves the project as it was."""
+    from inspector.core.extractor_choice import switch_extractor
+
+    worker = project.worker_connection()
+    try:
+        return switch_extractor(worker, name, progress=progress, cancel=cancel)
+    finally:
+        worker.close()
+
+
+def compare_features(project: Project, progress=None, cancel=None):
+    """The honest comparison of every extractor on the project's labels (its own connection)."""
+    from inspector.core.extractor_choice import compare_extractors
+
+    worker = project.worker_connection()
+    try:
+        return compare_extractors(worker, progress=progress, cancel=cancel)
+    finally:
+        worker.close()
+
+
+def features_overview(project: Project, progress=None, cancel=None):
+    """``extractor_status`` through the worker's own connection (loading an extractor's weights
+    and counting vectors are not for the UI thread)."""
+    from inspector.core.extractor_choice import extractor_status
+
+    reader = project.worker_connection()
+    try:
+        return extractor_status(reader)
+    finally:
+        reader.close()
+
+
 def read_counts_and_problems(project: Project, progress=None, cancel=None):
     """``(counts, problem files)`` through the worker's own connection: both scan every image
     row, a tenth of a second at 100,000 images, which the UI thread does not wait for."""
@@ -113,7 +157,8 @@ class RetrainOutcome:
     image_ids: np.ndarray
     queued: bool
     seconds: float
-    novelty: Optional[Any] = None  # learning.novelty.NoveltyModel of the trained model, or None
+    model: Any = None  # the fitted TrainedModel (kept by the session for queue refills)
+    refill: bool = False  # a queue refill with the current model, not a retrain
 
 
 def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
@@ -137,8 +182,38 @@ def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extra
         worker.close()
     proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
     return RetrainOutcome(version, fitted.n_labels, fitted.metrics, proba, snapshot.classes,
-                          snapshot.image_ids, write_queue, time.perf_counter() - start,
-                          None if fitted.model is None else fitted.model.novelty)
+                          snapshot.image_ids, write_queue, time.perf_counter() - start, model=fitted.model)
+
+
+def refill(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
+           model=None, progress=None, cancel=None) -> RetrainOutcome:
+    """Choose a new queue with the model the session already has: no new version, not a retrain.
+
+    Without a usable model in memory (a reopened project, classes changed since) but with labels,
+    the model is fitted again from the current labels for the ranking; nothing is recorded."""
+    from inspector.core.learning import learner
+    from inspector.core.progress import check
+
+    start = time.perf_counter()
+    worker = project.worker_connection()
+    try:
+        snapshot = learner.take_snapshot(_CachedFeatures(worker, image_ids, features), extractor=extractor)
+        usable = model is not None and np.array_equal(np.asarray(model.classes), snapshot.classes)
+        if usable:
+            fitted = learner.FitResult(model, len(snapshot.labels), {}, model.predict_proba(snapshot.X))
+        elif snapshot.labels and snapshot.previous_version is not None:
+            fitted = learner.fit(snapshot, cancel=cancel)  # the project's model, from an earlier session
+        else:
+            fitted = learner.FitResult(None, 0, {}, None)  # cold start: representative and unusual images
+        check(cancel)
+        selection = learner.select(snapshot, fitted)
+        check(cancel)
+        learner.commit(worker, snapshot, fitted, selection, record_version=False)
+    finally:
+        worker.close()
+    proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
+    return RetrainOutcome(None, fitted.n_labels, fitted.metrics, proba, snapshot.classes, snapshot.image_ids,
+                          True, time.perf_counter() - start, model=fitted.model, refill=True)
 
 
 # ----------------------------------------------------------------------------- the session
@@ -157,13 +232,14 @@ class ProjectSession(QObject):
     job_finished = Signal(str, str)  # description, summary for the status bar
     job_failed = Signal(str, str)  # description, message for a person
     problems_changed = Signal()  # the list of unusable files may have changed; see problems()
+    extractor_changed = Signal(str)  # the project now computes its features with this extractor
     labels_saved = Signal()  # a label write was committed; see pending_labels()
     label_failed = Signal(str)  # a label could not be saved (message for a person)
 
     def __init__(self, project: Project, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.project = project
-        self.extractor = _extractor_key()
+        self.extractor = _extractor_key(project)
         self.image_ids: np.ndarray = np.zeros(0, np.int64)
         self.features: np.ndarray = np.zeros((0, 0), np.float32)
         self.probabilities: Optional[np.ndarray] = None
@@ -175,18 +251,33 @@ class ProjectSession(QObject):
         self._classes: Optional[list[ClassRecord]] = None
         self._latest: Optional[dict[int, int]] = None
         self._labels_since_retrain = 0
-        self._retrain_task: Optional[Task] = None
+        self._retrain_task: Optional[Task] = None  # the running retrain (refills have their own)
+        self._retrain_description = ""
+        self._retrain_reason = ""
         self._retrain_again = False
+        self._retrain_again_reason = ""
+        self._retrain_due = False  # a retrain was asked for and has not started yet
+        self._refill_again = False
+        self._refill_task: Optional[Task] = None
+        self._refill_inputs: tuple[int, int] = (-1, -1)
+        self._model_generation = 0  # retrains finished: a refill's model is stale if it changed
+        self._refill_generation = 0
+        self.model = None  # the last fitted TrainedModel, for queue refills between retrains
+        self.retrain_log: list[tuple[int, str]] = []  # (labels given in this session, reason) per retrain
         self._labels_given = 0  # labels given in this session (counter)
         self._retrain_inputs: tuple[int, int] = (-1, -1)
         self._feature_task: Optional[Task] = None
         self._extract_task: Optional[Task] = None
         self._check_task: Optional[Task] = None
+        self._switch_task: Optional[Task] = None
+        self.switching_to: Optional[str] = None
+        self._retrain_on_load = False
         self._problems: list = []
         self._last_feature_refresh = 0.0
         self._reload_features = False  # a load was asked for while another was running
         self.closed = False
         self._retrain_when_saved = False
+        self._retrain_when_saved_reason = ""
         # image id -> (kind, class_id, audit) of the labels given in this session, so the views
         # know an image's state before the writer committed it
         self._given: dict[int, tuple[str, Optional[int], bool]] = {}
@@ -281,11 +372,11 @@ class ProjectSession(QObject):
             latest[image_id] = class_id
         else:
             latest.pop(image_id, None)
-        self.labels_changed.emit([image_id])
         if kind == "class":
-            self._labels_since_retrain += 1
-            if self._labels_since_retrain >= self.retrain_every():
-                self.start_retrain()
+            self._labels_since_retrain += 1  # before labels_changed: the status bar shows it
+        self.labels_changed.emit([image_id])
+        if kind == "class" and self._labels_since_retrain >= self.retrain_every():
+            self._retrain_on_labels()
 
     def label_images(self, image_ids, class_id: int, source: str = "bulk") -> int:
         """Label many images with one class (one durable transaction, committed by the writer
@@ -299,11 +390,19 @@ class ProjectSession(QObject):
         for i in ids:
             latest[i] = int(class_id)
             self._given[i] = ("class", int(class_id), False)
-        self.labels_changed.emit(ids)
         self._labels_since_retrain += len(ids)
+        self.labels_changed.emit(ids)
         if self._labels_since_retrain >= self.retrain_every():
-            self.start_retrain()
+            self._retrain_on_labels()
         return len(ids)
+
+    def _retrain_on_labels(self) -> None:
+        """Every N labels a retrain is due; the count restarts now, even when the retrain has to
+        wait for a running one (it then runs right after it, with every label given so far)."""
+        reason = f"after {self._labels_since_retrain} new labels"
+        self._labels_since_retrain = 0
+        self._retrain_due = False  # a new due point (one waiting retrain serves both)
+        self.start_retrain(reason=reason)
 
     def label_state(self, image_id: int) -> Optional[tuple[str, Optional[int], bool]]:
         """``(kind, class_id, audit)`` of the image's latest label event, or None (unlabelled);
@@ -329,7 +428,7 @@ class ProjectSession(QObject):
         self.labels_saved.emit()
         if self._retrain_when_saved and self.writer.pending == 0:
             self._retrain_when_saved = False
-            self.start_retrain()
+            self.start_retrain(reason=self._retrain_when_saved_reason)
 
     def _label_not_saved(self, message: str, image_ids: list) -> None:
         for i in image_ids:
@@ -357,12 +456,17 @@ class ProjectSession(QObject):
 
     # ------------------------------------------------------------------ background jobs
     def busy(self) -> bool:
-        return any(t is not None for t in (self._retrain_task, self._feature_task, self._extract_task,
-                                           self._check_task))
+        return any(t is not None for t in (self._retrain_task, self._refill_task, self._feature_task,
+                                           self._extract_task, self._check_task, self._switch_task))
 
     def retraining(self) -> bool:
-        """A retrain runs, or starts as soon as the labels just given are committed."""
-        return self._retrain_task is not None or self._retrain_when_saved
+        """The learner is at work (a retrain or a queue refill), or a retrain starts as soon as
+        the labels just given are committed."""
+        return self._retrain_task is not None or self._refill_task is not None or self._retrain_when_saved
+
+    def labels_until_retrain(self) -> int:
+        """Class labels still to give before the next retrain (the "Retrain every N labels" setting)."""
+        return max(0, self.retrain_every() - self._labels_since_retrain)
 
     def extracting(self) -> bool:
         return self._extract_task is not None
@@ -382,8 +486,12 @@ class ProjectSession(QObject):
             self._extract_task = None
         elif description == "Checking the project":
             self._check_task = None
+        elif description.startswith(SWITCHING):
+            self._switch_task = None
+            self.switching_to = None
         else:
             self._retrain_task = None
+            self._retrain_again = self._refill_again = self._retrain_due = False
         if not self.closed:
             self.job_failed.emit(description, message)
 
@@ -421,18 +529,24 @@ class ProjectSession(QObject):
             # the running load may have read the file before the newest features were saved
             self._reload_features = True
             return
-        task = Task(load_features, self.project.path, self.extractor, name="Loading features")
+        key = self.extractor
+        task = Task(load_features, self.project.path, key, name="Loading features")
         task.signals.cancelled.connect(self._feature_load_cancelled)
-        self._feature_task = self._start(task, "Loading features", self._features_loaded, "images")
+        self._feature_task = self._start(task, "Loading features", lambda result: self._features_loaded(result, key),
+                                         "images")
         self._last_feature_refresh = time.monotonic()
 
     def _feature_load_cancelled(self) -> None:
         self._feature_task = None
         self._reload_features = False
 
-    def _features_loaded(self, result) -> None:
+    def _features_loaded(self, result, key: Optional[tuple] = None) -> None:
         self._feature_task = None
         if self.closed:
+            return
+        if key is not None and key != self.extractor:  # read before a switch of extractor
+            self._reload_features = False
+            self.load_features()
             return
         if self._reload_features:
             self._reload_features = False
@@ -446,12 +560,17 @@ class ProjectSession(QObject):
         self.features_changed.emit()
         if len(self.image_ids) == 0:
             return
+        if self._retrain_on_load:
+            self._retrain_on_load = False
+            self.start_retrain(reason="features changed")
+            return
         # A queue chosen from the first few images read (or nearly used up) is refilled from
-        # what is known now; otherwise the inspector would soon wait for the learner.
+        # what is known now; otherwise the inspector would soon wait for the learner. Neither is
+        # a retrain: the model changes only with labels (or when asked).
         if len(self.project.queue()) < QUEUE_LOW:
-            self.start_retrain()
+            self.refill_queue()
         elif self.probabilities is None and self.latest_labels():
-            self.start_retrain(write_queue=False)
+            self.start_retrain(write_queue=False, reason="predictions for the images read")
 
     def scan(self) -> None:
         """Rescan the folder and analyse new or changed files in the background."""
@@ -491,26 +610,133 @@ class ProjectSession(QObject):
         )
         self.load_features()
 
-    def start_retrain(self, write_queue: bool = True) -> None:
-        """Train in the background; when a retrain is already running, run once more after it."""
+    # ------------------------------------------------------------------ the feature extractor
+    def switch_extractor(self, name: str) -> Optional[Task]:
+        """Extract every image's features with ``name`` in the background, then switch to it.
+        Labelling goes on with the current features meanwhile; a cancel keeps the current
+        extractor (and what was extracted). Emits extractor_changed when done."""
+        if self._switch_task is not None or self.closed:
+            return None
+        description = f"{SWITCHING} {name}"
+        task = Task(switch_features, self.project, name, name=description)
+        task.signals.cancelled.connect(lambda: self._switch_cancelled(description))
+        self.switching_to = name
+        self._switch_task = self._start(task, description, lambda result: self._switched(description, result))
+        return self._switch_task
+
+    def cancel_switch(self) -> None:
+        if self._switch_task is not None:
+            self._switch_task.cancel()
+
+    def _switch_cancelled(self, description: str) -> None:
+        self._switch_task = None
+        name, self.switching_to = self.switching_to, None
+        if not self.closed:
+            self.job_finished.emit(description, f"switching to {name} cancelled; the project stays on "
+                                                f"{self.extractor[0]} (what was extracted is kept)")
+
+    def _switched(self, description: str, result) -> None:
+        self._switch_task = None
+        self.switching_to = None
+        if self.closed:
+            return
+        self.extractor = _extractor_key(self.project)
+        self.probabilities = None  # the current model was trained on the other features
+        self.job_finished.emit(description, f"features are now {result.current}: {result.features:,} of "
+                                            f"{result.images:,} images; every label kept")
+        self.extractor_changed.emit(result.current)
+        self._retrain_on_load = True  # a new model and queue from the new features (retrained once loaded)
+        self.load_features()
+
+    def start_retrain(self, write_queue: bool = True, reason: str = "you asked") -> None:
+        """Train in the background and record a new version (``reason`` is shown in the status
+        bar: "after 10 new labels", "you asked"…); when the learner is busy, run once more after it.
+        ``write_queue=False``: predictions only (no version, no queue, not counted as a retrain)."""
         if len(self.image_ids) == 0 or self.closed:
             return
+        if write_queue and not self._retrain_due:
+            # the count restarts when a retrain is due, not when it can start (after a running
+            # one): retrains stay every N labels however long each takes
+            self._retrain_due = True
+            self._labels_since_retrain = 0
+            self.retrain_log.append((self._labels_given, reason))
         if write_queue and self.writer.pending:
             # the snapshot must include the labels just given: start once they are committed
             self._retrain_when_saved = True
+            self._retrain_when_saved_reason = reason
             return
         if self._retrain_task is not None:
             # once more after it, but only if it cannot know everything: a label given or
             # features loaded since it started (else it would choose the same queue again)
             if self._inputs() != self._retrain_inputs:
-                self._retrain_again = self._retrain_again or write_queue
+                if write_queue:
+                    self._retrain_again, self._retrain_again_reason = True, reason
+            elif write_queue:
+                self._retrain_due = False  # the running retrain knows everything already
             return
-        self._labels_since_retrain = 0
         self._retrain_inputs = self._inputs()
+        if write_queue:
+            self._retrain_due = False
+        self._retrain_reason = reason
+        self._retrain_description = f"Training ({reason})"
         task = Task(retrain, self.project, self.image_ids, self.features, self.extractor, write_queue,
                     name="Training")
-        task.signals.cancelled.connect(lambda: setattr(self, "_retrain_task", None))
-        self._retrain_task = self._start(task, "Training", self._retrained)
+        task.signals.cancelled.connect(self._retrain_cancelled)
+        self._retrain_task = self._start(task, self._retrain_description, self._retrained)
+
+    def _retrain_cancelled(self) -> None:
+        self._retrain_task = None
+        self._retrain_again = self._retrain_due = False
+
+    def refill_queue(self) -> None:
+        """Choose the next images with the current model (no retrain, no new version): the
+        labelling view asks for this when its queue runs low between retrains."""
+        if len(self.image_ids) == 0 or self.closed:
+            return
+        if self._refill_task is not None:
+            # a refill runs; once more after it if labels were given since it started
+            if self._inputs() != self._refill_inputs:
+                self._refill_again = True
+            return
+        # A running retrain does not hold a refill back: under load a retrain can take a minute,
+        # longer than the queue lasts, and the inspector must not wait for it. Its queue (newer
+        # model) replaces this one when it is done; both leave out every image labelled since.
+        self._refill_inputs = self._inputs()
+        self._refill_generation = self._model_generation
+        # a model only from an earlier session (reopened project) is fitted again for the ranking;
+        # before the first model, the cold-start choice (representative and unusual images)
+        task = Task(refill, self.project, self.image_ids, self.features, self.extractor, self.model,
+                    name="Choosing the next images")
+        task.signals.cancelled.connect(self._refill_cancelled)
+        task.signals.failed.connect(self._refill_failed)
+        task.signals.finished.connect(self._refilled)
+        # quiet: a refill is quick and frequent; the status bar is for what the inspector must know
+        self._refill_task = run_task(task, pool("background"))
+
+    def _refill_cancelled(self) -> None:
+        self._refill_task = None
+
+    def _refill_failed(self, message: str) -> None:
+        self._refill_task = None
+        self._refill_again = False
+        if not self.closed:
+            self.job_failed.emit("Choosing the next images", message)
+
+    def _refilled(self, outcome: RetrainOutcome) -> None:
+        self._refill_task = None
+        if self.closed:
+            return
+        if self._model_generation == self._refill_generation:  # else a newer model arrived meanwhile
+            if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
+                self.probabilities = outcome.probabilities
+                self.class_ids = outcome.class_ids
+                self.model_updated.emit(int(self.model_version or 0))
+            if outcome.model is not None:
+                self.model = outcome.model
+        self.queue_changed.emit()
+        if self._refill_again:
+            self._refill_again = False
+            QTimer.singleShot(0, self.refill_queue)
 
     def _inputs(self) -> tuple[int, int]:
         """What a retrain learns from: labels given and features loaded (counters)."""
@@ -520,10 +746,13 @@ class ProjectSession(QObject):
         self._retrain_task = None
         if self.closed:
             return
+        self._model_generation += 1
         if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
             self.probabilities = outcome.probabilities
             self.class_ids = outcome.class_ids
-            self.novelty_model = outcome.novelty
+            self.novelty_model = None if outcome.model is None else getattr(outcome.model, "novelty", None)
+        if outcome.model is not None:
+            self.model = outcome.model
         if outcome.version is not None:
             self.model_version = outcome.version
             self.model_metrics = outcome.metrics
@@ -532,16 +761,23 @@ class ProjectSession(QObject):
             self.queue_changed.emit()
         if outcome.probabilities is not None:
             self.model_updated.emit(int(self.model_version or 0))
-        self.job_finished.emit("Training", f"model v{self.model_version or 0} on {outcome.n_labels} labels "
-                                           f"in {outcome.seconds:.1f} s")
+        if outcome.version is not None:
+            # short: the status bar shares its width with the job indicator and the model status
+            summary = f"Model v{outcome.version} trained on {outcome.n_labels} labels ({self._retrain_reason})"
+        elif outcome.n_labels == 0:
+            summary = "No model yet: the first images were chosen to show the range of parts"
+        else:
+            summary = f"Predictions ready ({outcome.n_labels} labels)"
+        self.job_finished.emit(self._retrain_description, summary)
         if self._retrain_again:
             self._retrain_again = False
-            QTimer.singleShot(0, self.start_retrain)
+            reason = self._retrain_again_reason
+            QTimer.singleShot(0, lambda: self.start_retrain(reason=reason))
 
     def close(self) -> None:
         """Stop background work and close the project file."""
         self.closed = True
-        for task in (self._retrain_task, self._extract_task, self._feature_task):
+        for task in (self._retrain_task, self._refill_task, self._extract_task, self._feature_task, self._switch_task):
             if task is not None:
                 task.cancel()
         for name in ("background", "images"):

@@ -39,8 +39,10 @@ MEMORY_CACHE_ITEMS = 3000
 
 def default_disk_cache_folder() -> Optional[Path]:
     """The user's cache folder for thumbnails (``.../thumbnails``), or None if there is none."""
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
-    return Path(base) / "thumbnails" if base else None
+    # GenericCacheLocation + our name: CacheLocation would append organisation and application
+    # name, both "Inspector" (~/.cache/Inspector/Inspector)
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericCacheLocation)
+    return Path(base) / "Inspector" / "thumbnails" if base else None
 
 
 def make_thumbnail(gray: np.ndarray, side: int) -> np.ndarray:

@@ -78,6 +78,19 @@ class Task(QRunnable):
             self.signals.finished.emit(result)
 
 
+def deliver_to(owner: QObject, slot: Callable[..., Any]) -> Callable[..., None]:
+    """``slot`` for a task's signal, called only while ``owner`` (the view waiting for the result)
+    still exists: a result arriving after its view was closed is dropped, not a
+    "C++ object already deleted" error."""
+    import shiboken6
+
+    def deliver(*args: Any) -> None:
+        if shiboken6.isValid(owner):
+            slot(*args)
+
+    return deliver
+
+
 _running: set[Task] = set()
 
 

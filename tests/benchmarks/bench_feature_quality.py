@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 root = Path(tmp) / "small"
                 start = time.perf_counter()
-                summary = write_small_defect_set(root, n_images=args.small_n, random_state=0)
+                summary = write_small_defect_set(root, n_images=args.small_n, random_state=0, class_folders=True)
                 print(f"small defects: generated {args.small_n} images of 1000 x 1000 px "
                       f"(~1 % defect area, 85 % OK) in {time.perf_counter() - start:.1f} s: {summary['counts']}")
             X, labels = folder_features(root, args.workers)

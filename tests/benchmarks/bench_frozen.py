@@ -3,9 +3,11 @@
     .venv/bin/python tests/benchmarks/bench_frozen.py                  # dist/inspector, offscreen
     .venv/bin/python tests/benchmarks/bench_frozen.py --runs 5 --app-args gui --demo
     .venv/bin/python tests/benchmarks/bench_frozen.py --platform xcb   # a real display (DISPLAY set)
+    .venv/bin/python tests/benchmarks/bench_frozen.py --archive        # + the download: .tar.xz and .zip sizes
 
 Prints:
-* the folder size and file count (target: at most 400 MB);
+* the folder size and file count (target: at most 400 MB); with ``--archive`` the size of the
+  download IT fetches (the folder as .tar.xz and as .zip);
 * ``--version`` time (bootloader + Python + the command line, no Qt) - median of the runs;
 * start-to-window: wall time from starting the executable until its first top-level window is
   exposed (target: at most 3 s), median of the runs. The executable is started with
@@ -133,6 +135,22 @@ def time_self_test(exe: Path, platform: str) -> tuple[float, str]:
     return elapsed, last
 
 
+def archive_sizes(dist: Path) -> list[tuple[str, int, float]]:
+    """``(suffix, bytes, seconds)`` of the folder packed as IT would fetch it: .tar.xz (xz preset 6,
+    Linux/macOS) and .zip (deflate, Windows)."""
+    import shutil
+
+    sizes = []
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as scratch:
+        for fmt, suffix in (("xztar", ".tar.xz"), ("zip", ".zip")):
+            t0 = time.perf_counter()
+            packed = shutil.make_archive(str(Path(scratch) / "inspector"), fmt, root_dir=dist.parent,
+                                         base_dir=dist.name)
+            sizes.append((suffix, Path(packed).stat().st_size, time.perf_counter() - t0))
+            Path(packed).unlink()
+    return sizes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dist", type=Path, default=ROOT / "dist" / "inspector", help="the one-folder build")
@@ -143,6 +161,8 @@ def main() -> int:
                         help="arguments that open the window (default: gui)")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--no-self-test", action="store_true")
+    parser.add_argument("--archive", action="store_true",
+                        help="also pack the folder as .tar.xz and .zip and print their sizes (the download IT fetches)")
     args = parser.parse_args()
 
     exe = args.dist / ("inspector.exe" if sys.platform.startswith("win") else "inspector")
@@ -153,6 +173,10 @@ def main() -> int:
     print(f"frozen build      {args.dist}")
     print(f"folder size       {size / 1e6:.1f} MB ({size / 2**20:.1f} MiB), {files} files "
           f"(target <= {SIZE_TARGET_MB} MB: {'ok' if size / 1e6 <= SIZE_TARGET_MB else 'OVER'})")
+    if args.archive:
+        for suffix, packed, seconds in archive_sizes(args.dist):
+            print(f"download {suffix:<8} {packed / 1e6:.1f} MB ({packed / 2**20:.1f} MiB), "
+                  f"{packed / size:.0%} of the folder, packed in {seconds:.0f} s")
     print(f"cpu cores         {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg")
           else f"cpu cores         {os.cpu_count()}")
 

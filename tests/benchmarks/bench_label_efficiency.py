@@ -173,8 +173,8 @@ def generated_dataset(out: Path, n_images: int, seed: int = 0, workers=None):
         done = 0
         for k, name in enumerate(names):
             folder = root / name
-            if (folder / "manifest.csv").exists():  # drawn by an earlier, interrupted run
-                rel = [line.split(",", 1)[0] for line in (folder / "manifest.csv").read_text().splitlines()[1:]]
+            if (folder / "truth.csv").exists():  # drawn by an earlier, interrupted run
+                rel = [line.split(",", 1)[0] for line in (folder / "truth.csv").read_text().splitlines()[1:]]
             else:
                 summary = write_demo_dataset(
                     folder, counts[name], size=GENERATED_SIZE, size_jitter=GENERATED_SIZE_JITTER,

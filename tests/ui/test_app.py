@@ -116,7 +116,7 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
     qtbot.waitUntil(lambda: "all labels saved" in window.windowTitle(), timeout=5000)
     # retraining happened in the background, every 10 labels by default
     qtbot.waitUntil(lambda: session.model_version is not None and session.n_labels_trained >= 20, timeout=30000)
-    assert "model v" in window.model_status.text()
+    assert "Model v" in window.model_status.text()
 
     # undo: the last image is shown again and its label is cleared by a new event
     last = list(given)[-1]

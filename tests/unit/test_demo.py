@@ -1,14 +1,16 @@
-"""The procedural demo data set: folders per class, mostly OK parts, deterministic."""
+"""The procedural demo data set: neutral file names with the truth in a CSV (or folders per class
+when asked), mostly OK parts, deterministic."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 
 import cv2
 import numpy as np
 import pytest
 
-from inspector.core.demo import DEFECT_CLASSES, OK_CLASS, render_part, write_demo_dataset
+from inspector.core.demo import DEFECT_CLASSES, OK_CLASS, TRUTH_FILE, render_part, write_demo_dataset
 from inspector.core.errors import UserError
 from inspector.core.progress import CancelToken, Cancelled
 
@@ -20,22 +22,35 @@ def _digest(folder) -> dict[str, str]:
     }
 
 
-def test_writes_class_folders_mostly_ok(tmp_path):
+def test_names_give_no_class_away_and_truth_is_in_a_csv(tmp_path):
     calls = []
     summary = write_demo_dataset(tmp_path / "demo", n_images=30, size=(96, 128), ok_fraction=0.8,
                                  defect_area=0.02, random_state=0, progress=lambda d, t, m: calls.append((d, t)))
     root = tmp_path / "demo"
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
-    assert OK_CLASS in folders and len(folders) >= 4
-    assert set(folders) <= {OK_CLASS, *DEFECT_CLASSES}
-    counts = {name: len(list((root / name).glob("*.png"))) for name in folders}
-    assert counts == summary["counts"]
-    assert sum(counts.values()) == 30
-    assert counts[OK_CLASS] == 24
+    assert not [p for p in root.iterdir() if p.is_dir()]  # one folder: the layout tells nothing
+    files = sorted(p.name for p in root.glob("*.png"))
+    assert len(files) == 30 and files == sorted(summary["files"])
+    classes = (OK_CLASS, *DEFECT_CLASSES)
+    assert not [f for f in files if any(c in f for c in classes)]
+    with open(root / TRUTH_FILE, newline="", encoding="utf-8") as handle:
+        truth = {row["path"]: row["label"] for row in csv.DictReader(handle)}
+    assert set(truth) == set(files)
+    counts = {name: list(truth.values()).count(name) for name in set(truth.values())}
+    assert counts == {k: v for k, v in summary["counts"].items() if v}
+    assert counts[OK_CLASS] == 24 and len(counts) >= 4 and set(counts) <= set(classes)
     assert calls[-1] == (30, 30)
     image = cv2.imread(str(root / summary["files"][0]), cv2.IMREAD_UNCHANGED)
     assert image.shape == (96, 128) and image.dtype == np.uint8
-    assert (root / "manifest.csv").is_file()
+
+
+def test_class_folders_when_asked(tmp_path):
+    summary = write_demo_dataset(tmp_path / "demo", n_images=20, size=(64, 80), class_folders=True)
+    root = tmp_path / "demo"
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert OK_CLASS in folders and set(folders) <= {OK_CLASS, *DEFECT_CLASSES}
+    assert {name: len(list((root / name).glob("*.png"))) for name in folders} == summary["counts"]
+    with open(root / TRUTH_FILE, newline="", encoding="utf-8") as handle:
+        assert all(row["path"].split("/")[0] == row["label"] for row in csv.DictReader(handle))
 
 
 def test_deterministic(tmp_path):

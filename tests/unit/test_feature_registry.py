@@ -73,3 +73,22 @@ def test_texture_output_unchanged_by_the_package_move():
     before = np.load(REFERENCE, allow_pickle=False)
     assert now.shape == before.shape
     assert np.allclose(now, before, rtol=1e-4, atol=1e-4)
+
+
+def test_combined_is_the_parts_side_by_side_and_follows_their_versions():
+    combined = get_extractor("texture+cnn")
+    texture, cnn = get_extractor("texture"), get_extractor("cnn")
+    assert combined.blocks == [("texture", texture.dim), ("cnn", cnn.dim)]
+    assert combined.dim == texture.dim + cnn.dim
+    assert combined.params()["parts"] == [texture.params(), cnn.params()]
+    decoded = _describe(reference_images()[1])
+    vector = combined.features_of(decoded)
+    assert np.allclose(vector[: texture.dim], texture.features_of(decoded))
+    assert np.allclose(vector[texture.dim :], cnn.features_of(decoded), atol=1e-5)
+
+    class Bumped:  # a part whose version changed: stored combined vectors must be recomputed
+        name, version, dim = "texture", texture.version + 1, texture.dim
+
+    from inspector.core.features import CombinedExtractor
+
+    assert CombinedExtractor([Bumped(), cnn]).version != combined.version

@@ -90,3 +90,14 @@ def test_cross_validation_is_labelled_optimistic():
     y = (X[:, 0] > 0).astype(int)
     cv = metrics.optimistic_cross_validation(X, y)
     assert "optimistic" in cv["kind"] and cv["accuracy"] > 0.8
+
+
+def test_no_plateau_while_a_class_has_no_labels():
+    from inspector.core.learning.metrics import plateau_signal
+
+    point = {"n_labels": 90, "n_audit": 9, "accuracy": 1.0, "accuracy_ci": (0.63, 1.0), "prediction_change": 0.0}
+    curve = [dict(point, n_labels=n) for n in (70, 80, 90)]
+    assert plateau_signal(curve)["status"] == "plateau"
+    curve[-1]["class_counts"] = {"1": 90, "2": 0, "3": 0, "4": 0}  # only one class labelled so far
+    signal = plateau_signal(curve)
+    assert signal["status"] == "improving" and "3 of 4 classes have no labels" in signal["message"]

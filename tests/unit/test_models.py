@@ -78,3 +78,33 @@ def test_training_a_few_thousand_labels_learns_every_class():
 def test_no_labels_is_a_user_error():
     with pytest.raises(UserError):
         fit_model(np.zeros((0, 3)), np.zeros(0, int), np.arange(2))
+
+
+def test_convergence_warnings_are_recorded_with_the_model_not_printed():
+    import warnings
+
+    from inspector.core.learning.models import fit_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 30)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit_model(X, y, np.arange(3), kind="logistic", max_iter=2)  # stops at its limit
+    assert not [w for w in caught if "converge" in str(w.message).lower()]
+    assert model.fit_warnings and "iter" in model.fit_warnings[0].lower()
+    assert model.predict_proba(X).shape == (60, 3)
+
+
+def test_identical_images_do_not_make_the_cold_start_warn():
+    import warnings
+
+    from inspector.core.learning.strategies import get_strategy
+
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(5, 20)).astype(np.float32), 20, axis=0)  # 5 distinct images, 20 copies each
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        selection = get_strategy("cold_start")(None, X, np.zeros(len(X), bool), 15, 0, audit_share=0.1)
+    assert not caught, [str(w.message) for w in caught]
+    assert len(selection.indices) >= 5

@@ -157,3 +157,24 @@ def test_missing_image_folder_is_a_clear_error(project, folder):
     shutil.rmtree(folder)
     with pytest.raises(ProjectError, match="not there"):
         scan_folder(project)
+
+
+def test_first_images_read_are_spread_over_the_folder(tmp_path):
+    """A folder sorted by class (or by time): the first images read, which labelling starts
+    with, come from all of it, not from its first sub-folder."""
+    import cv2
+    import numpy as np
+
+    from inspector.core import ingest
+    from inspector.core.store import Project
+
+    for cls in ("a_defective", "b_functional", "c_other"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(30):
+            cv2.imwrite(str(tmp_path / "imgs" / cls / f"{i:03d}.png"), np.full((32, 32), i * 3, np.uint8))
+    with Project.create(tmp_path / "p.inspector", tmp_path / "imgs") as project:
+        ingest.scan_folder(project)
+        pending = project.pending_analysis(ingest._extractor().name, ingest._extractor().version)
+        first = ingest.spread_order(pending)[:24]
+        assert {path.split("/")[0] for _, path in first} == {"a_defective", "b_functional", "c_other"}
+        assert sorted(ingest.spread_order(pending)) == sorted(pending)

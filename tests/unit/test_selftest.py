@@ -146,6 +146,52 @@ def test_a_view_module_that_cannot_be_imported_is_named(monkeypatch, tmp_path):
     assert "FAILED at step 'window': cannot load inspector.ui.gallery: ModuleNotFoundError" in lines[-1]
 
 
+def test_a_traceback_printed_during_a_step_fails_it(monkeypatch, tmp_path):
+    """An exception in a Qt slot only prints a traceback and the app carries on; the self-test
+    must not pass over it."""
+    def step_dataset(self):
+        from PySide6.QtCore import QObject, Signal
+
+        class Emitter(QObject):
+            fired = Signal()
+
+        def slot():
+            raise RuntimeError("Internal C++ object (PySide6.QtWidgets.QLabel) already deleted.")
+
+        emitter = Emitter()
+        emitter.fired.connect(slot)
+        emitter.fired.emit()  # PySide6 prints the traceback (via sys.excepthook) and returns
+        return ""
+
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "dataset"), dataset=step_dataset)
+    assert code == 1
+    assert re.match(r"self-test FAILED at step 'dataset': .*RuntimeError.*already deleted", lines[-1]), lines[-1]
+
+
+def test_a_traceback_on_stderr_fails_the_step_too(monkeypatch, tmp_path):
+    def step_dataset(self):
+        sys.stderr.write("Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n")
+        return ""
+
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "dataset"), dataset=step_dataset)
+    assert code == 1 and "ValueError: boom" in lines[-1]
+
+
+def test_a_result_for_a_deleted_view_is_dropped(qapp):
+    import shiboken6
+    from PySide6.QtWidgets import QLabel
+
+    from inspector.ui.workers import deliver_to
+
+    label = QLabel()
+    got = []
+    deliver = deliver_to(label, lambda value: (got.append(value), label.setText(str(value))))
+    deliver(1)
+    shiboken6.delete(label)
+    deliver(2)  # the view is gone: nothing happens, no "already deleted" error
+    assert got == [1]
+
+
 def test_the_cnn_step_extracts_with_the_shipped_weights(monkeypatch, tmp_path):
     code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "cnn"))
     assert code == 0, lines

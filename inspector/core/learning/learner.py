@@ -125,14 +125,13 @@ class Snapshot:
 def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor=None) -> Snapshot:
     """Copy features, labels, classes and settings out of ``project`` (reads only).
 
-    ``extractor`` is (name, version); default: the project's default feature extractor.
+    ``extractor`` is (name, version); default: the project's own extractor.
     Raises UserError when the project has no features yet.
     """
     if extractor is None:
-        from inspector.core.features import default_extractor
+        from inspector.core.extractor_choice import project_extractor_key
 
-        ex = default_extractor()
-        extractor = (ex.name, ex.version)
+        extractor = project_extractor_key(project)
     settings = settings or LearnerSettings.from_project(project)
     image_ids, X = project.feature_matrix(*extractor)
     if len(image_ids) == 0:
@@ -281,15 +280,18 @@ def select(snapshot: Snapshot, fitted: FitResult, n: Optional[int] = None, strat
                               proba=fitted.proba)
 
 
-def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[Selection]) -> Optional[int]:
+def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[Selection],
+           record_version: bool = True) -> Optional[int]:
     """Record the model version (when one was trained) and replace the queue; returns the version.
 
-    Images labelled since the snapshot are left out of the queue.
+    Images labelled since the snapshot are left out of the queue. ``record_version=False`` only
+    replaces the queue, chosen with a model the project already has (a queue refill between
+    retrains); its entries name the project's latest version.
     """
     from inspector.core.store import QueueEntry
 
-    version = None
-    if fitted.model is not None:
+    version = None if record_version else snapshot.previous_version
+    if fitted.model is not None and record_version:
         version = project.add_model_version(
             fitted.model.kind,
             {**snapshot.settings.as_dict(), "extractor": list(snapshot.extractor)},

@@ -169,6 +169,7 @@ def learning_curve(model_versions: Sequence) -> list[dict]:
             "accuracy": audit.get("accuracy"),
             "accuracy_ci": audit.get("accuracy_ci"),
             "prediction_change": (metrics or {}).get("prediction_change"),
+            "class_counts": (metrics or {}).get("class_counts"),
         })
     return points
 
@@ -183,6 +184,14 @@ def plateau_signal(curve: Sequence[dict], min_audit: int = 20, change_threshold:
     """
     if len(curve) < 3:
         return {"status": "too_early", "message": "Too early to tell: train a few more model versions."}
+    counts = curve[-1].get("class_counts") or {}
+    unseen = [c for c, n in counts.items() if not n]
+    if unseen:
+        # stable predictions mean nothing while whole classes are unlabelled: a model that has
+        # never seen a class never predicts it, however many more labels of the others it gets
+        return {"status": "improving",
+                "message": f"Keep labelling: {len(unseen)} of {len(counts)} classes have no labels yet, and the "
+                           "model cannot recognise a class it has never seen."}
     changes = [p.get("prediction_change") for p in curve[-3:]]
     stable = all(c is not None and c < change_threshold for c in changes[-2:])
     last = curve[-1]

@@ -7,6 +7,9 @@ labels yet (their probability is 0 until they are labelled).
 
 from __future__ import annotations
 
+import logging
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -19,6 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from inspector.core.errors import UserError
+
+log = logging.getLogger("inspector.learning")
 
 MODEL_KINDS = ("logistic", "svm", "forest")
 DEFAULT_KIND = "logistic"
@@ -84,6 +89,8 @@ class TrainedModel:
     calibration: Optional[Any] = None
     #: how unlike the labelled images an image is (novelty.py); fitted by the learner, or None
     novelty: Optional[Any] = None
+    #: convergence warnings scikit-learn gave while fitting (the model is usable; see fit_model)
+    fit_warnings: list = field(default_factory=list)
 
     @property
     def n_classes(self) -> int:
@@ -177,9 +184,11 @@ def fit_model(
         # unfold the previous model's folded weights into this scaler's space
         clf.coef_ = (warm_start_from.coef_.astype(np.float64) * scaler.scale_)
         clf.intercept_ = warm_start_from.intercept_.astype(np.float64) + clf.coef_ @ (scaler.mean_ / scaler.scale_)
-        clf.fit(scaler.transform(X), y)
+        with _recorded_fit_warnings(model):
+            clf.fit(scaler.transform(X), y)
     else:
-        pipeline.fit(X, y)
+        with _recorded_fit_warnings(model):
+            pipeline.fit(X, y)
     model.estimator = pipeline
     if kind == "logistic":
         scaler = pipeline.named_steps["scale"]
@@ -188,6 +197,26 @@ def fit_model(
         model.coef_ = coef.astype(np.float32)
         model.intercept_ = (clf.intercept_ - coef @ scaler.mean_).astype(np.float32)
     return model
+
+
+@contextmanager
+def _recorded_fit_warnings(model: TrainedModel):
+    """scikit-learn's convergence warnings during a fit belong to the model, not on the user's
+    terminal: the optimiser stopped at its iteration limit, the model is still usable (every
+    retrain continues from it). They are kept in ``model.fit_warnings`` and logged;
+    any other warning goes where it went."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        yield
+    for item in caught:
+        if issubclass(item.category, ConvergenceWarning):
+            text = str(item.message).strip().splitlines()[0]
+            model.fit_warnings.append(text)
+            log.info("%s model: %s", model.kind, text)
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
 
 
 class SoftmaxSVC(ClassifierMixin, BaseEstimator):

@@ -14,6 +14,7 @@ which image belongs to which.
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from inspector.core.csv_cells import SafeWriter
+from inspector.core.csv_cells import SafeWriter, unescape_cell
 from inspector.core.errors import UserError
 from inspector.core.learning import metrics
 from inspector.core.learning.models import DEFAULT_KIND, fit_model
@@ -214,7 +215,8 @@ def summarise(runs, all_labels, class_names, settings, schedule, seconds, class_
             "labels_to_90pct_of_all_labels_accuracy": metrics.labels_to_reach(schedule, mean_acc, 0.90 * all_acc),
             "labels_to_95pct_of_all_labels_accuracy": metrics.labels_to_reach(schedule, mean_acc, 0.95 * all_acc),
             "labels_until_every_class_seen_per_seed": seen,
-            "labels_until_every_class_seen_median": (
+            # None (not reached) when the median seed never saw every class within the budget
+            "labels_until_every_class_seen_median": _finite_or_none(
                 float(np.median([s if s is not None else np.inf for s in seen])) if seen_known else None),
         }
         if settings.audit_share > 0:
@@ -232,6 +234,32 @@ def summarise(runs, all_labels, class_names, settings, schedule, seconds, class_
             }
         out["strategies"][name] = entry
     out["runs"] = runs
+    return out
+
+
+def _finite_or_none(value: Optional[float]) -> Optional[float]:
+    return value if value is not None and np.isfinite(value) else None
+
+
+def side_by_side(summaries: dict) -> dict:
+    """One summary comparing feature extractors: ``summaries`` maps an extractor's name to its
+    :func:`simulate` summary (same settings and seeds, so the same splits). Each curve is named
+    ``"<extractor>: <strategy>"``; ``extractors`` keeps each one's all-labels figures."""
+    names = list(summaries)
+    if len(names) == 1:
+        only = dict(summaries[names[0]])
+        only["settings"] = {**only["settings"], "extractors": names}
+        return only
+    first = summaries[names[0]]
+    out = {k: v for k, v in first.items() if k not in ("strategies", "runs")}
+    out["settings"] = {**first["settings"], "extractors": names}
+    out["all_labels"] = {**first["all_labels"], "note": f"{names[0]} features; every extractor's in 'extractors'"}
+    out["extractors"] = {name: {"all_labels": s["all_labels"], "seconds": s["seconds"]} for name, s in summaries.items()}
+    out["strategies"] = {f"{name}: {strategy}": entry for name, s in summaries.items()
+                         for strategy, entry in s["strategies"].items()}
+    out["runs"] = [{**run, "strategy": f"{name}: {run['strategy']}", "extractor": name}
+                   for name, s in summaries.items() for run in s["runs"]]
+    out["seconds"] = round(sum(s["seconds"] for s in summaries.values()), 1)
     return out
 
 
@@ -274,10 +302,14 @@ def plot_curves(summary: dict, path: Path) -> None:
         for name, s in summary["strategies"].items():
             x = s["label_counts"]
             per_seed = np.array(s[f"{key}_per_seed"])
-            style = "--" if name == "random" else "-"
-            ax.plot(x, per_seed.mean(axis=0), style, label=name, lw=2 if name in ("random", DEFAULT_STRATEGY) else 1)
+            strategy = name.rsplit(": ", 1)[-1]  # "<extractor>: <strategy>" when extractors are compared
+            style = "--" if strategy == "random" else "-"
+            ax.plot(x, per_seed.mean(axis=0), style, label=name, lw=2 if strategy in ("random", DEFAULT_STRATEGY) else 1)
             ax.fill_between(x, per_seed.min(axis=0), per_seed.max(axis=0), alpha=0.1)
-        ax.axhline(summary["all_labels"][key], color="k", lw=0.8, ls=":", label="all labels")
+        extractors = summary.get("extractors") or {"": {"all_labels": summary["all_labels"]}}
+        for i, (extractor, e) in enumerate(extractors.items()):
+            ax.axhline(e["all_labels"][key], color="k", lw=0.8, ls=(":", "-.", "--")[i % 3],
+                       label=f"all labels {extractor}".rstrip())
         ax.set_xlabel("labels")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
@@ -298,29 +330,45 @@ def folder_dataset(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
     cache: Optional[Path] = None,
+    labels_csv: Optional[Path] = None,
+    extractor: Optional[str] = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Features and folder-name classes of every readable image under ``images_dir``.
+    """Features and known classes of every readable image under ``images_dir``.
 
     The class of an image is the name of its top-level sub-folder (images directly in
-    ``images_dir`` are ignored). Features come from the project's default extractor through the
-    ingest worker pool; ``cache`` (an .npz path) reuses them when the extractor and files match.
+    ``images_dir`` are ignored), or, with ``labels_csv``, its ``label`` in that CSV (columns
+    ``path`` relative to ``images_dir`` and ``label``; images without a row are left out).
+    Features come from the extractor called ``extractor`` (default: the one new projects start
+    with) through the ingest worker pool; ``cache`` (an .npz path) reuses them when the extractor
+    and files match.
     Returns (X float32, y class index, class names, relative paths). Raises UserError when the
     folder has fewer than two class folders with images.
     """
-    from inspector.core.features import default_extractor
+    from inspector.core.features import default_extractor, get_extractor
     from inspector.core.images import walk_images
     from inspector.core.ingest import analyse_files
 
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise UserError(f"{images_dir} is not a folder")
-    found = [f for f in walk_images(images_dir) if "/" in f.relative_path]
+    if labels_csv is not None:
+        truth = read_truth_csv(Path(labels_csv))
+        found = [f for f in walk_images(images_dir) if f.relative_path in truth]
+        if not found:
+            raise UserError(f"none of the paths in {labels_csv} is an image under {images_dir} "
+                            "(paths are relative to the image folder)")
+        class_of = {f.relative_path: truth[f.relative_path] for f in found}
+    else:
+        found = [f for f in walk_images(images_dir) if "/" in f.relative_path]
+        class_of = {f.relative_path: f.relative_path.split("/", 1)[0] for f in found}
     rel = sorted(f.relative_path for f in found)
-    class_names = sorted({r.split("/", 1)[0] for r in rel})
+    class_names = sorted(set(class_of.values()))
     if len(class_names) < 2:
-        raise UserError(f"{images_dir} needs one sub-folder per class (found {len(class_names)} with images)")
-    extractor = default_extractor()
-    key = json.dumps({"name": extractor.name, "version": str(extractor.version),
+        where = f"{labels_csv} names" if labels_csv is not None else f"{images_dir} needs one sub-folder per class; found"
+        raise UserError(f"{where} {len(class_names)} class(es) with images; simulate needs at least two")
+    extractor = default_extractor() if extractor is None else get_extractor(extractor)
+    key = json.dumps({"name": extractor.name, "version": str(extractor.version), "params": extractor.params(),
+                      "classes": [class_of[r] for r in rel],
                       "files": [(f.relative_path, f.size, f.mtime_ns) for f in sorted(found, key=lambda f: f.relative_path)]})
     if cache is not None and Path(cache).exists():
         try:
@@ -330,15 +378,40 @@ def folder_dataset(
         except (OSError, KeyError, ValueError):
             pass
     features: list = [None] * len(rel)
-    for result in analyse_files([images_dir / r for r in rel], workers=workers, progress=progress, cancel=cancel):
+    for result in analyse_files([images_dir / r for r in rel], workers=workers, progress=progress, cancel=cancel,
+                                extractor=extractor.name):
         features[result.index] = result.features
     keep = [i for i, f in enumerate(features) if f is not None]
     if not keep:
         raise UserError(f"no readable images under {images_dir}")
     X = np.stack([features[i] for i in keep]).astype(np.float32)
-    y = np.array([class_names.index(rel[i].split("/", 1)[0]) for i in keep], dtype=np.int64)
+    y = np.array([class_names.index(class_of[rel[i]]) for i in keep], dtype=np.int64)
     paths = [rel[i] for i in keep]
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, X=X, y=y, paths=np.array(paths), key=np.array(key))
     return X, y, class_names, paths
+
+
+def read_truth_csv(path: Path) -> dict[str, str]:
+    """``relative path -> class`` from a CSV with a header naming ``path`` (or ``file``) and
+    ``label`` (or ``class``) columns, such as the demo's truth.csv."""
+    if not path.is_file():
+        raise UserError(f"labels file {path} does not exist")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            fields = {name.strip().lower(): name for name in (reader.fieldnames or [])}
+            path_key = fields.get("path") or fields.get("file")
+            label_key = fields.get("label") or fields.get("class")
+            if path_key is None or label_key is None:
+                raise UserError(f"{path} needs a header with 'path' and 'label' columns")
+            truth = {}
+            for row in reader:
+                relative = (row.get(path_key) or "").strip().replace("\\", "/")
+                label = (row.get(label_key) or "").strip()
+                if relative and label:
+                    truth[relative] = label
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    return truth

@@ -22,6 +22,9 @@ spreading step (k-center greedy over a shortlist).
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -370,7 +373,8 @@ def _choose_cold_start(ctx: _Context):
     # small clusters); with labels already present, over-cluster and keep clusters far from them
     n_clusters = min(len(cand), n_rep + (len(labelled) if ref is not None else 0))
     Km = MiniBatchKMeans if len(cand) > 5000 else KMeans
-    km = Km(n_clusters=max(n_clusters, 1), n_init=1, random_state=seed).fit(Z)
+    with _duplicates_expected():
+        km = Km(n_clusters=max(n_clusters, 1), n_init=1, random_state=seed).fit(Z)
     C = km.cluster_centers_.astype(np.float32)
     d_centre = np.einsum("ij,ij->i", Z, Z)[:, None] - 2.0 * (Z @ C.T) + np.einsum("ij,ij->i", C, C)[None, :]
     medoids = np.unique(d_centre.argmin(axis=0))
@@ -397,6 +401,18 @@ def _choose_cold_start(ctx: _Context):
     return cand[chosen], np.full(len(chosen), np.nan), reasons
 
 
+@contextmanager
+def _duplicates_expected():
+    """k-means over images that include identical ones (repeated captures, blank frames) finds
+    fewer distinct clusters than asked and scikit-learn warns; the callers handle it (one pick
+    per distinct centre, the rest filled otherwise), so exactly that warning is not shown."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Number of distinct clusters", category=ConvergenceWarning)
+        yield
+
+
 def _weighted_kmeans_picks(Z: np.ndarray, k: int, weights: np.ndarray, rng) -> np.ndarray:
     """Uncertainty-weighted k-means over the shortlist; the member nearest each centre
     (diverse mini-batch active learning, Zhdanov 2019). Returns row indices into Z."""
@@ -404,7 +420,8 @@ def _weighted_kmeans_picks(Z: np.ndarray, k: int, weights: np.ndarray, rng) -> n
 
     if k >= len(Z):
         return np.arange(len(Z))
-    km = KMeans(n_clusters=k, n_init=1, random_state=int(rng.integers(2**31))).fit(Z, sample_weight=weights)
+    with _duplicates_expected():
+        km = KMeans(n_clusters=k, n_init=1, random_state=int(rng.integers(2**31))).fit(Z, sample_weight=weights)
     d = np.einsum("ij,ij->i", Z, Z)[:, None] - 2.0 * Z @ km.cluster_centers_.T.astype(np.float32)
     picks = []
     taken = np.zeros(len(Z), bool)
