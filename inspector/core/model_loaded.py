@@ -102,6 +102,7 @@ class InspectorModel:
         #: None: the model was not shown safe and routes every part to review
         self.reject_threshold: Optional[float] = None if threshold is None else float(threshold)
         self.confidence = ModelConfidence.from_file(header, arrays, len(self.class_names))
+        self._feature_extractor = extractor  # the extractor named in the header (checked by load_model)
 
     @property
     def routes_everything_to_review(self) -> bool:
@@ -118,7 +119,6 @@ class InspectorModel:
         p_acceptable)`` (see :mod:`inspector.core.learning.routing`). ``threshold`` overrides the
         file's threshold."""
         return self.confidence.decide(proba, novelty, self.reject_threshold if threshold is None else threshold)
-        self._feature_extractor = extractor  # the extractor named in the header (checked by load_model)
 
     @property
     def kind(self) -> str:
