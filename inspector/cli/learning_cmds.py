@@ -219,6 +219,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if cv and cv["accuracy"] is not None:
         print(f"Cross-validation on all labels (OPTIMISTIC, labels were chosen actively): "
               f"accuracy {cv['accuracy']:.1%}, macro-F1 {cv['macro_f1']:.3f}")
+    escape = report.get("escape_estimate")
+    if escape and escape.get("escape_rate") is not None:
+        lo, hi = escape["escape_rate_ci"]
+        print(f"Escape rate (audit labels; defective parts passed without review): {escape['escape_rate']:.1%}  "
+              f"95 % interval {lo:.1%}-{hi:.1%} ({escape['n_defective']} defective); review share "
+              f"{escape['review_share']:.0%}")
+    threshold = report.get("review_threshold") or {}
+    if threshold.get("explanation"):
+        print(threshold["explanation"])
+    calibration = report.get("calibration") or {}
+    reliability = calibration.get("reliability_audit") or calibration.get("reliability")
+    if reliability and reliability.get("ece") is not None:
+        print(f"Calibration error (ECE): {reliability['ece']:.3f} on {reliability['n']} out-of-sample predictions")
     print(report["stopping"]["message"])
     return 0
 

@@ -103,10 +103,16 @@ def _predict_batch(model_data: tuple, batch: Sequence[tuple[int, str]]) -> tuple
         else:
             errors.append(None)
             vectors.append(result.features)
-    proba = np.zeros((len(batch), len(model.class_names)))
+    # the last column carries the novelty score (NaN when the model has none or the image is unusable)
+    proba = np.zeros((len(batch), len(model.class_names) + 1))
+    proba[:, -1] = np.nan
     usable = [k for k, v in enumerate(vectors) if v is not None]
     if usable:
-        proba[usable] = model.predict_proba_features(np.stack([vectors[k] for k in usable]))
+        X = np.stack([vectors[k] for k in usable])
+        proba[usable, :-1] = model.predict_proba_features(X)
+        scores = model.novelty_scores(X)
+        if scores is not None:
+            proba[usable, -1] = scores
     return indices, proba, errors
 
 
@@ -115,16 +121,26 @@ def predict_probabilities(model, paths: Sequence[Path], client, batch_size: int 
                           cancel: Optional[CancelToken] = None) -> tuple[np.ndarray, list]:
     """Probabilities ``[len(paths), classes]`` and per-path errors (None when usable), computed on
     the cluster in batches of ``batch_size`` images."""
+    proba, _, errors = predict_with_novelty(model, paths, client, batch_size, retries, progress, cancel)
+    return proba, errors
+
+
+def predict_with_novelty(model, paths: Sequence[Path], client, batch_size: int = DEFAULT_BATCH,
+                         retries: int = DEFAULT_RETRIES, progress: Optional[ProgressCallback] = None,
+                         cancel: Optional[CancelToken] = None) -> tuple[np.ndarray, np.ndarray, list]:
+    """Calibrated probabilities ``[len(paths), classes]``, novelty scores (NaN when the model has
+    none) and per-path errors, computed on the cluster in batches of ``batch_size`` images."""
     distributed = _require_dask()
     if batch_size < 1:
         raise UserError("the batch size must be at least 1")
     check_workers(client)
     total = len(paths)
-    proba = np.zeros((total, len(model.class_names)))
+    proba = np.zeros((total, len(model.class_names) + 1))
+    proba[:, -1] = np.nan
     errors: list = [None] * total
     report(progress, 0, total, "")
     if total == 0:
-        return proba, errors
+        return proba[:, :-1], proba[:, -1], errors
     import hashlib
 
     digest = hashlib.sha256()
@@ -158,7 +174,7 @@ def predict_probabilities(model, paths: Sequence[Path], client, batch_size: int 
             report(progress, done, total, "")
     finally:
         client.cancel(futures)
-    return proba, errors
+    return proba[:, :-1], proba[:, -1], errors
 
 
 def predict_dask(model, paths, client, reject_below: Optional[float] = None, batch_size: int = DEFAULT_BATCH,
@@ -179,19 +195,25 @@ def predict_dask(model, paths, client, reject_below: Optional[float] = None, bat
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         expanded = expand_paths(paths)
-        proba, errors = predict_probabilities(model, expanded, client, batch_size, retries, progress)
+        proba, novelty, errors = predict_with_novelty(model, expanded, client, batch_size, retries, progress)
     finally:
         if own_client:
             client.close()
     threshold = model.reject_threshold if reject_below is None else float(reject_below)
+    usable = np.array([e is None for e in errors], bool)
+    path_of, review, reasons, p_acc = model.decide(
+        proba[usable], novelty[usable] if model.confidence.novelty is not None else None, threshold)
+    at = np.cumsum(usable) - 1
     out = []
     for i, path in enumerate(expanded):
         if errors[i] is not None:
             out.append(Prediction(str(path), None, None, {}, None, errors[i]))
             continue
-        p = proba[i]
+        p, r = proba[i], int(at[i])
         top = int(np.argmax(p))
         out.append(Prediction(str(path), model.class_names[top], float(p[top]),
                               {name: float(v) for name, v in zip(model.class_names, p)},
-                              review=bool(float(p[top]) < threshold)))
+                              review=bool(review[r]), review_reason=reasons[r],
+                              novelty=None if np.isnan(novelty[i]) else float(novelty[i]), route=str(path_of[r]),
+                              p_acceptable=float(p_acc[r])))
     return out

@@ -83,7 +83,8 @@ SPEC_FIELDS: dict[str, dict[str, Field]] = {
 }
 
 #: fields of header["reject_threshold"] and of each entry of header["classes"]
-THRESHOLD_FIELDS: dict[str, Field] = {"value": Field(_NUMBER, False, 0.0, 1.0)}
+#: a review threshold of null means the model was not shown safe: every part goes to review
+THRESHOLD_FIELDS: dict[str, Field] = {"value": Field((int, float, type(None)), False, 0.0, 1.0)}
 CLASS_FIELDS: dict[str, Field] = {"name": Field((str,), True), "color": Field((str,)), "id": Field((int,))}
 #: fields of each entry of header["arrays"]
 ARRAY_ENTRY_FIELDS: dict[str, Field] = {
@@ -139,12 +140,13 @@ def check_fields(name: str, where: str, data: Any, rules: dict[str, Field]) -> N
         value = data[key]
         # JSON true/false are Python bools, which are ints too: never a number here
         if isinstance(value, bool) or not isinstance(value, rule.types):
-            wanted = " or ".join({int: "integer", float: "number", str: "text", list: "list", dict: "object"}[t]
-                                 for t in rule.types)
+            wanted = " or ".join({int: "integer", float: "number", str: "text", list: "list", dict: "object",
+                                  type(None): "null"}[t] for t in rule.types)
             raise _fail(name, f"{where}'s '{key}' is a {type(value).__name__}, not {wanted}")
         if isinstance(value, float) and not math.isfinite(value):
             raise _fail(name, f"{where}'s '{key}' is not a finite number")
-        if rule.low is not None and value < rule.low or rule.high is not None and value > rule.high:
+        if value is not None and (rule.low is not None and value < rule.low
+                                  or rule.high is not None and value > rule.high):
             raise _fail(name, f"{where}'s '{key}' = {value!r} is out of range")
         if rule.choices is not None and value not in rule.choices:
             raise _fail(name, f"{where}'s '{key}' = {str(value)[:40]!r} is unknown")

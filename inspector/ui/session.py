@@ -243,6 +243,7 @@ class ProjectSession(QObject):
         self.image_ids: np.ndarray = np.zeros(0, np.int64)
         self.features: np.ndarray = np.zeros((0, 0), np.float32)
         self.probabilities: Optional[np.ndarray] = None
+        self.novelty_model = None  # learning.novelty.NoveltyModel of the model behind probabilities
         self.class_ids: np.ndarray = np.zeros(0, np.int64)
         self.model_version: Optional[int] = None
         self.model_metrics: dict = {}
@@ -316,6 +317,16 @@ class ProjectSession(QObject):
             return None
         row = int(np.searchsorted(ids, image_id))  # feature rows come back in id order
         return row if row < len(ids) and int(ids[row]) == int(image_id) else None
+
+    def novelty(self, image_id: int) -> Optional[float]:
+        """How unlike every labelled image this image is (above 1: unlike anything labelled so far),
+        or None without a model or with too few labels; one row against the labelled references."""
+        if self.novelty_model is None or self.probabilities is None:
+            return None
+        row = self.row_of(image_id)
+        if row is None or row >= len(self.features):
+            return None
+        return float(self.novelty_model.scores(self.features[row:row + 1])[0])
 
     def suggestion(self, image_id: int) -> Optional[tuple[int, float]]:
         """The model's ``(class_id, probability)`` for an image, or None without a model."""
@@ -739,6 +750,7 @@ class ProjectSession(QObject):
         if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
             self.probabilities = outcome.probabilities
             self.class_ids = outcome.class_ids
+            self.novelty_model = None if outcome.model is None else getattr(outcome.model, "novelty", None)
         if outcome.model is not None:
             self.model = outcome.model
         if outcome.version is not None:
