@@ -176,10 +176,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     print(f"Labels: {report['n_labels']} ({report['n_audit']} random audit labels)")
+    if report["estimate"] is not None:
+        lo, hi = report["interval"]
+        print(f"Estimated accuracy: {report['estimate']:.1%}  95 % interval {lo:.1%}-{hi:.1%}")
+        print(f"  method: {report['method']}")
+        for key, e in report["estimators"].items():
+            if e.get("estimate") is not None and key != report["method_key"]:
+                elo, ehi = e["interval"]
+                print(f"  also: {e['method_words']}: {e['estimate']:.1%} ({elo:.1%}-{ehi:.1%})")
     audit = report["audit_estimate"]
     if audit:
         lo, hi = audit["accuracy_ci"]
-        print(f"Estimated accuracy (from audit labels, model trained without them): "
+        print(f"Audit labels alone (model trained without them): "
               f"{audit['accuracy']:.1%}  95 % interval {lo:.1%}-{hi:.1%}")
         if audit["macro_f1_ci"]:
             flo, fhi = audit["macro_f1_ci"]
