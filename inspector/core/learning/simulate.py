@@ -63,6 +63,8 @@ class SimulationSettings:
         pool = int(n_images * (1 - self.test_fraction))
         if self.budget > pool:
             raise UserError(f"--budget {self.budget} exceeds the {pool} images left for labelling after the test split")
+        if not 0.0 <= self.pick_sampling <= 1.0:
+            raise UserError("--pick-sampling must be between 0 and 1")
         for name in self.strategies:
             get_strategy(name)
 
@@ -137,7 +139,7 @@ def run_one(
                          audit_model_test_accuracy=shadow_acc,
                          audit_covers=bool(lo <= shadow_acc <= hi),
                          audit_covers_current=bool(lo <= point["accuracy"] <= hi))
-            if len(rows) in settings.estimator_counts:
+            if len(rows) in settings.estimator_counts or len(rows) == schedule[-1]:
                 point["estimators"] = estimator_point(X_pool, y_pool, classes, rows, set(audit_rows), pick_q, pick_pool,
                                                       shadow, settings.kind, seed)
         points.append(point)
@@ -221,7 +223,7 @@ def print_estimator_table(summary: dict, file=None, marks=(100, 200, 300)) -> No
 
     file = file or sys.stdout
     counts = summary["label_counts"]
-    marks = [c for c in marks if c in counts] or counts[-1:]
+    marks = [c for c in marks if c in counts] + ([counts[-1]] if counts[-1] not in marks else [])
     for name, s in summary["strategies"].items():
         ests = s.get("estimators")
         if not ests:
