@@ -336,6 +336,9 @@ def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.n
                 out[held] = shadow.predict_proba(X[rows[held]])
                 continue
             m = fit_model(X[rows[fit_rows]], y[fit_rows], classes, kind=kind, random_state=random_state)
+            if getattr(shadow, "calibration", None) is not None:
+                # the same calibration as the audit model, so every row's probabilities mean the same
+                m.calibration = shadow.calibration
             out[held] = m.predict_proba(X[rows[held]])
     return out, np.asarray(proba_unlabelled, np.float64)
 
