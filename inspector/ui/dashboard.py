@@ -448,8 +448,8 @@ class DashboardView(QWidget):
         plot.addItem(pg.PlotDataItem(x, y, pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=6,
                                      symbolBrush="#1f77b4"))
         last = points[-1]
-        plot.setTitle(f"Estimated accuracy vs labels, 95 % band ({len(points)} versions; "
-                      f"last: {_METHOD_SHORT.get(last.get('method'), 'audit labels')}, "
+        plot.setTitle(f"Estimated accuracy vs labels, 95 % band<br>({len(points)} versions; last: "
+                      f"{_METHOD_SHORT.get(last.get('method'), 'audit labels only')}, "
                       f"{last.get('n_audit', 0)} audit labels)", color="#202020", size="10pt")
         plot.setYRange(max(0.0, float(lo.min()) - 0.05), 1.0)
         plot.setXRange(0, float(x.max()) * 1.05 + 1)
