@@ -67,6 +67,7 @@ class DashboardData:
     model_version: Optional[int] = None
     n_labels_trained: int = 0
     feature_map: Optional[FeatureMap] = None
+    latest_metrics: dict = field(default_factory=dict)  # the latest version's metrics (confidence panel)
 
 
 def precision_from_confusion(confusion: np.ndarray, classes: list) -> dict:
@@ -142,6 +143,7 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
         estimate=latest_metrics.get("estimate"),
         model_version=latest.version if latest else None,
         n_labels_trained=latest.n_labels if latest else 0,
+        latest_metrics=latest_metrics,
     )
     if audit and audit.get("confusion") is not None:
         data.precision = precision_from_confusion(np.asarray(audit["confusion"]), list(audit.get("classes", [])))
@@ -300,13 +302,18 @@ class DashboardView(QWidget):
         map_layout.addLayout(map_top)
         map_layout.addWidget(self.map_plot, 1)
 
+        from inspector.ui.confidence_panel import ConfidencePanel
+
+        self.confidence_panel = ConfidencePanel(self)
         grid = QGridLayout()
         grid.addWidget(self.counts_plot, 0, 0)
         grid.addWidget(self.curve_plot, 0, 1)
         grid.addWidget(audit_box, 1, 0)
         grid.addWidget(map_box, 1, 1)
+        grid.addWidget(self.confidence_panel, 0, 2, 2, 1)
         grid.setColumnStretch(0, 5)
         grid.setColumnStretch(1, 4)
+        grid.setColumnStretch(2, 3)
         grid.setRowStretch(0, 2)
         grid.setRowStretch(1, 3)
         self.export_report_button = QPushButton("Export report…", self)
@@ -401,6 +408,7 @@ class DashboardView(QWidget):
         self._draw_curve()
         self._draw_audit()
         self._draw_map()
+        self.confidence_panel.show_metrics(data.latest_metrics if data.model_version is not None else None)
 
     def _class_axis(self, axis, classes, vertical: bool = False) -> None:
         ticks = [(i, c.name) for i, c in enumerate(classes)]
