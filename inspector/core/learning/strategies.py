@@ -579,8 +579,9 @@ def _sample_around(ctx: _Context, idx: np.ndarray, scores: np.ndarray, reasons: 
     replacement) takes an image with probability proportional to
     ``(1 - share) / len(idx)`` for the strategy's picks plus ``share`` times a floor spread over
     every available image: half uniform, half in proportion to the model's predicted standard
-    deviation of being right, sqrt(f (1 - f)) (where the estimate's uncertainty is). So most of
-    the batch is still the strategy's choice, and every unlabelled image can be drawn.
+    deviation of being right, sqrt(f (1 - f)) (where the estimate's uncertainty is). As the
+    strategy's picks are drawn their mass shrinks, so about half to two thirds of a batch are
+    the strategy's choice; every unlabelled image can be drawn.
     Returns (indices, scores, reasons, probabilities, pool sizes) in draw order.
     """
     cand = ctx.candidates
