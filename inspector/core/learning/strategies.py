@@ -546,7 +546,11 @@ class Strategy:
             # uniform draws one after another: the j-th had probability 1 / (available - j)
             pick_pool = len(available) - np.arange(len(idx), dtype=np.float64)
             pick_q = 1.0 / pick_pool
-        elif share > 0 and len(idx):
+        elif share > 0 and len(idx) and chooser is not _choose_cold_start and not (
+                model is not None and len(model.unseen_classes)):
+            # while classes are still being discovered (cold start, exploring for unseen classes)
+            # the picks stay as chosen: rare defects must surface first; those labels enter the
+            # estimate as the known part of the pool
             idx, scores, reasons, pick_q, pick_pool = _sample_around(ctx, idx, scores, list(reasons), share)
         # audit picks go to random queue positions so they are not labelled differently
         total = len(idx) + n_audit
