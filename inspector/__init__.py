@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from inspector.api import load_model
 
         return load_model
+    if name == "predict_dask":  # Dask is optional (pip install inspector[cluster]) and imported on use
+        from inspector.core.distributed import predict_dask
+
+        return predict_dask
     raise AttributeError(f"module 'inspector' has no attribute {name!r}")

@@ -10,6 +10,7 @@ Everything here is a thin, stable name over ``inspector.core``; it imports no Qt
 
 from __future__ import annotations
 
+from inspector.core.distributed import predict_dask  # imports Dask only when called
 from inspector.core.errors import UserError
 from inspector.core.labels_io import export_label_folder, export_labels, import_labels
 from inspector.core.modelfile import InspectorModel, ModelFileError, Prediction, export_model, load_model
@@ -25,5 +26,6 @@ __all__ = [
     "export_model",
     "import_labels",
     "load_model",
+    "predict_dask",
     "write_report",
 ]

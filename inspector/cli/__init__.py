@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "inspector.cli.learning_cmds",
     "inspector.cli.export_cmds",
     "inspector.cli.app_cmds",
+    "inspector.cli.team_cmds",
 )
 
 
@@ -35,12 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for command in subparsers.choices.values():
+        command.add_argument("--allow-network-share", action="store_true",
+                             help="write a project on an NFS/SMB share anyway (SQLite locking is unreliable there)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from inspector.cli import common
+
+    common.ALLOW_NETWORK_SHARE = bool(getattr(args, "allow_network_share", False))
     try:
         if args.self_test:
             from inspector.selftest import run_self_test

@@ -41,8 +41,27 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+#: set from ``--allow-network-share``: write a project on NFS/SMB anyway
+ALLOW_NETWORK_SHARE = False
+
+
+def refuse_network_share(path: str | Path) -> None:
+    """One clear line instead of writing a project on a network share (unless allowed)."""
+    from inspector.core.errors import UserError
+    from inspector.core.filesystems import network_share, network_share_message
+
+    if ALLOW_NETWORK_SHARE:
+        return
+    kind = network_share(path)
+    if kind is not None:
+        raise UserError(network_share_message(path, kind) + "; or add --allow-network-share")
+
+
 def open_project(path: str | Path, read_only: bool = False):
-    """Open a project for a command, with the store's clear errors."""
+    """Open a project for a command, with the store's clear errors. A project on a network share
+    is only opened to write with --allow-network-share (reading it is safe)."""
     from inspector.core.store import Project
 
+    if not read_only and Path(path).is_file():
+        refuse_network_share(path)
     return Project.open(Path(path), read_only=read_only)

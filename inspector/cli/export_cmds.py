@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import os
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.cli.common import open_project, terminal_progress
+from inspector.core.csv_cells import SafeWriter
 from inspector.core.errors import UserError
 
 
@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "when its probability of being acceptable is at least P)")
     predict.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.add_argument("--dask", metavar="SCHEDULER", default=None,
+                         help="run on a Dask cluster (e.g. tcp://host:8786; see docs/CLUSTER.md): the same rows")
+    predict.add_argument("--batch-size", type=int, default=None, metavar="N",
+                         help="with --dask: images per task (default 64)")
     predict.set_defaults(handler=cmd_predict)
 
     labels_out = subparsers.add_parser("export-labels", help="write labels as CSV/JSON, or a folder per class")
@@ -58,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     labels_in.add_argument("project")
     labels_in.add_argument("file", help="CSV or JSON with path (relative to the image folder) and label")
     labels_in.add_argument("--annotator", default="", help="recorded where the file names no annotator")
+    labels_in.add_argument("--create-classes", action="store_true",
+                           help="create classes the project does not have (otherwise such a file is refused, "
+                                "naming the nearest existing classes)")
     labels_in.set_defaults(handler=cmd_import_labels)
 
     rep = subparsers.add_parser("report", help="write a self-contained HTML report of the model and its data")
@@ -151,8 +158,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 novelty[index] = scores
             batch.clear()
 
-    with terminal_progress("Predicting", enabled=not args.quiet) as progress:
-        for result in analyse_files(paths, workers=args.jobs, progress=progress):
+    if args.dask:
+        from inspector.core import distributed
+
+        client = distributed.connect(args.dask)
+        try:
+            with terminal_progress("Predicting on the cluster", enabled=not args.quiet) as progress:
+                proba, errors = distributed.predict_probabilities(
+                    model, paths, client, batch_size=args.batch_size or distributed.DEFAULT_BATCH, progress=progress)
+        finally:
+            client.close()
+    with terminal_progress("Predicting", enabled=not args.quiet and not args.dask) as progress:
+        for result in ([] if args.dask else analyse_files(paths, workers=args.jobs, progress=progress)):
             if result.error is not None or result.features is None:
                 errors[result.index] = result.error or "no features"
                 continue
@@ -171,7 +188,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         handle = io.StringIO() if target is None else open(temporary, "w", newline="", encoding="utf-8")
         with handle:
-            writer = csv.writer(handle)
+            writer = SafeWriter(handle)  # file and class names never become spreadsheet formulas
             writer.writerow(columns)
             for i, path in enumerate(paths):
                 if errors[i] is not None:
@@ -231,7 +248,8 @@ def cmd_import_labels(args: argparse.Namespace) -> int:
     from inspector.core.labels_io import import_labels
 
     with open_project(args.project) as project:
-        summary = import_labels(project, Path(args.file), annotator=args.annotator)
+        summary = import_labels(project, Path(args.file), annotator=args.annotator,
+                                create_classes=args.create_classes)
     print(f"Imported {summary.imported} labels from {args.file}"
           + (f"; new classes: {', '.join(summary.new_classes)}" if summary.new_classes else ""))
     if summary.skipped:

@@ -80,6 +80,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     if not images.is_dir():
         raise UserError(f"image folder {images} does not exist or is not a folder")
     project_path = Path(args.project)
+    from inspector.cli.common import refuse_network_share
+
+    refuse_network_share(project_path)
     project = Project.create(project_path, images)
     with project:
         _scan(project, args.workers, args.quiet)
@@ -232,7 +235,7 @@ def import_csv_labels(project, csv_path: Path, annotator: str = "") -> int:
     `inspector import-labels`)."""
     from inspector.core.labels_io import import_labels
 
-    summary = import_labels(project, Path(csv_path), annotator)
+    summary = import_labels(project, Path(csv_path), annotator, create_classes=True)  # a new project has none
     if summary.unknown_paths:
         import sys
 

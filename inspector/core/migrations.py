@@ -81,11 +81,59 @@ CREATE TABLE settings (
 );
 """
 
+#: Several workstations on one project (labelling packs). Label events gain the workstation that
+#: made them, the pack they came home with and an identity that makes merging a pack twice a no-op;
+#: 'review' becomes a label source (a reviewer settling a disagreement). SQLite cannot change a CHECK
+#: constraint in place, so label_events is rebuilt (ids kept: latest-wins order is unchanged).
+MIGRATION_PACKS = """
+CREATE TABLE label_events_new (
+    id          INTEGER PRIMARY KEY,
+    image_id    INTEGER NOT NULL REFERENCES images(id),
+    class_id    INTEGER REFERENCES classes(id),
+    kind        TEXT NOT NULL CHECK (kind IN ('class', 'unsure', 'skip', 'cleared')),
+    annotator   TEXT NOT NULL DEFAULT '',
+    source      TEXT NOT NULL CHECK (source IN ('human', 'imported', 'suggestion', 'bulk', 'merge', 'review')),
+    audit       INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL,
+    workstation TEXT NOT NULL DEFAULT '',  -- '' for this workstation; a pack's workstation after a merge
+    pack_id     TEXT,                      -- the labelling pack the event came home with
+    event_uid   TEXT                       -- '<origin pack or project id>:<event id there>'; NULL for local events
+);
+INSERT INTO label_events_new(id, image_id, class_id, kind, annotator, source, audit, created_at)
+    SELECT id, image_id, class_id, kind, annotator, source, audit, created_at FROM label_events;
+DROP TABLE label_events;
+ALTER TABLE label_events_new RENAME TO label_events;
+CREATE INDEX label_events_image ON label_events(image_id, id);
+CREATE UNIQUE INDEX label_events_uid ON label_events(event_uid) WHERE event_uid IS NOT NULL;
+CREATE TABLE packs_out (
+    pack_id     TEXT PRIMARY KEY,
+    workstation TEXT NOT NULL,
+    annotator   TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    n_images    INTEGER NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE pack_images (
+    pack_id  TEXT NOT NULL REFERENCES packs_out(pack_id),
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    double   INTEGER NOT NULL DEFAULT 0,   -- handed out to a second pack on purpose (agreement)
+    PRIMARY KEY (pack_id, image_id)
+) WITHOUT ROWID;
+CREATE INDEX pack_images_image ON pack_images(image_id);
+CREATE TABLE packs_merged (
+    pack_id     TEXT PRIMARY KEY,
+    workstation TEXT NOT NULL,
+    annotator   TEXT NOT NULL,
+    n_events    INTEGER NOT NULL,
+    merged_at   TEXT NOT NULL
+);
+"""
+
 #: What the accuracy estimators need about each pick (issue 14): the probability with which it
 #: was drawn and how many images were still unlabelled then (NULL for picks that were not
 #: sampled: top-k, cold start, and every pick made before this migration), carried onto the
 #: label event that answers the pick together with the model version that queued it.
-MIGRATION_2 = """
+MIGRATION_PICKS = """
 ALTER TABLE queue ADD COLUMN selection_probability REAL;
 ALTER TABLE queue ADD COLUMN pool_size INTEGER;
 ALTER TABLE label_events ADD COLUMN selection_probability REAL;
@@ -93,7 +141,7 @@ ALTER TABLE label_events ADD COLUMN pool_size INTEGER;
 ALTER TABLE label_events ADD COLUMN model_version INTEGER;
 """
 
-MIGRATIONS: list[str] = [MIGRATION_1, MIGRATION_2]
+MIGRATIONS: list[str] = [MIGRATION_1, MIGRATION_PACKS, MIGRATION_PICKS]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -298,6 +298,9 @@ def build_report_html(project) -> str:
                                                 f"{esc(n)}", str(k)] for n, k in per_class.items()]))
     parts.append("</section>")
 
+    from inspector.core.agreement import report_section_html
+
+    parts.append(report_section_html(project, esc))  # several inspectors (labelling packs); '' otherwise
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>Inspector report — {esc(project.name)}</title><style>{_CSS}</style></head>"

@@ -68,6 +68,7 @@ class DashboardData:
     n_labels_trained: int = 0
     feature_map: Optional[FeatureMap] = None
     latest_metrics: dict = field(default_factory=dict)  # the latest version's metrics (confidence panel)
+    team: Optional[dict] = None  # agreement between inspectors (inspector.core.agreement), when several labelled
 
 
 def precision_from_confusion(confusion: np.ndarray, classes: list) -> dict:
@@ -148,6 +149,9 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
     if audit and audit.get("confusion") is not None:
         data.precision = precision_from_confusion(np.asarray(audit["confusion"]), list(audit.get("classes", [])))
     data.feature_map = previous_map if previous_map is not None else feature_map(features)
+    from inspector.core.agreement import team_summary
+
+    data.team = team_summary(project)
     return data
 
 
@@ -249,6 +253,9 @@ class DashboardView(QWidget):
         self.optimistic.setStyleSheet("color: #8a6d00;")
         self.status = QLabel(self)
         self.status.setStyleSheet("color: #666;")
+        self.team = QLabel(self)  # agreement between inspectors; hidden for a one-person project
+        self.team.setWordWrap(True)
+        self.team.setVisible(False)
 
         self.counts_plot = _plot("Images per class: labelled (solid), model's prediction (light)", "images", "")
         self.curve_plot = _plot("Estimated accuracy vs labels, 95 % band",
@@ -325,6 +332,7 @@ class DashboardView(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.stopping)
         layout.addWidget(self.optimistic)
+        layout.addWidget(self.team)
         layout.addLayout(grid, 1)
         layout.addWidget(self.status)
 
@@ -397,6 +405,11 @@ class DashboardView(QWidget):
         text = optimistic_text(data)
         self.optimistic.setText(text)
         self.optimistic.setVisible(bool(text))
+        if data.team is not None:
+            from inspector.core.agreement import format_summary
+
+            self.team.setText("\n".join(format_summary(data.team)))
+        self.team.setVisible(data.team is not None)
         self._draw_counts()
         self._draw_curve()
         self._draw_audit()

@@ -86,7 +86,18 @@ class GalleryFilter:
     class_id: Optional[int] = None
 
 
-FILTER_KINDS = ("all", "unlabelled", "label", "prediction", "margin", "entropy", "suspected", "similar")
+FILTER_KINDS = ("all", "unlabelled", "label", "prediction", "margin", "entropy", "suspected", "similar",
+                "disagreements")
+
+
+def disagreement_rows(project, image_ids: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Rows of the images two annotators labelled differently and no reviewer has settled, and
+    each one's labels ``image_id -> {annotator: class_id}`` (reads every label event: a worker)."""
+    from inspector.core.agreement import disagreements
+
+    found = {d.image_id: d.labels for d in disagreements(project)}
+    rows = np.flatnonzero(np.isin(image_ids, np.fromiter(found, np.int64, len(found))))
+    return rows, found
 
 
 def label_array(image_ids: np.ndarray, latest: dict[int, int]) -> np.ndarray:
@@ -156,6 +167,7 @@ class GalleryModel(QAbstractListModel):
         self.paths: dict[int, str] = {}  # filled lazily for tooltips
         self.class_names: dict[int, str] = {}
         self.project = None
+        self.disagreement_labels: dict[int, dict] = {}  # image_id -> {annotator: class_id}, for tooltips
 
     def set_images(self, image_ids: np.ndarray) -> None:
         self.beginResetModel()
@@ -227,6 +239,10 @@ class GalleryModel(QAbstractListModel):
         predicted = int(self.predicted[r])
         if predicted != NO_CLASS:
             lines.append(f"Model: {self.class_names.get(predicted, '?')} ({self.confidence[r]:.0%})")
+        disputed = self.disagreement_labels.get(image_id)
+        if disputed:
+            lines.append("Inspectors: " + ", ".join(f"{who}: {self.class_names.get(c, '?')}"
+                                                    for who, c in sorted(disputed.items())))
         return "\n".join(lines)
 
 
@@ -468,6 +484,7 @@ class GalleryView(QWidget):
         box.addItem("Most uncertain first (smallest margin)", GalleryFilter("margin"))
         box.addItem("Most uncertain first (highest entropy)", GalleryFilter("entropy"))
         box.addItem("Suspected label errors", GalleryFilter("suspected"))
+        box.addItem("Disagreements between inspectors (label = review)", GalleryFilter("disagreements"))
         if self.similar_to is not None:
             box.addItem(self._similar_text(), GalleryFilter("similar"))
         box.blockSignals(False)
@@ -502,6 +519,18 @@ class GalleryView(QWidget):
 
     def _apply_filter(self, keep_scroll: bool) -> None:
         self._filter_generation += 1
+        if self.filter.kind == "disagreements":
+            generation = self._filter_generation
+            task = Task(disagreement_rows, self.session.project, self.model.image_ids.copy(),
+                        name="Finding disagreements", with_progress=False)
+            task.signals.finished.connect(
+                lambda result, g=generation, k=keep_scroll: g == self._filter_generation
+                and self._show_disagreements(result, k))
+            task.signals.failed.connect(self.message.emit)
+            run_task(task, pool("gallery"))
+            self.sorting = True
+            self.count_label.setText("Finding disagreements…")
+            return
         proba = self._probabilities()
         if (self.filter.kind in SORTED_IN_WORKER and proba is not None
                 and len(self.model.labels) >= SORT_IN_WORKER_ABOVE):
@@ -517,6 +546,11 @@ class GalleryView(QWidget):
             self.count_label.setText("Sorting by uncertainty…")
             return
         self._show_rows(self._current_rows(), keep_scroll)
+
+    def _show_disagreements(self, result: tuple, keep_scroll: bool) -> None:
+        rows, labels = result
+        self.model.disagreement_labels = labels
+        self._show_rows(rows, keep_scroll)
 
     def _show_rows(self, rows: np.ndarray, keep_scroll: bool) -> None:
         self.sorting = False
@@ -621,7 +655,9 @@ class GalleryView(QWidget):
         if len(ids) > BULK_CONFIRM_ABOVE and not self.confirm_bulk_label(len(ids), name):
             return 0
         try:
-            count = self.session.label_images(ids, int(class_id), source="bulk")
+            # labelling a disagreement settles it: the reviewer's label wins over both annotators'
+            source = "review" if self.filter.kind == "disagreements" else "bulk"
+            count = self.session.label_images(ids, int(class_id), source=source)
         except Exception as exc:  # noqa: BLE001 - e.g. a full disk: say so, lose nothing already saved
             log.exception("bulk label failed")
             QMessageBox.warning(self, "Labels not saved", str(exc))

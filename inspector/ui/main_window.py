@@ -226,6 +226,13 @@ class MainWindow(QMainWindow):
         self.export_model_action = self._action(file, "Export &model…", self.export_model, None, "export")
         self.export_report_action = self._action(file, "Export &report…", self.export_report, None, "report")
         file.addSeparator()
+        self.team_actions = [  # several workstations on one project (inspector.ui.team)
+            self._action(file, "Create labelling &pack…", self.create_pack, None, "export",
+                         tip="Write a slice of the images to label for another workstation"),
+            self._action(file, "Mer&ge labels…", self.merge_labels, None, "folder-open",
+                         tip="Bring home the labels of labelling packs"),
+        ]
+        file.addSeparator()
         self.close_action = self._action(file, "&Close project", self.close_project, "Ctrl+W")
         self._action(file, "&Quit", self.close, "Ctrl+Q")
         project = bar.addMenu("&Project")
@@ -268,7 +275,7 @@ class MainWindow(QMainWindow):
 
     def _update_actions(self) -> None:
         has = self.session is not None
-        for a in self.project_actions + [self.close_action]:
+        for a in self.project_actions + self.team_actions + [self.close_action]:
             a.setEnabled(has)
         model_ok = self._available("inspector.core.modelfile")
         report_ok = self._available("inspector.core.report")
@@ -307,6 +314,11 @@ class MainWindow(QMainWindow):
         return True
 
     def open_project(self, path: str) -> bool:
+        if Path(path).is_file():
+            from inspector.ui.team import confirm_network_share
+
+            if not confirm_network_share(self, Path(path)):  # NFS/SMB: the user chooses before any write
+                return False
         try:
             project = Project.open(Path(path))
         except UserError as exc:
@@ -505,6 +517,18 @@ class MainWindow(QMainWindow):
         task.signals.failed.connect(lambda m: (self.job.finish(title), show_error(self, title, m)))
         self.job.start(title, task)
         run_task(task, pool("background"))
+
+    def create_pack(self) -> None:
+        if self.session is not None:
+            from inspector.ui.team import create_pack_interactively
+
+            create_pack_interactively(self, self.session)
+
+    def merge_labels(self) -> None:
+        if self.session is not None:
+            from inspector.ui.team import merge_interactively
+
+            merge_interactively(self, self.session)
 
     def export_model(self) -> None:
         self._export("inspector.core.modelfile", "export_model", "Export model", ".inspector-model",

@@ -152,7 +152,9 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
         raise UserError(f"no image features from extractor {extractor[0]} v{extractor[1]} yet: "
                         "scan the project's images first (inspector scan PROJECT)")
     events = project.latest_label_events()
-    labels = project.latest_labels()
+    from inspector.core.agreement import training_labels
+
+    labels = training_labels(project, project.latest_labels())  # unresolved disagreements wait for review
     audit = project.audit_labels()
     picks = {i: (p.event_id, p.selection_probability, p.pool_size) for i, p in project.pick_records().items()}
     classes = project.classes()
@@ -162,7 +164,8 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
         X=np.asarray(X, np.float32),
         labels=dict(labels),
         audit_ids={i for i in audit if labels.get(i) == audit[i]},
-        settled_ids={i for i, e in events.items() if e.kind != "cleared"},
+        # images out in a labelling pack are being labelled elsewhere: not queued here as well
+        settled_ids={i for i, e in events.items() if e.kind != "cleared"} | set(project.handed_out_images()),
         classes=np.asarray(sorted(c.id for c in classes), np.int64),
         class_names={c.id: c.name for c in classes},
         settings=settings,
