@@ -83,7 +83,8 @@ SPEC_FIELDS: dict[str, dict[str, Field]] = {
 }
 
 #: fields of header["reject_threshold"] and of each entry of header["classes"]
-THRESHOLD_FIELDS: dict[str, Field] = {"value": Field(_NUMBER, False, 0.0, 1.0)}
+#: a value of None means "no threshold could be shown safe: route every part to review" (calibration)
+THRESHOLD_FIELDS: dict[str, Field] = {"value": Field(_NUMBER + (type(None),), False, 0.0, 1.0)}
 CLASS_FIELDS: dict[str, Field] = {"name": Field((str,), True), "color": Field((str,)), "id": Field((int,))}
 #: fields of each entry of header["arrays"]
 ARRAY_ENTRY_FIELDS: dict[str, Field] = {
@@ -144,7 +145,7 @@ def check_fields(name: str, where: str, data: Any, rules: dict[str, Field]) -> N
             raise _fail(name, f"{where}'s '{key}' is a {type(value).__name__}, not {wanted}")
         if isinstance(value, float) and not math.isfinite(value):
             raise _fail(name, f"{where}'s '{key}' is not a finite number")
-        if rule.low is not None and value < rule.low or rule.high is not None and value > rule.high:
+        if value is not None and (rule.low is not None and value < rule.low or rule.high is not None and value > rule.high):
             raise _fail(name, f"{where}'s '{key}' = {value!r} is out of range")
         if rule.choices is not None and value not in rule.choices:
             raise _fail(name, f"{where}'s '{key}' = {str(value)[:40]!r} is unknown")
