@@ -82,8 +82,12 @@ def cmd_export_model(args: argparse.Namespace) -> int:
                                 review_threshold=args.review_threshold)
     model = load_model(path)  # read back: proves the file is complete and loadable
     audit = model.metrics.get("audit_estimate")
+    shown = model.metrics.get("accuracy_estimate") or {}
     line = f"Wrote {path}: {model.kind} model, {len(model.class_names)} classes, {model.training['n_labels']} labels"
-    if audit and audit.get("accuracy") is not None:
+    if shown.get("estimate") is not None:
+        lo, hi = shown["interval"]
+        line += f"; estimated accuracy {shown['estimate']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, from {shown['method']})"
+    elif audit and audit.get("accuracy") is not None:
         lo, hi = audit["accuracy_ci"]
         line += f"; estimated accuracy {audit['accuracy']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, {audit['n_audit']} audit labels)"
     else:

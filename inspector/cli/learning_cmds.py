@@ -64,6 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--model", choices=("logistic", "svm", "forest"), default="logistic")
     sim.add_argument("--extractor", nargs="+", metavar="NAME", default=None,
                      help="feature extractor(s) to compare side by side (default: the default for new projects)")
+    sim.add_argument("--pick-sampling", type=float, default=None,
+                     help="share of each batch's selection probability spread beyond the strategy's picks, so the "
+                          "accuracy estimate can weight them (default: the learner's default)")
     sim.add_argument("--out", default="simulation", help="output folder (default ./simulation)")
     sim.add_argument("--workers", type=int, default=None, help="feature worker processes (default: all cores)")
     sim.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -191,10 +194,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     print(f"Labels: {report['n_labels']} ({report['n_audit']} random audit labels)")
+    if report["estimate"] is not None:
+        lo, hi = report["interval"]
+        print(f"Estimated accuracy: {report['estimate']:.1%}  95 % interval {lo:.1%}-{hi:.1%}")
+        print(f"  method: {report['method']}")
+        for key, e in report["estimators"].items():
+            if e.get("estimate") is not None and key != report["method_key"]:
+                elo, ehi = e["interval"]
+                print(f"  also: {e['method_words']}: {e['estimate']:.1%} ({elo:.1%}-{ehi:.1%})")
+    per_class = report.get("classes_estimate") or {}
+    if per_class.get("macro_f1") is not None:
+        print("Per class (" + per_class["method_words"] + "; coverage not yet measured, the audit figures "
+              "below are the validated ones):")
+        for name, r in per_class["per_class"].items():
+            rec = "-" if r["recall"] is None else f"{r['recall']:.0%} ({_pct_interval(r['recall_interval'])})"
+            prec = "-" if r["precision"] is None else f"{r['precision']:.0%} ({_pct_interval(r['precision_interval'])})"
+            print(f"  {name:20s} recall {rec:18s} precision {prec}")
+        print(f"  macro-F1 {per_class['macro_f1']:.3f} ({_pct_interval(per_class['macro_f1_interval'], 3)})")
+        if per_class.get("escape_rate") is not None:
+            print(f"  escape rate (defective parts passed without review) {per_class['escape_rate']:.1%} "
+                  f"({_pct_interval(per_class['escape_rate_interval'])})")
     audit = report["audit_estimate"]
     if audit:
         lo, hi = audit["accuracy_ci"]
-        print(f"Estimated accuracy (from audit labels, model trained without them): "
+        print(f"Audit labels alone (model trained without them): "
               f"{audit['accuracy']:.1%}  95 % interval {lo:.1%}-{hi:.1%}")
         if audit["macro_f1_ci"]:
             flo, fhi = audit["macro_f1_ci"]
@@ -241,9 +264,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from inspector.core.features import get_extractor
-    from inspector.core.learning.simulate import (SimulationSettings, folder_dataset, side_by_side, simulate,
-                                                  write_outputs)
-    from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_STRATEGY
+    from inspector.core.learning.simulate import (SimulationSettings, folder_dataset, print_estimator_table,
+                                                  side_by_side, simulate, write_outputs)
+    from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_PICK_SAMPLING, DEFAULT_STRATEGY
 
     out = Path(args.out)
     extractors = list(dict.fromkeys(args.extractor or [None]))
@@ -255,7 +278,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         settings = SimulationSettings(
             strategies=args.strategy or [DEFAULT_STRATEGY], budget=args.budget, batch=args.batch, initial=args.initial,
             seeds=args.seeds, test_fraction=args.test_fraction,
-            audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model)
+            audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model,
+            pick_sampling=DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling)
         cache = out / ("features.npz" if name is None else f"features-{name}.npz")
         with terminal_progress(f"Reading images{'' if name is None else f' ({name})'}",
                                enabled=not args.quiet) as progress:
@@ -268,6 +292,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summary = side_by_side(summaries)
     paths = write_outputs(summary, out)
     print_table(summary, file=sys.stdout)
+    print_estimator_table(summary, file=sys.stdout)
     for name, e in (summary.get("extractors") or {}).items():
         print(f"All labels with {name}: accuracy {e['all_labels']['accuracy']:.3f}, "
               f"macro-F1 {e['all_labels']['macro_f1']:.3f}")
@@ -319,6 +344,14 @@ def print_table(summary: dict, file=sys.stdout) -> None:
                       f" over {c['points']} points", file=file)
             else:
                 print(f"  {name:{width}s} no audit labels within the budget", file=file)
+
+
+def _pct_interval(ci, digits: int = 0) -> str:
+    if not ci:
+        return "no interval"
+    if digits:
+        return f"{ci[0]:.{digits}f}-{ci[1]:.{digits}f}"
+    return f"{ci[0]:.0%}-{ci[1]:.0%}"
 
 
 def _n(v) -> str:

@@ -202,6 +202,7 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
             "note": "trained for export on every current class label of the project with its learner settings",
         },
         "metrics": {
+            "accuracy_estimate": _estimate_for_file(training.metrics.get("estimate")),
             "audit_estimate": audit,
             "audit_note": (audit or {}).get("basis") or "no audit labels: no honest accuracy estimate yet",
             "cross_validation_optimistic": training.cross_validation,
@@ -212,6 +213,19 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
     if training.model.novelty is not None:
         arrays.update(training.model.novelty.arrays())
     return write_container(out_path, header, arrays)
+
+
+def _estimate_for_file(shown) -> dict:
+    """The accuracy estimate shown in the app, with its interval and its method in words."""
+    from inspector.core.learning import estimators
+
+    if not shown or shown.get("estimate") is None:
+        return {"estimate": None, "interval": None, "method": estimators.METHOD_WORDS["none"]}
+    return {"estimate": shown["estimate"], "interval": shown["interval"],
+            "method": estimators.METHOD_WORDS.get(shown["method"], shown["method"]), "method_key": shown["method"],
+            "n_labels": shown.get("n_labels"), "n_audit": shown.get("n_audit"),
+            "estimators": {k: {"estimate": v.get("estimate"), "interval": v.get("interval")}
+                           for k, v in (shown.get("estimators") or {}).items()}}
 
 
 def confidence_header(training: ExportTraining, names: dict) -> dict:

@@ -40,14 +40,14 @@ KINDS = ("logistic", "forest", "svm")
 
 def make_base_models(folder: Path, kinds: tuple = KINDS) -> dict[str, Path]:
     """Export one small real model of each kind (synthetic features, three classes)."""
-    from inspector.core.features import default_extractor
+    from inspector.core.features import get_extractor
     from inspector.core.learning.learner import SETTING_KIND
     from inspector.core.modelfile import export_model
     from inspector.core.store import ImageAnalysis, Project
 
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    extractor = default_extractor()
+    extractor = get_extractor("texture")  # a project without an extractor setting computes texture
     rng = np.random.default_rng(0)
     from inspector.core.images import _describe
 
@@ -395,7 +395,7 @@ _MEASURE = textwrap.dedent("""
     import json, sys, time, tracemalloc
     from inspector.core.modelfile import ModelFileError, load_model
     import inspector.core.model_checks, inspector.core.features, numpy
-    inspector.core.features.default_extractor().params()
+    inspector.core.features.get_extractor("texture").params()
     tracemalloc.start()
     started = time.perf_counter()
     try:

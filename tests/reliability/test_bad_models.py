@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from inspector.cli import main
-from inspector.core.features import default_extractor
+from inspector.core.features import get_extractor
 from inspector.core.modelfile import ModelFileError, export_model, load_model, read_container, write_container
 from inspector.core.store import ImageAnalysis, Project
 
@@ -38,7 +38,7 @@ class _Payload:
 def model_file(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model")
     (folder / "images").mkdir()
-    extractor = default_extractor()
+    extractor = get_extractor("texture")  # a project without an extractor setting computes texture
     rng = np.random.default_rng(0)
     with Project.create(folder / "p.inspector", folder / "images") as p:
         p.record_scan([(f"i{i}.png", 1, 1) for i in range(60)], [], [], [])

@@ -273,6 +273,11 @@ def test_an_older_project_opened_read_only_still_trains_and_reports(tmp_path, sm
     db.execute("DROP INDEX label_events_uid")
     for column in ("workstation", "pack_id", "event_uid"):
         db.execute(f"ALTER TABLE label_events DROP COLUMN {column}")
+    # and what the later migration (picks' selection probabilities) added
+    for table, columns in (("queue", ("selection_probability", "pool_size")),
+                           ("label_events", ("selection_probability", "pool_size", "model_version"))):
+        for column in columns:
+            db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
