@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 from inspector.cli.common import open_project, print_json, terminal_progress
 from inspector.core.errors import UserError
@@ -47,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=cmd_demo)
 
 
-def _scan(project, workers, quiet: bool) -> None:
-    from inspector.core.ingest import analyse_pending, scan_folder
+def _scan(project, workers, quiet: bool) -> Optional[str]:
+    """Scan and read the images; returns why the project has no usable image, or None."""
+    from inspector.core.ingest import analyse_pending, no_usable_image_message, scan_folder
 
     summary = scan_folder(project)
     with terminal_progress("Reading images", enabled=not quiet) as progress:
@@ -58,6 +60,7 @@ def _scan(project, workers, quiet: bool) -> None:
         parts.append(f"{summary.returned} back")
     print(f"Scanned {project.image_root}: {', '.join(parts)}; read {analysed} files, "
           f"{errors + summary.errors} could not be used")
+    return no_usable_image_message(project, summary)
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -69,7 +72,11 @@ def cmd_new(args: argparse.Namespace) -> int:
     project_path = Path(args.project)
     project = Project.create(project_path, images)
     with project:
-        _scan(project, args.workers, args.quiet)
+        nothing_usable = _scan(project, args.workers, args.quiet)
+        if nothing_usable:
+            # an empty project would only open as a silent surprise; nothing in it was made by a person
+            kept = not project.discard_if_empty()
+            raise UserError(f"{nothing_usable}; " + (f"{project_path} kept" if kept else "no project created"))
         if args.labels_from_folders:
             count = import_folder_labels(project, args.annotator)
             print(f"Imported {count} labels from folder names")
@@ -82,7 +89,11 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
-        _scan(project, args.workers, args.quiet)
+        nothing_usable = _scan(project, args.workers, args.quiet)
+    if nothing_usable:
+        import sys
+
+        print(f"inspector: warning: {nothing_usable}", file=sys.stderr)
     return 0
 
 

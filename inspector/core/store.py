@@ -336,6 +336,24 @@ class Project:
                     self._lock.release()
                     self._lock = None
 
+    def discard_if_empty(self) -> bool:
+        """Close and delete this project file when it holds nothing a person made: no images, no
+        labels, no classes (a project just created from a folder with no usable image). Returns
+        whether it was deleted; a project holding anything is only closed."""
+        with self._reading() as db:
+            holds = db.execute(
+                "SELECT (SELECT count(*) FROM images WHERE error IS NULL) + (SELECT count(*) FROM label_events)"
+                " + (SELECT count(*) FROM classes)").fetchone()[0]
+        lock_path = self._lock.path if self._lock is not None else None
+        self.close()
+        if holds:
+            return False
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        if lock_path is not None:
+            lock_path.unlink(missing_ok=True)
+        return True
+
     def __enter__(self) -> "Project":
         return self
 

@@ -303,7 +303,7 @@ class MainWindow(QMainWindow):
         except UserError as exc:
             show_error(self, "New project", str(exc))
             return False
-        self._adopt(project)
+        self._adopt(project, created=True)
         return True
 
     def open_project(self, path: str) -> bool:
@@ -330,8 +330,9 @@ class MainWindow(QMainWindow):
         self.job.start("Writing the demo images", task)
         run_task(task, pool("background"))
 
-    def _adopt(self, project: Project) -> None:
+    def _adopt(self, project: Project, created: bool = False) -> None:
         self.close_project()
+        self.start_page.show_notice("")
         remember_project(project.path)
         session = ProjectSession(project, self)
         self.session = session
@@ -345,6 +346,7 @@ class MainWindow(QMainWindow):
         session.labels_saved.connect(self._update_title)
         session.label_failed.connect(lambda m: show_error(self, "Label not saved", m))
         session.problems_changed.connect(self._fill_problems)
+        session.no_usable_image.connect(lambda m, s=session, c=created: self._no_usable_image(s, m, c))
         session.open_image_requested.connect(lambda _i: self.tabs and self.tabs.setCurrentIndex(0))
         self.label_view = LabellingView(session)
         self.label_view.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
@@ -368,6 +370,28 @@ class MainWindow(QMainWindow):
         if not project.image_root_found():
             self._offer_relocate(project)
         session.start()
+
+    def _no_usable_image(self, session: ProjectSession, message: str, created: bool) -> None:
+        """A scan found nothing to label. A project just created from that folder is removed
+        (it holds nothing) and the start page says why; an existing project stays open and the
+        status bar says it."""
+        text = message[0].upper() + message[1:]
+        if session is not self.session:
+            return
+        if not created or session.latest_labels():
+            self.statusBar().showMessage(text, 15000)
+            return
+        path = session.project.path
+        self.close_project()
+        discarded = False
+        try:
+            discarded = Project.open(path).discard_if_empty()
+        except UserError as exc:
+            log.warning("empty project %s not removed: %s", path, exc)
+        if discarded:
+            forget_project(str(Path(path).resolve()))
+            self.start_page.refresh()
+        self.start_page.show_notice(f"{text}. " + ("No project was created." if discarded else f"{path} was kept."))
 
     def _offer_relocate(self, project: Project) -> None:
         """The image folder moved: offer to point the project at its new place before scanning

@@ -63,7 +63,7 @@ def scan_and_extract(project: Project, progress=None, cancel=None):
     on a 2-core machine that made the first image later (the thread competes with the starting
     processes for the cores) and stalled the UI thread longer (it competes for the GIL); the
     pool returns its first 24 images in about a second."""
-    from inspector.core.ingest import analyse_pending, scan_folder
+    from inspector.core.ingest import analyse_pending, no_usable_image_message, scan_folder
 
     worker = project.worker_connection()
     try:
@@ -73,6 +73,7 @@ def scan_and_extract(project: Project, progress=None, cancel=None):
         analysed, errors = analyse_pending(worker, progress=progress, cancel=cancel)
         summary.analysed = analysed
         summary.errors += errors
+        summary.no_usable_image = no_usable_image_message(worker, summary)
         return summary
     finally:
         worker.close()
@@ -157,6 +158,7 @@ class ProjectSession(QObject):
     problems_changed = Signal()  # the list of unusable files may have changed; see problems()
     labels_saved = Signal()  # a label write was committed; see pending_labels()
     label_failed = Signal(str)  # a label could not be saved (message for a person)
+    no_usable_image = Signal(str)  # a scan left the project without any image to label: why, in one line
 
     def __init__(self, project: Project, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -477,6 +479,8 @@ class ProjectSession(QObject):
             f"{summary.new} new, {summary.changed} changed, {summary.missing} missing, {summary.errors} unreadable",
         )
         self.load_features()
+        if summary.no_usable_image:  # last: a listener may close this session
+            self.no_usable_image.emit(summary.no_usable_image)
 
     def start_retrain(self, write_queue: bool = True) -> None:
         """Train in the background; when a retrain is already running, run once more after it."""
