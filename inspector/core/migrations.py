@@ -81,7 +81,19 @@ CREATE TABLE settings (
 );
 """
 
-MIGRATIONS: list[str] = [MIGRATION_1]
+#: What the accuracy estimators need about each pick (issue 14): the probability with which it
+#: was drawn and how many images were still unlabelled then (NULL for picks that were not
+#: sampled: top-k, cold start, and every pick made before this migration), carried onto the
+#: label event that answers the pick together with the model version that queued it.
+MIGRATION_2 = """
+ALTER TABLE queue ADD COLUMN selection_probability REAL;
+ALTER TABLE queue ADD COLUMN pool_size INTEGER;
+ALTER TABLE label_events ADD COLUMN selection_probability REAL;
+ALTER TABLE label_events ADD COLUMN pool_size INTEGER;
+ALTER TABLE label_events ADD COLUMN model_version INTEGER;
+"""
+
+MIGRATIONS: list[str] = [MIGRATION_1, MIGRATION_2]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -99,6 +99,22 @@ class QueueEntry:
     reason: str
     model_version: Optional[int]
     audit: bool = False
+    #: probability with which the pick was drawn among ``pool_size`` unlabelled images; None
+    #: when it was not sampled (top-k, cold start) or was queued before this was recorded
+    selection_probability: Optional[float] = None
+    pool_size: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class PickRecord:
+    """How the latest class label of an image came to be asked for (for the accuracy estimators)."""
+
+    image_id: int
+    event_id: int
+    audit: bool
+    selection_probability: Optional[float]
+    pool_size: Optional[int]
+    model_version: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -766,10 +782,15 @@ class Project:
                 "SELECT 1 FROM classes WHERE id = ? AND removed = 0", (int(class_id),)
             ).fetchone() is None:
                 raise ProjectError(f"no class with id {class_id}")
+            # the pick's selection probability travels with the label that answers it
+            pick = db.execute("SELECT selection_probability, pool_size, model_version FROM queue WHERE image_id = ?",
+                              (int(image_id),)).fetchone() or (None, None, None)
             cursor = db.execute(
-                """INSERT INTO label_events(image_id, class_id, kind, annotator, source, audit, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                (int(image_id), None if class_id is None else int(class_id), kind, annotator, source, int(audit), _now()),
+                """INSERT INTO label_events(image_id, class_id, kind, annotator, source, audit, created_at,
+                                            selection_probability, pool_size, model_version)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (int(image_id), None if class_id is None else int(class_id), kind, annotator, source, int(audit), _now(),
+                 *pick),
             )
             db.execute("DELETE FROM queue WHERE image_id = ?", (int(image_id),))
             return int(cursor.lastrowid)
@@ -831,6 +852,31 @@ class Project:
             ).fetchall()
         return {int(a): int(b) for a, b in rows}
 
+    def _records_picks(self) -> bool:
+        """Whether the file has the pick columns (a read-only project of an older version has not)."""
+        if getattr(self, "_picks_recorded", None) is None:
+            with self._reading() as db:
+                cols = {r[1] for r in db.execute("PRAGMA table_info(queue)")}
+            self._picks_recorded = "selection_probability" in cols
+        return self._picks_recorded
+
+    def pick_records(self) -> dict[int, PickRecord]:
+        """For every image whose latest event is a class label: how its pick was made.
+
+        Labels given outside the queue (gallery, import) and labels of projects older than the
+        record have no selection probability (None).
+        """
+        picks = ("e.selection_probability, e.pool_size, e.model_version" if self._records_picks()
+                 else "NULL, NULL, NULL")
+        with self._reading() as db:
+            rows = db.execute(
+                f"""SELECT e.image_id, e.id, e.audit, {picks}
+                   FROM label_events e
+                   JOIN (SELECT image_id, max(id) AS last FROM label_events GROUP BY image_id) l ON e.id = l.last
+                   WHERE e.kind = 'class'"""
+            ).fetchall()
+        return {int(r[0]): PickRecord(int(r[0]), int(r[1]), bool(r[2]), r[3], r[4], r[5]) for r in rows}
+
     def label_history(self, image_id: int) -> list[LabelEvent]:
         with self._reading() as db:
             rows = db.execute(
@@ -878,27 +924,35 @@ class Project:
                     continue
                 seen.add(image_id)
                 rows.append((image_id, len(rows), entry.strategy, None if entry.score is None else float(entry.score),
-                             entry.reason, entry.model_version, int(entry.audit)))
+                             entry.reason, entry.model_version, int(entry.audit),
+                             None if entry.selection_probability is None else float(entry.selection_probability),
+                             None if entry.pool_size is None else int(entry.pool_size)))
             db.executemany(
-                """INSERT INTO queue(image_id, position, strategy, score, reason, model_version, audit)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                """INSERT INTO queue(image_id, position, strategy, score, reason, model_version, audit,
+                                     selection_probability, pool_size)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 rows,
             )
+
+    def _pick_columns(self) -> str:
+        return "selection_probability, pool_size" if self._records_picks() else "NULL, NULL"
 
     def queue(self) -> list[QueueEntry]:
         with self._reading() as db:
             rows = db.execute(
-                "SELECT image_id, position, strategy, score, reason, model_version, audit FROM queue ORDER BY position"
+                f"SELECT image_id, position, strategy, score, reason, model_version, audit, {self._pick_columns()} "
+                "FROM queue ORDER BY position"
             ).fetchall()
-        return [QueueEntry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+        return [QueueEntry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8]) for r in rows]
 
     def queue_entry(self, image_id: int) -> Optional[QueueEntry]:
         with self._reading() as db:
             r = db.execute(
-                "SELECT image_id, position, strategy, score, reason, model_version, audit FROM queue WHERE image_id = ?",
+                f"SELECT image_id, position, strategy, score, reason, model_version, audit, {self._pick_columns()} "
+                "FROM queue WHERE image_id = ?",
                 (int(image_id),),
             ).fetchone()
-        return QueueEntry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) if r else None
+        return QueueEntry(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8]) if r else None
 
     def remove_from_queue(self, image_id: int) -> None:
         with self._write() as db:

@@ -147,3 +147,23 @@ def test_cli_label_and_query(project, capsys):
         assert reopened.latest_labels()[first.image_id] == reopened.class_by_name("brand-new").id
     finally:
         reopened.close()
+
+
+def test_evaluation_has_the_stable_estimate_shape(project):
+    """The shape other features (stopping rules) build on: estimate, interval, method, counts."""
+    project.set_setting(learner.SETTING_AUDIT_SHARE, 0.5)
+    for _ in range(4):
+        learner.retrain(project, extractor=EXTRACTOR)
+        label_queue(project)
+    report = learner.evaluation(project, extractor=EXTRACTOR)
+    assert report["n_labels"] == 80 and report["n_audit"] >= 20
+    assert 0.0 <= report["estimate"] <= 1.0
+    low, high = report["interval"]
+    assert low <= report["estimate"] <= high
+    assert report["method_key"] in ("weighted", "ppi", "audit")
+    assert report["method"] and " " in report["method"]  # words, not a key
+    assert set(report["estimators"]) == {"audit", "ppi", "weighted"}
+    # picks were queued with their selection probability, and the labels carry it
+    picks = project.pick_records()
+    audit_picks = [p for p in picks.values() if p.audit]
+    assert audit_picks and all(0 < p.selection_probability <= 1 and p.pool_size > 0 for p in audit_picks)

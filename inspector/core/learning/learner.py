@@ -22,10 +22,11 @@ from typing import Optional
 import numpy as np
 
 from inspector.core.errors import UserError
-from inspector.core.learning import metrics
+from inspector.core.learning import estimators, metrics
 from inspector.core.learning.models import DEFAULT_KIND, MODEL_KINDS, TrainedModel, fit_model
 from inspector.core.learning.strategies import (
     DEFAULT_AUDIT_SHARE,
+    DEFAULT_PICK_SAMPLING,
     DEFAULT_STRATEGY,
     Selection,
     get_strategy,
@@ -38,6 +39,7 @@ SETTING_STRATEGY = "learner.strategy"
 SETTING_QUEUE_SIZE = "learner.queue_size"
 SETTING_AUDIT_SHARE = "learner.audit_share"
 SETTING_SEED = "learner.random_state"
+SETTING_PICK_SAMPLING = "learner.pick_sampling"
 
 DEFAULT_QUEUE_SIZE = 20
 #: images whose predictions are remembered with each version, to measure how much the next
@@ -52,6 +54,9 @@ class LearnerSettings:
     queue_size: int = DEFAULT_QUEUE_SIZE
     audit_share: float = DEFAULT_AUDIT_SHARE
     random_state: int = 0
+    #: share of each batch's probability spread beyond the strategy's own picks, so every pick
+    #: has a known selection probability and the accuracy estimate can use it (0: top-k picks)
+    pick_sampling: float = DEFAULT_PICK_SAMPLING
 
     @classmethod
     def from_project(cls, project) -> "LearnerSettings":
@@ -62,6 +67,7 @@ class LearnerSettings:
             queue_size=int(project.get_setting(SETTING_QUEUE_SIZE, DEFAULT_QUEUE_SIZE)),
             audit_share=float(project.get_setting(SETTING_AUDIT_SHARE, DEFAULT_AUDIT_SHARE)),
             random_state=int(project.get_setting(SETTING_SEED, 0)),
+            pick_sampling=float(project.get_setting(SETTING_PICK_SAMPLING, DEFAULT_PICK_SAMPLING)),
         )
         s.validate()
         return s
@@ -74,10 +80,13 @@ class LearnerSettings:
             raise UserError("queue size must be at least 1")
         if not 0.0 <= self.audit_share <= 1.0:
             raise UserError("audit share must be between 0 and 1")
+        if not 0.0 <= self.pick_sampling <= 1.0:
+            raise UserError("pick sampling share must be between 0 and 1")
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "strategy": self.strategy, "queue_size": self.queue_size,
-                "audit_share": self.audit_share, "random_state": self.random_state}
+                "audit_share": self.audit_share, "random_state": self.random_state,
+                "pick_sampling": self.pick_sampling}
 
 
 @dataclass
@@ -95,6 +104,8 @@ class Snapshot:
     extractor: tuple  # (name, version)
     previous_version: Optional[int] = None
     previous_sample: Optional[dict] = None  # {"ids": [...], "pred": [...]} from the last version
+    #: image_id -> (label event id, selection probability or None, pool size or None)
+    picks: dict = field(default_factory=dict)
     _row: dict = field(default=None, repr=False)
 
     def row_of(self) -> dict:
@@ -103,9 +114,11 @@ class Snapshot:
         return self._row
 
     def labelled_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, class ids, audit flags) of labelled images that have features."""
+        """(rows, class ids, audit flags) of labelled images that have features, in the order
+        they were labelled (the accuracy estimators weight draws in that order)."""
         row = self.row_of()
-        items = [(row[i], c, i in self.audit_ids) for i, c in self.labels.items() if i in row]
+        order = sorted(self.labels, key=lambda i: (self.picks.get(i, (0,))[0], i))
+        items = [(row[i], self.labels[i], i in self.audit_ids) for i in order if i in row]
         if not items:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool)
         r, c, a = zip(*items)
@@ -131,6 +144,7 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
     events = project.latest_label_events()
     labels = project.latest_labels()
     audit = project.audit_labels()
+    picks = {i: (p.event_id, p.selection_probability, p.pool_size) for i, p in project.pick_records().items()}
     classes = project.classes()
     last = project.latest_model_version()
     return Snapshot(
@@ -145,7 +159,31 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
         extractor=tuple(extractor),
         previous_version=None if last is None else last.version,
         previous_sample=None if last is None else (last.metrics or {}).get("prediction_sample"),
+        picks=picks,
     )
+
+
+def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, shadow) -> dict:
+    """Every accuracy estimator on out-of-sample predictions; the one shown first (see estimators).
+
+    Returns ``{"method", "method_words", "estimate", "interval", "n", "n_audit", "n_labels",
+    "estimators": {name: the same shape}}``.
+    """
+    s = snapshot.settings
+    proba, proba_unl = estimators.out_of_sample(snapshot.X, rows, y, is_audit, snapshot.classes, s.kind,
+                                                random_state=s.random_state, shadow=shadow)
+    ids = snapshot.image_ids[rows]
+    q = np.full(len(rows), np.nan)
+    pool = np.full(len(rows), np.nan)
+    for n, i in enumerate(ids.tolist()):
+        _, prob, size = snapshot.picks.get(int(i), (0, None, None))
+        if prob is not None and size is not None:
+            q[n], pool[n] = prob, size
+    scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl)
+    found = estimators.accuracy_estimates(scored)
+    shown = estimators.choose(list(found.values()))
+    return {**shown.as_dict(), "n_audit": int(is_audit.sum()), "n_labels": int(len(rows)),
+            "estimators": {k: e.as_dict() for k, e in found.items()}}
 
 
 @dataclass
@@ -185,6 +223,11 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
             audit_pred = shadow.predict(snapshot.X[rows[is_audit]])
             result_metrics["audit"] = metrics.audit_estimate(y[is_audit], audit_pred, snapshot.classes.tolist(),
                                                              random_state=s.random_state)
+            check(cancel)
+            result_metrics["estimate"] = estimate_accuracy(snapshot, rows, y, is_audit, shadow)
+    if "estimate" not in result_metrics:
+        result_metrics["estimate"] = {**estimators.none_estimate(int(is_audit.sum())).as_dict(),
+                                      "n_audit": int(is_audit.sum()), "n_labels": len(rows), "estimators": {}}
     if cross_validate:
         result_metrics["cross_validation"] = metrics.optimistic_cross_validation(
             snapshot.X[rows], y, kind=s.kind, random_state=s.random_state)
@@ -222,7 +265,7 @@ def select(snapshot: Snapshot, fitted: FitResult, n: Optional[int] = None, strat
             settled[r] = True
     seed = random_state if random_state is not None else [s.random_state, len(snapshot.labels)]
     return get_strategy(name)(fitted.model, snapshot.X, settled, n, seed, audit_share=s.audit_share,
-                              proba=fitted.proba)
+                              proba=fitted.proba, pick_sampling=s.pick_sampling)
 
 
 def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[Selection]) -> Optional[int]:
@@ -244,13 +287,15 @@ def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[S
         return version
     settled_now = {i for i, e in project.latest_label_events().items() if e.kind != "cleared"}
     entries = []
-    for pos, (r, score, reason, audit) in enumerate(zip(selection.indices, selection.scores, selection.reasons,
-                                                        selection.audit)):
+    for pos, (r, score, reason, audit, prob, pool) in enumerate(zip(
+            selection.indices, selection.scores, selection.reasons, selection.audit, selection.probabilities,
+            selection.pool_sizes)):
         image_id = int(snapshot.image_ids[r])
         if image_id in settled_now:
             continue
         entries.append(QueueEntry(image_id, pos, selection.name, None if np.isnan(score) else float(score),
-                                  reason, version, bool(audit)))
+                                  reason, version, bool(audit),
+                                  None if np.isnan(prob) else float(prob), None if np.isnan(pool) else int(pool)))
     project.replace_queue(entries)
     return version
 
@@ -316,8 +361,21 @@ def predictions(snapshot: Snapshot, fitted: FitResult) -> Optional[Predictions]:
 
 
 def evaluation(project, extractor=None) -> dict:
-    """Honest report for the quality engineer: audit estimate, learning curve, plateau signal,
-    optimistic cross-validation (labelled as such). Trains a fresh model; writes nothing."""
+    """Honest report for the quality engineer; trains a fresh model, writes nothing.
+
+    Stable keys (other features build on them, e.g. stopping rules):
+
+    - ``estimate``: the estimated accuracy (0..1) of the model on images like the project's, or
+      None when there is nothing to estimate from yet;
+    - ``interval``: ``[low, high]``, its 95 % interval, or None;
+    - ``method``: in words, how the estimate was made (``method_key``: 'weighted', 'ppi',
+      'audit' or 'none'; see :mod:`inspector.core.learning.estimators`);
+    - ``n_audit``: random audit labels; ``n_labels``: every class label with features.
+
+    Also: ``estimators`` (every estimator's figure, the shown one among them),
+    ``audit_estimate`` (confusion, per-class recall and macro-F1 on the audit labels),
+    ``learning_curve``, ``stopping`` and ``cross_validation_optimistic`` (labelled as such).
+    """
     snapshot = take_snapshot(project, extractor=extractor)
     fitted = fit(snapshot, cross_validate=True)
     curve = metrics.learning_curve(project.model_versions())
@@ -327,7 +385,13 @@ def evaluation(project, extractor=None) -> dict:
         audit = dict(audit)
         audit["classes"] = [names.get(c, str(c)) for c in audit["classes"]]
         audit["per_class_recall"] = {names.get(int(k), k): v for k, v in audit["per_class_recall"].items()}
+    shown = fitted.metrics.get("estimate") or {}
     return {
+        "estimate": shown.get("estimate"),
+        "interval": shown.get("interval"),
+        "method": shown.get("method_words", estimators.METHOD_WORDS["none"]),
+        "method_key": shown.get("method", "none"),
+        "estimators": shown.get("estimators", {}),
         "n_labels": fitted.n_labels,
         "n_audit": fitted.metrics.get("n_audit", 0),
         "class_counts": {names.get(int(k), k): v for k, v in fitted.metrics["class_counts"].items()},

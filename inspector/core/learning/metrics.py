@@ -151,10 +151,11 @@ def labels_to_reach(label_counts: Sequence[int], values: Sequence[float], target
 
 
 def learning_curve(model_versions: Sequence) -> list[dict]:
-    """One point per model version: label count and the audit estimate recorded with it.
+    """One point per model version: label count and the accuracy estimate recorded with it.
 
     ``model_versions`` are store ModelVersion records (or dicts) whose ``metrics`` hold the
-    ``audit`` estimate written by the learner.
+    ``estimate`` (the shown estimator, see learner.estimate_accuracy) or, for versions written
+    before it existed, the ``audit`` estimate.
     """
     points = []
     for mv in model_versions:
@@ -162,12 +163,18 @@ def learning_curve(model_versions: Sequence) -> list[dict]:
         version = mv["version"] if isinstance(mv, dict) else mv.version
         n_labels = mv["n_labels"] if isinstance(mv, dict) else mv.n_labels
         audit = (metrics or {}).get("audit") or {}
+        shown = (metrics or {}).get("estimate") or {}
+        if shown.get("estimate") is not None:
+            accuracy, ci, method = shown["estimate"], shown.get("interval"), shown.get("method", "audit")
+        else:  # versions recorded before the estimators: the audit estimate
+            accuracy, ci, method = audit.get("accuracy"), audit.get("accuracy_ci"), "audit"
         points.append({
             "version": version,
             "n_labels": n_labels,
-            "n_audit": audit.get("n_audit", 0),
-            "accuracy": audit.get("accuracy"),
-            "accuracy_ci": audit.get("accuracy_ci"),
+            "n_audit": audit.get("n_audit", (metrics or {}).get("n_audit", 0)),
+            "accuracy": accuracy,
+            "accuracy_ci": ci,
+            "method": method if accuracy is not None else "none",
             "prediction_change": (metrics or {}).get("prediction_change"),
         })
     return points

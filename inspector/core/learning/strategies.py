@@ -31,6 +31,9 @@ from inspector.core.errors import UserError
 
 DEFAULT_STRATEGY = "uncertain_diverse"
 DEFAULT_AUDIT_SHARE = 0.10
+#: share of each batch's selection probability spread over every unlabelled image (see
+#: ``_sample_around``); 0 keeps the strategies' picks as chosen (top-k)
+DEFAULT_PICK_SAMPLING = 0.0
 
 _EPS = 1e-12
 
@@ -44,6 +47,10 @@ class Selection:
     reasons: list[str]
     name: str
     audit: np.ndarray = field(default=None)
+    #: per pick, the probability with which it was drawn among ``pool_sizes`` images still
+    #: unlabelled at its draw; NaN for picks chosen deterministically (top-k, cold start)
+    probabilities: np.ndarray = field(default=None)
+    pool_sizes: np.ndarray = field(default=None)
 
     def __post_init__(self) -> None:
         self.indices = np.asarray(self.indices, dtype=np.int64)
@@ -51,6 +58,12 @@ class Selection:
         if self.audit is None:
             self.audit = np.zeros(len(self.indices), dtype=bool)
         self.audit = np.asarray(self.audit, dtype=bool)
+        if self.probabilities is None:
+            self.probabilities = np.full(len(self.indices), np.nan)
+        self.probabilities = np.asarray(self.probabilities, dtype=np.float64)
+        if self.pool_sizes is None:
+            self.pool_sizes = np.full(len(self.indices), np.nan)
+        self.pool_sizes = np.asarray(self.pool_sizes, dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -487,12 +500,15 @@ class Strategy:
         *,
         audit_share: float = DEFAULT_AUDIT_SHARE,
         proba: Optional[np.ndarray] = None,
+        pick_sampling: float = 0.0,
         **options: Any,
     ) -> Selection:
         """Choose up to ``batch_size`` unlabelled rows of ``X_pool``; see the module docstring.
 
-        ``proba`` may pass precomputed ``model.predict_proba(X_pool)``. Raises UserError for
-        bad arguments.
+        ``proba`` may pass precomputed ``model.predict_proba(X_pool)``. ``pick_sampling`` (0..1)
+        draws the strategy's picks at random with a known probability instead of taking them
+        as chosen (see :func:`_sample_around`), so the accuracy estimate can use them too.
+        Raises UserError for bad arguments.
         """
         rng = np.random.default_rng(random_state)
         n = X_pool.shape[0]
@@ -503,10 +519,15 @@ class Strategy:
             return Selection(np.zeros(0, np.int64), np.zeros(0), [], self.name)
         if not 0.0 <= audit_share <= 1.0:
             raise UserError("audit share must be between 0 and 1")
+        if not 0.0 <= float(pick_sampling) <= 1.0:
+            raise UserError("pick sampling share must be between 0 and 1")
         # stochastic rounding keeps the expected audit share exact for small batches
         expected = b * audit_share
         n_audit = min(b, int(np.floor(expected)) + int(rng.random() < expected - np.floor(expected)))
         audit_idx = rng.choice(unlabelled, size=n_audit, replace=False) if n_audit else np.zeros(0, np.int64)
+        # drawn one after another uniformly without replacement: the j-th audit draw picked its
+        # image with probability 1 / (unlabelled - j)
+        audit_pool = len(unlabelled) - np.arange(n_audit, dtype=np.float64)
         available = np.setdiff1d(unlabelled, audit_idx, assume_unique=True)
         chooser = self.chooser
         if self.needs_model and (model is None or len(model.seen_classes) < 2):
@@ -514,6 +535,12 @@ class Strategy:
         ctx = _Context(model, X_pool, mask, available, b - n_audit, rng, proba, options)
         idx, scores, reasons = chooser(ctx) if b - n_audit > 0 else (np.zeros(0, np.int64), np.zeros(0), [])
         idx = np.asarray(idx, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float64)
+        pick_q = np.full(len(idx), np.nan)
+        pick_pool = np.full(len(idx), np.nan)
+        share = float(pick_sampling)
+        if share > 0 and len(idx):
+            idx, scores, reasons, pick_q, pick_pool = _sample_around(ctx, idx, scores, list(reasons), share)
         # audit picks go to random queue positions so they are not labelled differently
         total = len(idx) + n_audit
         audit_pos = np.sort(rng.choice(total, size=n_audit, replace=False)) if n_audit else np.zeros(0, np.int64)
@@ -525,10 +552,64 @@ class Strategy:
         order_idx[is_audit] = audit_idx
         order_idx[~is_audit] = idx
         order_scores[~is_audit] = scores
+        order_q = np.empty(total)
+        order_q[is_audit] = 1.0 / audit_pool
+        order_q[~is_audit] = pick_q
+        order_pool = np.empty(total)
+        order_pool[is_audit] = audit_pool
+        order_pool[~is_audit] = pick_pool
         it = iter(reasons)
         for p in range(total):
             order_reasons[p] = "audit" if is_audit[p] else next(it)
-        return Selection(order_idx, order_scores, order_reasons, self.name, is_audit)
+        return Selection(order_idx, order_scores, order_reasons, self.name, is_audit, order_q, order_pool)
+
+
+def _sample_around(ctx: _Context, idx: np.ndarray, scores: np.ndarray, reasons: list, share: float):
+    """Draw the batch at random, mostly among the strategy's own picks, with known probabilities.
+
+    Active testing (Kossen et al. 2021) needs every labelled pick to have been drawn with a
+    probability it can weight by. Each of the ``len(idx)`` draws (one after another, without
+    replacement) takes an image with probability proportional to
+    ``(1 - share) / len(idx)`` for the strategy's picks plus ``share`` times a floor spread over
+    every available image: half uniform, half in proportion to the model's predicted standard
+    deviation of being right, sqrt(f (1 - f)) (where the estimate's uncertainty is). So most of
+    the batch is still the strategy's choice, and every unlabelled image can be drawn.
+    Returns (indices, scores, reasons, probabilities, pool sizes) in draw order.
+    """
+    cand = ctx.candidates
+    n = len(cand)
+    k = len(idx)
+    floor = np.full(n, 0.5 / n)
+    if ctx.model is not None and len(ctx.model.seen_classes) >= 2:
+        f = ctx.probabilities()[cand].max(axis=1).astype(np.float64)
+        sd = np.sqrt(np.clip(f * (1.0 - f), 0.0, None))
+        if sd.sum() > 0:
+            floor += 0.5 * sd / sd.sum()
+        else:
+            floor += 0.5 / n
+    else:
+        floor += 0.5 / n
+    weight = share * floor
+    position = {int(r): p for p, r in enumerate(cand.tolist())}
+    chosen_at = np.array([position[int(r)] for r in idx], np.int64)
+    weight[chosen_at] += (1.0 - share) / k
+    score_of = {int(r): (s, why) for r, s, why in zip(idx.tolist(), scores.tolist(), reasons)}
+    taken = np.zeros(n, bool)
+    out_idx, out_scores, out_reasons, out_q, out_pool = [], [], [], [], []
+    for draw in range(k):
+        w = np.where(taken, 0.0, weight)
+        total = w.sum()
+        p = int(ctx.rng.choice(n, p=w / total))
+        taken[p] = True
+        row = int(cand[p])
+        out_idx.append(row)
+        out_q.append(float(w[p] / total))
+        out_pool.append(float(n - draw))
+        s, why = score_of.get(row, (np.nan, None))
+        out_scores.append(s)
+        out_reasons.append(why or "sampled: a random check on the estimate")
+    return (np.asarray(out_idx, np.int64), np.asarray(out_scores, np.float64), out_reasons,
+            np.asarray(out_q), np.asarray(out_pool))
 
 
 def labelled_mask(labelled, n: int) -> np.ndarray:

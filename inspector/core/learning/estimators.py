@@ -1,0 +1,352 @@
+"""Accuracy estimates with valid 95 % intervals, from more than the random audit labels.
+
+Three estimators of the accuracy a model reaches on images like the project's, each scored only
+with predictions of a model that did not train on the labels being scored (out of sample):
+
+``audit``
+    The plain audit estimate: the share of random audit labels the model got right, with a
+    (continuity-corrected) Wilson interval. Always valid, wide with few audit labels. The fallback.
+
+``ppi`` — prediction-powered inference (Angelopoulos et al., Science 2023; PPI++ power tuning,
+    Angelopoulos, Duchi & Zrnic 2023)
+    The model's own expected accuracy over every image of the pool (the mean of its probability
+    of being right, see :func:`predicted_correctness`), corrected by the residuals
+    ``right - predicted probability of being right`` on the random audit labels. The correction
+    makes it unbiased however good or bad the probabilities are; the tuning factor ``lambda``
+    (in [0, 1]) shrinks the use of the predictions when they carry no information, so the
+    estimate is never worse than the plain audit one (lambda = 0 *is* the plain audit mean).
+
+``weighted`` — importance-weighted over every sampled label (LURE, Farquhar et al. 2021;
+    active testing, Kossen et al. 2021), with the same prediction-powered correction
+    Every label whose pick was *sampled* with a recorded probability (audit picks and, when
+    pick sampling is on, the strategy's picks) counts, weighted by how unlikely its pick was, so
+    the labels crowding the decision boundary do not bias the figure. Picks chosen
+    deterministically (top-k, cold start) have no probability and are left out.
+
+:func:`choose` picks the one shown: the first of ``weighted``, ``ppi``, ``audit`` that has enough
+labels (:data:`MIN_SAMPLED`, :data:`MIN_AUDIT_FOR_PPI`); the reasons for that order are measured
+by ``tests/benchmarks/bench_estimators.py`` (see docs/ARCHITECTURE.md).
+
+The estimate refers to the model that produced the predictions (trained without the scored
+labels), so it is slightly conservative for the model trained on every label.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from inspector.core.learning.metrics import Z95, wilson_interval
+
+#: below this many audit labels the prediction-powered interval is not trusted (its variance is
+#: estimated from the residuals of these labels); the plain audit estimate is shown instead
+MIN_AUDIT_FOR_PPI = 10
+#: below this many sampled labels the importance-weighted estimate is not shown
+MIN_SAMPLED = 20
+
+METHOD_WORDS = {
+    "audit": "random audit labels only (Wilson interval)",
+    "ppi": "model's predictions on every image, corrected by the random audit labels (prediction-powered)",
+    "weighted": "every sampled label, importance-weighted by its selection probability, "
+                "plus the model's predictions on every image",
+    "none": "no estimate yet: label the images queued as 'audit'",
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One estimate of a proportion with its 95 % interval and the words for its method."""
+
+    method: str  # 'audit', 'ppi', 'weighted' or 'none'
+    estimate: Optional[float]
+    interval: Optional[tuple[float, float]]
+    n: int  # labels the estimate scored
+    details: dict = field(default_factory=dict)
+
+    @property
+    def words(self) -> str:
+        return METHOD_WORDS.get(self.method, self.method)
+
+    @property
+    def width(self) -> Optional[float]:
+        return None if self.interval is None else self.interval[1] - self.interval[0]
+
+    def as_dict(self) -> dict:
+        return {"method": self.method, "method_words": self.words, "estimate": self.estimate,
+                "interval": None if self.interval is None else [float(self.interval[0]), float(self.interval[1])],
+                "n": int(self.n), **({"details": self.details} if self.details else {})}
+
+
+def none_estimate(n: int = 0) -> Estimate:
+    return Estimate("none", None, None, n)
+
+
+def predicted_correctness(proba: np.ndarray) -> np.ndarray:
+    """The model's probability of being right on each row: the probability of its predicted class.
+
+    Every prediction-powered estimate takes its probabilities through here, so calibrated
+    probabilities (when the project has a calibrator) are used in one place.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    return proba.max(axis=1)
+
+
+def _clip_interval(centre: float, half: float) -> tuple[float, float]:
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def audit_accuracy(correct: np.ndarray) -> Estimate:
+    """Share right among random audit labels with a continuity-corrected Wilson interval."""
+    correct = np.asarray(correct, dtype=bool)
+    n = len(correct)
+    if n == 0:
+        return none_estimate()
+    k = int(correct.sum())
+    return Estimate("audit", k / n, wilson_interval(k, n), n)
+
+
+def tuned_lambda(y: np.ndarray, f: np.ndarray, n_pool: int) -> float:
+    """PPI++ power tuning: the lambda minimising the variance, clipped to [0, 1].
+
+    lambda = Cov(y, f) / ((1 + n / N) Var(f)); 0 when the predictions do not vary.
+    """
+    n = len(y)
+    if n < 2:
+        return 0.0
+    var_f = float(np.var(f, ddof=1))
+    if var_f <= 1e-12:
+        return 0.0
+    cov = float(np.cov(y, f, ddof=1)[0, 1])
+    lam = cov / ((1.0 + n / max(n_pool, 1)) * var_f)
+    return float(min(1.0, max(0.0, lam)))
+
+
+def ppi_mean(y: np.ndarray, f_labelled: np.ndarray, f_pool: np.ndarray, lam: Optional[float] = None,
+             residual_floor: Optional[float] = None) -> tuple[float, float, float]:
+    """Prediction-powered mean of ``y`` (PPI++). Returns (estimate, standard error, lambda).
+
+    ``y`` are outcomes on uniformly sampled labelled rows, ``f_labelled`` the predictions there,
+    ``f_pool`` the predictions on the pool the estimate is about. ``lam`` None tunes it.
+    ``residual_floor``: a lower bound on the residual variance (guards against a handful of
+    labels whose residuals happen to agree: such agreement is no evidence of precision).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    fl = np.asarray(f_labelled, dtype=np.float64)
+    fp = np.asarray(f_pool, dtype=np.float64)
+    n, N = len(y), len(fp)
+    if lam is None:
+        lam = tuned_lambda(y, fl, N)
+    resid = y - lam * fl
+    est = float(lam * fp.mean() + resid.mean())
+    var_r = float(np.var(resid, ddof=1)) if n > 1 else 0.25
+    if residual_floor is not None:
+        var_r = max(var_r, residual_floor)
+    var_p = float(np.var(fp, ddof=1)) if N > 1 else 0.0
+    se = math.sqrt(var_r / n + lam * lam * var_p / max(N, 1))
+    return est, se, float(lam)
+
+
+def ppi_accuracy(correct: np.ndarray, f_audit: np.ndarray, f_pool: np.ndarray) -> Estimate:
+    """Prediction-powered accuracy from random audit labels and the predictions on the pool.
+
+    ``correct``: whether the model was right on each audit label; ``f_audit`` / ``f_pool``: its
+    predicted probability of being right there and on every image of the pool (audit rows
+    included). With fewer than :data:`MIN_AUDIT_FOR_PPI` audit labels: the plain audit estimate.
+    The residual variance is floored at the model's own predicted residual variance
+    (mean f (1 - f), exact for calibrated probabilities) so that ten audit labels that happen to
+    agree cannot produce a falsely narrow interval.
+    """
+    correct = np.asarray(correct, dtype=np.float64)
+    n = len(correct)
+    if n < MIN_AUDIT_FOR_PPI:
+        return audit_accuracy(correct.astype(bool))
+    f_pool = np.asarray(f_pool, dtype=np.float64)
+    floor = float(np.mean(f_pool * (1.0 - f_pool)))
+    est, se, lam = ppi_mean(correct, f_audit, f_pool, residual_floor=floor)
+    est = min(1.0, max(0.0, est))
+    return Estimate("ppi", est, _clip_interval(est, Z95 * se), n,
+                    {"lambda": round(lam, 3), "predicted_accuracy": float(np.mean(f_pool))})
+
+
+def lure_weights(q: np.ndarray, remaining: np.ndarray) -> np.ndarray:
+    """LURE weights (Farquhar et al. 2021) for labels drawn one after another without replacement.
+
+    ``q[m]`` is the probability with which draw ``m`` picked its image among the ``remaining[m]``
+    images still unlabelled at that draw (draw order). With N the pool size at the first draw
+    and M the number of draws: v_m = 1 + (N - M) / (N - m) * (1 / ((N - m + 1) q_m) - 1), so
+    ``mean(v * loss)`` is unbiased for the pool's mean loss.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    remaining = np.asarray(remaining, dtype=np.float64)
+    M = len(q)
+    if M == 0:
+        return np.zeros(0)
+    N = float(remaining[0])
+    m = np.arange(1, M + 1, dtype=np.float64)
+    factor = np.where(N - m > 0, (N - M) / np.maximum(N - m, 1.0), 0.0)
+    return 1.0 + factor * (1.0 / (remaining * q) - 1.0)
+
+
+def weighted_accuracy(correct: np.ndarray, f_sampled: np.ndarray, q: np.ndarray, remaining: np.ndarray,
+                      f_pool: np.ndarray) -> Estimate:
+    """Importance-weighted accuracy over every sampled label, with a prediction-powered correction.
+
+    Rows are the sampled labels in the order they were drawn: whether the scoring model was
+    right, its predicted probability of being right, the pick's selection probability ``q`` and
+    the number of unlabelled images when it was drawn. ``f_pool``: predicted probability of being
+    right on every image of the pool. Estimate = lambda * mean(f_pool) + mean(v * (right - lambda f)),
+    lambda tuned for the smallest variance; the interval is normal with a variance floored, as
+    for :func:`ppi_accuracy`, at the model's own predicted residual variance (weighted).
+    """
+    correct = np.asarray(correct, dtype=np.float64)
+    M = len(correct)
+    if M < MIN_SAMPLED:
+        return none_estimate(M)
+    f = np.asarray(f_sampled, dtype=np.float64)
+    f_pool = np.asarray(f_pool, dtype=np.float64)
+    v = lure_weights(q, remaining)
+    a, b = v * correct, v * f
+    var_b = float(np.var(b, ddof=1))
+    lam = 0.0 if var_b <= 1e-12 else float(min(1.0, max(0.0, np.cov(a, b, ddof=1)[0, 1] / var_b)))
+    terms = a - lam * b
+    est = float(lam * f_pool.mean() + terms.mean())
+    var_t = float(np.var(terms, ddof=1))
+    var_t = max(var_t, float(np.mean(v * v * f * (1.0 - f))))
+    se = math.sqrt(var_t / M)
+    est = min(1.0, max(0.0, est))
+    return Estimate("weighted", est, _clip_interval(est, Z95 * se), M,
+                    {"lambda": round(lam, 3), "max_weight": float(v.max()),
+                     "effective_labels": float(v.sum() ** 2 / max(float((v * v).sum()), 1e-12))})
+
+
+def choose(candidates: Sequence[Estimate]) -> Estimate:
+    """The estimate to show: the first of weighted, ppi, audit that exists (see module docstring)."""
+    by_method = {e.method: e for e in candidates}
+    for name in ("weighted", "ppi", "audit"):
+        e = by_method.get(name)
+        if e is not None and e.estimate is not None:
+            return e
+    n = max((e.n for e in candidates), default=0)
+    return none_estimate(n)
+
+
+# --------------------------------------------------------------------------- the whole picture
+
+
+@dataclass
+class Scored:
+    """Out-of-sample predictions for every labelled image and every unlabelled one.
+
+    Labelled rows (in the order they were labelled): true class, out-of-sample probabilities,
+    whether the pick was a random audit pick, and the pick's selection probability and the
+    number of unlabelled images when it was drawn (NaN when the pick was not sampled: top-k
+    picks, cold start, labels given outside the queue, labels from before they were recorded).
+    ``proba_unlabelled``: probabilities of the model trained without the audit labels on every
+    unlabelled image.
+    """
+
+    y: np.ndarray
+    proba: np.ndarray
+    classes: np.ndarray
+    is_audit: np.ndarray
+    q: np.ndarray
+    remaining: np.ndarray
+    proba_unlabelled: np.ndarray
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.classes[np.argmax(self.proba, axis=1)]
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.predicted == self.y
+
+
+def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, classes: np.ndarray,
+                  kind: str, random_state: int = 0, folds: int = 4, unlabelled: Optional[np.ndarray] = None,
+                  shadow=None) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities for every labelled row from a model that did not train on it (cross-fitting).
+
+    Audit rows and the unlabelled rows are predicted by one model trained on every non-audit
+    label (``shadow``, fitted here when not given); the non-audit labelled rows by ``folds``
+    models, each trained on every non-audit label outside its fold. Returns
+    (proba of the labelled rows, proba of the unlabelled rows).
+    """
+    from inspector.core.learning.models import fit_model
+
+    rows = np.asarray(rows, np.int64)
+    y = np.asarray(y, np.int64)
+    is_audit = np.asarray(is_audit, bool)
+    if unlabelled is None:
+        mask = np.ones(X.shape[0], bool)
+        mask[rows] = False
+        unlabelled = np.flatnonzero(mask)
+    out = np.zeros((len(rows), len(classes)), np.float64)
+    train = ~is_audit
+    if shadow is None:
+        shadow = fit_model(X[rows[train]], y[train], classes, kind=kind, random_state=random_state)
+    out[is_audit] = shadow.predict_proba(X[rows[is_audit]])
+    proba_unlabelled = shadow.predict_proba(X[unlabelled]) if len(unlabelled) else np.zeros((0, len(classes)))
+    active = np.flatnonzero(train)
+    if len(active):
+        k = int(min(folds, len(active)))
+        fold_of = np.random.default_rng(random_state).permutation(len(active)) % max(k, 1)
+        for f in range(k):
+            held = active[fold_of == f]
+            fit_rows = active[fold_of != f]
+            if len(fit_rows) == 0:
+                out[held] = shadow.predict_proba(X[rows[held]])
+                continue
+            m = fit_model(X[rows[fit_rows]], y[fit_rows], classes, kind=kind, random_state=random_state)
+            out[held] = m.predict_proba(X[rows[held]])
+    return out, np.asarray(proba_unlabelled, np.float64)
+
+
+def accuracy_estimates(scored: Scored) -> dict[str, Estimate]:
+    """Every accuracy estimator on the same out-of-sample predictions; keys are method names.
+
+    The estimates are about the whole pool (labelled and unlabelled images). Labelled images
+    that were not sampled with a known probability are a *census*: their out-of-sample
+    correctness is known exactly and enters with its share of the pool; the sampled part
+    estimates the rest.
+    """
+    correct = scored.correct
+    f = predicted_correctness(scored.proba)
+    f_unl = predicted_correctness(scored.proba_unlabelled) if len(scored.proba_unlabelled) else np.zeros(0)
+    audit = scored.is_audit
+    N = len(correct) + len(f_unl)
+    out = {"audit": audit_accuracy(correct[audit])}
+
+    # prediction-powered: census = labelled non-audit images, the rest = unlabelled + audit
+    census = ~audit
+    rest_f = np.concatenate([f_unl, f[audit]])
+    ppi = ppi_accuracy(correct[audit], f[audit], rest_f)
+    out["ppi"] = _with_census(ppi, correct[census], N)
+
+    # importance-weighted: census = labelled images without a selection probability
+    sampled = np.isfinite(scored.q) & np.isfinite(scored.remaining) & (scored.q > 0)
+    rest_f = np.concatenate([f_unl, f[sampled]])
+    w = weighted_accuracy(correct[sampled], f[sampled], scored.q[sampled], scored.remaining[sampled], rest_f)
+    out["weighted"] = _with_census(w, correct[~sampled], N)
+    return out
+
+
+def _with_census(e: Estimate, census_correct: np.ndarray, n_pool: int) -> Estimate:
+    """Combine an estimate over the non-census part with the census's known correctness."""
+    if e.estimate is None or e.method == "audit" or n_pool <= 0:
+        return e
+    share = len(census_correct) / n_pool
+    if share <= 0:
+        return e
+    known = float(np.mean(census_correct))
+    centre = share * known + (1 - share) * e.estimate
+    low, high = e.interval
+    interval = (share * known + (1 - share) * low, share * known + (1 - share) * high)
+    return Estimate(e.method, centre, interval, e.n + len(census_correct),
+                    {**e.details, "census_share": round(share, 3)})
