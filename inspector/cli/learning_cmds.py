@@ -167,11 +167,15 @@ def cmd_label(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from inspector.core.learning import learner
 
+    from inspector.core.learning import stopping
+
     project = open_project(args.project, read_only=True)
     try:
         report = learner.evaluation(project)
+        target, budget = stopping.read_goals(project)
     finally:
         project.close()
+    report["goals"] = goals_report(report, target, budget)
     if args.json:
         print_json(report)
         return 0
@@ -205,7 +209,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"Cross-validation on all labels (OPTIMISTIC, labels were chosen actively): "
               f"accuracy {cv['accuracy']:.1%}, macro-F1 {cv['macro_f1']:.3f}")
     print(report["stopping"]["message"])
+    goals = report["goals"]
+    if goals["target"] is None and goals["budget"] is None:
+        print("No target or budget set (inspector target PROJECT accuracy=0.95 --budget 400).")
+    for sentence in (goals["target_sentence"], goals["budget_sentence"]):
+        if sentence:
+            print(sentence)
+    needed = goals.get("labels_still_needed")
+    if needed and needed["status"] != "reached":
+        print(needed["message"])
     return 0
+
+
+def goals_report(report: dict, target, budget) -> dict:
+    """Target, budget, where the project stands and the labels still needed, for `evaluate`.
+
+    Judged on the report's own (freshly trained) estimate; labels counted as the report does."""
+    from inspector.core.learning import stopping
+
+    status = stopping.goal_status(target, budget, int(report.get("n_labels") or 0), report)
+    out = status.as_dict()
+    if target is None:
+        out["labels_still_needed"] = None
+    elif status.target_shown:
+        out["labels_still_needed"] = {"status": "reached", "until_crossing": None, "until_shown": None,
+                                      "message": "The target is shown: no more labels are needed for it."}
+    else:
+        out["labels_still_needed"] = stopping.labels_still_needed(report.get("learning_curve") or [], target)
+    return out
 
 
 # --------------------------------------------------------------------------- simulate

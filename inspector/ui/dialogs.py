@@ -239,6 +239,10 @@ class SettingsDialog(QDialog):
         form.addRow("Batch (queue) size", self.queue_size)
         form.addRow("Audit share", self.audit)
         form.addRow("Retrain every N labels", self.retrain_every)
+        from inspector.ui.goals import GoalsEditor
+
+        self.goals_editor = GoalsEditor(*session.goals(), parent=self)
+        form.addRow(self.goals_editor)
         form.addRow(QLabel("<i>The settings above are saved in the project.</i>"))
         form.addRow("Annotator name", self.annotator)
         form.addRow("Theme", self.theme)
@@ -262,6 +266,9 @@ class SettingsDialog(QDialog):
             project.set_setting(learner.SETTING_QUEUE_SIZE, candidate.queue_size)
             project.set_setting(learner.SETTING_AUDIT_SHARE, candidate.audit_share)
             project.set_setting(retrain_key, self.retrain_every.value())
+            goals = self.goals_editor.goals()
+            if goals != tuple(self.session.goals()):
+                self.session.set_goals(*goals)
         except UserError as exc:
             show_error(self, "Settings", str(exc))
             return

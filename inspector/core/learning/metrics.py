@@ -175,6 +175,8 @@ def learning_curve(model_versions: Sequence) -> list[dict]:
             "accuracy": accuracy,
             "accuracy_ci": ci,
             "method": method if accuracy is not None else "none",
+            "macro_f1": audit.get("macro_f1"),
+            "macro_f1_ci": audit.get("macro_f1_ci"),
             "prediction_change": (metrics or {}).get("prediction_change"),
         })
     return points
