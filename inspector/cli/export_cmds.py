@@ -22,18 +22,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(classes, extractor, honest metrics, review threshold, checksum; no code inside).")
     export.add_argument("project")
     export.add_argument("out", help="model file to write (e.g. line3.inspector-model)")
+    export.add_argument("--escape-target", type=float, default=None, metavar="RATE",
+                        help="largest share of defective parts that may pass without review, e.g. 0.01 "
+                             "(default: the project's setting, 1 %%)")
+    export.add_argument("--review-threshold", type=float, default=None, metavar="P",
+                        help="use this review threshold even if the labels cannot show the escape target "
+                             "(default: chosen from the labels; a model not shown safe routes every part to review)")
     export.add_argument("--quiet", action="store_true")
     export.set_defaults(handler=cmd_export_model)
 
     predict = subparsers.add_parser(
         "predict", help="predict image files and folders with an exported model; CSV out",
-        description="One CSV row per image: path, predicted class, confidence, probability per class, review "
-                    "(confidence below the reject threshold) and error (unreadable files).")
+        description="One CSV row per image: path, predicted class, calibrated confidence, probability per class, "
+                    "probability of an acceptable class, novelty, route (pass/defect/review), review, review "
+                    "reason and error (unreadable files).")
     predict.add_argument("model", help="model file written by export-model")
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     predict.add_argument("--csv", metavar="OUT", help="write the CSV here (default: standard output)")
     predict.add_argument("--reject-below", type=float, default=None, metavar="P",
-                         help="route images with confidence below P to review (default: the model's recommendation)")
+                         help="review threshold P instead of the model's (a part predicted acceptable passes only "
+                              "when its probability of being acceptable is at least P)")
     predict.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: all cores)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar")
     predict.set_defaults(handler=cmd_predict)
@@ -63,22 +71,49 @@ def cmd_export_model(args: argparse.Namespace) -> int:
 
     with open_project(args.project, read_only=True) as project:
         with terminal_progress("Exporting model", enabled=not args.quiet) as progress:
-            path = export_model(project, Path(args.out), progress=progress)
+            path = export_model(project, Path(args.out), progress=progress, escape_target=args.escape_target,
+                                review_threshold=args.review_threshold)
     model = load_model(path)  # read back: proves the file is complete and loadable
     audit = model.metrics.get("audit_estimate")
+    shown = model.metrics.get("accuracy_estimate") or {}
     line = f"Wrote {path}: {model.kind} model, {len(model.class_names)} classes, {model.training['n_labels']} labels"
-    if audit and audit.get("accuracy") is not None:
+    if shown.get("estimate") is not None:
+        lo, hi = shown["interval"]
+        line += f"; estimated accuracy {shown['estimate']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, from {shown['method']})"
+    elif audit and audit.get("accuracy") is not None:
         lo, hi = audit["accuracy_ci"]
         line += f"; estimated accuracy {audit['accuracy']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, {audit['n_audit']} audit labels)"
     else:
         line += "; no audit labels, so no honest accuracy estimate"
     print(line)
-    print(f"Recommended review threshold: {model.reject_threshold:.3f}")
+    threshold = model.header.get("reject_threshold") or {}
+    acceptable = model.header.get("acceptable_classes") or []
+    print(f"Acceptable classes: {', '.join(acceptable) if acceptable else 'none (every class is a defect kind)'}")
+    if model.reject_threshold is None:
+        print("Review threshold: NONE - every part is routed to review.")
+        print(threshold.get("explanation", ""))
+    else:
+        print(f"Review threshold: {model.reject_threshold:.3f} ({threshold.get('set_by', '')})")
+        if threshold.get("explanation"):
+            print(threshold["explanation"])
+    escape = model.header.get("escape_estimate")
+    if escape and escape.get("escape_rate") is not None:
+        lo, hi = escape["escape_rate_ci"]
+        rlo, rhi = escape["review_share_ci"]
+        print(f"Audit estimate: escape rate {escape['escape_rate']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, "
+              f"{escape['n_defective']} defective audit parts), review share {escape['review_share']:.0%} "
+              f"({rlo:.0%}-{rhi:.0%})")
+    calibration = model.header.get("calibration") or {}
+    rel = calibration.get("reliability_audit") or calibration.get("reliability")
+    if rel and rel.get("ece") is not None:
+        print(f"Calibration: temperature {calibration['temperature']:.2f}, shrinkage {calibration['shrink']:.3f}; "
+              f"expected calibration error {rel['ece']:.3f} on {rel['n']} {rel.get('basis', '')}")
     return 0
 
 
 def prediction_columns(class_names) -> list[str]:
-    return ["path", "predicted", "confidence", *[f"p_{name}" for name in class_names], "review", "error"]
+    return ["path", "predicted", "confidence", *[f"p_{name}" for name in class_names], "p_acceptable", "novelty",
+            "route", "review", "review_reason", "error"]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -102,12 +137,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # Keep only probabilities (a few numbers per image), not feature vectors, so a folder of
     # 100,000 images needs little memory; rows are written in the order the paths were given.
     proba = np.zeros((len(paths), len(model.class_names)))
+    novelty = np.full(len(paths), np.nan)
     errors: list = [None] * len(paths)
     batch: list = []
 
     def flush() -> None:
         if batch:
-            proba[[r.index for r in batch]] = model.predict_proba_features(np.stack([r.features for r in batch]))
+            index = [r.index for r in batch]
+            X = np.stack([r.features for r in batch])
+            proba[index] = model.predict_proba_features(X)
+            scores = model.novelty_scores(X)
+            if scores is not None:
+                novelty[index] = scores
             batch.clear()
 
     with terminal_progress("Predicting", enabled=not args.quiet) as progress:
@@ -120,6 +161,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 flush()
         flush()
     threshold = model.reject_threshold if args.reject_below is None else args.reject_below
+    usable = np.array([e is None for e in errors], bool)
+    route_path, route_review, route_reasons, p_acc = model.decide(
+        proba[usable], novelty[usable] if model.confidence.novelty is not None else None, threshold)
+    at = np.cumsum(usable) - 1  # row in the usable arrays
     columns = prediction_columns(model.class_names)
     temporary = None if target is None else target.with_name(f".{target.name}.{os.getpid()}.part")
     n_review = n_error = 0
@@ -131,14 +176,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
             for i, path in enumerate(paths):
                 if errors[i] is not None:
                     n_error += 1
-                    writer.writerow([str(path), "", "", *[""] * len(model.class_names), "", errors[i]])
+                    writer.writerow([str(path), "", "", *[""] * len(model.class_names), "", "", "", "", "", errors[i]])
                     continue
                 top = int(np.argmax(proba[i]))
                 confidence = float(proba[i, top])
-                review = confidence < threshold
+                r = int(at[i])
+                review = bool(route_review[r])
                 n_review += review
                 writer.writerow([str(path), model.class_names[top], f"{confidence:.6f}",
-                                 *[f"{v:.6f}" for v in proba[i]], "True" if review else "False", ""])
+                                 *[f"{v:.6f}" for v in proba[i]], f"{p_acc[r]:.6f}",
+                                 "" if np.isnan(novelty[i]) else f"{novelty[i]:.4f}", str(route_path[r]),
+                                 "True" if review else "False", route_reasons[r], ""])
             if target is None:
                 sys.stdout.write(handle.getvalue())
         if target is not None:
@@ -147,7 +195,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
         raise UserError(f"cannot write {args.csv}: {exc.strerror or exc}") from None
-    print(f"Predicted {len(paths) - n_error} images: {n_review} for review (confidence below {threshold:.3f}), "
+    rule = ("every part: the model was not shown safe" if threshold is None
+            else f"threshold {threshold:.3f}, novel parts, predicted defects to the defect path")
+    n_defect = int(np.sum(route_path == "defect"))
+    print(f"Predicted {len(paths) - n_error} images: {n_review} for review ({rule}), {n_defect} to the defect path, "
           f"{n_error} unreadable" + (f"; wrote {target}" if target else ""), file=sys.stderr)
     return 0
 

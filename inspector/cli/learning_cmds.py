@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--test-fraction", type=float, default=0.3, help="held-out share per class (default 0.3)")
     sim.add_argument("--audit-share", type=float, default=None, help="random audit share of each batch (default 0.1)")
     sim.add_argument("--model", choices=("logistic", "svm", "forest"), default="logistic")
+    sim.add_argument("--pick-sampling", type=float, default=None,
+                     help="share of each batch's selection probability spread beyond the strategy's picks, so the "
+                          "accuracy estimate can weight them (default: the learner's default)")
     sim.add_argument("--out", default="simulation", help="output folder (default ./simulation)")
     sim.add_argument("--workers", type=int, default=None, help="feature worker processes (default: all cores)")
     sim.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -180,10 +183,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print_json(report)
         return 0
     print(f"Labels: {report['n_labels']} ({report['n_audit']} random audit labels)")
+    if report["estimate"] is not None:
+        lo, hi = report["interval"]
+        print(f"Estimated accuracy: {report['estimate']:.1%}  95 % interval {lo:.1%}-{hi:.1%}")
+        print(f"  method: {report['method']}")
+        for key, e in report["estimators"].items():
+            if e.get("estimate") is not None and key != report["method_key"]:
+                elo, ehi = e["interval"]
+                print(f"  also: {e['method_words']}: {e['estimate']:.1%} ({elo:.1%}-{ehi:.1%})")
     audit = report["audit_estimate"]
     if audit:
         lo, hi = audit["accuracy_ci"]
-        print(f"Estimated accuracy (from audit labels, model trained without them): "
+        print(f"Audit labels alone (model trained without them): "
               f"{audit['accuracy']:.1%}  95 % interval {lo:.1%}-{hi:.1%}")
         if audit["macro_f1_ci"]:
             flo, fhi = audit["macro_f1_ci"]
@@ -243,14 +254,21 @@ def goals_report(report: dict, target, budget) -> dict:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from inspector.core.learning.simulate import SimulationSettings, folder_dataset, simulate, write_outputs
-    from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_STRATEGY
+    from inspector.core.learning.simulate import (
+        SimulationSettings,
+        folder_dataset,
+        print_estimator_table,
+        simulate,
+        write_outputs,
+    )
+    from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_PICK_SAMPLING, DEFAULT_STRATEGY
 
     out = Path(args.out)
     settings = SimulationSettings(
         strategies=args.strategy or [DEFAULT_STRATEGY], budget=args.budget, batch=args.batch, initial=args.initial,
         seeds=args.seeds, test_fraction=args.test_fraction,
-        audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model)
+        audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model,
+        pick_sampling=DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling)
     with terminal_progress("Reading images", enabled=not args.quiet) as progress:
         X, y, class_names, _ = folder_dataset(Path(args.images), workers=args.workers, progress=progress,
                                               cache=out / "features.npz")
@@ -258,6 +276,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         summary = simulate(X, y, class_names, settings, progress=progress)
     paths = write_outputs(summary, out)
     print_table(summary, file=sys.stdout)
+    print_estimator_table(summary, file=sys.stdout)
     print(f"Wrote {paths['summary']}, {paths['curves']} and {paths['plot']}")
     return 0
 

@@ -103,29 +103,37 @@ class ExportTraining:
 
 
 def train_for_export(project, progress: Optional[ProgressCallback] = None,
-                     cancel: Optional[CancelToken] = None) -> ExportTraining:
+                     cancel: Optional[CancelToken] = None, escape_target: Optional[float] = None,
+                     review_threshold: Optional[float] = None) -> ExportTraining:
     """Train on every current class label with the project's learner settings; estimate honestly.
 
     Returns an :class:`ExportTraining`. The audit estimate comes from a model trained without the
-    audit labels (as in the app); cross-validation on all labels is kept as an optimistic figure.
+    audit labels (as in the app); cross-validation on all labels is kept as an optimistic figure
+    and is also what the calibration and the escape-safe review threshold are fitted on
+    (:mod:`inspector.core.learning.routing`). ``escape_target`` overrides the project's target;
+    ``review_threshold`` is an engineer's explicit threshold, used even when the labels do not
+    show the target (the file records that it was set by hand and what the labels say about it).
     Raises :class:`UserError` when there are no features or fewer than two labelled classes.
     """
-    from inspector.core.learning import learner, metrics
-    from inspector.core.learning.models import fit_model
+    from inspector.core.learning import learner, metrics, routing
 
     report(progress, 0, 4, "reading labels and features")
     snapshot = learner.take_snapshot(project)
+    if escape_target is not None:
+        if not 0.0 < escape_target < 1.0:
+            raise UserError("the escape target must be between 0 and 1 (e.g. 0.01 for 1 %)")
+        snapshot.escape_target = float(escape_target)
+    if review_threshold is not None and not 0.0 <= review_threshold <= 1.0:
+        raise UserError("the review threshold must be between 0 and 1")
     rows, y, is_audit = snapshot.labelled_rows()
     if len(np.unique(y)) < 2:
         raise UserError("label images of at least two classes before exporting a model")
     check(cancel)
-    report(progress, 1, 4, "training the model on every label")
+    report(progress, 1, 4, "training and calibrating the model on every label")
     fitted = learner.fit(snapshot, cancel=cancel)
     check(cancel)
-    s = snapshot.settings
-    X = snapshot.X[rows]
     report(progress, 2, 4, "cross-validating (optimistic figure)")
-    cv_proba = cross_validated_proba(X, y, snapshot.classes, s.kind, s.random_state, cancel=cancel)
+    cv_proba = None if fitted.oof_proba is None else fitted.model.calibration.apply(fitted.oof_proba)
     cross_validation: dict = {"kind": "cross-validation on all labels (OPTIMISTIC: actively chosen labels are not "
                                       "a random sample)", "accuracy": None, "macro_f1": None, "n": int(len(y))}
     if cv_proba is not None:
@@ -133,19 +141,17 @@ def train_for_export(project, progress: Optional[ProgressCallback] = None,
         cross_validation.update(accuracy=float(np.mean(cv_pred == y)), macro_f1=metrics.macro_f1(y, cv_pred),
                                 confusion=metrics.confusion_matrix(y, cv_pred, snapshot.classes.tolist()).tolist())
     report(progress, 3, 4, "choosing the review threshold")
-    held_out = None
-    if is_audit.sum() >= MIN_AUDIT_FOR_THRESHOLD and (~is_audit).sum() > 0 and len(np.unique(y[~is_audit])) >= 2:
-        shadow = fit_model(X[~is_audit], y[~is_audit], snapshot.classes, kind=s.kind, random_state=s.random_state)
-        held_out = HeldOut("audit", y[is_audit], shadow.predict_proba(X[is_audit]).astype(np.float64), snapshot.classes)
-    elif cv_proba is not None:
-        held_out = HeldOut("cross-validation", y, cv_proba, snapshot.classes)
-    if held_out is not None:
-        threshold = recommend_threshold(held_out.y_true, held_out.proba, held_out.classes)
-        threshold["basis"] = ("random audit labels predicted by a model trained without them" if held_out.basis == "audit"
-                              else f"cross-validation on all labels (fewer than {MIN_AUDIT_FOR_THRESHOLD} audit labels; "
-                                   "may be optimistic)")
+    held_out = None if cv_proba is None else HeldOut("cross-validation", y, cv_proba, snapshot.classes)
+    threshold = dict(fitted.metrics["review_threshold"])
+    if review_threshold is not None:
+        at = (routing.escapes_at(y, cv_proba, snapshot.classes, snapshot.acceptable_columns(), review_threshold)
+              if cv_proba is not None else {})
+        threshold = {**threshold, "chosen": threshold.get("value"), "value": float(review_threshold),
+                     "set_by": "engineer", "escape_rate": at.get("escape_rate"), "review_share": at.get("review_share"),
+                     "explanation": f"Set by the engineer to {review_threshold:.3f}. What the labels say: "
+                                    + threshold.get("explanation", "")}
     else:
-        threshold = {"value": 0.0, "explanation": "too few labels per class to choose a threshold", "basis": None}
+        threshold["set_by"] = "escape target" if threshold.get("shown_safe") else "not shown safe: every part to review"
     report(progress, 4, 4, "")
     latest = project.latest_model_version()
     return ExportTraining(fitted.model, snapshot, fitted.metrics, held_out, threshold, cross_validation,
@@ -153,7 +159,8 @@ def train_for_export(project, progress: Optional[ProgressCallback] = None,
 
 
 def export_model(project, out_path: Path, progress: Optional[ProgressCallback] = None,
-                 cancel: Optional[CancelToken] = None) -> Path:
+                 cancel: Optional[CancelToken] = None, escape_target: Optional[float] = None,
+                 review_threshold: Optional[float] = None) -> Path:
     """Train on the project's current labels and write the model file to ``out_path``.
 
     Returns the written path. Raises :class:`UserError` when the project cannot give a model
@@ -166,7 +173,8 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise ModelFileError(f"folder {out_path.parent} does not exist")
-    training = train_for_export(project, progress=progress, cancel=cancel)
+    training = train_for_export(project, progress=progress, cancel=cancel, escape_target=escape_target,
+                                review_threshold=review_threshold)
     spec, arrays = model_arrays(training.model)
     snapshot = training.snapshot
     names = snapshot.class_names
@@ -194,10 +202,46 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
             "note": "trained for export on every current class label of the project with its learner settings",
         },
         "metrics": {
+            "accuracy_estimate": _estimate_for_file(training.metrics.get("estimate")),
             "audit_estimate": audit,
             "audit_note": (audit or {}).get("basis") or "no audit labels: no honest accuracy estimate yet",
             "cross_validation_optimistic": training.cross_validation,
         },
         "reject_threshold": training.threshold,
     }
+    header.update(confidence_header(training, names))
+    if training.model.novelty is not None:
+        arrays.update(training.model.novelty.arrays())
     return write_container(out_path, header, arrays)
+
+
+def _estimate_for_file(shown) -> dict:
+    """The accuracy estimate shown in the app, with its interval and its method in words."""
+    from inspector.core.learning import estimators
+
+    if not shown or shown.get("estimate") is None:
+        return {"estimate": None, "interval": None, "method": estimators.METHOD_WORDS["none"]}
+    return {"estimate": shown["estimate"], "interval": shown["interval"],
+            "method": estimators.METHOD_WORDS.get(shown["method"], shown["method"]), "method_key": shown["method"],
+            "n_labels": shown.get("n_labels"), "n_audit": shown.get("n_audit"),
+            "estimators": {k: {"estimate": v.get("estimate"), "interval": v.get("interval")}
+                           for k, v in (shown.get("estimators") or {}).items()}}
+
+
+def confidence_header(training: ExportTraining, names: dict) -> dict:
+    """The model file's calibration, acceptable classes, decision rule, novelty and escape figures."""
+    from inspector.core.learning.routing import REVIEW_RULE
+
+    snapshot, model = training.snapshot, training.model
+    calibration = model.calibration.to_dict()
+    calibration.update({k: v for k, v in training.metrics.get("calibration", {}).items() if k.startswith("reliability")})
+    escape = training.metrics.get("escape")
+    return {
+        "calibration": calibration,
+        "acceptable_classes": [names[int(c)] for c in snapshot.classes if int(c) in snapshot.acceptable],
+        "review_rule": {**REVIEW_RULE, "threshold_applies_to": "calibrated probability of an acceptable class"
+                        if snapshot.acceptable else "calibrated probability of the predicted class",
+                        "route_all_to_review": training.threshold.get("value") is None},
+        "novelty": None if model.novelty is None else model.novelty.to_header(),
+        "escape_estimate": escape,
+    }

@@ -21,6 +21,51 @@ from inspector.core.progress import CancelToken, ProgressCallback
 # --------------------------------------------------------------------------- the loaded model
 
 
+@dataclass
+class ModelConfidence:
+    """What a model file says about trusting its predictions: calibration, acceptable classes,
+    novelty and the decision rule (files from before calibration have none of it and keep the
+    old rule: review when the top probability is below the threshold)."""
+
+    calibration: Optional[object] = None  # learning.calibration.Calibration
+    acceptable_columns: Optional[np.ndarray] = None  # bool per class; None: legacy file
+    novelty: Optional[object] = None  # learning.novelty.NoveltyModel
+
+    @classmethod
+    def from_file(cls, header: dict, arrays: dict, n_classes: int) -> "ModelConfidence":
+        """Read from a model file; raises KeyError/TypeError/ValueError on inconsistent values."""
+        from inspector.core.learning.calibration import Calibration
+        from inspector.core.learning.novelty import NoveltyModel
+
+        out = cls()
+        if header.get("calibration") is not None:
+            out.calibration = Calibration.from_dict(header["calibration"], n_classes)
+        if "review_rule" in header:
+            names = [c["name"] for c in header["classes"]]
+            acceptable = header.get("acceptable_classes") or []
+            if not isinstance(acceptable, list) or any(a not in names for a in acceptable):
+                raise ValueError("acceptable classes are not classes of the model")
+            out.acceptable_columns = np.array([n in acceptable for n in names], bool)
+        if header.get("novelty") is not None:
+            out.novelty = NoveltyModel.from_file(header["novelty"], arrays)
+        return out
+
+    def decide(self, proba: np.ndarray, novelty: Optional[np.ndarray], threshold: Optional[float]):
+        """``(path, review, reasons, p_acceptable)`` per row of calibrated ``proba``."""
+        from inspector.core.learning import routing
+
+        proba = np.asarray(proba, np.float64)
+        if self.acceptable_columns is None:  # a file from before the escape-safe rule
+            confidence = proba.max(axis=1) if len(proba) else np.zeros(0)
+            review = confidence < (threshold or 0.0)
+            path = np.where(review, routing.REVIEW, routing.PASS)
+            return path, review, [routing.REASON_LOW if r else "" for r in review], confidence
+        novel = None if novelty is None else np.asarray(novelty) > 1.0
+        path, review, reasons = routing.route(proba, self.acceptable_columns, threshold, novel)
+        return path, review, reasons, routing.acceptable_probability(proba, self.acceptable_columns)
+
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One image's prediction. ``error`` is set (and the rest empty) when the image was unusable."""
@@ -28,9 +73,15 @@ class Prediction:
     source: str  # the file path, or "array[i]" for an image passed as an array
     predicted: Optional[str]
     confidence: Optional[float]
-    probabilities: dict = field(default_factory=dict)  # class name -> probability
-    review: Optional[bool] = None  # True when confidence is below the reject threshold
+    probabilities: dict = field(default_factory=dict)  # class name -> calibrated probability
+    review: Optional[bool] = None  # True when a person must look at the part (see review_reason)
     error: Optional[str] = None
+    #: why the part goes to review: 'low confidence', 'novel', 'low confidence + novel',
+    #: 'not shown safe' (+ ' + novel'); '' when it does not
+    review_reason: str = ""
+    novelty: Optional[float] = None  # above 1: unlike anything labelled (None: the file has no novelty)
+    route: Optional[str] = None  # 'pass', 'defect' or 'review'
+    p_acceptable: Optional[float] = None  # calibrated probability of an acceptable class
 
 
 class InspectorModel:
@@ -46,7 +97,26 @@ class InspectorModel:
         self.extractor_params: dict = header["extractor"]
         self.training: dict = header.get("training", {})
         self.metrics: dict = header.get("metrics", {})
-        self.reject_threshold: float = float(header.get("reject_threshold", {}).get("value", 0.0))
+        threshold = (header.get("reject_threshold") or {}).get("value", 0.0)
+        #: None: the model was not shown safe and routes every part to review
+        self.reject_threshold: Optional[float] = None if threshold is None else float(threshold)
+        self.confidence = ModelConfidence.from_file(header, arrays, len(self.class_names))
+
+    @property
+    def routes_everything_to_review(self) -> bool:
+        return self.reject_threshold is None
+
+    def novelty_scores(self, X: np.ndarray) -> Optional[np.ndarray]:
+        """Novelty per feature row (above 1: unlike anything labelled), or None without novelty."""
+        if self.confidence.novelty is None:
+            return None
+        return self.confidence.novelty.scores(np.asarray(X, np.float32)).astype(np.float64)
+
+    def decide(self, proba: np.ndarray, novelty: Optional[np.ndarray], threshold: Optional[float] = None):
+        """Route parts with calibrated ``proba`` and ``novelty`` scores: ``(path, review, reasons,
+        p_acceptable)`` (see :mod:`inspector.core.learning.routing`). ``threshold`` overrides the
+        file's threshold."""
+        return self.confidence.decide(proba, novelty, self.reject_threshold if threshold is None else threshold)
 
     @property
     def kind(self) -> str:
@@ -63,6 +133,8 @@ class InspectorModel:
         out = np.zeros((X.shape[0], len(self.class_names)), dtype=np.float64)
         if X.shape[0]:
             out[:, self._arrays["columns"]] = PREDICTORS[self.kind](X, self._arrays, self.spec)
+            if self.confidence.calibration is not None:
+                out = self.confidence.calibration.apply(out)
         return out
 
     def _extractor(self):
@@ -77,7 +149,7 @@ class InspectorModel:
         Arrays are 2-D grayscale or 3-D colour (BGR/BGRA channel order, as OpenCV reads them),
         8- or 16-bit or float. Returns one :class:`Prediction` per image in input order (folders
         expand in place); an unreadable image gets a record with ``error`` instead of raising.
-        ``reject_below`` overrides the file's recommended review threshold.
+        ``reject_below`` overrides the file's review threshold (also for a model not shown safe).
         """
         if isinstance(items, (str, os.PathLike, np.ndarray)):
             items = [items]
@@ -125,7 +197,10 @@ class InspectorModel:
         """Turn per-image feature vectors (None where ``errors`` says why) into predictions."""
         threshold = self.reject_threshold if threshold is None else float(threshold)
         usable = [i for i, (f, e) in enumerate(zip(features, errors)) if f is not None and e is None]
-        proba = self.predict_proba_features(np.stack([features[i] for i in usable])) if usable else np.zeros((0, 0))
+        X = np.stack([features[i] for i in usable]) if usable else None
+        proba = self.predict_proba_features(X) if usable else np.zeros((0, len(self.class_names)))
+        novelty = self.novelty_scores(X) if usable else None
+        path, review, reasons, p_acc = self.confidence.decide(proba, novelty, threshold)
         out: list[Optional[Prediction]] = [None] * len(sources)
         for row, i in enumerate(usable):
             p = proba[row]
@@ -133,7 +208,9 @@ class InspectorModel:
             confidence = float(p[top])
             out[i] = Prediction(sources[i], self.class_names[top], confidence,
                                 {name: float(v) for name, v in zip(self.class_names, p)},
-                                review=bool(confidence < threshold))
+                                review=bool(review[row]), review_reason=reasons[row],
+                                novelty=None if novelty is None else float(novelty[row]), route=str(path[row]),
+                                p_acceptable=float(p_acc[row]))
         for i in range(len(sources)):
             if out[i] is None:
                 out[i] = Prediction(sources[i], None, None, {}, None, errors[i] or "no features")
@@ -189,8 +266,13 @@ def load_model(path: Path) -> InspectorModel:
         raise ModelFileError(f"{path.name} maps its model to classes it does not list")
     if not isinstance(spec.get("n_features"), int) or spec["n_features"] != len(arrays["scaler_mean"]):
         raise ModelFileError(f"{path.name} has an inconsistent feature count")
+    value = (header.get("reject_threshold") or {}).get("value", 0.0)
     try:
-        float((header.get("reject_threshold") or {}).get("value", 0.0))
+        if value is not None and not 0.0 <= float(value) <= 1.0:
+            raise ValueError
     except (TypeError, ValueError):
         raise ModelFileError(f"{path.name} has an unreadable review threshold") from None
-    return InspectorModel(header, arrays, path)
+    try:
+        return InspectorModel(header, arrays, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path.name} has unusable confidence settings ({exc})") from None

@@ -20,6 +20,7 @@ import numpy as np
 
 from inspector.core.errors import UserError
 from inspector.core.learning.metrics import wilson_interval
+from inspector.core.learning import estimators
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1d1d1f;
@@ -75,7 +76,7 @@ def learning_curve_plot(curve: list[dict]) -> Optional[str]:
     hi = [p["accuracy_ci"][1] for p in points]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.fill_between(x, lo, hi, color="#1f77b4", alpha=0.2, label="95 % interval")
-    ax.plot(x, y, "o-", color="#1f77b4", label="estimated accuracy (audit labels)")
+    ax.plot(x, y, "o-", color="#1f77b4", label="estimated accuracy")
     ax.set_xlabel("labels")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
@@ -197,14 +198,25 @@ def build_report_html(project) -> str:
     # ---- honest headline
     parts.append("<section><h2>How good is the model (honest estimate)</h2>")
     audit = training.metrics.get("audit") if training else None
+    shown = training.metrics.get("estimate") if training else None
     if audit and audit.get("accuracy") is not None:
-        parts.append(f"<p class='headline'>Estimated accuracy {_pct(audit['accuracy'])} "
-                     f"<span class='note'>(95 % interval {_interval(audit['accuracy_ci'])}, "
-                     f"from {audit['n_audit']} random audit labels)</span></p>")
+        if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
+            parts.append(f"<p class='headline'>Estimated accuracy {_pct(shown['estimate'])} "
+                         f"<span class='note'>(95 % interval {_interval(shown['interval'])}, from "
+                         f"{esc(estimators.METHOD_WORDS[shown['method']])}; {shown.get('n_labels', 0)} labels, "
+                         f"{shown.get('n_audit', 0)} of them random audit labels)</span></p>")
+            parts.append(f"<p>The random audit labels alone: {_pct(audit['accuracy'])} (95 % interval "
+                         f"{_interval(audit['accuracy_ci'])}, {audit['n_audit']} labels).</p>")
+        else:
+            parts.append(f"<p class='headline'>Estimated accuracy {_pct(audit['accuracy'])} "
+                         f"<span class='note'>(95 % interval {_interval(audit['accuracy_ci'])}, "
+                         f"from {audit['n_audit']} random audit labels)</span></p>")
         if audit.get("macro_f1") is not None:
             parts.append(f"<p>Macro-F1 {audit['macro_f1']:.3f} (95 % interval {_f1_ci(audit)}).</p>")
-        parts.append("<p class='note'>Basis: random audit labels, predicted by a model trained without them. "
-                     "Images the learner chose itself are not a random sample, so they are not used here.</p>")
+        parts.append("<p class='note'>Basis: every label is scored with predictions of a model that did not train "
+                     "on it. Images the learner chose itself count only when they were drawn with a recorded "
+                     "probability (weighted by it), or as the known part of the pool; the random audit labels "
+                     "correct the model's own expected accuracy over every image.</p>")
     elif training is None:
         parts.append("<p class='warn'>No current model, so no accuracy estimate (see above).</p>")
     elif not audit:
@@ -218,8 +230,9 @@ def build_report_html(project) -> str:
     parts.append("<section><h2>Learning curve</h2>")
     plot = learning_curve_plot(curve)
     if plot:
-        parts.append(_figure(plot, "Estimated accuracy (audit labels) of each model version against the number of "
-                                   "labels; the band is the 95 % interval.", "learning curve"))
+        parts.append(_figure(plot, "Estimated accuracy of each model version against the number of labels "
+                                   "(the estimate shown with each version); the band is the 95 % interval.",
+                             "learning curve"))
     else:
         parts.append("<p class='note'>No model version has an audit estimate yet.</p>")
     parts.append("</section>")

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.core.learning import metrics
+from inspector.core.learning import estimators, metrics
 from inspector.ui.workers import Task, pool, run_task
 
 log = logging.getLogger("inspector.ui.dashboard")
@@ -61,6 +61,7 @@ class DashboardData:
     stopping: dict  # metrics.plateau_signal
     audit: Optional[dict]  # the latest version's audit estimate (metrics.audit_estimate), or None
     n_audit: int  # audit labels behind the latest version
+    estimate: Optional[dict] = None  # the latest version's shown accuracy estimate (learner.estimate_accuracy)
     precision: dict = field(default_factory=dict)  # class_id -> {"n", "precision", "ci"}
     cross_validation: Optional[dict] = None  # optimistic figures, when recorded
     model_version: Optional[int] = None
@@ -141,6 +142,7 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
         stopping=metrics.plateau_signal(curve), audit=audit,
         n_audit=int((audit or {}).get("n_audit") or latest_metrics.get("n_audit") or 0),
         cross_validation=latest_metrics.get("cross_validation"),
+        estimate=latest_metrics.get("estimate"),
         model_version=latest.version if latest else None,
         n_labels_trained=latest.n_labels if latest else 0,
     )
@@ -163,6 +165,9 @@ def _swatch(color: str) -> QIcon:
     return QIcon(pixmap)
 
 
+_METHOD_SHORT = {"audit": "audit labels only", "ppi": "prediction-powered", "weighted": "importance-weighted"}
+
+
 def _interval(ci) -> str:
     return f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "—"
 
@@ -176,8 +181,15 @@ def headline(data: DashboardData) -> str:
     if not audit or audit.get("accuracy") is None:
         return base + (f"No accuracy estimate yet: it needs random audit labels (now {data.n_audit}); "
                        "keep labelling the queue, which mixes audit images in.")
-    text = (f"Accuracy {audit['accuracy']:.2f} (95 % CI {_interval(audit.get('accuracy_ci'))}) "
-            f"from {audit['n_audit']} audit labels")
+    shown = data.estimate
+    if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
+        text = (f"Accuracy {shown['estimate']:.2f} (95 % CI {_interval(shown.get('interval'))}) from "
+                f"{estimators.METHOD_WORDS.get(shown['method'], shown['method'])} ({shown.get('n_labels', 0)} labels); "
+                f"the audit labels alone say {audit['accuracy']:.2f} ({_interval(audit.get('accuracy_ci'))}, "
+                f"{audit['n_audit']} labels)")
+    else:
+        text = (f"Accuracy {audit['accuracy']:.2f} (95 % CI {_interval(audit.get('accuracy_ci'))}) "
+                f"from {audit['n_audit']} audit labels")
     if audit.get("macro_f1") is not None:
         ci = audit.get("macro_f1_ci")
         if not ci or ci[1] - ci[0] < 1e-9:
@@ -186,7 +198,8 @@ def headline(data: DashboardData) -> str:
             text += (f"; macro-F1 {audit['macro_f1']:.2f} (too few audit labels for an interval)")
         else:
             text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(ci)})"
-    return base + text + ". Audit images are drawn at random and predicted by a model trained without them."
+    return base + text + (". Every figure is scored with predictions of a model that did not train on the labels "
+                          "it scores (audit images are drawn at random).")
 
 
 def goals_text(data: DashboardData) -> str:
@@ -263,7 +276,7 @@ class DashboardView(QWidget):
         self.status.setStyleSheet("color: #666;")
 
         self.counts_plot = _plot("Images per class: labelled (solid), model's prediction (light)", "images", "")
-        self.curve_plot = _plot("Audit accuracy vs labels, 95 % band",
+        self.curve_plot = _plot("Estimated accuracy vs labels, 95 % band",
                                 "accuracy", "labels")
         self.curve_plot.setYRange(0, 1.0)
         self.confusion_plot = _plot("Audit confusion", "true class", "predicted class")
@@ -472,8 +485,9 @@ class DashboardView(QWidget):
         plot.addItem(pg.PlotDataItem(x, y, pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=6,
                                      symbolBrush="#1f77b4"))
         last = points[-1]
-        plot.setTitle(f"Audit accuracy vs labels, 95 % band ({len(points)} versions; "
-                      f"last: {last.get('n_audit', 0)} audit labels)", color="#202020", size="10pt")
+        plot.setTitle(f"Estimated accuracy vs labels, 95 % band ({len(points)} versions; "
+                      f"last: {_METHOD_SHORT.get(last.get('method'), 'audit labels')}, "
+                      f"{last.get('n_audit', 0)} audit labels)", color="#202020", size="10pt")
         bottom = float(lo.min())
         status = data.goals
         if status is not None and status.target is not None and status.target.figure == "accuracy":

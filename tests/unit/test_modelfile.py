@@ -82,8 +82,13 @@ def test_exported_probabilities_equal_the_app_model(exported):
     assert model.training["labels_per_class"] == {"ok": 14, "scratch": 14, "spot": 14}
     assert model.header["extractor"]["name"] == "texture"
     assert model.header["application"]["name"] == "inspector"
-    assert 0.0 <= model.reject_threshold <= 1.0
-    assert "explanation" in model.header["reject_threshold"]
+    # 28 defective labels cannot show at most 1 % escapes: every part goes to review, and the file
+    # says how many more defective labels would let it choose a threshold
+    assert model.reject_threshold is None and model.routes_everything_to_review
+    assert "NOT SHOWN SAFE" in model.header["reject_threshold"]["explanation"]
+    assert set(model.header["reject_threshold"]["labels_needed"]) == {"scratch", "spot"}
+    assert model.header["acceptable_classes"] == ["ok"]
+    assert model.header["calibration"]["shrink"] > 0
 
 
 @pytest.mark.parametrize("kind", ["forest", "svm"])
@@ -250,10 +255,17 @@ def test_predict_command_writes_one_row_per_image(exported, tmp_path, capsys):
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert len(rows) == 15
-    assert list(rows[0].keys()) == ["path", "predicted", "confidence", "p_ok", "p_scratch", "p_spot", "review", "error"]
+    assert list(rows[0].keys()) == ["path", "predicted", "confidence", "p_ok", "p_scratch", "p_spot", "p_acceptable",
+                                    "novelty", "route", "review", "review_reason", "error"]
     good = [r for r in rows if not r["error"]]
     assert len(good) == 14 and sum(r["predicted"] == "ok" for r in good) >= 12
-    assert all(r["review"] == str(float(r["confidence"]) < 0.5) for r in good)
+    for r in good:  # an explicit threshold: low confidence and novelty decide, never "not shown safe"
+        novel = float(r["novelty"]) > 1.0
+        low = r["predicted"] == "ok" and float(r["p_acceptable"]) < 0.5
+        assert r["review"] == str(low or novel)
+        assert r["route"] == ("review" if low or novel else "pass" if r["predicted"] == "ok" else "defect")
+        assert r["review_reason"] == ("low confidence + novel" if low and novel else "novel" if novel
+                                      else "low confidence" if low else "")
     assert rows[-1]["error"] and rows[-1]["predicted"] == ""
     assert "1 unreadable" in capsys.readouterr().err
 

@@ -98,6 +98,38 @@ def _clip_interval(centre: float, half: float) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def effective_interval(estimate: float, se: float, z: float = Z95) -> tuple[float, float]:
+    """A 95 % interval for a proportion estimated with standard error ``se`` by a weighted or
+    model-assisted estimator: the continuity-corrected Wilson interval at the *effective* sample
+    size n_eff = p (1 - p) / se^2 (Korn & Graubard 1998 use the same idea for survey samples).
+
+    Why not estimate +- z se: accuracy is usually near 1, where the normal interval is cut at 1
+    and misses on the low side; the Wilson form keeps its asymmetry there.
+    """
+    p = min(1.0, max(0.0, estimate))
+    if se <= 0:
+        return (p, p)
+    # at the boundary p (1 - p) = 0 says nothing about n_eff: move p in by one standard error
+    shifted = min(max(p, min(se, 0.5)), 1.0 - min(se, 0.5))
+    n_eff = max(1.0, shifted * (1.0 - shifted) / (se * se))
+    return _wilson_float(p * n_eff, n_eff, z)
+
+
+def _wilson_float(successes: float, n: float, z: float) -> tuple[float, float]:
+    """Continuity-corrected Wilson interval (Newcombe 1998) for a possibly fractional count."""
+    p = successes / n
+    z2 = z * z
+    if successes <= 0:
+        low = 0.0
+    else:
+        low = (2 * n * p + z2 - 1 - z * math.sqrt(max(0.0, z2 - 2 - 1 / n + 4 * p * (n * (1 - p) + 1)))) / (2 * (n + z2))
+    if successes >= n:
+        high = 1.0
+    else:
+        high = (2 * n * p + z2 + 1 + z * math.sqrt(max(0.0, z2 + 2 - 1 / n + 4 * p * (n * (1 - p) - 1)))) / (2 * (n + z2))
+    return (max(0.0, low), min(1.0, high))
+
+
 # --------------------------------------------------------------------------- accuracy
 
 
@@ -170,7 +202,7 @@ def ppi_accuracy(correct: np.ndarray, f_audit: np.ndarray, f_pool: np.ndarray) -
     floor = float(np.mean(f_pool * (1.0 - f_pool)))
     est, se, lam = ppi_mean(correct, f_audit, f_pool, residual_floor=floor)
     est = min(1.0, max(0.0, est))
-    return Estimate("ppi", est, _clip_interval(est, Z95 * se), n,
+    return Estimate("ppi", est, effective_interval(est, se), n,
                     {"lambda": round(lam, 3), "predicted_accuracy": float(np.mean(f_pool))})
 
 
@@ -220,7 +252,7 @@ def weighted_accuracy(correct: np.ndarray, f_sampled: np.ndarray, q: np.ndarray,
     var_t = max(var_t, float(np.mean(v * v * f * (1.0 - f))))
     se = math.sqrt(var_t / M)
     est = min(1.0, max(0.0, est))
-    return Estimate("weighted", est, _clip_interval(est, Z95 * se), M,
+    return Estimate("weighted", est, effective_interval(est, se), M,
                     {"lambda": round(lam, 3), "max_weight": float(v.max()),
                      "effective_labels": float(v.sum() ** 2 / max(float((v * v).sum()), 1e-12))})
 
@@ -304,6 +336,9 @@ def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.n
                 out[held] = shadow.predict_proba(X[rows[held]])
                 continue
             m = fit_model(X[rows[fit_rows]], y[fit_rows], classes, kind=kind, random_state=random_state)
+            if getattr(shadow, "calibration", None) is not None:
+                # the same calibration as the audit model, so every row's probabilities mean the same
+                m.calibration = shadow.calibration
             out[held] = m.predict_proba(X[rows[held]])
     return out, np.asarray(proba_unlabelled, np.float64)
 
@@ -350,3 +385,21 @@ def _with_census(e: Estimate, census_correct: np.ndarray, n_pool: int) -> Estima
     interval = (share * known + (1 - share) * low, share * known + (1 - share) * high)
     return Estimate(e.method, centre, interval, e.n + len(census_correct),
                     {**e.details, "census_share": round(share, 3)})
+
+
+def describe(shown: Optional[dict], percent: bool = False) -> str:
+    """One sentence for people: the estimate, its 95 % interval and how it was made.
+
+    ``shown`` is the ``estimate`` entry the learner records with a model version (or the
+    ``evaluation()`` result, which has the same keys). Older versions without it: None.
+    """
+    if not shown or shown.get("estimate") is None:
+        n_audit = (shown or {}).get("n_audit", 0)
+        return f"no accuracy estimate yet ({n_audit} audit labels): label the queue, which mixes random audit images in"
+    fmt = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:.2f}")
+    low, high = shown["interval"]
+    words = shown.get("method_words") or METHOD_WORDS.get(shown.get("method_key") or shown.get("method"), "")
+    if shown.get("method") in METHOD_WORDS.values():  # the evaluation() shape: method is already words
+        words = shown["method"]
+    return (f"accuracy {fmt(shown['estimate'])} (95 % interval {fmt(low)}–{fmt(high)}), "
+            f"from {words}; {shown.get('n_labels', shown.get('n', 0))} labels, {shown.get('n_audit', 0)} of them audit")

@@ -22,8 +22,12 @@ from typing import Optional
 import numpy as np
 
 from inspector.core.errors import UserError
-from inspector.core.learning import estimators, metrics
+from inspector.core.learning import estimators, metrics, routing
+from inspector.core.learning.acceptance import acceptable_class_ids
+from inspector.core.learning.calibration import calibrate_model, reliability
+from inspector.core.learning.novelty import fit_novelty
 from inspector.core.learning.models import DEFAULT_KIND, MODEL_KINDS, TrainedModel, fit_model
+from inspector.core.learning.review import standardisation
 from inspector.core.learning.strategies import (
     DEFAULT_AUDIT_SHARE,
     DEFAULT_PICK_SAMPLING,
@@ -107,6 +111,12 @@ class Snapshot:
     #: image_id -> (label event id, selection probability or None, pool size or None)
     picks: dict = field(default_factory=dict)
     _row: dict = field(default=None, repr=False)
+    acceptable: set = field(default_factory=set)  # class ids of acceptable parts (acceptance.py)
+    escape_target: float = routing.DEFAULT_ESCAPE_TARGET
+
+    def acceptable_columns(self) -> np.ndarray:
+        """Boolean mask over ``classes``: True for acceptable classes."""
+        return np.array([int(c) in self.acceptable for c in self.classes.tolist()], bool)
 
     def row_of(self) -> dict:
         if self._row is None:
@@ -160,6 +170,8 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
         previous_version=None if last is None else last.version,
         previous_sample=None if last is None else (last.metrics or {}).get("prediction_sample"),
         picks=picks,
+        acceptable=acceptable_class_ids(project),
+        escape_target=routing.escape_target(project),
     )
 
 
@@ -193,7 +205,10 @@ class FitResult:
     model: Optional[TrainedModel]
     n_labels: int
     metrics: dict
-    proba: Optional[np.ndarray]  # float32[n, classes] over every snapshot row, or None
+    proba: Optional[np.ndarray]  # float32[n, classes] over every snapshot row (calibrated), or None
+    #: raw out-of-fold probabilities of the labelled rows (cross-validation), the calibration's
+    #: basis; rows in the order of ``snapshot.labelled_rows()``; None with too few labels
+    oof_proba: Optional[np.ndarray] = None
 
 
 def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cross_validate: bool = False,
@@ -214,15 +229,53 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
     model = fit_model(snapshot.X[rows], y, snapshot.classes, kind=s.kind, random_state=s.random_state,
                       warm_start_from=warm_start_from)
     check(cancel)
+    # calibration on out-of-fold predictions: every consumer of model.predict_proba sees it
+    oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel)
+    check(cancel)
+    pool_mean, pool_scale = standardisation(snapshot.X)
+    model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state)
     proba = model.predict_proba(snapshot.X)
+    acceptable_columns = snapshot.acceptable_columns()
+    names = snapshot.class_names
+    oof_calibrated = None if oof is None else model.calibration.apply(oof)
+    if oof_calibrated is not None:
+        threshold = routing.choose_threshold(y, oof_calibrated, snapshot.classes, acceptable_columns,
+                                             snapshot.escape_target, names)
+    else:
+        threshold = routing.choose_threshold(y[:0], np.zeros((0, len(snapshot.classes))), snapshot.classes,
+                                             acceptable_columns, snapshot.escape_target, names)
+    result_metrics["review_threshold"] = threshold
+    calibration_info = model.calibration.to_dict()
+    if oof_calibrated is not None:
+        calibration_info["reliability"] = {**reliability(y, oof_calibrated, snapshot.classes),
+                                           "basis": "cross-validation over the labels (actively chosen: harder than "
+                                                    "a random part)"}
+        calibration_info["reliability_raw"] = reliability(y, oof, snapshot.classes)
+    result_metrics["calibration"] = calibration_info
     if is_audit.any():
         train = ~is_audit
         if train.sum() > 0:
             shadow = fit_model(snapshot.X[rows[train]], y[train], snapshot.classes, kind=s.kind,
                                random_state=s.random_state)
-            audit_pred = shadow.predict(snapshot.X[rows[is_audit]])
+            # the shadow borrows the main model's calibration (two numbers and the prior; the
+            # audit labels weigh in them only through their out-of-fold predictions)
+            shadow.calibration = model.calibration
+            audit_proba = shadow.predict_proba(snapshot.X[rows[is_audit]])
+            audit_pred = snapshot.classes[np.argmax(audit_proba, axis=1)]
             result_metrics["audit"] = metrics.audit_estimate(y[is_audit], audit_pred, snapshot.classes.tolist(),
                                                              random_state=s.random_state)
+            audit_reliability = reliability(y[is_audit], audit_proba, snapshot.classes)
+            audit_reliability["basis"] = "random audit labels, predicted by a model trained without them"
+            result_metrics["calibration"]["reliability_audit"] = audit_reliability
+            if snapshot.acceptable:
+                shadow_novelty = fit_novelty(snapshot.X[rows[train]], pool_mean, pool_scale,
+                                             random_state=s.random_state)
+                novel = (shadow_novelty.is_novel(snapshot.X[rows[is_audit]]) if shadow_novelty is not None
+                         else None)
+                path, review, _ = routing.route(audit_proba, acceptable_columns, threshold["value"], novel)
+                result_metrics["escape"] = metrics.escape_estimate(y[is_audit], path == routing.PASS, review,
+                                                                   snapshot.acceptable)
+                result_metrics["escape"]["threshold"] = threshold["value"]
             check(cancel)
             result_metrics["estimate"] = estimate_accuracy(snapshot, rows, y, is_audit, shadow)
     if "estimate" not in result_metrics:
@@ -245,7 +298,7 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
     rng = np.random.default_rng(s.random_state)
     sample = np.sort(rng.choice(len(ids), size=min(PREDICTION_SAMPLE, len(ids)), replace=False))
     result_metrics["prediction_sample"] = {"ids": ids[sample].tolist(), "pred": pred[sample].tolist()}
-    return FitResult(model, len(rows), result_metrics, proba)
+    return FitResult(model, len(rows), result_metrics, proba, oof)
 
 
 def select(snapshot: Snapshot, fitted: FitResult, n: Optional[int] = None, strategy: Optional[str] = None,

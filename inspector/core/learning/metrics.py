@@ -244,3 +244,38 @@ def optimistic_cross_validation(X: np.ndarray, y: np.ndarray, kind: str = "logis
     out["accuracy"] = float(np.mean(pred == y))
     out["macro_f1"] = macro_f1(y, pred)
     return out
+
+
+def escape_estimate(y_true: np.ndarray, passed: np.ndarray, review: np.ndarray, acceptable: set) -> dict:
+    """Escape rate and review share from audit labels, with 95 % Wilson intervals.
+
+    ``y_true`` are the audit labels (class ids), ``passed`` whether the decision rule let each
+    part pass without review, ``review`` whether it routed the part to a person (a part neither
+    passed nor reviewed went down the defect path). The escape rate is the share of *defective*
+    audit parts (true class not in ``acceptable``) that passed; see
+    :mod:`inspector.core.learning.acceptance` for the exact definition. The review share is over
+    every audit part. Returns a JSON-ready dict; a rate is None when it has no parts to count.
+    """
+    y_true = np.asarray(y_true)
+    passed = np.asarray(passed, bool)
+    review = np.asarray(review, bool)
+    defective = np.array([int(c) not in acceptable for c in y_true.tolist()], bool)
+    n, n_defective = int(len(y_true)), int(defective.sum())
+    escapes = int(np.sum(passed & defective))
+    n_review = int(review.sum())
+    good = ~defective
+    return {
+        "n": n,
+        "n_defective": n_defective,
+        "escapes": escapes,
+        "escape_rate": escapes / n_defective if n_defective else None,
+        "escape_rate_ci": list(wilson_interval(escapes, n_defective)) if n_defective else None,
+        "n_review": n_review,
+        "review_share": n_review / n if n else None,
+        "review_share_ci": list(wilson_interval(n_review, n)) if n else None,
+        "acceptable_passed": int(np.sum(passed & good)),
+        "n_acceptable": int(good.sum()),
+        "basis": "random audit labels, predicted by a model trained without them",
+        "definition": "escape rate = defective parts passed without review / defective parts; "
+                      "review share = parts routed to a person / all parts",
+    }

@@ -80,6 +80,10 @@ class TrainedModel:
     coef_: Optional[np.ndarray] = None
     intercept_: Optional[np.ndarray] = None
     _columns: np.ndarray = field(default=None, repr=False)
+    #: fitted on out-of-sample predictions by the learner (calibration.py); None: raw probabilities
+    calibration: Optional[Any] = None
+    #: how unlike the labelled images an image is (novelty.py); fitted by the learner, or None
+    novelty: Optional[Any] = None
 
     @property
     def n_classes(self) -> int:
@@ -90,7 +94,16 @@ class TrainedModel:
         return np.setdiff1d(self.classes, self.seen_classes)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Return float32 probabilities of shape (n, len(classes)); unseen classes get 0."""
+        """Return float32 probabilities of shape (n, len(classes)), calibrated when the learner
+        fitted a calibration (every model the app, the CLI and the model file use); unseen classes
+        get 0 (or only their prior share when a single class has been seen)."""
+        out = self.raw_proba(X)
+        if self.calibration is not None:
+            out = self.calibration.apply(out)
+        return out
+
+    def raw_proba(self, X: np.ndarray) -> np.ndarray:
+        """The classifier's own probabilities, before calibration (float32, unseen classes 0)."""
         X = np.asarray(X)
         out = np.zeros((X.shape[0], self.n_classes), dtype=np.float32)
         if self.estimator is None:
@@ -107,7 +120,7 @@ class TrainedModel:
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Return the predicted class id for each row."""
+        """Return the predicted class id for each row (the most probable calibrated class)."""
         return self.classes[np.argmax(self.predict_proba(X), axis=1)]
 
     def scaled(self, X: np.ndarray) -> np.ndarray:

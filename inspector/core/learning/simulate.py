@@ -26,7 +26,13 @@ import numpy as np
 from inspector.core.errors import UserError
 from inspector.core.learning import metrics
 from inspector.core.learning.models import DEFAULT_KIND, fit_model
-from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_STRATEGY, get_strategy
+from inspector.core.learning import estimators as est_mod
+from inspector.core.learning.strategies import (
+    DEFAULT_AUDIT_SHARE,
+    DEFAULT_PICK_SAMPLING,
+    DEFAULT_STRATEGY,
+    get_strategy,
+)
 from inspector.core.progress import CancelToken, ProgressCallback, check, report
 
 
@@ -41,6 +47,11 @@ class SimulationSettings:
     audit_share: float = DEFAULT_AUDIT_SHARE
     kind: str = DEFAULT_KIND
     first_seed: int = 0
+    #: share of each batch's selection probability spread beyond the strategy's picks (0: top-k)
+    pick_sampling: float = DEFAULT_PICK_SAMPLING
+    #: label counts at which every accuracy estimator is scored (cross-fitting costs a few more
+    #: fits per point); empty: none
+    estimator_counts: Sequence[int] = (100, 200, 300)
 
     def validate(self, n_images: int, n_classes: int) -> None:
         if n_classes < 2:
@@ -52,6 +63,8 @@ class SimulationSettings:
         pool = int(n_images * (1 - self.test_fraction))
         if self.budget > pool:
             raise UserError(f"--budget {self.budget} exceeds the {pool} images left for labelling after the test split")
+        if not 0.0 <= self.pick_sampling <= 1.0:
+            raise UserError("--pick-sampling must be between 0 and 1")
         for name in self.strategies:
             get_strategy(name)
 
@@ -94,6 +107,8 @@ def run_one(
     rng = np.random.default_rng([seed, 7919])
     labelled_order: list[int] = []
     audit_rows: list[int] = []
+    pick_q: list[float] = []  # per labelled row (labelling order): selection probability, NaN if none
+    pick_pool: list[float] = []
     model = None
     points = []
     schedule = _label_schedule(settings)
@@ -102,9 +117,11 @@ def run_one(
         want = target - len(labelled_order)
         if want > 0:
             sel = strategy(model, X_pool, np.asarray(labelled_order, dtype=np.int64), want, rng,
-                           audit_share=settings.audit_share)
+                           audit_share=settings.audit_share, pick_sampling=settings.pick_sampling)
             labelled_order.extend(sel.indices.tolist())
             audit_rows.extend(sel.indices[sel.audit].tolist())
+            pick_q.extend(sel.probabilities.tolist())
+            pick_pool.extend(sel.pool_sizes.tolist())
         rows = np.asarray(labelled_order, dtype=np.int64)
         model = fit_model(X_pool[rows], y_pool[rows], classes, kind=settings.kind, random_state=seed,
                           warm_start_from=model)
@@ -122,6 +139,9 @@ def run_one(
                          audit_model_test_accuracy=shadow_acc,
                          audit_covers=bool(lo <= shadow_acc <= hi),
                          audit_covers_current=bool(lo <= point["accuracy"] <= hi))
+            if len(rows) in settings.estimator_counts or len(rows) == schedule[-1]:
+                point["estimators"] = estimator_point(X_pool, y_pool, classes, rows, set(audit_rows), pick_q, pick_pool,
+                                                      shadow, settings.kind, seed)
         points.append(point)
         if on_step is not None:
             on_step()
@@ -133,6 +153,91 @@ def run_one(
             all_seen_at = i + 1
             break
     return {"strategy": strategy_name, "seed": seed, "points": points, "labels_until_all_classes": all_seen_at}
+
+
+# --------------------------------------------------------------------------- estimators (issue 14)
+
+
+def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, shadow, kind, seed) -> dict:
+    """Every accuracy estimator at one (seed, label count) point, as a real project would run it:
+    out-of-sample predictions (the audit model for audit and unlabelled images, cross-fitting for
+    the other labels) and the recorded selection probabilities. Returns {name: {estimate, low, high}}."""
+    is_audit = np.array([int(r) in audit_set for r in rows], bool)
+    y = y_pool[rows]
+    proba, proba_unl = est_mod.out_of_sample(X_pool, rows, y, is_audit, classes, kind, random_state=seed,
+                                             shadow=shadow)
+    n = len(rows)
+    scored = est_mod.Scored(y, proba, classes, is_audit, np.asarray(pick_q[:n], float), np.asarray(pick_pool[:n], float),
+                            proba_unl)
+    found = est_mod.accuracy_estimates(scored)
+    found["shown"] = est_mod.choose(list(found.values()))
+    out = {}
+    for name, e in found.items():
+        if e.estimate is None:
+            continue
+        out[name] = {"estimate": e.estimate, "low": e.interval[0], "high": e.interval[1], "method": e.method}
+    out["audit_model_pool_accuracy"] = float(np.mean(shadow.predict(X_pool) == y_pool))
+    return out
+
+
+def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
+    """Per estimator and label count: mean and worst |estimate - true test accuracy of the model
+    trained on every label|, mean 95 % interval width and coverage, over seeds."""
+    names = ("audit", "ppi", "weighted", "shown")
+    out = {}
+    for name in names:
+        per_count = []
+        for i, count in enumerate(schedule):
+            errs, widths, covers, used = [], [], [], []
+            for r in mine:
+                p = r["points"][i]
+                e = (p.get("estimators") or {}).get(name)
+                if e is None:
+                    continue
+                truth = p["accuracy"]
+                errs.append(abs(e["estimate"] - truth))
+                widths.append(e["high"] - e["low"])
+                covers.append(e["low"] <= truth <= e["high"])
+                used.append(e["method"])
+            if not errs:
+                per_count.append({"n_labels": count, "runs": 0})
+                continue
+            per_count.append({"n_labels": count, "runs": len(errs), "mean_abs_error": float(np.mean(errs)),
+                              "worst_abs_error": float(np.max(errs)), "mean_width": float(np.mean(widths)),
+                              "coverage": float(np.mean(covers)),
+                              "methods": {m: used.count(m) for m in sorted(set(used))}})
+        runs_with = [c for c in per_count if c["runs"]]
+        out[name] = {"per_label_count": per_count,
+                     "coverage_overall": (float(np.average([c["coverage"] for c in runs_with],
+                                                           weights=[c["runs"] for c in runs_with]))
+                                          if runs_with else None)}
+    out["note"] = ("truth: test accuracy of the model trained on every label so far; estimators see only "
+                   "out-of-sample predictions (models that did not train on the labels scored)")
+    return out
+
+
+def print_estimator_table(summary: dict, file=None, marks=(100, 200, 300)) -> None:
+    """The issue-14 table per strategy: per estimator and label count, mean and worst |error|,
+    mean 95 % interval width and coverage."""
+    import sys
+
+    file = file or sys.stdout
+    counts = summary["label_counts"]
+    marks = [c for c in marks if c in counts] + ([counts[-1]] if counts[-1] not in marks else [])
+    for name, s in summary["strategies"].items():
+        ests = s.get("estimators")
+        if not ests:
+            continue
+        print(f"Accuracy estimators, strategy {name} (truth: held-out test accuracy):", file=file)
+        print(f"  {'estimator':9s} {'labels':>6s} {'mean|err|':>9s} {'worst':>6s} {'width':>6s} {'cover':>6s}  shown as",
+              file=file)
+        for est in ("audit", "ppi", "weighted", "shown"):
+            for c in ests[est]["per_label_count"]:
+                if c["n_labels"] not in marks or not c["runs"]:
+                    continue
+                methods = ", ".join(f"{m} {k}" for m, k in c["methods"].items()) if est == "shown" else ""
+                print(f"  {est:9s} {c['n_labels']:6d} {c['mean_abs_error']:9.3f} {c['worst_abs_error']:6.3f} "
+                      f"{c['mean_width']:6.3f} {c['coverage']:6.0%}  {methods}", file=file)
 
 
 def simulate(
@@ -187,7 +292,8 @@ def summarise(runs, all_labels, class_names, settings, schedule, seconds, class_
     out = {
         "settings": {"strategies": list(settings.strategies), "budget": settings.budget, "batch": settings.batch,
                      "initial": settings.initial, "seeds": settings.seeds, "test_fraction": settings.test_fraction,
-                     "audit_share": settings.audit_share, "model": settings.kind},
+                     "audit_share": settings.audit_share, "model": settings.kind,
+                     "pick_sampling": settings.pick_sampling},
         "classes": list(class_names),
         "class_counts": class_counts,
         "all_labels": {"accuracy": all_acc, "macro_f1": all_f1, "per_seed": all_labels,
@@ -230,6 +336,8 @@ def summarise(runs, all_labels, class_names, settings, schedule, seconds, class_
                          "contains the true test accuracy of the model trained without them (audit model) "
                          "or of the model trained on all labels (current model)"),
             }
+        if any("estimators" in p for r in mine for p in r["points"]):
+            entry["estimators"] = summarise_estimators(mine, schedule)
         out["strategies"][name] = entry
     out["runs"] = runs
     return out

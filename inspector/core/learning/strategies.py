@@ -539,7 +539,11 @@ class Strategy:
         pick_q = np.full(len(idx), np.nan)
         pick_pool = np.full(len(idx), np.nan)
         share = float(pick_sampling)
-        if share > 0 and len(idx):
+        if chooser is _choose_random:
+            # uniform draws one after another: the j-th had probability 1 / (available - j)
+            pick_pool = len(available) - np.arange(len(idx), dtype=np.float64)
+            pick_q = 1.0 / pick_pool
+        elif share > 0 and len(idx):
             idx, scores, reasons, pick_q, pick_pool = _sample_around(ctx, idx, scores, list(reasons), share)
         # audit picks go to random queue positions so they are not labelled differently
         total = len(idx) + n_audit

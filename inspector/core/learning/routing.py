@@ -1,0 +1,245 @@
+"""Where each part goes on the line (pass, defect path, review) and the escape-safe review threshold.
+
+The decision rule (see :mod:`inspector.core.learning.acceptance` for acceptable classes and the
+escape rate):
+
+1. A **novel** part (unlike anything labelled, :mod:`inspector.core.learning.novelty`) goes to
+   review, whatever the model predicts: nobody has shown the model anything like it.
+2. A model that was **not shown safe** (too few labels to show the escape target) routes every
+   part to review.
+3. A part whose most probable class is a **defect** class goes down the defect path: it is set
+   aside as defective. It cannot escape; at worst a good part is scrapped or re-inspected there,
+   which the line's defect station handles anyway. (No review flag: the review station is for
+   parts that would otherwise pass.)
+4. A part predicted **acceptable** passes only when its calibrated probability of being
+   acceptable (the sum over acceptable classes) is at least the review threshold; below it the
+   part goes to review ("low confidence").
+
+Projects without an acceptable class (every class a defect kind, as in a defect-sorting
+station) use the same rule with "acceptable" read as "this prediction": a part passes with its
+predicted class when the top probability reaches the threshold, otherwise it goes to review, and
+an escape is a wrong class that was not reviewed.
+
+The threshold is chosen on out-of-sample predictions (cross-validation over the labels) as the
+**lowest** one (smallest review share) whose one-sided 95 % upper confidence bound on the escape
+rate is at most the engineer's target (default 1 %). When no threshold shows that (too few
+defective examples, or escapes even at the strictest threshold) the model is *not shown safe*:
+it routes every part to review, and :func:`choose_threshold` says how many more labels of which
+classes would let it choose.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+#: settings key (JSON float): the escape-rate target, share of defective parts passed unseen
+SETTING_ESCAPE_TARGET = "escape_target"
+DEFAULT_ESCAPE_TARGET = 0.01
+#: a threshold never goes below this: passing a part needs a majority for "acceptable"
+MIN_THRESHOLD = 0.5
+
+PASS, DEFECT, REVIEW = "pass", "defect", "review"
+#: the decision rule as the model file states it
+REVIEW_RULE = {
+    "paths": [PASS, DEFECT, REVIEW],
+    "rule": "novel parts go to review; with route_all_to_review every part goes to review; a part whose most "
+            "probable class is a defect class goes to the defect path; a part predicted acceptable passes when "
+            "its calibrated probability of being acceptable is at least the threshold, else it goes to review",
+    "escape_rate": "defective parts passed without review / defective parts",
+}
+REASON_LOW = "low confidence"
+REASON_NOVEL = "novel"
+REASON_BOTH = "low confidence + novel"
+REASON_NOT_SAFE = "not shown safe"
+
+
+def escape_target(project) -> float:
+    """The project's escape-rate target (settings key :data:`SETTING_ESCAPE_TARGET`)."""
+    try:
+        value = float(project.get_setting(SETTING_ESCAPE_TARGET, DEFAULT_ESCAPE_TARGET))
+    except (TypeError, ValueError):
+        return DEFAULT_ESCAPE_TARGET
+    return value if 0.0 < value < 1.0 else DEFAULT_ESCAPE_TARGET
+
+
+def acceptable_probability(proba: np.ndarray, acceptable_columns: np.ndarray) -> np.ndarray:
+    """Per row: the probability of an acceptable class (or of the top class when none is acceptable)."""
+    proba = np.asarray(proba, np.float64)
+    if not np.any(acceptable_columns):
+        return proba.max(axis=1) if proba.size else np.zeros(len(proba))
+    return proba[:, np.asarray(acceptable_columns, bool)].sum(axis=1)
+
+
+def route(proba: np.ndarray, acceptable_columns: np.ndarray, threshold: Optional[float],
+          novel: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Apply the decision rule to calibrated ``proba`` (rows: parts, columns: classes).
+
+    ``acceptable_columns`` marks the acceptable class columns; ``threshold`` None means the model
+    was not shown safe (everything to review); ``novel`` marks novel parts. Returns
+    ``(path, review, reasons)``: path per part ('pass', 'defect', 'review'), the review flag,
+    and the review reason ('' when not reviewed).
+    """
+    proba = np.asarray(proba, np.float64)
+    n = len(proba)
+    acc = np.asarray(acceptable_columns, bool)
+    novel = np.zeros(n, bool) if novel is None else np.asarray(novel, bool)
+    if n == 0:
+        return np.zeros(0, "<U6"), np.zeros(0, bool), []
+    top = np.argmax(proba, axis=1)
+    top_acceptable = acc[top] if acc.any() else np.ones(n, bool)
+    p_acc = acceptable_probability(proba, acc)
+    if threshold is None:
+        low = np.ones(n, bool)
+    else:
+        low = top_acceptable & (p_acc < float(threshold))
+    review = low | novel
+    path = np.where(review, REVIEW, np.where(top_acceptable, PASS, DEFECT)).astype("<U6")
+    reasons = []
+    for i in range(n):
+        if not review[i]:
+            reasons.append("")
+        elif threshold is None:
+            reasons.append(REASON_NOT_SAFE + (" + novel" if novel[i] else ""))
+        elif low[i] and novel[i]:
+            reasons.append(REASON_BOTH)
+        elif novel[i]:
+            reasons.append(REASON_NOVEL)
+        else:
+            reasons.append(REASON_LOW)
+    return path, review, reasons
+
+
+def _columns_of(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    index = {int(c): j for j, c in enumerate(np.asarray(classes).tolist())}
+    return np.array([index[int(c)] for c in np.asarray(y).tolist()], np.int64)
+
+
+def escapes_at(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acceptable_columns: np.ndarray,
+               threshold: Optional[float], novel: Optional[np.ndarray] = None) -> dict:
+    """Escapes and review share of the decision rule on labelled parts (any predictions)."""
+    cols = _columns_of(y, classes)
+    acc = np.asarray(acceptable_columns, bool)
+    path, review, _ = route(proba, acc, threshold, novel)
+    passed = path == PASS
+    if acc.any():
+        defective = ~acc[cols]
+    else:
+        defective = np.argmax(proba, axis=1) != cols  # no acceptable class: an escape is a wrong class passed
+    n_def = int(defective.sum()) if acc.any() else int(len(cols))
+    escapes = int(np.sum(passed & defective))
+    return {"n": int(len(cols)), "n_defective": n_def, "escapes": escapes,
+            "escape_rate": escapes / n_def if n_def else None,
+            "review_share": float(review.mean()) if len(cols) else None,
+            "pass_share": float(passed.mean()) if len(cols) else None}
+
+
+def escape_upper_bound(escapes: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided exact (Clopper-Pearson) upper confidence bound on an escape rate of ``escapes`` in
+    ``n``: guaranteed coverage, so "shown safe" never rests on a lucky small sample (no escapes
+    in 300 defective parts bounds the rate at 1.0 %)."""
+    from scipy.stats import beta
+
+    if n <= 0:
+        return 1.0
+    if escapes >= n:
+        return 1.0
+    return float(beta.ppf(confidence, escapes + 1, n - escapes))
+
+
+_upper = escape_upper_bound
+
+
+def defectives_needed(rate: float, target: float, limit: int = 1_000_000) -> Optional[int]:
+    """Smallest number of defective out-of-sample parts whose upper bound at ``rate`` meets ``target``."""
+    if rate >= target:
+        return None
+    n = 1
+    while n <= limit:
+        if _upper(int(math.floor(rate * n)), n) <= target:
+            return n
+        n = max(n + 1, int(n * 1.01))
+    return None
+
+
+def choose_threshold(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acceptable_columns: np.ndarray,
+                     target: float = DEFAULT_ESCAPE_TARGET, class_names: Optional[dict] = None,
+                     basis: str = "cross-validation over the labels") -> dict:
+    """The escape-safe review threshold from out-of-sample calibrated ``proba`` for labels ``y``.
+
+    Returns a JSON-ready dict: ``value`` (None when not shown safe), ``shown_safe``, ``target``,
+    the out-of-sample ``escape_rate`` / ``escape_upper`` / ``review_share`` at that value,
+    ``labels_needed`` ({class name: more labels}) and a plain ``explanation``.
+    """
+    y = np.asarray(y)
+    classes = np.asarray(classes)
+    acc = np.asarray(acceptable_columns, bool)
+    names = class_names or {}
+    proba = np.asarray(proba, np.float64)
+    cols = _columns_of(y, classes)
+    result: dict = {"value": None, "shown_safe": False, "target": float(target), "confidence": "one-sided 95 % (Clopper-Pearson)",
+                    "basis": basis, "n": int(len(y)), "escape_rate": None, "escape_upper": None,
+                    "review_share": None, "labels_needed": {}, "mode": "acceptable" if acc.any() else "top class"}
+    if acc.any():
+        defective = ~acc[cols]
+        top_acc = acc[np.argmax(proba, axis=1)]
+    else:
+        defective = np.argmax(proba, axis=1) != cols
+        top_acc = np.ones(len(y), bool)
+    n_def = int(defective.sum()) if acc.any() else int(len(y))
+    p_acc = acceptable_probability(proba, acc)
+    result["n_defective"] = n_def
+    # candidate thresholds: every distinct out-of-sample value (a part passes when p >= t)
+    cand = np.unique(np.concatenate([p_acc[top_acc], [MIN_THRESHOLD]]))
+    cand = cand[cand >= MIN_THRESHOLD]
+    # passes and escapes for each candidate, vectorised: sorted p of parts predicted acceptable
+    p_pass = np.sort(p_acc[top_acc])
+    p_esc = np.sort(p_acc[top_acc & defective])
+    n_pass = len(p_pass) - np.searchsorted(p_pass, cand, side="left")
+    n_esc = len(p_esc) - np.searchsorted(p_esc, cand, side="left")
+    uppers = np.array([_upper(int(e), n_def) for e in n_esc]) if n_def else np.ones(len(cand))
+    ok = uppers <= target
+    defect_names = [names.get(int(c), str(c)) for j, c in enumerate(classes.tolist()) if acc.any() and not acc[j]]
+    if ok.any() and n_def:
+        best = int(np.flatnonzero(ok)[0])  # lowest threshold = smallest review share
+        t = float(cand[best])
+        stats = escapes_at(y, proba, classes, acc, t)
+        result.update(value=t, shown_safe=True, escape_rate=stats["escape_rate"], escape_upper=float(uppers[best]),
+                      review_share=stats["review_share"], escapes=int(n_esc[best]))
+        result["explanation"] = (
+            f"A part predicted acceptable passes when its calibrated probability of being acceptable is at least "
+            f"{t:.3f}. On {len(y)} out-of-sample predictions ({n_def} defective) this let {int(n_esc[best])} defective "
+            f"parts through ({stats['escape_rate']:.2%}; 95 % upper bound {uppers[best]:.2%} <= target {target:.2%}) "
+            f"and sent {stats['review_share']:.0%} of parts to review.")
+        return result
+    # not shown safe: how many more defective examples would show the target at the best rate seen
+    strict = escapes_at(y, proba, classes, acc, float(cand[-1]) if len(cand) else 1.0)
+    rate = (strict["escape_rate"] or 0.0) if n_def else 0.0
+    needed = defectives_needed(rate, target)
+    if needed is not None:
+        more = max(needed - n_def, 1)
+        if acc.any():
+            counts = {names.get(int(c), str(c)): int(np.sum(y == c)) for j, c in enumerate(classes.tolist()) if not acc[j]}
+            total = sum(counts.values())
+            # spread over the defect classes in their current proportions (at least one each)
+            result["labels_needed"] = {name: max(1, int(math.ceil(more * (cnt / total if total else 1 / len(counts)))))
+                                       for name, cnt in counts.items()}
+        else:
+            result["labels_needed"] = {"any class": more}
+        what = ", ".join(f"{v} {k}" for k, v in result["labels_needed"].items())
+        result["explanation"] = (
+            f"NOT SHOWN SAFE: every part is routed to review. {n_def} defective out-of-sample predictions cannot show "
+            f"at most {target:.2%} escapes with 95 % confidence (needs about {needed}); label about {more} more "
+            f"defective parts ({what}) and export again, or pass an explicit review threshold.")
+    else:
+        result["labels_needed"] = {name: None for name in defect_names} if defect_names else {}
+        result["explanation"] = (
+            f"NOT SHOWN SAFE: every part is routed to review. Even at the strictest threshold "
+            f"{strict['escapes']} of {n_def} defective out-of-sample parts ({rate:.1%}) were predicted acceptable, above "
+            f"the {target:.2%} target: label more defect examples that look like acceptable parts"
+            + (f" ({', '.join(defect_names)})" if defect_names else "") + " and export again.")
+    result["escape_rate_strictest"] = rate
+    return result

@@ -1,0 +1,119 @@
+"""Accuracy estimators against the truth: replays active learning and scores every estimator.
+
+For each data set, pick-sampling share and strategy (random is always added): at 100, 200 and
+300 labels, the mean and worst |estimate - true held-out accuracy of the model trained on every
+label so far|, the mean 95 % interval width and the coverage, over seeds, for
+
+- ``audit``: the plain audit estimate (random audit labels, Wilson interval),
+- ``ppi``: prediction-powered (model's expected accuracy on every image, corrected by the audit labels),
+- ``weighted``: importance-weighted over every sampled label (needs --pick-sampling > 0 to use
+  the strategy's own picks; with 0 only the audit picks and random picks are sampled),
+- ``shown``: the one the app shows (estimators.choose).
+
+Then the issue-14 targets for ``shown``: at 100 labels width <= 0.15, coverage >= 90 %, mean
+|error| <= 0.04; at 300 labels width <= 0.08, coverage >= 90 %, mean |error| <= 0.02.
+Prints figures; asserts nothing. Feature matrices are cached under --out (NEU/ELPV as .npz,
+the generated set as .npy, the same way bench_label_efficiency.py does).
+
+    .venv/bin/python tests/benchmarks/bench_estimators.py [--datasets neu,elpv,generated] [--seeds 5]
+        [--strategies uncertain_diverse,k_center,...] [--pick-sampling 0,0.3] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from inspector.core.learning.simulate import (  # noqa: E402
+    SimulationSettings,
+    folder_dataset,
+    print_estimator_table,
+    simulate,
+)
+from inspector.core.learning.strategies import strategy_names  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = {100: {"width": 0.15, "coverage": 0.90, "mae": 0.04}, 300: {"width": 0.08, "coverage": 0.90, "mae": 0.02}}
+
+
+def load(name: str, args):
+    data = Path(os.environ.get("INSPECTOR_TEST_DATA", REPO.parent / "shared" / "datasets"))
+    if name == "generated":
+        from bench_label_efficiency import generated_dataset
+
+        X, y, names = generated_dataset(args.out, args.generated_images)
+        return X, y, names
+    folder = data / name
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} not found; set INSPECTOR_TEST_DATA")
+    X, y, names, _ = folder_dataset(folder, cache=args.out / f"{name}_features.npz")
+    return X, y, names
+
+
+def check_line(strategy: str, est: dict, count: int) -> str:
+    c = next((c for c in est["per_label_count"] if c["n_labels"] == count and c["runs"]), None)
+    if c is None:
+        return f"  {strategy:18s} @{count}: no estimate"
+    t = TARGETS[count]
+    ok = (c["mean_width"] <= t["width"], c["coverage"] >= t["coverage"], c["mean_abs_error"] <= t["mae"])
+    marks = ["ok" if o else "MISS" for o in ok]
+    methods = ", ".join(f"{m} {k}" for m, k in c["methods"].items())
+    return (f"  {strategy:18s} @{count}: width {c['mean_width']:.3f} ({marks[0]}), coverage {c['coverage']:.0%} "
+            f"({marks[1]}), mean |err| {c['mean_abs_error']:.3f} ({marks[2]}), worst {c['worst_abs_error']:.3f}; "
+            f"shown: {methods}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", default="neu,elpv,generated")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--strategies", default=",".join(n for n in strategy_names() if n not in ("random", "cold_start")))
+    parser.add_argument("--pick-sampling", default="0", help="comma-separated shares to compare, e.g. 0,0.3")
+    parser.add_argument("--budget", type=int, default=300)
+    parser.add_argument("--generated-images", type=int, default=1200)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/inspector_bench_estimators"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    strategies = [s for s in args.strategies.split(",") if s]
+    counts = tuple(c for c in (100, 200, 300) if c <= args.budget)
+    results = {}
+    for dataset in args.datasets.split(","):
+        X, y, names = load(dataset, args)
+        for share in [float(s) for s in args.pick_sampling.split(",")]:
+            started = time.perf_counter()
+            settings = SimulationSettings(strategies=strategies, seeds=args.seeds, budget=args.budget,
+                                          pick_sampling=share, estimator_counts=counts)
+            summary = simulate(X, y, names, settings)
+            seconds = time.perf_counter() - started
+            print(f"\n== {dataset}: {len(y)} images, {len(names)} classes, all-labels accuracy "
+                  f"{summary['all_labels']['accuracy']:.3f}; pick sampling {share}; {args.seeds} seeds; "
+                  f"{seconds:.0f} s; load {os.getloadavg()[0]:.1f}")
+            print_estimator_table(summary)
+            print("Targets for the estimate shown:")
+            for name, s in summary["strategies"].items():
+                for count in counts:
+                    if count in TARGETS:
+                        print(check_line(name, s["estimators"]["shown"], count))
+            for name, s in summary["strategies"].items():
+                print(f"  {name:18s} test accuracy @100 {s['accuracy_mean'][s['label_counts'].index(100)]:.3f} "
+                      f"@{args.budget} {s['accuracy_mean'][-1]:.3f}, curve area {s['area_under_accuracy_curve']:.4f}")
+            results[f"{dataset}/pick_sampling={share}"] = {
+                name: {"estimators": s["estimators"], "accuracy_mean": s["accuracy_mean"],
+                       "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
+                for name, s in summary["strategies"].items()}
+    path = args.out / "estimators.json"
+    path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(f"\nWrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Accuracy estimators: valid intervals, the audit estimate when predictions carry nothing, an
+unbiased importance-weighted estimate, old projects, and what `evaluate --json` says."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from inspector.core import migrations
+from inspector.core.learning import estimators
+from inspector.core.store import Project
+
+
+def _population(rng, n=3000, calibrated=True):
+    """Predicted probability of being right, and whether the model was right, for a pool."""
+    # like a decent classifier: most images confidently right, a minority it is unsure of
+    unsure = rng.random(n) < 0.2
+    f = np.where(unsure, rng.uniform(0.3, 0.8, n), rng.beta(40, 1, n))
+    truth_p = f if calibrated else np.clip(f - 0.12, 0, 1)  # over-confident by 12 points
+    correct = rng.random(n) < truth_p
+    return f, correct
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_ppi_interval_covers_at_the_nominal_rate(calibrated):
+    rng = np.random.default_rng(1)
+    hits, widths, audit_widths = 0, [], []
+    reps = 400
+    for _ in range(reps):
+        f, correct = _population(rng, calibrated=calibrated)
+        truth = correct.mean()
+        audit = rng.choice(len(f), 40, replace=False)
+        e = estimators.ppi_accuracy(correct[audit], f[audit], f)
+        hits += e.interval[0] <= truth <= e.interval[1]
+        widths.append(e.width)
+        audit_widths.append(estimators.audit_accuracy(correct[audit]).width)
+    assert hits / reps >= 0.90, hits / reps
+    # the predictions help: narrower than the audit labels alone
+    assert np.mean(widths) < np.mean(audit_widths)
+
+
+def test_ppi_equals_audit_estimate_when_predictions_are_uninformative():
+    rng = np.random.default_rng(2)
+    correct = rng.random(50) < 0.8
+    f_pool = np.full(2000, 0.55)  # the same guess everywhere: no information
+    e = estimators.ppi_accuracy(correct, np.full(50, 0.55), f_pool)
+    assert e.details["lambda"] == 0.0
+    assert e.estimate == pytest.approx(correct.mean())
+
+
+def test_too_few_audit_labels_fall_back_to_the_audit_estimate():
+    e = estimators.ppi_accuracy(np.ones(5, bool), np.full(5, 0.9), np.full(100, 0.9))
+    assert e.method == "audit" and e.interval == estimators.audit_accuracy(np.ones(5, bool)).interval
+
+
+def test_importance_weighted_estimate_is_unbiased_on_a_known_selection_scheme():
+    """Draw picks one at a time with probability proportional to a skewed score (like an
+    uncertainty strategy); the plain mean of the picks is biased, the weighted one is not."""
+    rng = np.random.default_rng(3)
+    n, draws = 400, 40
+    f = rng.beta(5, 1.5, n)
+    correct = rng.random(n) < f
+    truth = correct.mean()
+    score = (1 - f) + 0.05  # prefers the images the model is unsure of
+    weighted, plain = [], []
+    for _ in range(600):
+        taken = np.zeros(n, bool)
+        rows, q, remaining = [], [], []
+        for m in range(draws):
+            w = np.where(taken, 0, score)
+            p = w / w.sum()
+            i = rng.choice(n, p=p)
+            rows.append(i), q.append(p[i]), remaining.append(n - m)
+            taken[i] = True
+        rows = np.asarray(rows)
+        v = estimators.lure_weights(np.asarray(q), np.asarray(remaining))
+        weighted.append(np.mean(v * correct[rows]))
+        plain.append(correct[rows].mean())
+    se = np.std(weighted) / np.sqrt(len(weighted))
+    assert abs(np.mean(weighted) - truth) < 3 * se + 0.005
+    assert truth - np.mean(plain) > 0.05  # the unweighted mean is clearly biased low
+
+
+def test_weighted_estimate_with_predictions_covers():
+    rng = np.random.default_rng(4)
+    hits, reps = 0, 200
+    for _ in range(reps):
+        f, correct = _population(rng, n=1500)
+        truth = correct.mean()
+        score = 0.3 / len(f) + np.sqrt(f * (1 - f)) / np.sqrt(f * (1 - f)).sum()
+        taken = np.zeros(len(f), bool)
+        rows, q, remaining = [], [], []
+        for m in range(60):
+            w = np.where(taken, 0, score)
+            p = w / w.sum()
+            i = rng.choice(len(f), p=p)
+            rows.append(i), q.append(p[i]), remaining.append(len(f) - m)
+            taken[i] = True
+        rows = np.asarray(rows)
+        e = estimators.weighted_accuracy(correct[rows], f[rows], np.asarray(q), np.asarray(remaining), f)
+        hits += e.interval[0] <= truth <= e.interval[1]
+    assert hits / reps >= 0.88, hits / reps
+
+
+def test_effective_interval_keeps_its_asymmetry_near_one():
+    low, high = estimators.effective_interval(0.99, 0.01)
+    assert high <= 1.0 and 0.99 - low > high - 0.99
+
+
+def test_an_older_project_gains_the_pick_columns_and_its_labels_have_no_probability(tmp_path):
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "old.inspector"
+    db = sqlite3.connect(str(path), isolation_level=None)
+    for statement in migrations._statements(migrations.MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute(f"PRAGMA application_id = {migrations.APPLICATION_ID}")
+    db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                   [("image_root", str(tmp_path / "images")), ("image_root_relative", "images"), ("name", "old")])
+    db.execute("INSERT INTO images(path, size, mtime_ns, added_at, content_hash) VALUES ('a.png', 1, 1, 'now', 'h')")
+    db.execute("INSERT INTO images(path, size, mtime_ns, added_at, content_hash) VALUES ('b.png', 1, 1, 'now', 'i')")
+    db.execute("INSERT INTO images(path, size, mtime_ns, added_at, content_hash) VALUES ('c.png', 1, 1, 'now', 'j')")
+    db.execute("INSERT INTO classes(name, color, position) VALUES ('ok', '#00ff00', 0)")
+    db.execute("INSERT INTO label_events(image_id, class_id, kind, source, audit, created_at) "
+               "VALUES (1, 1, 'class', 'human', 1, 'now')")
+    db.execute("INSERT INTO queue(image_id, position, strategy, reason, audit) VALUES (2, 0, 'margin', 'audit', 1)")
+    db.close()
+    with Project.open(path, read_only=True) as p:  # read-only: not migrated, still readable
+        assert p.pick_records()[1].selection_probability is None
+        assert p.queue()[0].selection_probability is None
+    with Project.open(path) as p:  # migrated
+        assert p.pick_records()[1].selection_probability is None  # honest: not recorded back then
+        p.add_label(2, 1, audit=True)  # the old queue entry had no probability either
+        assert p.pick_records()[2].selection_probability is None
+        from inspector.core.store import QueueEntry
+        p.replace_queue([QueueEntry(3, 0, "margin", None, "audit", 3, True, 0.25, 4)])
+        assert p.queue()[0].selection_probability == 0.25
+        p.add_label(3, 1, audit=True)
+        rec = p.pick_records()[3]
+        assert (rec.selection_probability, rec.pool_size, rec.model_version) == (0.25, 4, 3)
+
+
+def test_cli_evaluate_json_has_the_method_and_interval(tmp_path, small_image_folder, capsys):
+    from inspector.cli import main
+
+    project = tmp_path / "p.inspector"
+    assert main(["new", str(project), "--images", str(small_image_folder), "--labels-from-folders", "--quiet",
+                 "--workers", "1"]) == 0
+    with Project.open(project) as p:  # half the labels answer random audit picks
+        labels = p.latest_labels()
+        for image_id in sorted(labels)[::2]:
+            p.add_label(image_id, labels[image_id], audit=True)
+    capsys.readouterr()
+    assert main(["evaluate", str(project), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_audit"] == 20 and report["n_labels"] == 40
+    assert report["method_key"] in ("ppi", "audit", "weighted")
+    assert report["method"] == estimators.METHOD_WORDS[report["method_key"]]
+    low, high = report["interval"]
+    assert 0.0 <= low <= report["estimate"] <= high <= 1.0
+    assert main(["evaluate", str(project)]) == 0
+    text = capsys.readouterr().out
+    assert "Estimated accuracy" in text and "method:" in text
