@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "accuracy estimate can weight them (default: the learner's default)")
     sim.add_argument("--out", default="simulation", help="output folder (default ./simulation)")
     sim.add_argument("--workers", type=int, default=None, help="feature worker processes (default: all cores)")
+    sim.add_argument("--target", metavar="FIGURE=VALUE", default=None,
+                     help="also report, per strategy, the labels needed to reach this test figure "
+                          "(e.g. accuracy=0.95 or macro_f1=0.9): median and range over seeds")
     sim.add_argument("--quiet", action="store_true", help="no progress bars")
     sim.set_defaults(handler=cmd_simulate)
 
@@ -176,6 +179,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         report = learner.evaluation(project)
         target, budget = stopping.read_goals(project)
+        if "escape" not in report:  # the escape estimate recorded with the latest model version
+            latest = project.latest_model_version()
+            report["escape"] = ((latest.metrics or {}).get("escape") if latest else None)
     finally:
         project.close()
     report["goals"] = goals_report(report, target, budget)
@@ -263,6 +269,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_PICK_SAMPLING, DEFAULT_STRATEGY
 
+    from inspector.core.learning import stopping
+
+    target = stopping.parse_target(args.target) if args.target else None
+    if target is not None and target.figure not in ("accuracy", "macro_f1"):
+        raise UserError("simulate can plan for an accuracy or macro-F1 target (its test split has no acceptable classes)")
     out = Path(args.out)
     settings = SimulationSettings(
         strategies=args.strategy or [DEFAULT_STRATEGY], budget=args.budget, batch=args.batch, initial=args.initial,
@@ -274,8 +285,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                                               cache=out / "features.npz")
     with terminal_progress("Simulating", enabled=not args.quiet) as progress:
         summary = simulate(X, y, class_names, settings, progress=progress)
+    if target is not None:
+        summary["labels_to_target"] = stopping.labels_to_target(summary, target)
     paths = write_outputs(summary, out)
     print_table(summary, file=sys.stdout)
+    if target is not None:
+        print("\n".join(stopping.labels_to_target_lines(summary["labels_to_target"])))
     print_estimator_table(summary, file=sys.stdout)
     print(f"Wrote {paths['summary']}, {paths['curves']} and {paths['plot']}")
     return 0

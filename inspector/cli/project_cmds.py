@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     new.add_argument("--annotator", default="", help="name recorded with imported labels")
     new.add_argument("--target", metavar="FIGURE=VALUE",
-                     help="label until this honest figure is shown, e.g. accuracy=0.95 or macro_f1=90%%")
+                     help="label until this honest figure is shown, e.g. accuracy=0.95, macro_f1=90%%, "
+                          "escape_rate=0.01 (at most)")
     new.add_argument("--budget", metavar="LABELS", help="labelling budget in labels, e.g. 400")
     new.add_argument("--quiet", action="store_true", help="no progress bar")
     new.set_defaults(handler=cmd_new)
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "'reached' only when the lower end of its 95 %% interval clears it.")
     target.add_argument("project")
     target.add_argument("target", nargs="?", metavar="FIGURE=VALUE",
-                        help="new target, e.g. accuracy=0.95, macro_f1=0.9; 'none' removes it")
+                        help="new target, e.g. accuracy=0.95, macro_f1=0.9, escape_rate=0.01; 'none' removes it")
     target.add_argument("--budget", metavar="LABELS", help="new labelling budget in labels; 'none' removes it")
     target.add_argument("--json", action="store_true", help="machine-readable output")
     target.set_defaults(handler=cmd_target)

@@ -36,7 +36,7 @@ class GoalsEditor(QWidget):
         for key, figure in stopping.FIGURES.items():
             self.figure.addItem(figure.words, key)
         self.value = QDoubleSpinBox()
-        self.value.setRange(1.0, 99.9)
+        self.value.setRange(0.1, 99.9)
         self.value.setDecimals(1)
         self.value.setSuffix(" %")
         self.value.setValue(95.0)
@@ -55,8 +55,8 @@ class GoalsEditor(QWidget):
         budget_row.addWidget(self.budget_on)
         budget_row.addWidget(self.budget, 1)
         form.addRow("Labelling budget", budget_row)
-        note = QLabel("The target counts as reached only when the lower end of the honest estimate's "
-                      "95 % interval clears it. Labelling can go on after either is met.")
+        note = QLabel("The target counts as reached only when the whole 95 % interval of the honest estimate "
+                      "clears it. Labelling can go on after either is met.")
         note.setObjectName("dim")
         note.setWordWrap(True)
         form.addRow(note)
@@ -71,9 +71,11 @@ class GoalsEditor(QWidget):
         self._enable()
 
     def _enable(self) -> None:
-        has_target = self.figure.currentData() is not None
+        key = self.figure.currentData()
+        has_target = key is not None
         self.value.setEnabled(has_target)
         self.at_least.setEnabled(has_target)
+        self.at_least.setText("at least" if key is None or stopping.FIGURES[key].higher_is_better else "at most")
         self.budget.setEnabled(self.budget_on.isChecked())
 
     def goals(self) -> tuple[Optional[stopping.Target], Optional[int]]:

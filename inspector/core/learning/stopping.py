@@ -42,9 +42,15 @@ class Figure:
 FIGURES = {
     "accuracy": Figure("accuracy", "accuracy"),
     "macro_f1": Figure("macro_f1", "macro-F1"),
+    # defective parts passed without review / defective parts (inspector.core.learning.acceptance)
+    "escape_rate": Figure("escape_rate", "escape rate", higher_is_better=False),
 }
 _ALIASES = {"acc": "accuracy", "accuracy": "accuracy", "macro_f1": "macro_f1", "macro-f1": "macro_f1",
-            "macrof1": "macro_f1", "f1": "macro_f1"}
+            "macrof1": "macro_f1", "f1": "macro_f1", "escape_rate": "escape_rate", "escape-rate": "escape_rate",
+            "escape": "escape_rate", "escapes": "escape_rate"}
+#: the learning curve's keys (metrics.learning_curve) for each figure: value, interval
+CURVE_KEYS = {"accuracy": ("accuracy", "accuracy_ci"), "macro_f1": ("macro_f1", "macro_f1_ci"),
+              "escape_rate": ("escape_rate", "escape_rate_ci")}
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,8 @@ class Target:
 
 
 def parse_target(text: str) -> Target:
-    """``accuracy=0.95``, ``accuracy=95%``, ``macro_f1=0.9`` (also ``macro-F1:0.9``) -> Target.
+    """``accuracy=0.95``, ``accuracy=95%``, ``macro_f1=0.9`` (also ``macro-F1:0.9``), ``escape_rate=0.01``
+    (at most) -> Target.
     Raises UserError with the accepted forms."""
     match = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_\-]*)\s*[=:]\s*([0-9]*\.?[0-9]+)\s*(%?)\s*", text or "")
     if not match:
@@ -163,7 +170,8 @@ def figure_estimate(metrics: Optional[dict], figure: str, n_labels: int = 0) -> 
         metrics = {"estimate": {"estimate": metrics.get("estimate"), "interval": metrics.get("interval"),
                                 "method_words": metrics.get("method"), "n_audit": metrics.get("n_audit", 0),
                                 "n_labels": metrics.get("n_labels", n_labels)},
-                   "audit": metrics.get("audit_estimate"), "n_audit": metrics.get("n_audit", 0)}
+                   "audit": metrics.get("audit_estimate"), "n_audit": metrics.get("n_audit", 0),
+                   "escape": metrics.get("escape")}
     elif "audit_estimate" in metrics and "audit" not in metrics:
         metrics = {**metrics, "audit": metrics.get("audit_estimate")}
     audit = metrics.get("audit") or {}
@@ -184,6 +192,16 @@ def figure_estimate(metrics: Optional[dict], figure: str, n_labels: int = 0) -> 
             return FigureEstimate(figure, float(audit["macro_f1"]), _pair(audit.get("macro_f1_ci")),
                                   "random audit labels only (bootstrap interval)", n_audit, n_labels)
         return FigureEstimate(figure, None, None, "no estimate yet: it needs random audit labels", n_audit, n_labels)
+    if figure == "escape_rate":
+        escape = metrics.get("escape") or {}
+        if escape.get("escape_rate") is not None:
+            return FigureEstimate(figure, float(escape["escape_rate"]), _pair(escape.get("escape_rate_ci")),
+                                  f"random audit labels only: defective parts passed without review, of "
+                                  f"{escape.get('n_defective', 0)} defective audit parts (Wilson interval)",
+                                  n_audit, n_labels)
+        why = ("no acceptable class is set, so no part can escape" if not metrics.get("escape") and metrics.get("audit")
+               else "it needs random audit labels of defective parts")
+        return FigureEstimate(figure, None, None, f"no estimate yet: {why}", n_audit, n_labels)
     raise UserError(f"unknown figure {figure!r}")
 
 
@@ -327,7 +345,8 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
                         random_state=0) -> dict:
     """How many more labels the learning curve's trend says the target needs, with its range.
 
-    Fits the error (1 - figure) to a power law of the labels, ``err = a * n^-b`` (learning curves
+    Fits the shortfall (1 - figure; the escape rate itself) to a power law of the labels,
+    ``err = a * n^-b`` (learning curves
     of such classifiers fall roughly so), on the curve's points weighted by their intervals, and
     repeats the fit on points redrawn within their intervals (``draws`` times) for the
     uncertainty. Two counts: labels until the trend crosses the target, and until it can be
@@ -335,8 +354,8 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
     percentile range over the draws. ``status``: 'reached' (already shown), 'estimate' or
     'cannot_tell' with the reason in ``message``.
     """
-    figure = target.figure
-    key, ci_key = ("accuracy", "accuracy_ci") if figure == "accuracy" else ("macro_f1", "macro_f1_ci")
+    key, ci_key = CURVE_KEYS[target.figure]
+    higher = FIGURES[target.figure].higher_is_better
     points = [p for p in curve if p.get(key) is not None and p.get(ci_key) and p.get("n_labels")]
     out = {"status": "cannot_tell", "until_crossing": None, "until_shown": None, "message": "",
            "method": ("power-law fit of the error against labels over the learning curve's points, "
@@ -347,7 +366,7 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
     last = points[-1]
     n_now = int(last["n_labels"])
     lo, hi = last[ci_key]
-    if (lo >= target.value) and last[key] >= target.value:
+    if (lo >= target.value if higher else hi <= target.value):
         out.update(status="reached", message="The target is already shown.")
         return out
     if len(points) < MIN_CURVE_POINTS or int(last.get("n_audit") or 0) < MIN_AUDIT_FOR_TREND:
@@ -358,7 +377,10 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
     if n.max() < 1.5 * n.min():
         out["message"] = "Cannot tell yet: the curve spans too few labels for a trend."
         return out
-    est = np.array([p[key] for p in points], float)
+    # work with the shortfall: 1 - figure for accuracy and macro-F1, the escape rate itself
+    value = np.array([p[key] for p in points], float)
+    est = 1.0 - value if higher else value
+    goal = 1.0 - target.value if higher else target.value
     se = np.array([max((p[ci_key][1] - p[ci_key][0]) / (2 * Z95), 1e-3) for p in points], float)
     half_now = max((hi - lo) / 2.0, 1e-4)
     rng = np.random.default_rng(random_state)
@@ -366,8 +388,7 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
     grid = np.unique(np.linspace(n_now, horizon, 2000).round())
     crossing, shown = [], []
     for d in range(draws):
-        y = est if d == 0 else np.clip(est + rng.normal(0.0, se), 0.0, 0.9999)
-        err = np.clip(1.0 - y, 1e-4, 1.0)
+        err = np.clip(est if d == 0 else est + rng.normal(0.0, se), 1e-4, 1.0)
         w = 1.0 / (se / err) ** 2  # weights on the log scale
         slope, intercept = np.polyfit(np.log(n), np.log(err), 1, w=np.sqrt(w))
         b = -slope
@@ -375,10 +396,10 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
             crossing.append(math.inf)
             shown.append(math.inf)
             continue
-        predicted = 1.0 - np.exp(intercept) * grid ** (-b)
+        predicted = np.exp(intercept) * grid ** (-b)
         half = half_now * np.sqrt(n_now / grid)
-        c = np.flatnonzero(predicted >= target.value)
-        s = np.flatnonzero(predicted - half >= target.value)
+        c = np.flatnonzero(predicted <= goal)
+        s = np.flatnonzero(predicted + half <= goal)
         crossing.append(grid[c[0]] - n_now if len(c) else math.inf)
         shown.append(grid[s[0]] - n_now if len(s) else math.inf)
     crossing, shown = np.array(crossing), np.array(shown)
@@ -401,6 +422,50 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
     out["message"] = (f"About {u['median']:,} more labels to show the target (range {rng_text}, "
                       f"from the learning curve's trend; a forecast, not a promise).")
     return out
+
+
+# --------------------------------------------------------------------------- planning (simulate)
+
+
+def labels_to_target(summary: dict, target: Target) -> dict:
+    """Per strategy of a simulation summary: labels at which the *true* test figure first reached
+    the target, per seed, with the median and range over the seeds that reached it within the
+    budget. A team sets a realistic budget from this before labelling similar data."""
+    if target.figure not in ("accuracy", "macro_f1"):
+        raise UserError(f"simulate measures accuracy and macro-F1 on its test split, not the {FIGURES[target.figure].words}")
+    counts = summary["label_counts"]
+    out = {"target": {**target.as_setting(), "words": target.words}, "budget": counts[-1],
+           "basis": "true figure on the held-out test split (not the estimate a project would show)", "strategies": {}}
+    for name, entry in summary["strategies"].items():
+        per_seed = []
+        for curve in entry[f"{target.figure}_per_seed"]:
+            hit = next((n for n, v in zip(counts, curve) if v >= target.value), None)
+            per_seed.append(hit)
+        reached = [n for n in per_seed if n is not None]
+        out["strategies"][name] = {
+            "per_seed": per_seed,
+            "seeds_reached": len(reached),
+            "seeds": len(per_seed),
+            "median": float(np.median([n if n is not None else math.inf for n in per_seed])) if reached else None,
+            "min": min(reached) if reached else None,
+            "max": max(reached) if reached else None,
+        }
+    return out
+
+
+def labels_to_target_lines(plan: dict) -> list[str]:
+    """The planning table in words, one line per strategy."""
+    lines = [f"Labels to reach {plan['target']['words']} on the test split (median, range over seeds; "
+             f"budget {plan['budget']}):"]
+    for name, s in plan["strategies"].items():
+        if not s["seeds_reached"]:
+            lines.append(f"  {name:18s} not within {plan['budget']} labels in any of {s['seeds']} seeds")
+            continue
+        median = "more than the budget" if s["median"] is None or not math.isfinite(s["median"]) else f"{s['median']:g}"
+        missed = s["seeds"] - s["seeds_reached"]
+        note = f"; {missed} of {s['seeds']} seeds not within the budget" if missed else ""
+        lines.append(f"  {name:18s} median {median}, range {s['min']}-{s['max']}{note}")
+    return lines
 
 
 def _pct(value: Optional[float]) -> str:
