@@ -11,6 +11,8 @@ confusion) runs in a worker; the UI thread only draws the result.
 
 from __future__ import annotations
 
+import html
+
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
@@ -210,10 +212,10 @@ def goals_text(data: DashboardData) -> str:
     parts = [status.target_sentence(), status.budget_sentence()]
     if data.labels_needed and data.labels_needed.get("message"):
         parts.append(data.labels_needed["message"])
-    shown = status.target_shown
-    colour = "#137333" if shown else ("#8a6d00" if status.target_state == "reached_by_point_estimate" else "#202124")
+    # mid-tone colours on the heading only: readable on the light and the dark theme
+    colour = {"shown": "#1e8e3e", "reached_by_point_estimate": "#c77700"}.get(status.target_state, "#5f86c4")
     text = " ".join(p for p in parts if p)
-    return f"<span style='color:{colour}'><b>Target and budget.</b> {text}</span>"
+    return f"<b style='color:{colour}'>Target and budget.</b> {html.escape(text)}"
 
 
 def optimistic_text(data: DashboardData) -> str:

@@ -38,8 +38,9 @@ from inspector.core.learning import learner, stopping  # noqa: E402
 from inspector.core.learning.simulate import folder_dataset, stratified_split  # noqa: E402
 
 
-def replay(X_pool, y_pool, X_test, y_test, n_classes, target, budget, batch, seed):
-    """One run; returns one record per retrain."""
+def replay(X_pool, y_pool, X_test, y_test, n_classes, target, budget, batch, seed, run_on=False):
+    """One run; returns one record per retrain. Stops at the first "target reached" unless
+    ``run_on`` (the figures need only the first declaration; the rest costs time)."""
     classes = np.arange(n_classes, dtype=np.int64)
     settings = learner.LearnerSettings(random_state=seed)
     ids = np.arange(len(y_pool), dtype=np.int64)
@@ -64,6 +65,8 @@ def replay(X_pool, y_pool, X_test, y_test, n_classes, target, budget, batch, see
             steps.append({"n_labels": len(labels), "n_audit": len(audit_ids), "truth": truth,
                           "estimate": e.estimate, "interval": e.interval, "method": e.method,
                           "state": status.target_state})
+            if status.target_shown and not run_on:
+                return steps
         if len(labels) >= budget:
             return steps
         want = min(batch, budget - len(labels))
@@ -132,7 +135,14 @@ def main(argv=None) -> int:
     p.add_argument("--budget-elpv", type=int, default=600)
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--json", type=Path, default=None, help="also write every run here")
+    p.add_argument("--run-on", action="store_true",
+                   help="keep labelling after the first declaration (counts every later declaration too)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--combine", type=Path, nargs="+", default=None,
+                   help="only summarise runs written by earlier --json runs (e.g. one seed per process)")
     args = p.parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
     args.cache.mkdir(parents=True, exist_ok=True)
     print(f"load before: {os.getloadavg()}")
     results = {}
@@ -148,9 +158,10 @@ def main(argv=None) -> int:
         target = stopping.make_target("accuracy", target_value)
         runs = []
         started = time.perf_counter()
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             pool, test = stratified_split(y, args.test_fraction, seed)
-            steps = replay(X[pool], y[pool], X[test], y[test], len(class_names), target, budget, args.batch, seed)
+            steps = replay(X[pool], y[pool], X[test], y[test], len(class_names), target, budget, args.batch, seed,
+                           run_on=args.run_on)
             runs.append(steps)
             first = next((s for s in steps if s["state"] == stopping.SHOWN), None)
             crossing = next((s["n_labels"] for s in steps if s["truth"] >= target_value), None)
@@ -165,18 +176,39 @@ def main(argv=None) -> int:
         s["target"] = target_value
         s["budget"] = budget
         results[name] = {"summary": s, "runs": runs}
-        for rule, words in (("shown", "interval rule (lower end >= target; the app's)"),
-                            ("point", "naive rule (point estimate >= target; for contrast)")):
-            r = s[rule]
-            print(f"{name} target {target_value}: {words}: first declaration while truth < target in "
-                  f"{r['first_declaration_false']}/{r['runs']} runs ({_pct(r['first_declaration_false_rate'])}); "
-                  f"{r['declarations_false']}/{r['declarations']} of all declarations ({_pct(r['declarations_false_rate'])}); "
-                  f"never declared in {r['runs_never_declared']} runs; median labels after the true crossing "
-                  f"{r['labels_after_true_crossing_median']} (per run {r['labels_after_true_crossing_all']})")
-        print(f"{name}: true crossings {s['true_crossing_per_run']}; {s['seconds']} s", flush=True)
+        report(name, s)
+        print(f"{name}: {s['seconds']} s", flush=True)
     print(f"load after: {os.getloadavg()}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+def report(name, s) -> None:
+    for rule, words in (("shown", "interval rule (lower end >= target; the app's)"),
+                        ("point", "naive rule (point estimate >= target; for contrast)")):
+        r = s[rule]
+        print(f"{name} target {s['target']}: {words}: first declaration while truth < target in "
+              f"{r['first_declaration_false']}/{r['runs']} runs ({_pct(r['first_declaration_false_rate'])}); "
+              f"{r['declarations_false']}/{r['declarations']} of all declarations ({_pct(r['declarations_false_rate'])}); "
+              f"never declared in {r['runs_never_declared']} runs; median labels after the true crossing "
+              f"{r['labels_after_true_crossing_median']} (per run {r['labels_after_true_crossing_all']})")
+    print(f"{name}: true crossings {s['true_crossing_per_run']}")
+
+
+def combine(paths) -> int:
+    """Summarise runs from several --json files (same data set, target and budget per name)."""
+    by_name: dict = {}
+    for path in paths:
+        for name, result in json.loads(Path(path).read_text()).items():
+            entry = by_name.setdefault(name, {"runs": [], "target": result["summary"]["target"],
+                                              "budget": result["summary"]["budget"]})
+            entry["runs"].extend(result["runs"])
+    for name, entry in by_name.items():
+        s = summarise(entry["runs"], entry["target"])
+        s["target"] = entry["target"]
+        print(f"{name}: {len(entry['runs'])} runs, budget {entry['budget']}")
+        report(name, s)
     return 0
 
 

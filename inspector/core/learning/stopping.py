@@ -250,7 +250,7 @@ class GoalStatus:
                     f"{_pct(t.value)} target.")
         if self.target_state == POINT_ONLY:
             return (f"Target reached by the point estimate, not yet shown: {figure}; the {end} end of the "
-                    f"interval must clear {_pct(t.value)}, which takes more audit labels.")
+                    f"interval must clear {_pct(t.value)}, which takes more labels.")
         return f"Target {t.words} not reached: {figure}."
 
     def budget_sentence(self) -> str:
@@ -262,7 +262,7 @@ class GoalStatus:
 
     def target_state_words(self) -> str:
         """The target's state in a few words (status bar)."""
-        return {SHOWN: "reached (shown by the interval)", POINT_ONLY: "reached by the estimate, not yet shown",
+        return {SHOWN: "reached", POINT_ONLY: "estimate above it, not yet shown",
                 NOT_REACHED: "not reached", NO_ESTIMATE: "no estimate yet", TARGET_NOT_SET: "none"}[self.target_state]
 
     def as_dict(self) -> dict:
