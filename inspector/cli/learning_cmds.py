@@ -197,6 +197,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if e.get("estimate") is not None and key != report["method_key"]:
                 elo, ehi = e["interval"]
                 print(f"  also: {e['method_words']}: {e['estimate']:.1%} ({elo:.1%}-{ehi:.1%})")
+    per_class = report.get("classes_estimate") or {}
+    if per_class.get("macro_f1") is not None:
+        print("Per class (" + per_class["method_words"] + "):")
+        for name, r in per_class["per_class"].items():
+            rec = "-" if r["recall"] is None else f"{r['recall']:.0%} ({_pct_interval(r['recall_interval'])})"
+            prec = "-" if r["precision"] is None else f"{r['precision']:.0%} ({_pct_interval(r['precision_interval'])})"
+            print(f"  {name:20s} recall {rec:18s} precision {prec}")
+        print(f"  macro-F1 {per_class['macro_f1']:.3f} ({_pct_interval(per_class['macro_f1_interval'], 3)})")
+        if per_class.get("escape_rate") is not None:
+            print(f"  escape rate (defective parts passed without review) {per_class['escape_rate']:.1%} "
+                  f"({_pct_interval(per_class['escape_rate_interval'])})")
     audit = report["audit_estimate"]
     if audit:
         lo, hi = audit["accuracy_ci"]
@@ -319,6 +330,14 @@ def print_table(summary: dict, file=sys.stdout) -> None:
             if c["covers_audit_model"] is not None:
                 print(f"  {name:18s} {c['covers_audit_model']:.0%} / {c['covers_current_model']:.0%}"
                       f" over {c['points']} points", file=file)
+
+
+def _pct_interval(ci, digits: int = 0) -> str:
+    if not ci:
+        return "no interval"
+    if digits:
+        return f"{ci[0]:.{digits}f}-{ci[1]:.{digits}f}"
+    return f"{ci[0]:.0%}-{ci[1]:.0%}"
 
 
 def _n(v) -> str:

@@ -51,6 +51,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(handler=cmd_info)
 
+    classes = subparsers.add_parser(
+        "classes", help="list the classes; say which are acceptable parts; set the escape target",
+        description="List the project's classes with their labels and whether their parts are acceptable "
+                    "(may pass the line). A defective part passed without review is an escape.")
+    classes.add_argument("project")
+    classes.add_argument("--acceptable", metavar="NAMES",
+                         help="comma-separated class names whose parts are acceptable, e.g. ok,good "
+                              "(an empty string: none)")
+    classes.add_argument("--escape-target", type=float, metavar="RATE",
+                         help="largest share of defective parts that may pass without review, e.g. 0.01")
+    classes.add_argument("--json", action="store_true", help="machine-readable output")
+    classes.set_defaults(handler=cmd_classes)
+
     relocate = subparsers.add_parser("relocate", help="re-point a project at its moved image folder")
     relocate.add_argument("project")
     relocate.add_argument("images", help="the folder where the images are now")
@@ -162,6 +175,37 @@ def cmd_scan(args: argparse.Namespace) -> int:
         import sys
 
         print(f"inspector: warning: {nothing_usable}", file=sys.stderr)
+    return 0
+
+
+def cmd_classes(args: argparse.Namespace) -> int:
+    from inspector.core.learning import routing
+    from inspector.core.learning.acceptance import acceptable_class_ids, set_acceptable_class_names
+
+    changing = args.acceptable is not None or args.escape_target is not None
+    if args.escape_target is not None and not 0.0 < args.escape_target < 1.0:
+        raise UserError("--escape-target must be between 0 and 1 (e.g. 0.01 for 1 %)")
+    with open_project(args.project, read_only=not changing) as project:
+        if args.acceptable is not None:
+            set_acceptable_class_names(project, args.acceptable.split(","))
+        if args.escape_target is not None:
+            project.set_setting(routing.SETTING_ESCAPE_TARGET, float(args.escape_target))
+        acceptable = acceptable_class_ids(project)
+        counts: dict = {}
+        for class_id in project.latest_labels().values():
+            counts[class_id] = counts.get(class_id, 0) + 1
+        rows = [{"key": c.key, "name": c.name, "labels": counts.get(c.id, 0), "acceptable": c.id in acceptable}
+                for c in project.classes()]
+        target = routing.escape_target(project)
+    if args.json:
+        print_json({"classes": rows, "escape_target": target})
+        return 0
+    for r in rows:
+        print(f"{r['key'] or '-':>2}  {r['name']:<24} {r['labels']:>6} labels  "
+              f"{'acceptable' if r['acceptable'] else 'defect'}")
+    if not any(r["acceptable"] for r in rows):
+        print("No acceptable class: every part is routed by its predicted class (set one with --acceptable).")
+    print(f"Escape target: at most {target:.2%} of defective parts pass without review")
     return 0
 
 

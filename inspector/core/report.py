@@ -271,17 +271,12 @@ def build_report_html(project) -> str:
                                      "Optimistic per-class figures (cross-validation on actively chosen labels).",
                                      "per-class precision and recall (optimistic)"))
             parts.append("<h4>Per class (optimistic)</h4>" + _per_class_table(cv_rows, colors))
-        th = training.threshold
-        parts.append("<h3>Review threshold</h3>"
-                     f"<p>Recommended review threshold: <b>{th.get('value', 0):.3f}</b>. "
-                     f"{esc(th.get('explanation') or '')} <span class='note'>Basis: "
-                     f"{esc(str(th.get('basis')))}.</span></p>")
-        if th.get("alternatives"):
-            parts.append("<p>Other choices (same held-out predictions):</p>" + _table(
-                ["to catch at least", "threshold", "errors caught", "images sent to review"],
-                [[f"{a['catch_errors']:.0%} of errors", f"{a['value']:.3f}", _pct(a["errors_caught"]),
-                  _pct(a["review_share"])] for a in th["alternatives"]]))
         parts.append("</section>")
+        from inspector.core.confidence_report import confidence_section
+
+        parts.append(confidence_section(training.metrics, training.threshold,
+                                        [names[int(c)] for c in training.snapshot.classes
+                                         if int(c) in training.snapshot.acceptable]))
 
     # ---- model settings and data
     parts.append("<section><h2>The model and the data it learned from</h2>")

@@ -71,6 +71,7 @@ class DashboardData:
     feature_map: Optional[FeatureMap] = None
     goals: Optional[object] = None  # stopping.GoalStatus against the latest version (None: no rule set)
     labels_needed: Optional[dict] = None  # stopping.labels_still_needed, when a target is set
+    latest_metrics: dict = field(default_factory=dict)  # the latest version's metrics (confidence panel)
 
 
 def precision_from_confusion(confusion: np.ndarray, classes: list) -> dict:
@@ -147,6 +148,7 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
         estimate=latest_metrics.get("estimate"),
         model_version=latest.version if latest else None,
         n_labels_trained=latest.n_labels if latest else 0,
+        latest_metrics=latest_metrics,
     )
     target, budget = goals
     if target is not None or budget is not None:
@@ -192,7 +194,14 @@ def headline(data: DashboardData) -> str:
     else:
         text = (f"Accuracy {audit['accuracy']:.2f} (95 % CI {_interval(audit.get('accuracy_ci'))}) "
                 f"from {audit['n_audit']} audit labels")
-    if audit.get("macro_f1") is not None:
+    per_class = (shown or {}).get("classes") or {}
+    if per_class.get("macro_f1") is not None and per_class.get("macro_f1_interval"):
+        text += (f"; macro-F1 {per_class['macro_f1']:.2f} (95 % CI {_interval(per_class['macro_f1_interval'])}, "
+                 "prediction-powered)")
+        if per_class.get("escape_rate") is not None and per_class.get("escape_rate_interval"):
+            text += (f"; escape rate {per_class['escape_rate']:.1%} (95 % CI "
+                     f"{per_class['escape_rate_interval'][0]:.1%}–{per_class['escape_rate_interval'][1]:.1%})")
+    elif audit.get("macro_f1") is not None:
         ci = audit.get("macro_f1_ci")
         if not ci or ci[1] - ci[0] < 1e-9:
             # no interval recorded (too few audit labels), or every bootstrap resample gave the
@@ -322,13 +331,18 @@ class DashboardView(QWidget):
         map_layout.addLayout(map_top)
         map_layout.addWidget(self.map_plot, 1)
 
+        from inspector.ui.confidence_panel import ConfidencePanel
+
+        self.confidence_panel = ConfidencePanel(self)
         grid = QGridLayout()
         grid.addWidget(self.counts_plot, 0, 0)
         grid.addWidget(self.curve_plot, 0, 1)
         grid.addWidget(audit_box, 1, 0)
         grid.addWidget(map_box, 1, 1)
+        grid.addWidget(self.confidence_panel, 0, 2, 2, 1)
         grid.setColumnStretch(0, 5)
         grid.setColumnStretch(1, 4)
+        grid.setColumnStretch(2, 3)
         grid.setRowStretch(0, 2)
         grid.setRowStretch(1, 3)
         self.export_report_button = QPushButton("Export report…", self)
@@ -433,6 +447,7 @@ class DashboardView(QWidget):
         self._draw_curve()
         self._draw_audit()
         self._draw_map()
+        self.confidence_panel.show_metrics(data.latest_metrics if data.model_version is not None else None)
 
     def _class_axis(self, axis, classes, vertical: bool = False) -> None:
         ticks = [(i, c.name) for i, c in enumerate(classes)]
@@ -487,8 +502,8 @@ class DashboardView(QWidget):
         plot.addItem(pg.PlotDataItem(x, y, pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=6,
                                      symbolBrush="#1f77b4"))
         last = points[-1]
-        plot.setTitle(f"Estimated accuracy vs labels, 95 % band ({len(points)} versions; "
-                      f"last: {_METHOD_SHORT.get(last.get('method'), 'audit labels')}, "
+        plot.setTitle(f"Estimated accuracy vs labels, 95 % band<br>({len(points)} versions; last: "
+                      f"{_METHOD_SHORT.get(last.get('method'), 'audit labels only')}, "
                       f"{last.get('n_audit', 0)} audit labels)", color="#202020", size="10pt")
         bottom = float(lo.min())
         status = data.goals

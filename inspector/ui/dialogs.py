@@ -69,11 +69,14 @@ class ClassesDialog(QDialog):
         self.setWindowTitle("Classes")
         self.resize(460, 420)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Keys 1–9 follow the order. Changes are saved immediately."))
+        layout.addWidget(QLabel("Keys 1–9 follow the order. Changes are saved immediately.\n"
+                                "Tick the classes whose parts are acceptable (may pass the line);\n"
+                                "every other class is a defect, and a defect passed unseen is an escape."))
         body = QHBoxLayout()
         self.list = QListWidget()
         self.list.setDragDropMode(QListWidget.DragDropMode.InternalMove)
         self.list.model().rowsMoved.connect(self._moved)
+        self.list.itemChanged.connect(self._acceptable_changed)
         body.addWidget(self.list, 1)
         buttons = QVBoxLayout()
         self.buttons = {}
@@ -94,18 +97,35 @@ class ClassesDialog(QDialog):
         self.refresh()
 
     def refresh(self, select_id=None) -> None:
+        from inspector.core.learning.acceptance import acceptable_class_ids
+
         self.list.blockSignals(True)
         self.list.clear()
         counts: dict[int, int] = {}
         for c in self.session.latest_labels().values():
             counts[c] = counts.get(c, 0) + 1
+        acceptable = acceptable_class_ids(self.project)
         for c in self.project.classes():
-            item = QListWidgetItem(_swatch(c.color), f"{c.key or '·'}   {c.name}   ({counts.get(c.id, 0)} labelled)")
+            kind = "acceptable" if c.id in acceptable else "defect"
+            item = QListWidgetItem(_swatch(c.color),
+                                   f"{c.key or '·'}   {c.name}   ({counts.get(c.id, 0)} labelled, {kind})")
             item.setData(Qt.ItemDataRole.UserRole, c.id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if c.id in acceptable else Qt.CheckState.Unchecked)
+            item.setToolTip("Ticked: parts of this class are acceptable and may pass the line")
             self.list.addItem(item)
             if c.id == select_id:
                 self.list.setCurrentItem(item)
         self.list.blockSignals(False)
+
+    def _acceptable_changed(self, _item) -> None:
+        from inspector.core.learning.acceptance import set_acceptable_class_ids
+
+        ids = [int(self.list.item(r).data(Qt.ItemDataRole.UserRole)) for r in range(self.list.count())
+               if self.list.item(r).checkState() == Qt.CheckState.Checked]
+        current = self.list.currentItem()
+        self._do(lambda: set_acceptable_class_ids(self.project, ids),
+                 None if current is None else int(current.data(Qt.ItemDataRole.UserRole)))
 
     def _selected(self):
         item = self.list.currentItem()
@@ -229,6 +249,16 @@ class SettingsDialog(QDialog):
         self.retrain_every = QSpinBox()
         self.retrain_every.setRange(1, 1000)
         self.retrain_every.setValue(int(project.get_setting(SETTING_RETRAIN_EVERY, DEFAULT_RETRAIN_EVERY)))
+        from inspector.core.learning import routing
+
+        self.escape_target = QDoubleSpinBox()
+        self.escape_target.setRange(0.1, 20.0)
+        self.escape_target.setSingleStep(0.1)
+        self.escape_target.setDecimals(1)
+        self.escape_target.setSuffix(" %")
+        self.escape_target.setValue(100.0 * routing.escape_target(project))
+        self.escape_target.setToolTip("Largest share of defective parts the exported model may pass without a "
+                                      "person looking (checked with 95 % confidence on out-of-sample predictions)")
         settings = QSettings()
         self.annotator = QLineEdit(str(settings.value("annotator", "") or ""))
         self.theme = QComboBox()
@@ -239,6 +269,7 @@ class SettingsDialog(QDialog):
         form.addRow("Batch (queue) size", self.queue_size)
         form.addRow("Audit share", self.audit)
         form.addRow("Retrain every N labels", self.retrain_every)
+        form.addRow("Escape target", self.escape_target)
         from inspector.ui.goals import GoalsEditor
 
         self.goals_editor = GoalsEditor(*session.goals(), parent=self)
@@ -266,6 +297,9 @@ class SettingsDialog(QDialog):
             project.set_setting(learner.SETTING_QUEUE_SIZE, candidate.queue_size)
             project.set_setting(learner.SETTING_AUDIT_SHARE, candidate.audit_share)
             project.set_setting(retrain_key, self.retrain_every.value())
+            from inspector.core.learning.routing import SETTING_ESCAPE_TARGET
+
+            project.set_setting(SETTING_ESCAPE_TARGET, round(self.escape_target.value() / 100.0, 6))
             goals = self.goals_editor.goals()
             if goals != tuple(self.session.goals()):
                 self.session.set_goals(*goals)

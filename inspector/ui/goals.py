@@ -44,7 +44,7 @@ class GoalsEditor(QWidget):
         self.at_least = QLabel("at least")
         row.addWidget(self.at_least)
         row.addWidget(self.value)
-        form.addRow("Target", row)
+        form.addRow("Labelling target", row)
         self.budget_on = QCheckBox("at most")
         self.budget = QSpinBox()
         self.budget.setRange(1, 1_000_000)

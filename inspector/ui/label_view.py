@@ -687,7 +687,12 @@ class LabellingView(QWidget):
             self.accept_button.setEnabled(False)
             return
         c = names[s[0]]
-        self.suggestion_label.setText(f"{c.name}  <span style='font-weight:400'>{s[1]:.0%}</span>")
+        text = f"{c.name}  <span style='font-weight:400'>{s[1]:.0%}</span>"
+        novelty = self.session.novelty(self.current)
+        if novelty is not None and novelty > 1.0:  # the guess is about a part unlike every labelled one
+            text += ("<br><span style='font-weight:400; font-size:small; color:#b45309'>"
+                     "unlike anything labelled so far</span>")
+        self.suggestion_label.setText(text)
         self.suggestion_box.setStyleSheet(f"QFrame#suggestionBox {{ border-left: 6px solid {c.color}; }}")
         self.accept_button.setEnabled(True)
 

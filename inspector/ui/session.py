@@ -114,6 +114,7 @@ class RetrainOutcome:
     image_ids: np.ndarray
     queued: bool
     seconds: float
+    novelty: Optional[Any] = None  # learning.novelty.NoveltyModel of the trained model, or None
 
 
 def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
@@ -137,7 +138,8 @@ def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extra
         worker.close()
     proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
     return RetrainOutcome(version, fitted.n_labels, fitted.metrics, proba, snapshot.classes,
-                          snapshot.image_ids, write_queue, time.perf_counter() - start)
+                          snapshot.image_ids, write_queue, time.perf_counter() - start,
+                          None if fitted.model is None else fitted.model.novelty)
 
 
 # ----------------------------------------------------------------------------- the session
@@ -168,6 +170,7 @@ class ProjectSession(QObject):
         self.image_ids: np.ndarray = np.zeros(0, np.int64)
         self.features: np.ndarray = np.zeros((0, 0), np.float32)
         self.probabilities: Optional[np.ndarray] = None
+        self.novelty_model = None  # learning.novelty.NoveltyModel of the model behind probabilities
         self.class_ids: np.ndarray = np.zeros(0, np.int64)
         self.model_version: Optional[int] = None
         self.model_metrics: dict = {}
@@ -229,6 +232,16 @@ class ProjectSession(QObject):
             return None
         row = int(np.searchsorted(ids, image_id))  # feature rows come back in id order
         return row if row < len(ids) and int(ids[row]) == int(image_id) else None
+
+    def novelty(self, image_id: int) -> Optional[float]:
+        """How unlike every labelled image this image is (above 1: unlike anything labelled so far),
+        or None without a model or with too few labels; one row against the labelled references."""
+        if self.novelty_model is None or self.probabilities is None:
+            return None
+        row = self.row_of(image_id)
+        if row is None or row >= len(self.features):
+            return None
+        return float(self.novelty_model.scores(self.features[row:row + 1])[0])
 
     def suggestion(self, image_id: int) -> Optional[tuple[int, float]]:
         """The model's ``(class_id, probability)`` for an image, or None without a model."""
@@ -544,6 +557,7 @@ class ProjectSession(QObject):
         if outcome.probabilities is not None and len(outcome.image_ids) == len(self.image_ids):
             self.probabilities = outcome.probabilities
             self.class_ids = outcome.class_ids
+            self.novelty_model = outcome.novelty
         if outcome.version is not None:
             self.model_version = outcome.version
             self.model_metrics = outcome.metrics

@@ -164,3 +164,33 @@ def test_cli_evaluate_json_has_the_method_and_interval(tmp_path, small_image_fol
     assert main(["evaluate", str(project)]) == 0
     text = capsys.readouterr().out
     assert "Estimated accuracy" in text and "method:" in text
+
+
+def test_class_estimates_cover_recall_and_the_escape_rate():
+    """Per-class recall and the escape rate from a calibrated model on a pool: the bootstrap
+    intervals cover the pool's true figures at close to the nominal rate."""
+    rng = np.random.default_rng(5)
+    classes = np.array([10, 11, 12])
+    hits_recall, hits_escape, reps = 0, 0, 30
+    for _ in range(reps):
+        n = 800
+        logits = rng.normal(0, 1, (n, 3)) + np.array([1.5, 0, 0])
+        logits[np.arange(n), rng.integers(0, 3, n)] += 2.5
+        proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        truth = np.array([rng.choice(3, p=p) for p in proba])  # calibrated by construction
+        pred = proba.argmax(axis=1)
+        passed = pred == 0
+        audit = np.zeros(n, bool)
+        audit[rng.choice(n, 60, replace=False)] = True
+        scored = estimators.Scored(classes[truth[audit]], proba[audit], classes, np.ones(60, bool),
+                                   np.full(60, np.nan), np.full(60, np.nan), proba[~audit])
+        out = estimators.class_estimates(scored, acceptable={10}, passed_labelled=passed[audit],
+                                         passed_unlabelled=passed[~audit], n_bootstrap=150)
+        true_recall = np.mean(pred[truth == 1] == 1)
+        low, high = out["per_class"]["11"]["recall_interval"]
+        hits_recall += low <= true_recall <= high
+        true_escape = np.mean(passed[truth != 0])
+        low, high = out["escape_rate_interval"]
+        hits_escape += low <= true_escape <= high
+        assert 0 <= out["macro_f1"] <= 1
+    assert hits_recall / reps >= 0.85 and hits_escape / reps >= 0.85, (hits_recall, hits_escape)

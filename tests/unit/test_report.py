@@ -61,7 +61,8 @@ def test_report_is_one_self_contained_file(tmp_path):
     assert "OPTIMISTIC" in text
     assert "line &lt;3&gt;" in text  # names are escaped
     assert "texture version" in text and image_root in text
-    assert "Recommended review threshold:" in text
+    assert "Can the line trust it" in text and "reliability diagram" in text
+    assert "Expected calibration error" in text
 
 
 def test_report_without_labels_says_so(tmp_path, capsys):

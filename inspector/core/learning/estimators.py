@@ -301,14 +301,17 @@ class Scored:
 
 
 def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, classes: np.ndarray,
-                  kind: str, random_state: int = 0, folds: int = 4, unlabelled: Optional[np.ndarray] = None,
-                  shadow=None) -> tuple[np.ndarray, np.ndarray]:
+                  kind: str, random_state: int = 0, folds: int = 8, unlabelled: Optional[np.ndarray] = None,
+                  shadow=None, calibrate: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities for every labelled row from a model that did not train on it (cross-fitting).
 
     Audit rows and the unlabelled rows are predicted by one model trained on every non-audit
     label (``shadow``, fitted here when not given); the non-audit labelled rows by ``folds``
-    models, each trained on every non-audit label outside its fold. Returns
-    (proba of the labelled rows, proba of the unlabelled rows).
+    models, each trained on every non-audit label outside its fold (8 folds: each model sees 7/8
+    of them, so it is close to the model trained on all). With ``calibrate`` every probability
+    goes through one calibration (temperature and shrinkage, calibration.py) fitted on those
+    cross-fitted predictions, so the audit labels never tune the predictions they correct.
+    Returns (proba of the labelled rows, proba of the unlabelled rows).
     """
     from inspector.core.learning.models import fit_model
 
@@ -323,8 +326,9 @@ def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.n
     train = ~is_audit
     if shadow is None:
         shadow = fit_model(X[rows[train]], y[train], classes, kind=kind, random_state=random_state)
-    out[is_audit] = shadow.predict_proba(X[rows[is_audit]])
-    proba_unlabelled = shadow.predict_proba(X[unlabelled]) if len(unlabelled) else np.zeros((0, len(classes)))
+    out[is_audit] = shadow.raw_proba(X[rows[is_audit]])
+    proba_unlabelled = (shadow.raw_proba(X[unlabelled]) if len(unlabelled) else np.zeros((0, len(classes))))
+    proba_unlabelled = np.asarray(proba_unlabelled, np.float64)
     active = np.flatnonzero(train)
     if len(active):
         k = int(min(folds, len(active)))
@@ -333,14 +337,19 @@ def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.n
             held = active[fold_of == f]
             fit_rows = active[fold_of != f]
             if len(fit_rows) == 0:
-                out[held] = shadow.predict_proba(X[rows[held]])
+                out[held] = shadow.raw_proba(X[rows[held]])
                 continue
             m = fit_model(X[rows[fit_rows]], y[fit_rows], classes, kind=kind, random_state=random_state)
-            if getattr(shadow, "calibration", None) is not None:
-                # the same calibration as the audit model, so every row's probabilities mean the same
-                m.calibration = shadow.calibration
-            out[held] = m.predict_proba(X[rows[held]])
-    return out, np.asarray(proba_unlabelled, np.float64)
+            out[held] = m.raw_proba(X[rows[held]])
+    if calibrate and len(active) >= 2 * len(classes):
+        from inspector.core.learning.calibration import fit_calibration
+
+        calibration = fit_calibration(y[train], classes, out[train].astype(np.float32),
+                                      basis="cross-fitted predictions of the non-audit labels")
+        out = np.asarray(calibration.apply(out.astype(np.float32)), np.float64)
+        if len(proba_unlabelled):
+            proba_unlabelled = np.asarray(calibration.apply(proba_unlabelled.astype(np.float32)), np.float64)
+    return out, proba_unlabelled
 
 
 def accuracy_estimates(scored: Scored) -> dict[str, Estimate]:
@@ -403,3 +412,126 @@ def describe(shown: Optional[dict], percent: bool = False) -> str:
         words = shown["method"]
     return (f"accuracy {fmt(shown['estimate'])} (95 % interval {fmt(low)}–{fmt(high)}), "
             f"from {words}; {shown.get('n_labels', shown.get('n', 0))} labels, {shown.get('n_audit', 0)} of them audit")
+
+
+# --------------------------------------------------------------------------- per class, macro-F1, escapes
+
+
+def _ppi_means(h_audit: np.ndarray, g_audit: np.ndarray, g_rest: np.ndarray, census_h: np.ndarray,
+               n_pool: int) -> np.ndarray:
+    """Prediction-powered means of several targets (columns) over the pool.
+
+    ``h_audit``: the targets' true values on the audit rows (n x J); ``g_audit``: their
+    model-expected values there; ``g_rest``: (mean over every non-census image, how many); ``census_h``:
+    true values on the census rows (labelled outside the audit, known exactly). Lambda per column
+    (PPI++), clipped to [0, 1].
+    """
+    n = len(h_audit)
+    g_rest_mean, n_rest = g_rest
+    lam = np.zeros(h_audit.shape[1])
+    for j in range(h_audit.shape[1]):
+        lam[j] = tuned_lambda(h_audit[:, j], g_audit[:, j], n_rest)
+    rest = lam * g_rest_mean + (h_audit - lam * g_audit).mean(axis=0) if n else g_rest_mean
+    if len(census_h) == 0 or n_pool <= 0:
+        return rest
+    share = len(census_h) / n_pool
+    return share * census_h.mean(axis=0) + (1 - share) * rest
+
+
+def class_estimates(scored: Scored, acceptable: Optional[set] = None, passed_labelled: Optional[np.ndarray] = None,
+                    passed_unlabelled: Optional[np.ndarray] = None, n_bootstrap: int = 500,
+                    random_state: int = 0) -> dict:
+    """Per-class recall and precision, macro-F1 and (with ``acceptable``) the escape rate, each
+    prediction-powered with a 95 % percentile bootstrap interval over the audit labels.
+
+    Every figure is a ratio of pool means (e.g. recall_k = P(pred k and true k) / P(true k));
+    each mean is the model's expectation over every image (from its probabilities), corrected by
+    the audit residuals, with the labelled non-audit images entering as a known census. The
+    precision's denominator (how often the model predicts k) is known for every image.
+    ``passed_*``: whether the decision rule lets each image pass without review (for escapes).
+    Returns a JSON-ready dict; figures are None with fewer than :data:`MIN_AUDIT_FOR_PPI` audit labels.
+    """
+    classes = scored.classes
+    K = len(classes)
+    audit = scored.is_audit
+    census = ~audit
+    proba_l = np.asarray(scored.proba, np.float64)
+    proba_u = np.asarray(scored.proba_unlabelled, np.float64)
+    pred_l = np.argmax(proba_l, axis=1)
+    pred_u = np.argmax(proba_u, axis=1) if len(proba_u) else np.zeros(0, np.int64)
+    col = {int(c): j for j, c in enumerate(classes.tolist())}
+    true_l = np.array([col.get(int(c), -1) for c in scored.y], np.int64)
+    N = len(proba_l) + len(proba_u)
+    onehot_pred_l = np.eye(K)[pred_l]
+    onehot_pred_u = np.eye(K)[pred_u] if len(pred_u) else np.zeros((0, K))
+    onehot_true_l = np.zeros((len(true_l), K))
+    onehot_true_l[np.arange(len(true_l))[true_l >= 0], true_l[true_l >= 0]] = 1.0
+    # targets: [P(true k and pred k)]_k, [P(true k)]_k, then escapes: P(defective and passed), P(defective)
+    h_l = np.hstack([onehot_true_l * onehot_pred_l, onehot_true_l])
+    g_l = np.hstack([proba_l * onehot_pred_l, proba_l])
+    g_u = np.hstack([proba_u * onehot_pred_u, proba_u]) if len(proba_u) else np.zeros((0, 2 * K))
+    with_escape = bool(acceptable) and passed_labelled is not None and passed_unlabelled is not None
+    if with_escape:
+        defect_cols = np.array([int(c) not in acceptable for c in classes.tolist()], bool)
+        defective_l = onehot_true_l[:, defect_cols].sum(axis=1)
+        p_def_l = proba_l[:, defect_cols].sum(axis=1)
+        p_def_u = proba_u[:, defect_cols].sum(axis=1) if len(proba_u) else np.zeros(0)
+        pl, pu = np.asarray(passed_labelled, float), np.asarray(passed_unlabelled, float)
+        h_l = np.hstack([h_l, (defective_l * pl)[:, None], defective_l[:, None]])
+        g_l = np.hstack([g_l, (p_def_l * pl)[:, None], p_def_l[:, None]])
+        g_u = np.hstack([g_u, (p_def_u * pu)[:, None], p_def_u[:, None]]) if len(proba_u) else np.zeros((0, 2 * K + 2))
+    predicted_share = (onehot_pred_l.sum(axis=0) + onehot_pred_u.sum(axis=0)) / max(N, 1)
+    rest_rows = np.vstack([g_u, g_l[audit]])
+    g_rest = (rest_rows.mean(axis=0), len(rest_rows))
+    census_h = h_l[census]
+
+    def figures(means: np.ndarray) -> dict:
+        tp, share_true = means[:K], means[K:2 * K]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recall = np.where(share_true > 0, tp / share_true, np.nan)
+            precision = np.where(predicted_share > 0, tp / predicted_share, np.nan)
+            f1 = np.where(share_true + predicted_share > 0, 2 * tp / (share_true + predicted_share), np.nan)
+        out = {"recall": np.clip(recall, 0, 1), "precision": np.clip(precision, 0, 1),
+               "macro_f1": float(np.clip(np.nanmean(f1), 0, 1)) if np.isfinite(f1).any() else np.nan}
+        if with_escape:
+            out["escape_rate"] = float(np.clip(means[-2] / means[-1], 0, 1)) if means[-1] > 0 else np.nan
+        return out
+
+    n_audit = int(audit.sum())
+    result = {"method": "ppi", "method_words": METHOD_WORDS["ppi"], "n_audit": n_audit, "per_class": {},
+              "macro_f1": None, "macro_f1_interval": None}
+    if with_escape:
+        result.update(escape_rate=None, escape_rate_interval=None)
+    if n_audit < MIN_AUDIT_FOR_PPI:
+        result["note"] = f"needs {MIN_AUDIT_FOR_PPI} audit labels (now {n_audit})"
+        return result
+    h_a, g_a = h_l[audit], g_l[audit]
+    point = figures(_ppi_means(h_a, g_a, g_rest, census_h, N))
+    rng = np.random.default_rng(random_state)
+    boots = []
+    for _ in range(n_bootstrap):
+        rows = rng.integers(0, n_audit, n_audit)
+        boots.append(figures(_ppi_means(h_a[rows], g_a[rows], g_rest, census_h, N)))
+
+    def interval(values) -> Optional[list]:
+        v = np.asarray(values, float)
+        v = v[np.isfinite(v)]
+        if len(v) < n_bootstrap // 2:
+            return None
+        return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+
+    for j, c in enumerate(classes.tolist()):
+        rec, prec = point["recall"][j], point["precision"][j]
+        result["per_class"][str(c)] = {
+            "recall": None if not np.isfinite(rec) else float(rec),
+            "recall_interval": interval([b["recall"][j] for b in boots]) if np.isfinite(rec) else None,
+            "precision": None if not np.isfinite(prec) else float(prec),
+            "precision_interval": interval([b["precision"][j] for b in boots]) if np.isfinite(prec) else None,
+        }
+    if np.isfinite(point["macro_f1"]):
+        result["macro_f1"] = point["macro_f1"]
+        result["macro_f1_interval"] = interval([b["macro_f1"] for b in boots])
+    if with_escape and np.isfinite(point["escape_rate"]):
+        result["escape_rate"] = point["escape_rate"]
+        result["escape_rate_interval"] = interval([b["escape_rate"] for b in boots])
+    return result

@@ -175,11 +175,13 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
     )
 
 
-def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, shadow) -> dict:
+def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, shadow,
+                      threshold: Optional[float] = None) -> dict:
     """Every accuracy estimator on out-of-sample predictions; the one shown first (see estimators).
 
     Returns ``{"method", "method_words", "estimate", "interval", "n", "n_audit", "n_labels",
-    "estimators": {name: the same shape}}``.
+    "estimators": {name: the same shape}, "classes": estimators.class_estimates(...)}`` (per-class
+    recall and precision, macro-F1 and, with acceptable classes, the escape rate at ``threshold``).
     """
     s = snapshot.settings
     proba, proba_unl = estimators.out_of_sample(snapshot.X, rows, y, is_audit, snapshot.classes, s.kind,
@@ -194,8 +196,17 @@ def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_au
     scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl)
     found = estimators.accuracy_estimates(scored)
     shown = estimators.choose(list(found.values()))
+    passed_l = passed_u = None
+    if snapshot.acceptable and threshold is not None:
+        # novelty is left out here: counting novel parts as passed can only add escapes
+        columns = snapshot.acceptable_columns()
+        passed_l = routing.route(proba, columns, threshold, None)[0] == routing.PASS
+        passed_u = (routing.route(proba_unl, columns, threshold, None)[0] == routing.PASS if len(proba_unl)
+                    else np.zeros(0, bool))
+    per_class = estimators.class_estimates(scored, snapshot.acceptable, passed_l, passed_u,
+                                           random_state=s.random_state)
     return {**shown.as_dict(), "n_audit": int(is_audit.sum()), "n_labels": int(len(rows)),
-            "estimators": {k: e.as_dict() for k, e in found.items()}}
+            "estimators": {k: e.as_dict() for k, e in found.items()}, "classes": per_class}
 
 
 @dataclass
@@ -277,7 +288,8 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
                                                                    snapshot.acceptable)
                 result_metrics["escape"]["threshold"] = threshold["value"]
             check(cancel)
-            result_metrics["estimate"] = estimate_accuracy(snapshot, rows, y, is_audit, shadow)
+            result_metrics["estimate"] = estimate_accuracy(snapshot, rows, y, is_audit, shadow,
+                                                           threshold=threshold.get("value"))
     if "estimate" not in result_metrics:
         result_metrics["estimate"] = {**estimators.none_estimate(int(is_audit.sum())).as_dict(),
                                       "n_audit": int(is_audit.sum()), "n_labels": len(rows), "estimators": {}}
@@ -439,7 +451,11 @@ def evaluation(project, extractor=None) -> dict:
         audit["classes"] = [names.get(c, str(c)) for c in audit["classes"]]
         audit["per_class_recall"] = {names.get(int(k), k): v for k, v in audit["per_class_recall"].items()}
     shown = fitted.metrics.get("estimate") or {}
+    per_class = shown.get("classes")
+    if per_class:
+        per_class = {**per_class, "per_class": {names.get(int(k), k): v for k, v in per_class["per_class"].items()}}
     return {
+        "classes_estimate": per_class,
         "estimate": shown.get("estimate"),
         "interval": shown.get("interval"),
         "method": shown.get("method_words", estimators.METHOD_WORDS["none"]),

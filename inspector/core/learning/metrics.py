@@ -201,7 +201,10 @@ def plateau_signal(curve: Sequence[dict], min_audit: int = 20, change_threshold:
     acc_note = ""
     if last.get("accuracy") is not None and last.get("accuracy_ci"):
         lo, hi = last["accuracy_ci"]
-        acc_note = f" Estimated accuracy {last['accuracy']:.0%} (95 % interval {lo:.0%}-{hi:.0%}, {n_audit} audit labels)."
+        how = {"ppi": "predictions corrected by ", "weighted": "every sampled label weighted, "}.get(
+            last.get("method"), "")
+        acc_note = (f" Estimated accuracy {last['accuracy']:.0%} (95 % interval {lo:.0%}-{hi:.0%}, "
+                    f"{how}{n_audit} audit labels).")
     rising = False
     earlier = [p for p in curve[:-1] if p.get("accuracy") is not None]
     if earlier and last.get("accuracy") is not None and last.get("accuracy_ci"):
