@@ -147,7 +147,7 @@ def test_dashboard_states_target_and_budget(window, qtbot, folder, tmp_path):
     s = _open(window, qtbot, folder, tmp_path, (stopping.make_target("accuracy", 0.99), 40))
     dashboard = window.tabs.widget(2).ensure_built()
     window.tabs.setCurrentIndex(2)
-    qtbot.waitUntil(lambda: dashboard.data is not None and dashboard._task is None, timeout=20000)
+    qtbot.waitUntil(lambda: dashboard.data is not None and dashboard._task is None, timeout=60000)
     assert dashboard.goals.isVisible()
     text = dashboard.goals.text()
     assert "Target accuracy ≥ 99 %: no estimate" in text and "Budget: 0 of 40 labels used (40 left)." in text
