@@ -175,6 +175,11 @@ def main(argv=None) -> int:
                   f"{first and [round(v, 3) for v in first['interval']]}); final truth {steps[-1]['truth']:.3f}, "
                   f"final estimate {steps[-1]['estimate'] and round(steps[-1]['estimate'], 3)} "
                   f"({steps[-1]['method'][:40]})", flush=True)
+            if args.json:  # after every seed, so a long run stopped early keeps what it measured
+                partial = summarise(runs, target_value)
+                partial.update(target=target_value, budget=budget, partial=True)
+                args.json.write_text(json.dumps({**results, name: {"summary": partial, "runs": runs}},
+                                                indent=1, default=float))
         s = summarise(runs, target_value)
         s["seconds"] = round(time.perf_counter() - started, 1)
         s["target"] = target_value
