@@ -182,7 +182,7 @@ def walk_images(
                 if errors is not None:
                     reason = _os_reason(exc)
                     if is_link and isinstance(exc, FileNotFoundError):
-                        reason = f"link that leads nowhere (to {_link_target(entry.path)})"
+                        reason = f"broken link: it leads to {_link_target(entry.path)}, which is not there"
                     errors.append((_relative(Path(entry.path), root), reason))
                 continue
             if not stat.S_ISREG(st.st_mode):

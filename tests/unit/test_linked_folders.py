@@ -63,7 +63,7 @@ def test_walk_follows_links_once_each_and_keeps_the_paths_the_user_sees(linked):
     ]  # the link names, never the store's paths; scratch_again adds nothing; the loop ends
     assert skipped.repeated_folders == 1 and skipped.link_loops == 1
     assert skipped.dangling_links == 2  # gone.png and gone_folder
-    assert errors == [("gone.png", f"link that leads nowhere (to {linked.parent / 'deleted.png'})")]
+    assert errors == [("gone.png", f"broken link: it leads to {linked.parent / 'deleted.png'}, which is not there")]
     assert found == [f.relative_path for f in walk_images(linked)]  # stable order
 
 
