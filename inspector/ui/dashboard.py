@@ -194,14 +194,7 @@ def headline(data: DashboardData) -> str:
     else:
         text = (f"Accuracy {audit['accuracy']:.2f} (95 % CI {_interval(audit.get('accuracy_ci'))}) "
                 f"from {audit['n_audit']} audit labels")
-    per_class = (shown or {}).get("classes") or {}
-    if per_class.get("macro_f1") is not None and per_class.get("macro_f1_interval"):
-        text += (f"; macro-F1 {per_class['macro_f1']:.2f} (95 % CI {_interval(per_class['macro_f1_interval'])}, "
-                 "prediction-powered)")
-        if per_class.get("escape_rate") is not None and per_class.get("escape_rate_interval"):
-            text += (f"; escape rate {per_class['escape_rate']:.1%} (95 % CI "
-                     f"{per_class['escape_rate_interval'][0]:.1%}–{per_class['escape_rate_interval'][1]:.1%})")
-    elif audit.get("macro_f1") is not None:
+    if audit.get("macro_f1") is not None:
         ci = audit.get("macro_f1_ci")
         if not ci or ci[1] - ci[0] < 1e-9:
             # no interval recorded (too few audit labels), or every bootstrap resample gave the

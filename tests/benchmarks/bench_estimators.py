@@ -16,7 +16,8 @@ Prints figures; asserts nothing. Feature matrices are cached under --out (NEU/EL
 the generated set as .npy, the same way bench_label_efficiency.py does).
 
     .venv/bin/python tests/benchmarks/bench_estimators.py [--datasets neu,elpv,generated] [--seeds 5]
-        [--strategies uncertain_diverse,k_center,...] [--pick-sampling 0,0.3] [--out DIR]
+        [--strategies uncertain_diverse,k_center,...] [--pick-sampling 0,0.3] [--batch 10]
+        [--counts 100,200,300] [--out DIR]
 """
 
 from __future__ import annotations
@@ -78,23 +79,26 @@ def main() -> int:
     parser.add_argument("--strategies", default=",".join(n for n in strategy_names() if n not in ("random", "cold_start")))
     parser.add_argument("--pick-sampling", default="0", help="comma-separated shares to compare, e.g. 0,0.3")
     parser.add_argument("--budget", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=10, help="labels per query round (20 halves the run time)")
+    parser.add_argument("--counts", default="100,200,300", help="label counts at which the estimators are scored")
     parser.add_argument("--generated-images", type=int, default=1200)
     parser.add_argument("--out", type=Path, default=Path("/tmp/inspector_bench_estimators"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     strategies = [s for s in args.strategies.split(",") if s]
-    counts = tuple(c for c in (100, 200, 300) if c <= args.budget)
+    counts = tuple(int(c) for c in args.counts.split(",") if int(c) <= args.budget)
     results = {}
     for dataset in args.datasets.split(","):
         X, y, names = load(dataset, args)
         for share in [float(s) for s in args.pick_sampling.split(",")]:
             started = time.perf_counter()
             settings = SimulationSettings(strategies=strategies, seeds=args.seeds, budget=args.budget,
-                                          pick_sampling=share, estimator_counts=counts)
+                                          batch=args.batch, initial=min(args.batch, 20), pick_sampling=share,
+                                          estimator_counts=counts)
             summary = simulate(X, y, names, settings)
             seconds = time.perf_counter() - started
             print(f"\n== {dataset}: {len(y)} images, {len(names)} classes, all-labels accuracy "
-                  f"{summary['all_labels']['accuracy']:.3f}; pick sampling {share}; {args.seeds} seeds; "
+                  f"{summary['all_labels']['accuracy']:.3f}; pick sampling {share}; {args.seeds} seeds; batch {args.batch}; "
                   f"{seconds:.0f} s; load {os.getloadavg()[0]:.1f}")
             print_estimator_table(summary)
             print("Targets for the estimate shown:")
@@ -109,7 +113,8 @@ def main() -> int:
                 name: {"estimators": s["estimators"], "accuracy_mean": s["accuracy_mean"],
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
                 for name, s in summary["strategies"].items()}
-    tag = f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.seeds}"
+    tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.seeds}"
+           f"_b{args.batch}")
     path = args.out / f"estimators_{tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nWrote {path}")

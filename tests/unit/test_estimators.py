@@ -164,6 +164,12 @@ def test_cli_evaluate_json_has_the_method_and_interval(tmp_path, small_image_fol
     assert main(["evaluate", str(project)]) == 0
     text = capsys.readouterr().out
     assert "Estimated accuracy" in text and "method:" in text
+    # the model file carries the same estimate, its interval and its method in words
+    from inspector.core.modelfile import load_model
+
+    assert main(["export-model", str(project), str(tmp_path / "m.inspector-model"), "--quiet"]) == 0
+    shown = load_model(tmp_path / "m.inspector-model").metrics["accuracy_estimate"]
+    assert shown["method"] in estimators.METHOD_WORDS.values() and len(shown["interval"]) == 2
 
 
 def test_class_estimates_cover_recall_and_the_escape_rate():

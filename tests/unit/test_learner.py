@@ -42,7 +42,10 @@ def test_cold_start_queue_is_persisted_with_reasons(project):
     assert result.version is None  # nothing to train yet
     queue = project.queue()
     assert len(queue) == learner.DEFAULT_QUEUE_SIZE
-    assert all(e.reason.startswith("cold start") or e.reason == "audit" for e in queue)
+    assert all(e.reason.startswith(("cold start", "sampled")) or e.reason == "audit" for e in queue)
+    assert sum(e.reason.startswith("cold start") for e in queue) >= len(queue) // 3  # much of it the strategy's
+    # every pick was drawn with a recorded probability, so every label can count in the estimate
+    assert all(e.selection_probability is not None and 0 < e.selection_probability <= 1 for e in queue)
     assert any(e.audit for e in queue)
     assert [e.position for e in queue] == list(range(len(queue)))
 

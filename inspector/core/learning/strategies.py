@@ -32,8 +32,11 @@ from inspector.core.errors import UserError
 DEFAULT_STRATEGY = "uncertain_diverse"
 DEFAULT_AUDIT_SHARE = 0.10
 #: share of each batch's selection probability spread over every unlabelled image (see
-#: ``_sample_around``); 0 keeps the strategies' picks as chosen (top-k)
-DEFAULT_PICK_SAMPLING = 0.0
+#: ``_sample_around``); 0 keeps the strategies' picks as chosen (top-k). 0.3 because then every
+#: label counts in the accuracy estimate: on the generated inspection set (5 seeds) the shown
+#: interval at 300 labels was 0.049 wide with 100 % coverage, against 0.084 and 20 % coverage
+#: with top-k picks, for a learning-curve area of 0.962 instead of 0.968 (same accuracy at 300)
+DEFAULT_PICK_SAMPLING = 0.3
 
 _EPS = 1e-12
 
@@ -576,8 +579,9 @@ def _sample_around(ctx: _Context, idx: np.ndarray, scores: np.ndarray, reasons: 
     replacement) takes an image with probability proportional to
     ``(1 - share) / len(idx)`` for the strategy's picks plus ``share`` times a floor spread over
     every available image: half uniform, half in proportion to the model's predicted standard
-    deviation of being right, sqrt(f (1 - f)) (where the estimate's uncertainty is). So most of
-    the batch is still the strategy's choice, and every unlabelled image can be drawn.
+    deviation of being right, sqrt(f (1 - f)) (where the estimate's uncertainty is). As the
+    strategy's picks are drawn their mass shrinks, so about half to two thirds of a batch are
+    the strategy's choice; every unlabelled image can be drawn.
     Returns (indices, scores, reasons, probabilities, pool sizes) in draw order.
     """
     cand = ctx.candidates
