@@ -14,7 +14,7 @@ declared), the median number of labels between the true crossing and the declara
 contrast, the same figures for the naive rule "point estimate >= target".
 
     python tests/benchmarks/bench_stopping.py                       # NEU 0.95 and ELPV 0.65, 5 seeds
-    python tests/benchmarks/bench_stopping.py --seeds 10 --only neu --budget-neu 400
+    python tests/benchmarks/bench_stopping.py --seeds 10 --only neu --budget-neu 800 --run-on
 
 Features are computed once with the product's extractor and cached under --cache (.npz files
 keyed by extractor version and file list). Asserts nothing; prints what it measured and the load.
@@ -135,8 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", choices=("neu", "elpv"), default=None)
     p.add_argument("--target-neu", type=float, default=0.95)
     p.add_argument("--target-elpv", type=float, default=0.65)
-    p.add_argument("--budget-neu", type=int, default=400)
-    p.add_argument("--budget-elpv", type=int, default=600)
+    p.add_argument("--budget-neu", type=int, default=500)
+    p.add_argument("--budget-elpv", type=int, default=500)
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--json", type=Path, default=None, help="also write every run here")
     p.add_argument("--run-on", action="store_true",
