@@ -195,6 +195,22 @@ class _SelfTest:
         _expect(float(np.std(X, axis=0).max()) > 0, "every image has the same features")
         return f"features ({len(worker_pids)} worker processes)"
 
+    def step_cnn(self) -> str:
+        """The pretrained CNN's weights are in the build and give a finite vector of the right length."""
+        import numpy as np
+
+        from inspector.core import images
+        from inspector.core.demo import render_part
+        from inspector.core.features import get_extractor
+
+        extractor = get_extractor("cnn")
+        pixels, _ = render_part(IMAGE_SIZE, "crack", 0.02, np.random.default_rng(3))
+        vector = extractor.features_of(images._describe(pixels))
+        _expect(vector.shape == (extractor.dim,), f"CNN features of length {vector.shape}, expected {extractor.dim}")
+        _expect(bool(np.all(np.isfinite(vector))), "non-finite CNN feature values")
+        _expect(float(np.abs(vector).max()) > 0, "the CNN gave only zeros")
+        return ""
+
     def step_labels(self) -> str:
         from inspector.cli.project_cmds import import_folder_labels
 
@@ -377,7 +393,7 @@ class _SelfTest:
             self.project = None
 
 
-STEPS = ("startup", "dataset", "scan", "features", "labels", "train", "query", "export", "report", "predict",
+STEPS = ("startup", "dataset", "scan", "features", "cnn", "labels", "train", "query", "export", "report", "predict",
          "window")
 
 

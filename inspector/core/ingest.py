@@ -69,10 +69,8 @@ def analyse_file(index: int, path: Path, with_features: bool = True) -> FileResu
         )
         vector = None
         if with_features:
-            extractor = _extractor()
-            gray = images.shrink(images.to_gray_u8(decoded), extractor.max_side)
+            vector = np.asarray(_extractor().features_of(decoded), dtype=np.float32)
             del decoded
-            vector = np.asarray(extractor.extract(gray), dtype=np.float32)
             if not np.all(np.isfinite(vector)):
                 return FileResult(index, digest, error="features could not be computed (non-finite values)", **description)
         return FileResult(index, digest, features=vector, **description)

@@ -186,9 +186,7 @@ class InspectorModel:
             return None, f"an image array must be 2-D (gray) or 3-D (colour), not shape {pixels.shape}"
         try:
             decoded = images._describe(np.asarray(pixels))  # same bit-depth rules as decoded files
-            extractor = self._extractor()
-            gray = images.shrink(images.to_gray_u8(decoded), extractor.max_side)
-            return np.asarray(extractor.extract(gray), np.float32), None
+            return np.asarray(self._extractor().features_of(decoded), np.float32), None
         except images.ImageError as exc:
             return None, str(exc)
 

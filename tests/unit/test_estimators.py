@@ -108,6 +108,9 @@ def test_weighted_estimate_with_predictions_covers():
 def test_effective_interval_keeps_its_asymmetry_near_one():
     low, high = estimators.effective_interval(0.99, 0.01)
     assert high <= 1.0 and 0.99 - low > high - 0.99
+    for p in (0.99994, 0.9999, 0.0001, 0.5):  # always contains the estimate
+        low, high = estimators.effective_interval(p, 0.003)
+        assert low <= p <= high
 
 
 def test_an_older_project_gains_the_pick_columns_and_its_labels_have_no_probability(tmp_path):

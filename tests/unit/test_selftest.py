@@ -144,3 +144,19 @@ def test_a_view_module_that_cannot_be_imported_is_named(monkeypatch, tmp_path):
     code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "window"))
     assert code == 1
     assert "FAILED at step 'window': cannot load inspector.ui.gallery: ModuleNotFoundError" in lines[-1]
+
+
+def test_the_cnn_step_extracts_with_the_shipped_weights(monkeypatch, tmp_path):
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "cnn"))
+    assert code == 0, lines
+    assert any(re.match(r"^\s*cnn\s+\d+\.\d\d s\s+ok$", line) for line in lines), lines
+
+
+def test_the_cnn_step_fails_with_a_reason_when_the_weights_are_missing(monkeypatch, tmp_path):
+    import inspector.core.features as features
+    from inspector.core.features import CnnExtractor
+
+    monkeypatch.setitem(features._INSTANCES, "cnn", CnnExtractor(weights_path=tmp_path / "absent.pkl"))
+    code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "cnn"))
+    assert code == 1
+    assert "FAILED at step 'cnn': WeightsError: cannot read the CNN weights" in lines[-1] and "absent.pkl" in lines[-1]

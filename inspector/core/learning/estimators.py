@@ -111,7 +111,9 @@ def effective_interval(estimate: float, se: float, z: float = Z95) -> tuple[floa
     # at the boundary p (1 - p) = 0 says nothing about n_eff: move p in by one standard error
     shifted = min(max(p, min(se, 0.5)), 1.0 - min(se, 0.5))
     n_eff = max(1.0, shifted * (1.0 - shifted) / (se * se))
-    return _wilson_float(p * n_eff, n_eff, z)
+    low, high = _wilson_float(p * n_eff, n_eff, z)
+    # a fractional count within one of the end can put the corrected bound past the estimate
+    return (min(low, p), max(high, p))
 
 
 def _wilson_float(successes: float, n: float, z: float) -> tuple[float, float]:

@@ -44,11 +44,15 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .images import shrink
+from inspector.core.images import DecodedImage, shrink, to_gray_u8
 
-__all__ = ["TextureExtractor", "default_extractor"]
+__all__ = ["TextureExtractor"]
 
 _EPS = 1e-6
+
+
+def _stack(vectors: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
 
 
 def _riu2_lut() -> np.ndarray:
@@ -120,6 +124,17 @@ class TextureExtractor:
             "coarse_lbp_radii": list(self.coarse_lbp_radii),
             "glcm_range": self.glcm_range,
         }
+
+    def describe(self) -> str:
+        return (f"texture statistics (local binary patterns, co-occurrence, Gabor, gradients) pooled over "
+                f"local cells; {self.dim} numbers; sees thin cracks and specks on large images")
+
+    def features_of(self, decoded: DecodedImage) -> np.ndarray:
+        """The descriptor of a decoded image: grey (8-bit), shrunk to ``max_side``, then :meth:`extract`."""
+        return self.extract(shrink(to_gray_u8(decoded), self.max_side))
+
+    def features_of_batch(self, decoded: list[DecodedImage]) -> np.ndarray:
+        return _stack([self.features_of(d) for d in decoded], self.dim)
 
     @property
     def dim(self) -> int:
@@ -453,8 +468,3 @@ def _as_gray_u8(gray: np.ndarray) -> np.ndarray:
             span = high - low if high > low else 1.0
             array = np.clip((data - low) * (255.0 / span) + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(array)
-
-
-def default_extractor() -> TextureExtractor:
-    """The extractor new projects use."""
-    return TextureExtractor()

@@ -1,0 +1,75 @@
+"""Feature extractors: named, versioned ways to turn a decoded image into one float32 vector.
+
+Every extractor has
+
+* ``name`` (short, stable, shown to people and stored with each vector) and ``version`` (int,
+  bumped whenever its output changes: projects recompute vectors of another name or version);
+* ``dim`` - the length of its vectors;
+* ``params()`` - a JSON-able dict that fully identifies the output (exported model files record
+  it and ``load_model`` refuses a file whose params differ from what this Inspector computes;
+  extractors with weights include the weights' SHA-256);
+* ``describe()`` - one line for people;
+* ``features_of(decoded)`` - the float32 ``[dim]`` vector of a :class:`~inspector.core.images.DecodedImage`
+  (each extractor does its own grey/colour conversion and resizing), always finite and
+  deterministic; ``features_of_batch(list)`` - the same for several images, stacked ``[n, dim]``.
+
+:func:`extractor_names` lists what this Inspector offers, :func:`get_extractor` returns one by
+name (one shared instance per process, so weights load once), :func:`default_extractor` is the
+one new projects start with.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from inspector.core.errors import UserError
+from inspector.core.features.cnn import CnnExtractor
+from inspector.core.features.combined import CombinedExtractor
+from inspector.core.features.safe_weights import WeightsError
+from inspector.core.features.texture import TextureExtractor
+
+__all__ = [
+    "TextureExtractor",
+    "CnnExtractor",
+    "CombinedExtractor",
+    "WeightsError",
+    "DEFAULT_EXTRACTOR",
+    "default_extractor",
+    "extractor_names",
+    "get_extractor",
+]
+
+#: The extractor new projects start with (see README "Features" for the measurements behind it).
+DEFAULT_EXTRACTOR = "texture"
+
+# name -> factory; the order is the order people see them in
+_FACTORIES: dict[str, Callable[[], object]] = {
+    "texture": TextureExtractor,
+    "cnn": CnnExtractor,
+    "cnn-tiles": lambda: CnnExtractor(tiles=True, tile_max_side=640, name="cnn-tiles"),
+    "texture+cnn": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("cnn")]),
+}
+_INSTANCES: dict[str, object] = {}
+
+
+def extractor_names() -> list[str]:
+    """The names of every extractor this Inspector offers, default first."""
+    names = list(_FACTORIES)
+    names.remove(DEFAULT_EXTRACTOR)
+    return [DEFAULT_EXTRACTOR, *names]
+
+
+def get_extractor(name: str):
+    """The extractor called ``name`` (shared per process). Raises :class:`UserError` for an unknown name."""
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise UserError(f"there is no feature extractor called {name!r}; available: {', '.join(extractor_names())}")
+    instance = _INSTANCES.get(name)
+    if instance is None:
+        instance = _INSTANCES[name] = factory()
+    return instance
+
+
+def default_extractor():
+    """The extractor new projects use."""
+    return get_extractor(DEFAULT_EXTRACTOR)

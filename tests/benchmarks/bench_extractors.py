@@ -1,0 +1,218 @@
+"""Every feature extractor side by side: speed on 2 workers and all-labels classification quality.
+
+    python tests/benchmarks/bench_extractors.py [--neu DIR] [--elpv DIR] [--large N] [--workers 2]
+        [--extractors texture,cnn,texture+cnn] [--variants] [--skip-speed] [--skip-quality]
+        [--cache DIR]
+
+Speed (same run, same files): images/s of read + decode + features in a spawn pool of
+``--workers`` processes (one OpenCV thread each, chunks of 8 files, as the ingest pool does) and
+its ratio to the texture extractor; the CPU milliseconds per image for decoding and for the
+features (CPU time does not change with other load on the machine, wall time does), the
+texture/this CPU ratio, the images/s those CPU costs give on idle cores, and the largest worker
+RSS seen.
+
+Quality: 5-fold stratified cross-validation with all labels, StandardScaler + balanced
+LogisticRegression (max_iter 2000): NEU 6-class macro-F1; ELPV 4-class macro-F1 and
+defective-vs-not accuracy (defective = expert defect probability >= 0.5, from ``cells.csv``);
+the generated large-image set (``--large N`` parts of 500 x 1,250 px, 13 % with a thin crack or
+scratch whose extent covers ~0.2 % of the part, about 35 px) defect-vs-OK macro-F1. ``--variants`` adds CNN variants
+(tiles at 640 and 1,024 px, single layers) and block weighting of the combined extractor.
+Features are cached as .npy in ``--cache`` (delete it after changing an extractor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("INSPECTOR_TEST_DATA", ROOT.parent / "shared" / "datasets"))
+CHUNK = 8
+
+
+def make_extractor(spec: str):
+    """A registered name, or a CNN variant ``cnn[tiles=640,layers=fire9]`` for ``--variants``."""
+    from inspector.core.features import CnnExtractor, CombinedExtractor, get_extractor
+
+    if "[" not in spec:
+        return get_extractor(spec)
+    base, options = spec[:-1].split("[", 1)
+    kwargs: dict = {}
+    for option in options.split(","):
+        key, value = option.split("=")
+        if key == "tiles":
+            kwargs.update(tiles=True, tile_max_side=int(value))
+        elif key == "layers":
+            kwargs["layers"] = tuple(value.split("+"))
+        elif key == "side":
+            kwargs["input_side"] = int(value)
+    cnn = CnnExtractor(name=spec if base == "cnn" else "cnn", **kwargs)
+    return cnn if base == "cnn" else CombinedExtractor([get_extractor("texture"), cnn], name=spec)
+
+
+_WORKER_EXTRACTOR = None
+
+
+def _init(spec: str) -> None:
+    global _WORKER_EXTRACTOR
+    import cv2
+
+    cv2.setNumThreads(1)
+    _WORKER_EXTRACTOR = make_extractor(spec)
+
+
+def _chunk(paths: list[str]) -> tuple[np.ndarray, int, float, float]:
+    """Features of a chunk of files, the worker's RSS, and the CPU seconds spent reading + decoding
+    and extracting (CPU time does not depend on what else the machine runs: OpenCV uses one thread)."""
+    import psutil
+
+    from inspector.core import images
+
+    start = time.process_time()
+    decoded = [images.decode(images.read_bytes(Path(p)), p) for p in paths]
+    middle = time.process_time()
+    vectors = np.stack([_WORKER_EXTRACTOR.features_of(d) for d in decoded])
+    return vectors, psutil.Process().memory_info().rss, middle - start, time.process_time() - middle
+
+
+def extract(spec: str, paths: list[str], workers: int) -> tuple[np.ndarray, float, int, float, float]:
+    """(features, images/s, largest worker RSS, decode and extract CPU seconds per image)."""
+    context = multiprocessing.get_context("spawn")
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    with context.Pool(workers, initializer=_init, initargs=(spec,)) as pool:
+        pool.map(_chunk, [paths[:1]] * workers)  # start the workers and load the network first
+        start = time.perf_counter()
+        results = pool.map(_chunk, chunks, chunksize=1)
+        elapsed = time.perf_counter() - start
+    vectors = np.concatenate([r[0] for r in results]).astype(np.float32)
+    rss = max(r[1] for r in results)
+    decode = sum(r[2] for r in results) / len(paths)
+    features = sum(r[3] for r in results) / len(paths)
+    return vectors, len(paths) / elapsed, rss, decode, features
+
+
+def data_sets(args) -> dict:
+    from inspector.core import images
+
+    sets = {}
+    for name, folder in (("NEU", args.neu), ("ELPV", args.elpv)):
+        if folder and folder.is_dir():
+            paths = sorted(str(folder / f.relative_path) for f in images.walk_images(folder))
+            sets[name] = (folder, paths)
+        else:
+            print(f"{name}: {folder} not found, skipped")
+    if args.large:
+        folder = args.cache / f"large_{args.large}_{args.defect_area}"
+        if not folder.is_dir():
+            from inspector.core.demo import write_demo_dataset
+
+            write_demo_dataset(folder, n_images=args.large, size=(500, 1250), ok_fraction=0.87,
+                               defect_area=args.defect_area, random_state=0, defect_classes=("crack", "scratch"))
+        paths = sorted(str(folder / f.relative_path) for f in images.walk_images(folder))
+        sets["generated"] = (folder, paths)
+    return sets
+
+
+def tasks(name: str, folder: Path, paths: list[str]) -> dict[str, tuple[np.ndarray, str]]:
+    """Label vectors per task, with the metric reported for it."""
+    folders = np.array([Path(p).parent.name for p in paths])
+    if name == "NEU":
+        return {"6-class macro-F1": (folders, "f1")}
+    if name == "generated":
+        return {"defect-vs-OK macro-F1": (np.where(folders == "ok", "ok", "defect"), "f1")}
+    probability = {}
+    with open(folder / "cells.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            probability[row["path"]] = float(row["defect_probability"])
+    p = np.array([probability[str(Path(x).relative_to(folder))] for x in paths])
+    return {"4-class macro-F1": (folders, "f1"),
+            "defective-vs-not accuracy": (np.where(p >= 0.5, "defective", "functional"), "accuracy")}
+
+
+def cross_validated(X: np.ndarray, y: np.ndarray, metric: str, column_weights=None) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    steps = [StandardScaler()]
+    if column_weights is not None:
+        steps.append(FunctionTransformer(lambda Z, w=column_weights.astype(np.float32): Z * w))
+    steps.append(LogisticRegression(class_weight="balanced", max_iter=2000))
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    predicted = cross_val_predict(make_pipeline(*steps), X, y, cv=folds, n_jobs=1)
+    return float(f1_score(y, predicted, average="macro") if metric == "f1" else accuracy_score(y, predicted))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--neu", type=Path, default=DATA / "neu")
+    parser.add_argument("--elpv", type=Path, default=DATA / "elpv")
+    parser.add_argument("--large", type=int, default=400, help="generated 500 x 1,250 parts (0: none)")
+    parser.add_argument("--defect-area", type=float, default=0.002,
+                        help="share of a generated part a defect's extent covers (0.002: ~35 px on 500 x 1,250)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--extractors", default="texture,cnn,texture+cnn")
+    parser.add_argument("--variants", action="store_true", help="also CNN variants and combined block weighting")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "inspector-bench-extractors")
+    args = parser.parse_args(argv)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    specs = args.extractors.split(",")
+    if args.variants:
+        specs += ["cnn[layers=fire9]", "cnn[layers=fire5+fire7]", "cnn[tiles=640]", "cnn[tiles=1024]",
+                  "texture+cnn[tiles=640]"]
+    for spec in specs:
+        extractor = make_extractor(spec)
+        print(f"{spec}: version {extractor.version}, dim {extractor.dim}; {extractor.describe()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"workers {args.workers}; load average at start {load:.1f} on {os.cpu_count()} cores")
+
+    for name, (folder, paths) in data_sets(args).items():
+        print(f"\n{name}: {len(paths)} images in {folder}")
+        features: dict[str, np.ndarray] = {}
+        rates: dict[str, float] = {}
+        costs: dict[str, float] = {}
+        for spec in specs:
+            cached = args.cache / f"{name}_{spec}.npy"
+            if cached.is_file() and args.skip_speed:
+                features[spec] = np.load(cached)
+                continue
+            X, rate, rss, decode, cpu = extract(spec, paths, args.workers)
+            np.save(cached, X)
+            features[spec] = X
+            rates[spec] = rate
+            costs[spec] = cpu
+            ratio = f"{rate / rates['texture']:.2f}" if "texture" in rates else "-"
+            cost_ratio = f"{costs['texture'] / cpu:.2f}" if "texture" in costs else "-"
+            print(f"  speed {spec:24s} {rate:7.1f} images/s on {args.workers} workers (x texture {ratio}); "
+                  f"CPU per image: decode {decode * 1000:5.1f} ms, features {cpu * 1000:6.1f} ms (texture/this "
+                  f"{cost_ratio}); idle {args.workers} cores ~{args.workers / (decode + cpu):5.0f} images/s; "
+                  f"worker RSS {rss / 2**20:.0f} MiB", flush=True)
+        if args.skip_quality:
+            continue
+        for task, (y, metric) in tasks(name, folder, paths).items():
+            for spec in specs:
+                score = cross_validated(features[spec], y, metric)
+                print(f"  {task:28s} {spec:24s} {score:.4f}", flush=True)
+            if args.variants and "texture+cnn" in features:
+                combined = make_extractor("texture+cnn")
+                weights = np.concatenate([np.full(dim, 1 / np.sqrt(dim)) for _, dim in combined.blocks])
+                score = cross_validated(features["texture+cnn"], y, metric, weights * np.sqrt(combined.dim / 2))
+                print(f"  {task:28s} {'texture+cnn 1/sqrt(dim)':24s} {score:.4f}", flush=True)
+    print(f"\nload average at the end {os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
