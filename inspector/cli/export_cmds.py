@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import os
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.cli.common import open_project, terminal_progress
+from inspector.core.csv_cells import SafeWriter
 from inspector.core.errors import UserError
 
 
@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     labels_in.add_argument("project")
     labels_in.add_argument("file", help="CSV or JSON with path (relative to the image folder) and label")
     labels_in.add_argument("--annotator", default="", help="recorded where the file names no annotator")
+    labels_in.add_argument("--create-classes", action="store_true",
+                           help="create classes the project does not have (otherwise such a file is refused, "
+                                "naming the nearest existing classes)")
     labels_in.set_defaults(handler=cmd_import_labels)
 
     rep = subparsers.add_parser("report", help="write a self-contained HTML report of the model and its data")
@@ -171,7 +174,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         handle = io.StringIO() if target is None else open(temporary, "w", newline="", encoding="utf-8")
         with handle:
-            writer = csv.writer(handle)
+            writer = SafeWriter(handle)  # file and class names never become spreadsheet formulas
             writer.writerow(columns)
             for i, path in enumerate(paths):
                 if errors[i] is not None:
@@ -231,7 +234,8 @@ def cmd_import_labels(args: argparse.Namespace) -> int:
     from inspector.core.labels_io import import_labels
 
     with open_project(args.project) as project:
-        summary = import_labels(project, Path(args.file), annotator=args.annotator)
+        summary = import_labels(project, Path(args.file), annotator=args.annotator,
+                                create_classes=args.create_classes)
     print(f"Imported {summary.imported} labels from {args.file}"
           + (f"; new classes: {', '.join(summary.new_classes)}" if summary.new_classes else ""))
     if summary.skipped:

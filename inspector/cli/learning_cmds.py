@@ -25,8 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     label = subparsers.add_parser("label", help="label one image (durable before it is acknowledged)")
     label.add_argument("project")
     label.add_argument("image", help="image path relative to the image folder, or its id")
-    label.add_argument("cls", metavar="CLASS", help="class name; 'unsure' or 'skip' also accepted; "
-                       "an unknown name creates the class (with a message)")
+    label.add_argument("cls", metavar="CLASS", help="class name; 'unsure' or 'skip' also accepted")
+    label.add_argument("--create-class", action="store_true",
+                       help="create CLASS if the project has no such class (otherwise an unknown name is an "
+                            "error naming the nearest classes, so a typo never becomes a class)")
     label.add_argument("--annotator", default="", help="name recorded with the label")
     label.set_defaults(handler=cmd_label)
 
@@ -155,6 +157,11 @@ def cmd_label(args: argparse.Namespace) -> int:
             return 0
         record = project.class_by_name(name)
         if record is None:
+            if not args.create_class:
+                from inspector.core.labels_io import unknown_classes_message
+
+                raise UserError(unknown_classes_message([name], [c.name for c in project.classes()],
+                                                        "--create-class"))
             class_id = project.add_class(name)
             print(f"Created class {name!r}.")
         else:

@@ -311,7 +311,7 @@ def import_csv_labels(project, csv_path: Path, annotator: str = "") -> int:
     `inspector import-labels`)."""
     from inspector.core.labels_io import import_labels
 
-    summary = import_labels(project, Path(csv_path), annotator)
+    summary = import_labels(project, Path(csv_path), annotator, create_classes=True)  # a new project has none
     if summary.unknown_paths:
         import sys
 

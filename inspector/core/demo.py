@@ -19,13 +19,13 @@ Everything is deterministic for a given ``random_state``.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Optional, Union
 
 import cv2
 import numpy as np
 
+from .csv_cells import SafeWriter
 from .errors import UserError
 from .progress import CancelToken, ProgressCallback, check, report
 
@@ -114,7 +114,7 @@ def write_demo_dataset(
         report(progress, index + 1, n_images, "writing demo images")
 
     with open(out_dir / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = SafeWriter(handle)
         writer.writerow(["file", "class", "defect_x", "defect_y", "defect_width", "defect_height"])
         writer.writerows(rows)
     return {

@@ -25,6 +25,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 MAX_PIXELS = 16384 * 16384
 #: Files larger than this are not read at all.
 MAX_FILE_BYTES = 2 * 1024**3
+#: Decoded pixels (width x height x channels x bytes per sample) one reader may hold. Checked from
+#: the file's header before decoding: a 2 MB PNG can declare 16,000 x 16,000 16-bit RGBA (2 GB
+#: decoded, several more while converting). Readers in many processes also share the machine's
+#: memory so that several large images are not decoded at once (see ingest).
+DECODE_BUDGET_BYTES = 1024**3
 
 cv2.setNumThreads(1)  # parallelism comes from worker processes; nested threads only thrash
 
@@ -247,8 +252,20 @@ def _sniff_format(data: bytes) -> str:
     return ""
 
 
-def _declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """Read width and height from the header without decoding pixels."""
+#: bytes per pixel of the array a decoder makes, by Pillow mode (palette images become RGB(A))
+_MODE_BYTES = {"1": 1, "L": 1, "P": 4, "PA": 4, "LA": 2, "RGB": 3, "RGBA": 4, "RGBX": 4, "CMYK": 4, "YCbCr": 3,
+               "LAB": 3, "HSV": 3, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+#: PNG colour type -> channels as decoded (palette becomes RGBA at most)
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
+
+
+def _declared_size(data: bytes, fmt: str) -> tuple[int, int, int] | None:
+    """Width, height and decoded bytes per pixel, read from the header without decoding pixels."""
+    if fmt == "png" and len(data) >= 29 and data[12:16] == b"IHDR":
+        # Pillow reports a 16-bit colour PNG as 8-bit; OpenCV decodes all 16 bits, so read IHDR
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        bits, colour = data[24], data[25]
+        return width, height, _PNG_CHANNELS.get(colour, 4) * (2 if bits == 16 else 1)
     from PIL import Image
 
     try:
@@ -256,9 +273,25 @@ def _declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
             warnings.simplefilter("ignore")
             Image.MAX_IMAGE_PIXELS = None  # we apply our own limit below
             with Image.open(io.BytesIO(data)) as probe:
-                return int(probe.width), int(probe.height)
+                return int(probe.width), int(probe.height), _MODE_BYTES.get(probe.mode, 4)
     except Exception:  # noqa: BLE001 - any header Pillow cannot parse; the decoder decides
         return None
+
+
+def declared_decoded_bytes(data: bytes) -> Optional[int]:
+    """Bytes the decoded pixels of ``data`` will take, from its header (None if it cannot say)."""
+    fmt = _sniff_format(data)
+    size = _declared_size(data, fmt) if fmt else None
+    return None if size is None else max(0, size[0]) * max(0, size[1]) * size[2]
+
+
+def _check_decode_budget(width: int, height: int, bytes_per_pixel: int) -> None:
+    needed = width * height * bytes_per_pixel
+    if needed > DECODE_BUDGET_BYTES:
+        raise ImageError(
+            f"image too large to decode safely: {width} x {height} px at {bytes_per_pixel} bytes per pixel "
+            f"would take {needed / 1024**3:.1f} GB (limit {DECODE_BUDGET_BYTES / 1024**3:.1f} GB per reader)"
+        )
 
 
 def decode(data: bytes, name: str = "") -> DecodedImage:
@@ -270,7 +303,7 @@ def decode(data: bytes, name: str = "") -> DecodedImage:
         raise ImageError("not an image (unrecognised content)")
     size = _declared_size(data, fmt)
     if size is not None:
-        width, height = size
+        width, height, bytes_per_pixel = size
         if width <= 0 or height <= 0:
             raise ImageError("image has no pixels")
         if width * height > MAX_PIXELS:
@@ -278,6 +311,7 @@ def decode(data: bytes, name: str = "") -> DecodedImage:
                 f"image too large: {width} x {height} px declared "
                 f"(limit {MAX_PIXELS // 1_000_000} megapixels; possible decompression bomb)"
             )
+        _check_decode_budget(width, height, bytes_per_pixel)
     if fmt == "jpeg" and data.rfind(b"\xff\xd9") < 0:
         raise ImageError("truncated JPEG (file ends before the image does)")
     if fmt == "tiff":
@@ -303,6 +337,12 @@ def _decode_tiff(data: bytes) -> DecodedImage:
             page = tif.pages[0]
             if int(np.prod(page.shape)) > MAX_PIXELS * 4:
                 raise ImageError("image too large (possible decompression bomb)")
+            needed = int(np.prod(page.shape)) * int(np.dtype(page.dtype).itemsize)
+            if needed > DECODE_BUDGET_BYTES:
+                raise ImageError(
+                    f"image too large to decode safely: {' x '.join(str(n) for n in page.shape)} samples of "
+                    f"{np.dtype(page.dtype).itemsize} bytes would take {needed / 1024**3:.1f} GB "
+                    f"(limit {DECODE_BUDGET_BYTES / 1024**3:.1f} GB per reader)")
             pixels = page.asarray()
             photometric = getattr(page, "photometric", None)
     except ImageError:

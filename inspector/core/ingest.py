@@ -11,6 +11,9 @@ import concurrent.futures as futures
 import multiprocessing
 import os
 import time
+from collections import deque
+from contextlib import contextmanager, nullcontext
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -26,6 +29,9 @@ from inspector.core.store import ImageAnalysis, Project
 CHUNK_FILES = 8
 #: Below this many files, starting worker processes costs more than it saves.
 IN_PROCESS_BELOW = 24
+#: The reason recorded for a file whose reader process died (killed by the out-of-memory killer,
+#: a decoder crash): the next scan does not read it again unless the file changes.
+READER_CRASHED = "could not be read (the reader crashed)"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,12 @@ def analyse_file(index: int, path: Path, with_features: bool = True) -> FileResu
     except images.ImageError as exc:
         return FileResult(index, None, error=str(exc))
     digest = images.content_hash(data)
+    gate = _MEMORY_GATE.hold(images.declared_decoded_bytes(data)) if _MEMORY_GATE is not None else nullcontext()
+    with gate:
+        return _analyse_bytes(index, path, data, digest, with_features)
+
+
+def _analyse_bytes(index: int, path: Path, data: bytes, digest: str, with_features: bool) -> FileResult:
     try:
         decoded = images.decode(data, str(path))
         description = dict(
@@ -86,7 +98,54 @@ def _analyse_chunk(chunk: Sequence[tuple[int, str]], with_features: bool) -> lis
     return [analyse_file(index, Path(path), with_features) for index, path in chunk]
 
 
-def _worker_init() -> None:
+#: Memory shared by the readers of one pool (None in-process): large images wait for their share.
+_MEMORY_GATE = None
+#: Decoding and converting an image takes about this many times its decoded size at the peak.
+PEAK_FACTOR = 3
+#: Images whose peak is below one share never wait.
+SHARE_BYTES = 64 * 1024**2
+
+
+class MemoryGate:
+    """The machine's memory as shares that readers in several processes take before decoding a
+    large image and give back after, so several large images are never decoded at once beyond
+    what the machine holds. A file's fate never depends on the number of readers: an image
+    within the per-reader budget always gets read, at worst alone."""
+
+    def __init__(self, shares, lock, total_shares: int) -> None:
+        self._shares, self._lock, self.total = shares, lock, total_shares
+
+    @classmethod
+    def for_this_machine(cls, context) -> Optional["MemoryGate"]:
+        try:
+            physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return None  # not POSIX: no shared gate; the per-reader budget still holds
+        total = max(1, physical // SHARE_BYTES)
+        return cls(context.Semaphore(total), context.Lock(), total)
+
+    def shares_for(self, decoded_bytes: int) -> int:
+        peak = decoded_bytes * PEAK_FACTOR
+        return 0 if peak < SHARE_BYTES else min(self.total, -(-peak // SHARE_BYTES))
+
+    @contextmanager
+    def hold(self, decoded_bytes: Optional[int]) -> Iterator[None]:
+        shares = self.shares_for(decoded_bytes or 0)
+        if shares == 0:
+            yield
+            return
+        with self._lock:  # take all shares at once, so two large images never deadlock half-way
+            for _ in range(shares):
+                self._shares.acquire()
+        try:
+            yield
+        finally:
+            for _ in range(shares):
+                self._shares.release()
+
+
+def _worker_init(memory_gate: Optional[MemoryGate] = None) -> None:
+    global _MEMORY_GATE
     # Background work must not make the inspector's window sluggish.
     if hasattr(os, "nice"):
         try:
@@ -94,6 +153,7 @@ def _worker_init() -> None:
         except OSError:
             pass  # not allowed to lower priority here; running at normal priority is fine
     images.cv2.setNumThreads(1)
+    _MEMORY_GATE = memory_gate
 
 
 def default_workers() -> int:
@@ -123,25 +183,69 @@ def analyse_files(
         return
 
     indexed = [(i, str(p)) for i, p in enumerate(paths)]
-    chunks = [indexed[i : i + CHUNK_FILES] for i in range(0, total, CHUNK_FILES)]
+    waiting = deque(indexed[i : i + CHUNK_FILES] for i in range(0, total, CHUNK_FILES))
+    # Files that were in a worker when it died. Each is read again alone, one at a time, so a
+    # file that kills its reader again is known for certain and recorded, and the others are read.
+    suspects: deque = deque()
     context = multiprocessing.get_context("spawn")
-    pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+
+    def new_pool() -> futures.ProcessPoolExecutor:
+        # a fresh gate with every pool: a reader killed while holding shares takes them with it
+        return futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                                           initargs=(MemoryGate.for_this_machine(context),))
+
+    pool = new_pool()
     done = 0
-    pending: set[futures.Future] = set()
-    next_chunk = 0
+    pending: dict[futures.Future, list] = {}
+    isolating = False  # the one task in flight is a suspect read alone
     max_in_flight = workers * 3
     try:
-        while next_chunk < len(chunks) or pending:
+        while waiting or suspects or pending:
             check(cancel)
-            while next_chunk < len(chunks) and len(pending) < max_in_flight:
-                pending.add(pool.submit(_analyse_chunk, chunks[next_chunk], with_features))
-                next_chunk += 1
-            finished, pending = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_COMPLETED)
+            if suspects:
+                if not pending:
+                    item = suspects.popleft()
+                    pending[pool.submit(_analyse_chunk, [item], with_features)] = [item]
+                    isolating = True
+            elif not isolating or not pending:
+                isolating = False
+                while waiting and len(pending) < max_in_flight:
+                    chunk = waiting.popleft()
+                    pending[pool.submit(_analyse_chunk, chunk, with_features)] = chunk
+            finished, _ = futures.wait(list(pending), timeout=0.2, return_when=futures.FIRST_COMPLETED)
+            lost: list[list] = []
             for future in finished:
-                for result in future.result():
+                chunk = pending.pop(future)
+                try:
+                    results = future.result()
+                except BrokenProcessPool:
+                    lost.append(chunk)
+                    continue
+                for result in results:
                     done += 1
                     yield result
                 report(progress, done, total, "")
+            if not lost:
+                continue
+            # A worker died: every task still in this pool is lost with it (the dead worker's
+            # and its neighbours'); what finished before is kept.
+            for future, chunk in pending.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    for result in future.result():
+                        done += 1
+                        yield result
+                else:
+                    lost.append(chunk)
+            pending.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
+            if isolating:
+                index, _ = lost[0][0]
+                done += 1
+                yield FileResult(index, None, error=READER_CRASHED)
+                report(progress, done, total, "")
+            else:
+                suspects.extend(item for chunk in lost for item in chunk)
+            pool = new_pool()
     finally:
         pool.shutdown(wait=not (cancel is not None and cancel.cancelled), cancel_futures=True)
 

@@ -8,6 +8,8 @@ file and renames it, so an interrupted export never leaves half a file in place 
 from __future__ import annotations
 
 import csv
+import difflib
+import hashlib
 import json
 import os
 import re
@@ -16,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from inspector.core.csv_cells import SafeWriter, unescape_cell
 from inspector.core.errors import UserError
 from inspector.core.progress import CancelToken, ProgressCallback, check, report
+from inspector.core.store import clean_class_name
 
 LATEST_COLUMNS = ("path", "label", "annotator", "time", "source", "audit")
 HISTORY_COLUMNS = ("path", "kind", "label", "annotator", "time", "source", "audit")
@@ -78,10 +82,11 @@ def export_labels(project, out_path: Path, history: bool = False) -> int:
     columns = HISTORY_COLUMNS if history else LATEST_COLUMNS
 
     def write_csv(handle) -> None:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
+        writer = SafeWriter(handle)  # names and paths are escaped so no cell is a spreadsheet formula
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow({**row, "audit": "true" if row["audit"] else "false"})
+            row = {**row, "audit": "true" if row["audit"] else "false"}
+            writer.writerow([row[c] for c in columns])
 
     def write_json(handle) -> None:
         json.dump({"project": project.name, "kind": "label history" if history else "latest labels",
@@ -122,18 +127,41 @@ def _read_rows(path: Path) -> list[dict]:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, csv.Error, json.JSONDecodeError) as exc:
         raise UserError(f"{path} is not a readable label file ({exc})") from None
-    return [{str(k).lower().strip(): (v or "") for k, v in r.items() if k is not None} for r in rows]
+    # cells as written by export_labels, whose leading quote only keeps spreadsheets from formulas
+    return [{unescape_cell(str(k)).lower().strip(): unescape_cell(v or "") for k, v in r.items() if k is not None}
+            for r in rows]
 
 
-def import_labels(project, path: Path, annotator: str = "") -> ImportSummary:
+def nearest_classes(name: str, existing: list[str], n: int = 3) -> list[str]:
+    """The existing class names closest to ``name`` (a typo's likely intention), best first."""
+    lowered = {c.lower(): c for c in existing}
+    return [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)]
+
+
+def unknown_classes_message(names: list[str], existing: list[str], flag: str) -> str:
+    """One line naming classes the project lacks, the nearest existing ones, and how to create them."""
+    def one(name: str) -> str:
+        shown = name.encode("unicode_escape").decode("ascii") if not name.isprintable() else name
+        near = nearest_classes(name, existing)
+        return f"'{shown[:64]}'" + (f" (did you mean {' or '.join(repr(c) for c in near)}?)" if near else "")
+
+    listed = ", ".join(one(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    have = ", ".join(existing[:12]) + (" ..." if len(existing) > 12 else "") if existing else "none yet"
+    return (f"this project has no class {listed}; its classes: {have}. "
+            f"Nothing was changed; to create new classes, add {flag}")
+
+
+def import_labels(project, path: Path, annotator: str = "", create_classes: bool = False) -> ImportSummary:
     """Add the labels in a CSV or JSON file (columns ``path`` and ``label`` or ``class``; optional
     ``annotator`` and ``kind``) to the project, matched by path relative to the image folder.
 
-    Unknown classes are created; paths that are not images of the project are listed in the
-    summary, never guessed; rows of a history file whose kind is not a class label are skipped.
-    ``annotator`` is used where a row names none. Nothing is written when the file is refused.
-    Returns an :class:`ImportSummary`. Raises :class:`UserError` for an unreadable file or one
-    without path/label columns.
+    Classes the project lacks are created only with ``create_classes`` (a typo must not quietly
+    become a class); otherwise the file is refused naming them and their nearest existing
+    classes. Paths that are not images of the project are listed in the summary, never guessed;
+    rows of a history file whose kind is not a class label are skipped. ``annotator`` is used
+    where a row names none. Nothing is written when the file is refused. Returns an
+    :class:`ImportSummary`. Raises :class:`UserError` for an unreadable file, one without
+    path/label columns, unknown classes (see above) or class names with control characters.
     """
     rows = _read_rows(path)
     summary = ImportSummary()
@@ -149,20 +177,31 @@ def import_labels(project, path: Path, annotator: str = "") -> ImportSummary:
         if row.get("kind", "class").strip() not in ("", "class") or not image_path or not label:
             summary.skipped += 1
             continue
-        image_id = project.find_image(image_path)
+        raw_path = row.get("path", "")
+        # a file name may really begin or end with white space (a tab): the exact name first
+        image_id = project.find_image(raw_path) if raw_path != image_path else None
+        if image_id is None:
+            image_id = project.find_image(image_path)
         if image_id is None:
             summary.unknown_paths.append(image_path)
             continue
         wanted.append((row.get("annotator", "").strip() or annotator, image_id, label))
     class_ids: dict[str, int] = {}
+    unknown: list[str] = []
     for _, _, label in wanted:
-        if label not in class_ids:
+        if label not in class_ids and label not in unknown:
             record = project.class_by_name(label)
             if record is None:
-                class_ids[label] = project.add_class(label)
-                summary.new_classes.append(label)
+                unknown.append(label)
             else:
                 class_ids[label] = record.id
+    if unknown and not create_classes:
+        raise UserError(unknown_classes_message(unknown, [c.name for c in project.classes()], "--create-classes"))
+    for label in unknown:
+        clean_class_name(label)  # every new name is checked before the first is created
+    for label in unknown:
+        class_ids[label] = project.add_class(label)
+        summary.new_classes.append(label)
     # One bulk write per run of rows by the same annotator, in file order, so that in a history
     # file an image's last row is still its latest label after the import.
     start = 0
@@ -177,12 +216,33 @@ def import_labels(project, path: Path, annotator: str = "") -> ImportSummary:
 
 
 _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
 
 def safe_folder_name(name: str) -> str:
-    """A class name usable as a folder name on Windows, macOS and Linux."""
-    cleaned = _UNSAFE.sub("_", name).strip().rstrip(".")
-    return cleaned or "_"
+    """A class name usable as a folder name on Windows, macOS and Linux.
+
+    A name that had to be changed ('.', '..', 'a/b', 'CON' ...) gets a short tag computed from
+    the original name, so two classes never share a folder ('.' and '..' were both '_').
+    """
+    cleaned = _UNSAFE.sub("_", name).strip().rstrip(".") or "_"
+    if cleaned != name or cleaned.split(".")[0].lower() in _WINDOWS_RESERVED:
+        cleaned = f"{cleaned}~{hashlib.sha1(name.encode('utf-8')).hexdigest()[:6]}"
+    return cleaned
+
+
+def class_folder_names(names: list[str]) -> dict[str, str]:
+    """A distinct folder name per class, also on file systems that ignore letter case."""
+    folders: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        folder = safe_folder_name(name)
+        candidate, n = folder, 2
+        while candidate.lower() in taken:
+            candidate, n = f"{folder}~{n}", n + 1
+        taken.add(candidate.lower())
+        folders[name] = candidate
+    return folders
 
 
 @dataclass
@@ -212,10 +272,11 @@ def export_label_folder(project, folder: Path, link: bool = False, progress: Opt
     labels = sorted(project.latest_labels().items(), key=lambda item: paths.get(item[0], ""))
     root = project.image_root
     result = FolderExport(how="link" if link else "copy")
+    folder_of = class_folder_names([names[c] for c in sorted(names)])
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for class_id in {c for _, c in labels}:
-            (folder / safe_folder_name(names[class_id])).mkdir(exist_ok=True)
+            (folder / folder_of[names[class_id]]).mkdir(exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {folder}: {exc.strerror or exc}") from None
     for done, (image_id, class_id) in enumerate(labels):
@@ -224,7 +285,7 @@ def export_label_folder(project, folder: Path, link: bool = False, progress: Opt
         if relative is None:
             continue
         source = root / relative
-        target = folder / safe_folder_name(names[class_id]) / relative.replace("/", "__")
+        target = folder / folder_of[names[class_id]] / relative.replace("/", "__")
         try:
             if link:
                 try:

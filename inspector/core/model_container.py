@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import io
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -100,34 +101,72 @@ def write_container(path: Path, header: dict, arrays: dict[str, np.ndarray],
     return path
 
 
-def read_container(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read and verify a model file; return ``(header, arrays)``.
+#: the JSON header holds descriptions and metrics, a few kilobytes; numbers go in the arrays
+MAX_HEADER_BYTES = 4 * 1024**2
 
-    Checks, in order: readable, magic bytes, format version, lengths, SHA-256, JSON, array
-    table. Raises :class:`ModelFileError` with one clear line at the first failure. Never
-    unpickles, imports or calls anything named in the file.
-    """
-    path = Path(path)
+
+def _read_regular_file(path: Path) -> bytearray:
+    """The bytes of ``path`` if it is a regular file of sane size; never reads a device, a pipe
+    or a folder (``/dev/zero`` would fill memory, a FIFO would wait for ever)."""
     try:
-        size = os.stat(path).st_size
-        if size > _MAX_FILE_BYTES:
-            raise ModelFileError(f"{path.name} is {size / 1024**2:.0f} MB, far too large to be an Inspector model file")
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        raise ModelFileError(f"{path} is a folder, not a model file") from None
+        st = os.stat(path)
     except FileNotFoundError:
         raise ModelFileError(f"no model file at {path}") from None
     except OSError as exc:
         raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelFileError(f"{path} is a folder, not a model file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"{path} is not a regular file (a device, pipe or socket), so it is not read")
+    if st.st_size > _MAX_FILE_BYTES:
+        raise ModelFileError(f"{path.name} is {st.st_size / 1024**2:.0f} MB, far too large to be an Inspector model file")
+    try:
+        # O_NONBLOCK: should the name be swapped for a pipe after the check, opening does not wait
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_FILE_BYTES:
+            raise ModelFileError(f"{path} is not a regular file (a device, pipe or socket), so it is not read")
+        buffer = bytearray(st.st_size)  # the one copy of the file in memory
+        got = 0
+        with memoryview(buffer) as view, io.FileIO(fd, closefd=False) as handle:
+            while got < st.st_size:
+                n = handle.readinto(view[got:])
+                if not n:
+                    break  # the file shrank while being read: the checksum below says it is damaged
+                got += n
+        if got < st.st_size:
+            del buffer[got:]
+        return buffer
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def read_container(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read and verify a model file; return ``(header, arrays)``.
+
+    Checks, in order: a regular file, magic bytes, format version, lengths, SHA-256, JSON (size
+    and depth bounded), array table (plain numbers, sizes matching shapes, inside the file, no
+    two arrays sharing bytes). Raises :class:`ModelFileError` with one clear line at the first
+    failure. Never unpickles, imports or calls anything named in the file. Memory: the file's
+    bytes plus its arrays, at most about twice the file size.
+    """
+    from inspector.core.model_checks import MAX_JSON_DEPTH, check_array_table, json_depth
+
+    path = Path(path)
+    data = _read_regular_file(path)
     name = path.name
-    if data[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or data[:1] == b"(":
+    if bytes(data[:2]) in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or data[:1] == b"(":
         raise ModelFileError(f"{name} is a Python pickle, not an Inspector model file; pickles can run code "
                              "when opened, so Inspector never loads them")
     if not data:
         raise ModelFileError(f"{name} is empty, not a model file")
-    if len(data) < _PRELUDE.size or data[: len(MAGIC)] != MAGIC:
-        if data[: len(MAGIC)] == MAGIC[: len(data)] or data[: len(MAGIC)] == MAGIC:
+    if len(data) < _PRELUDE.size or bytes(data[: len(MAGIC)]) != MAGIC:
+        if bytes(data[: len(MAGIC)]) == MAGIC[: len(data)] or bytes(data[: len(MAGIC)]) == MAGIC:
             raise ModelFileError(f"{name} is truncated (only {len(data)} bytes); export the model again")
         raise ModelFileError(f"{name} is not an Inspector model file")
     _, version, header_length = _PRELUDE.unpack_from(data)
@@ -138,32 +177,28 @@ def read_container(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise ModelFileError(f"{name} has an unknown model format version {version}")
     if len(data) < _PRELUDE.size + header_length + _DIGEST_BYTES:
         raise ModelFileError(f"{name} is truncated ({len(data)} bytes); export the model again")
-    body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+    if header_length > MAX_HEADER_BYTES:
+        raise ModelFileError(f"{name} has a {header_length / 1024**2:.0f} MB header, far larger than any model's; "
+                             "it is refused")
+    everything = memoryview(data)
+    body, digest = everything[:-_DIGEST_BYTES], everything[-_DIGEST_BYTES:]
     if hashlib.sha256(body).digest() != digest:
         raise ModelFileError(f"{name} is damaged or was modified after export (checksum does not match); "
                              "export the model again")
     try:
-        header = json.loads(body[_PRELUDE.size : _PRELUDE.size + header_length].decode("utf-8"))
+        header = json.loads(bytes(body[_PRELUDE.size : _PRELUDE.size + header_length]).decode("utf-8"))
+    except RecursionError:
+        raise ModelFileError(f"{name} has a header nested far too deeply; it is refused") from None
     except (UnicodeDecodeError, ValueError):
         raise ModelFileError(f"{name} has an unreadable header") from None
     if not isinstance(header, dict) or header.get("format") != "inspector-model" or header.get("format_version") != version:
         raise ModelFileError(f"{name} has an inconsistent header")
-    region = memoryview(body)[_PRELUDE.size + header_length :]
+    if json_depth(header) > MAX_JSON_DEPTH:
+        raise ModelFileError(f"{name} has a header nested more than {MAX_JSON_DEPTH} levels deep; it is refused")
+    region = body[_PRELUDE.size + header_length :]
     arrays: dict[str, np.ndarray] = {}
-    for entry in header.get("arrays", []):
-        try:
-            dtype, shape = str(entry["dtype"]), tuple(int(s) for s in entry["shape"])
-            offset, nbytes = int(entry["offset"]), int(entry["nbytes"])
-            array_name = str(entry["name"])
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{name} has a malformed array table") from None
-        if dtype not in _ALLOWED_DTYPES:
-            # An object dtype would mean a pickle inside the file: refuse instead of decoding it.
-            raise ModelFileError(f"{name} contains an array of type {dtype!r}; only plain numbers are allowed "
-                                 "(a file holding objects could run code), so it is refused")
-        itemsize = np.dtype(dtype).itemsize
-        if min(shape, default=0) < 0 or offset < 0 or math.prod(shape) * itemsize != nbytes \
-                or offset + nbytes > len(region):
-            raise ModelFileError(f"{name} has a malformed array {array_name!r}")
-        arrays[array_name] = np.frombuffer(region[offset : offset + nbytes], dtype=dtype).reshape(shape).copy()
+    for entry in check_array_table(name, header.get("arrays", []), len(region), _ALLOWED_DTYPES):
+        offset, nbytes = entry["offset"], entry["nbytes"]
+        arrays[entry["name"]] = np.frombuffer(region[offset : offset + nbytes], dtype=entry["dtype"]) \
+            .reshape(entry["shape"]).copy()
     return header, arrays

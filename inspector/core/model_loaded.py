@@ -15,7 +15,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from inspector.core.model_container import ModelFileError, read_container
-from inspector.core.model_predictors import PREDICTORS, REQUIRED_ARRAYS
+from inspector.core.model_predictors import PREDICTORS
 from inspector.core.progress import CancelToken, ProgressCallback
 
 # --------------------------------------------------------------------------- the loaded model
@@ -238,38 +238,22 @@ def load_model(path: Path) -> InspectorModel:
     path = Path(path)
     header, arrays = read_container(path)
     from inspector.core.features import default_extractor
+    from inspector.core.model_checks import HEADER_FIELDS, check_fields, check_model
 
+    check_fields(path.name, "the header", header, HEADER_FIELDS)
     ours = default_extractor().params()
-    theirs = header.get("extractor") or {}
+    theirs = header["extractor"]
     if theirs.get("name") != ours["name"] or theirs.get("version") != ours["version"]:
         raise ModelFileError(
-            f"{path.name} was made with features '{theirs.get('name')}' version {theirs.get('version')}, but this "
-            f"Inspector computes '{ours['name']}' version {ours['version']}; export the model again with this version")
+            f"{path.name} was made with features '{str(theirs.get('name'))[:40]}' version {str(theirs.get('version'))[:20]}, "
+            f"but this Inspector computes '{ours['name']}' version {ours['version']}; export the model again with this version")
     if theirs != ours:
         raise ModelFileError(f"{path.name} was made with different feature settings than this Inspector uses; "
                              "export the model again")
-    spec = header.get("model") or {}
-    kind = spec.get("kind")
+    kind = header["model"].get("kind")
     if kind not in PREDICTORS:
-        raise ModelFileError(f"{path.name} holds a model of unknown kind {kind!r}")
-    missing = [a for a in REQUIRED_ARRAYS[kind] if a not in arrays]
-    if missing:
-        raise ModelFileError(f"{path.name} lacks the model's {', '.join(missing)}")
-    classes = header.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(
-            isinstance(c, dict) and isinstance(c.get("name"), str) for c in classes):
-        raise ModelFileError(f"{path.name} does not list its classes")
-    columns = arrays["columns"]
-    if columns.ndim != 1 or len(columns) < 2 or columns.min() < 0 or columns.max() >= len(classes):
-        raise ModelFileError(f"{path.name} maps its model to classes it does not list")
-    if not isinstance(spec.get("n_features"), int) or spec["n_features"] != len(arrays["scaler_mean"]):
-        raise ModelFileError(f"{path.name} has an inconsistent feature count")
-    value = (header.get("reject_threshold") or {}).get("value", 0.0)
-    try:
-        if value is not None and not 0.0 <= float(value) <= 1.0:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ModelFileError(f"{path.name} has an unreadable review threshold") from None
+        raise ModelFileError(f"{path.name} holds a model of unknown kind {str(kind)[:40]!r}")
+    check_model(path.name, header, arrays)
     try:
         return InspectorModel(header, arrays, path)
     except (KeyError, TypeError, ValueError) as exc:

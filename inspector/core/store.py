@@ -8,10 +8,15 @@ sentence for a person (damaged file, newer version, disk full, opened elsewhereâ
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import sqlite3
+import struct
+import tempfile
 import threading
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -132,59 +137,236 @@ class ImageAnalysis:
     features: Optional[np.ndarray] = None
 
 
-class _ProjectLock:
-    """An advisory lock beside the project file so a second running instance is told clearly."""
+class _LockFile:
+    """One advisory lock file, held for as long as the project is open and removed on release.
 
-    def __init__(self, project_path: Path) -> None:
-        self.path = project_path.with_name(project_path.name + ".lock")
-        self._handle = None
+    POSIX: ``flock`` on the file; because the releasing holder unlinks it, a newcomer re-checks
+    after locking that the name still leads to the file it locked (otherwise it locked a file
+    already gone and tries again). Windows: ``msvcrt.locking`` of byte 0 (the holder's note
+    is written after it, where it stays readable); an open file cannot be deleted there, so the
+    release closes first and removes the file only if nobody else has it open.
+    """
 
-    def acquire(self) -> None:
+    def __init__(self, path: Path, shared_folder: bool = False) -> None:
+        self.path = path
+        self.shared_folder = shared_folder  # created world-writable so other users can lock too
+        self.previous_note = ""  # what a holder that crashed left in the file
+        self._fd: Optional[int] = None
+
+    def acquire(self, note: str) -> bool:
+        """Take the lock. Returns False when the lock file cannot exist here (read-only folder);
+        raises :class:`ProjectError` when another holder has it or the disk is full."""
+        for _ in range(20):
+            fd = self._open()
+            if fd is None:
+                return False
+            try:
+                _lock_fd(fd)
+            except OSError:
+                holder = _read_note(fd)
+                os.close(fd)
+                raise ProjectError(
+                    "the project is already open in another Inspector window or command"
+                    + (f" ({holder})" if holder else "") + "; close it there first"
+                ) from None
+            if os.name == "nt" or _same_file(fd, self.path):
+                break
+            os.close(fd)  # locked a file its releasing holder had just removed: take the new one
+        else:
+            raise ProjectError(f"cannot take the lock {self.path}: it keeps being replaced")
+        self.previous_note = _read_note(fd)
         try:
-            handle = open(self.path, "a+")
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 1, os.SEEK_SET)  # byte 0 is the one locked on Windows
+            os.write(fd, note.encode("utf-8", "replace"))
         except OSError:
-            return  # read-only folder: nothing else can write there either; no lock needed
+            pass  # read-only descriptor or a full disk: the note only helps messages; the lock holds
+        self._fd = fd
+        return True
+
+    def _open(self) -> Optional[int]:
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOINHERIT", 0)
         try:
-            if os.name == "nt":
-                import msvcrt
-
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
-            detail = f" ({holder})" if holder else ""
-            raise ProjectError(
-                f"the project is already open in another Inspector window or command{detail}; "
-                "close it there first"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()}")
-        handle.flush()
-        self._handle = handle
+            try:
+                fd = os.open(self.path, flags, 0o666)
+            except FileNotFoundError:
+                if not self.shared_folder:
+                    raise
+                _make_shared_folder(self.path.parent)  # the last holder removed it just now
+                fd = os.open(self.path, flags, 0o666)
+        except PermissionError:
+            try:  # another user's lock file: a read-only descriptor can still be locked (POSIX)
+                return os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0)) if os.name != "nt" else None
+            except OSError:
+                return None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise ProjectError(_disk_full_message(self.path.parent)) from None
+            return None  # read-only folder or file system: nothing can write beside it either
+        if self.shared_folder and os.name != "nt":
+            try:
+                os.fchmod(fd, 0o666)
+            except OSError:
+                pass  # someone else's file: they made it shareable already
+        return fd
 
     def release(self) -> None:
-        if self._handle is not None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if os.name == "nt":
+            os.close(fd)
             try:
-                self._handle.seek(0)
-                self._handle.truncate()
+                os.unlink(self.path)
             except OSError:
-                pass  # the lock itself is released by closing below; stale text is harmless
-            self._handle.close()
-            self._handle = None
+                pass  # another process has it open (and may hold it now): it is theirs
+            return
+        try:
+            if _same_file(fd, self.path):
+                os.unlink(self.path)  # while still locked: a newcomer re-checks the name after locking
+        except OSError:
+            pass  # folder not writable: an empty, unlocked file is all that remains
+        finally:
+            os.close(fd)
+
+
+def _lock_fd(fd: int) -> None:
+    if os.name == "nt":
+        import msvcrt
+
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _read_note(fd: int) -> str:
+    try:
+        os.lseek(fd, 1, os.SEEK_SET)
+        return os.read(fd, 4096).decode("utf-8", "replace").strip("\x00 \n")
+    except OSError:
+        return ""
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _identity_lock_folder() -> Optional[Path]:
+    """Where locks keyed by a file's identity live: one folder per machine, shared by all users."""
+    folder = Path(tempfile.gettempdir()) / "inspector-locks"
+    try:
+        _make_shared_folder(folder)
+    except OSError:
+        return None
+    return folder
+
+
+def _make_shared_folder(folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    if os.name != "nt" and folder.stat().st_uid == os.getuid():
+        os.chmod(folder, 0o1777)  # like /tmp: everyone may add locks, nobody remove others'
+
+
+class _ProjectLock:
+    """Two advisory locks that together make a project open in one place at a time:
+
+    - beside the file, named after its real path (symlinks resolved): seen by every opener of
+      that path, also from another machine on a shared folder, and it names the holder;
+    - keyed by the file's identity (device and inode) in a per-machine folder: the same file
+      reached through a hard link has another name, and without this lock it would be opened
+      twice, each opener with its own write-ahead log (acknowledged labels were lost that way).
+
+    The identity lock also remembers through which name the file was last opened for writing:
+    after a crash its unsaved log lies beside that name, so the next writer must use that name.
+    """
+
+    def __init__(self, project_path: Path) -> None:
+        real = Path(os.path.realpath(project_path))
+        self.beside = _LockFile(real.with_name(real.name + ".lock"))
+        self.identity: Optional[_LockFile] = None
+        self.project_path = Path(project_path)
+
+    def acquire(self) -> None:
+        """Raises ProjectError when the project is open elsewhere (by any of its names)."""
+        note = f"process {os.getpid()}"
+        self.beside.acquire(note)
+        try:
+            self._acquire_identity(note)
+        except BaseException:
+            self.beside.release()
+            raise
+
+    def _acquire_identity(self, note: str) -> None:
+        try:
+            st = os.stat(self.project_path)
+        except OSError:
+            return  # not created yet: Project.create takes it once the file exists
+        folder = _identity_lock_folder()
+        if folder is None or not st.st_ino:
+            return  # no shared temporary folder, or a file system without identities: path lock only
+        self.identity = _LockFile(folder / f"{st.st_dev:x}-{st.st_ino:x}.lock", shared_folder=True)
+        if not self.identity.acquire(f"{note}, as {os.path.realpath(self.project_path)}"):
+            self.identity = None
+            return
+        last = self.last_writer_name()
+        if last is not None and str(last) != os.path.realpath(self.project_path):
+            # a writer that crashed under another name left its lock file there; nobody holds it
+            # now (we hold the identity lock), so take it and remove it as its holder would have
+            stale = _LockFile(last.with_name(last.name + ".lock"))
+            try:
+                if stale.path.exists() and stale.acquire(""):
+                    stale.release()
+            except ProjectError:
+                pass  # held after all (another machine on a shared folder): leave it to its holder
+
+    def acquire_identity(self) -> None:
+        """For a new file: the identity lock once the file exists."""
+        self._acquire_identity(f"process {os.getpid()}")
+
+    def last_writer_name(self) -> Optional[Path]:
+        """The name a previous writer of this file used, when it ended without closing (crash)."""
+        note = self.identity.previous_note if self.identity else ""
+        marker = ", as "
+        return Path(note.split(marker, 1)[1]) if marker in note else None
+
+    def record_name(self, path: Path) -> None:
+        if self.identity is not None and self.identity._fd is not None:
+            try:
+                os.ftruncate(self.identity._fd, 0)
+                os.lseek(self.identity._fd, 1, os.SEEK_SET)
+                os.write(self.identity._fd, f"process {os.getpid()}, as {os.path.realpath(path)}".encode())
+            except OSError:
+                pass  # a full disk: the note is only a hint for recovering after a crash
+
+    def release(self) -> None:
+        try:
+            if self.identity is not None:
+                self.identity.release()
+                try:
+                    self.identity.path.parent.rmdir()  # leave no trace in the temporary folder
+                except OSError:
+                    pass  # other projects' locks are in it (or it is gone already)
+        finally:
+            self.beside.release()
 
 
 class Project:
     """An open project file. Thread-safe: one connection guarded by a lock."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, lock: Optional[_ProjectLock], read_only: bool):
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock: Optional[_ProjectLock], read_only: bool,
+                 connect_path: Optional[Path] = None):
         self.path = path
+        # the name SQLite uses (its log files are named after it); another name of the same file
+        # only after a crash whose unsaved log lies beside that other name
+        self._connect_path = connect_path or path
         self._db = connection
         self._lock = lock
         self._mutex = threading.RLock()
@@ -200,7 +382,7 @@ class Project:
         """
         path = Path(path)
         image_root = Path(image_root)
-        if path.exists():
+        if path.exists() or path.is_symlink():
             raise ProjectError(f"{path} already exists; choose another name or open it")
         if not image_root.is_dir():
             raise ProjectError(f"image folder {image_root} does not exist or is not a folder")
@@ -209,9 +391,27 @@ class Project:
         lock = _ProjectLock(path)
         lock.acquire()
         try:
+            # an empty file is a valid new database for SQLite; creating it here (exclusively)
+            # gives the file its identity, so the identity lock is held before anything is written
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+            lock.acquire_identity()
+        except FileExistsError:
+            lock.release()
+            raise ProjectError(f"{path} already exists; choose another name or open it") from None
+        except OSError as exc:
+            lock.release()
+            if exc.errno == errno.ENOSPC:
+                raise ProjectError(_disk_full_message(path.parent)) from None
+            raise ProjectError(f"cannot create {path}: {exc.strerror or exc}") from None
+        except BaseException:
+            lock.release()
+            path.unlink(missing_ok=True)
+            raise
+        try:
             connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             lock.release()
+            path.unlink(missing_ok=True)
             raise ProjectError(f"cannot create {path}: {exc}") from None
         project = cls(path, connection, lock, read_only=False)
         try:
@@ -230,9 +430,13 @@ class Project:
                         ("name", path.stem),
                     ],
                 )
+        except sqlite3.Error as exc:
+            project.close()
+            _remove_new_project(path)
+            raise project._translate(exc, writing=True) from None
         except BaseException:
             project.close()
-            path.unlink(missing_ok=True)
+            _remove_new_project(path)
             raise
         return project
 
@@ -241,34 +445,48 @@ class Project:
         """Open an existing project. Changes nothing when the file is refused.
 
         Raises :class:`ProjectError` when the file is missing, not an Inspector project, made by
-        a newer Inspector, damaged, read-only (unless ``read_only``) or open elsewhere.
+        a newer Inspector, damaged, read-only (unless ``read_only``) or open elsewhere (by this
+        name or any other: a symbolic or hard link is the same project).
         """
         path = Path(path)
         if not path.exists():
             raise ProjectError(f"no project at {path}")
         if path.is_dir():
             raise ProjectError(f"{path} is a folder, not a project file")
+        if not path.is_file():
+            raise ProjectError(f"{path.name} is not an Inspector project (not a regular file)")
         try:
             with open(path, "rb") as handle:
                 header = handle.read(100)
         except OSError as exc:
-            raise ProjectError(f"cannot read {path}: {exc.strerror}") from None
+            raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
         if len(header) < 100 or not header.startswith(SQLITE_HEADER):
             raise ProjectError(f"{path.name} is not an Inspector project (not a database file, or damaged)")
-        application_id = int.from_bytes(header[68:72], "big")
-        user_version = int.from_bytes(header[60:64], "big")
-        # While a project is open (or after a crash) its newest header page may still be in the
-        # write-ahead log, so the bytes on disk can show an older header: check again below,
-        # through SQLite, which reads the log.
         wal = path.with_name(path.name + "-wal")
-        if not (wal.exists() and wal.stat().st_size > 0):
-            cls._check_identity(path, application_id, user_version)
+        # While a project is open (or after a crash) its newest header page may still be in the
+        # write-ahead log. Read it from there ourselves: letting SQLite open a file we then
+        # refuse would merge the log into it and delete the log, changing a file we must not touch.
+        try:
+            cls._check_identity(path, *_identity_of(_header_with_log(header, wal)))
+        except ProjectError:
+            # before refusing, be sure: believe only log frames whose checksums hold
+            cls._check_identity(path, *_identity_of(_header_with_log(header, wal, verify=True)))
         if not read_only and not os.access(path, os.W_OK):
             raise ProjectError(f"{path.name} is read-only; copy it somewhere writable or open it read-only")
         lock = None
+        connect_path = path
         if not read_only:
             lock = _ProjectLock(path)
             lock.acquire()
+            connect_path = _name_with_unsaved_log(path, lock.last_writer_name())
+            if connect_path != path:
+                lock.record_name(connect_path)
+                wal = connect_path.with_name(connect_path.name + "-wal")
+                try:
+                    cls._check_identity(path, *_identity_of(_header_with_log(header, wal, verify=True)))
+                except ProjectError:
+                    lock.release()
+                    raise
         try:
             if read_only:
                 uri = path.resolve().as_uri() + "?mode=ro"
@@ -279,8 +497,8 @@ class Project:
                     uri += "&immutable=1"
                 connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             else:
-                connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            project = cls(path, connection, lock, read_only)
+                connection = sqlite3.connect(str(connect_path), isolation_level=None, check_same_thread=False)
+            project = cls(path, connection, lock, read_only, connect_path)
         except sqlite3.Error as exc:
             if lock:
                 lock.release()
@@ -300,7 +518,7 @@ class Project:
             raise
         except sqlite3.Error as exc:
             project.close()
-            raise ProjectError(f"{path.name} is damaged and cannot be opened ({exc})") from None
+            raise project._translate(exc, writing=False, opening=True) from None
         return project
 
     @staticmethod
@@ -325,8 +543,8 @@ class Project:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
-            connection = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        other = Project(self.path, connection, None, self.read_only)
+            connection = sqlite3.connect(str(self._connect_path), isolation_level=None, check_same_thread=False)
+        other = Project(self.path, connection, None, self.read_only, self._connect_path)
         other._configure()
         return other
 
@@ -340,8 +558,8 @@ class Project:
                     self._db.execute("PRAGMA journal_mode = DELETE")
                 self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
-            raise ProjectError(f"{self.path.name} is damaged and cannot be opened ({exc})") from None
+        except sqlite3.Error as exc:
+            raise self._translate(exc, writing=False, opening=True) from None
 
     def close(self) -> None:
         with self._mutex:
@@ -386,7 +604,7 @@ class Project:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise self._translate(exc) from None
+                raise self._translate(exc, writing=True) from None
             try:
                 yield self._db
                 self._db.execute("COMMIT")
@@ -396,7 +614,7 @@ class Project:
                 except sqlite3.Error:
                     pass  # a failed COMMIT already rolled back; the file is intact either way
                 if isinstance(exc, sqlite3.Error):
-                    raise self._translate(exc) from None
+                    raise self._translate(exc, writing=True) from None
                 raise
 
     @contextmanager
@@ -405,11 +623,17 @@ class Project:
             try:
                 yield self._db
             except sqlite3.Error as exc:
-                raise self._translate(exc) from None
+                raise self._translate(exc, writing=False) from None
 
-    def _translate(self, exc: sqlite3.Error) -> ProjectError:
+    def _translate(self, exc: sqlite3.Error, writing: bool, opening: bool = False) -> ProjectError:
+        """One true sentence for a SQLite error. A full disk shows up as 'disk is full' but also,
+        when SQLite cannot even grow its log or shared-memory file, as 'disk I/O error': the
+        file is intact then, so look at the free space before calling anything damaged."""
         text = str(exc).lower()
-        if "disk is full" in text or "database or disk is full" in text:
+        if "disk is full" in text or "database or disk is full" in text or (
+                ("i/o error" in text or "unable to open" in text) and _disk_is_full(self.path.parent)):
+            if opening or not writing:
+                return ProjectError(_disk_full_message(self.path.parent, self.path.name))
             return ProjectError("the disk is full: the last change was not saved (earlier work is safe); free some space and try again")
         if "readonly" in text or "read-only" in text:
             return ProjectError("the project file cannot be written (read-only)")
@@ -418,7 +642,13 @@ class Project:
         if "malformed" in text or "not a database" in text:
             return ProjectError(f"{self.path.name} is damaged ({exc})")
         if "i/o error" in text:
-            return ProjectError(f"the disk reported an error writing {self.path.name}: the last change was not saved")
+            if writing:
+                return ProjectError(f"the disk reported an error writing {self.path.name}: the last change was not saved")
+            doing = "opening" if opening else "reading"
+            return ProjectError(f"the disk reported an error {doing} {self.path.name} ({exc}); check the disk or copy "
+                                "the file elsewhere")
+        if opening:
+            return ProjectError(f"{self.path.name} is damaged and cannot be opened ({exc})")
         return ProjectError(f"project file error: {exc}")
 
     # ------------------------------------------------------------------ meta and location
@@ -679,7 +909,7 @@ class Project:
 
     def add_class(self, name: str, color: Optional[str] = None) -> int:
         """Add a class at the end; returns its id. Raises ProjectError for an empty or taken name."""
-        name = _clean_class_name(name)
+        name = clean_class_name(name)
         existing = self.classes()
         if any(c.name.lower() == name.lower() for c in existing):
             raise ProjectError(f"a class named '{name}' already exists")
@@ -700,7 +930,7 @@ class Project:
         )
 
     def rename_class(self, class_id: int, name: str) -> None:
-        name = _clean_class_name(name)
+        name = clean_class_name(name)
         if any(c.name.lower() == name.lower() and c.id != class_id for c in self.classes()):
             raise ProjectError(f"a class named '{name}' already exists")
         with self._write() as db:
@@ -984,10 +1214,17 @@ class Project:
             return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _clean_class_name(name: str) -> str:
+def clean_class_name(name: str) -> str:
+    """The class name as stored (runs of white space made one space); raises ProjectError for
+    an empty or overlong name or one holding control characters (a NUL byte, escape codes),
+    which would be invisible in lists and break files and folders named after the class."""
     name = " ".join(str(name).split())
     if not name:
         raise ProjectError("a class needs a name")
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cs") or c in "\u2028\u2029"), None)
+    if bad is not None:
+        raise ProjectError(f"class names cannot contain control characters (found U+{ord(bad):04X} in "
+                           f"{name.encode('unicode_escape').decode('ascii')[:80]!r})")
     if len(name) > 64:
         raise ProjectError("class names are limited to 64 characters")
     return name
@@ -1002,3 +1239,109 @@ def _clean_color(color: str) -> str:
     except ValueError:
         raise ProjectError(f"colour '{color}' is not of the form #rrggbb") from None
     return color.lower()
+
+
+#: below this much free space a failing open or write is put down to a full disk
+LOW_DISK_BYTES = 1024 * 1024
+
+
+def _free_bytes(folder: Path) -> Optional[int]:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _disk_is_full(folder: Path) -> bool:
+    free = _free_bytes(folder)
+    return free is not None and free < LOW_DISK_BYTES
+
+
+def _disk_full_message(folder: Path, name: Optional[str] = None) -> str:
+    free = _free_bytes(folder)
+    amount = f" ({free // 1024} KB free)" if free is not None else ""
+    what = f"{name} is intact, but " if name else ""
+    return (f"the disk holding {folder} is full{amount}: {what}Inspector needs a little free space to open or "
+            "change a project (for its log); free some space and try again")
+
+
+def _remove_new_project(path: Path) -> None:
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+                     path.with_name(path.name + "-journal")):
+        try:
+            leftover.unlink(missing_ok=True)
+        except OSError:
+            pass  # best effort: a half-made new project holds no user data
+
+
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
+
+
+def _identity_of(header: bytes) -> tuple[int, int]:
+    """``(application_id, user_version)`` from a database header."""
+    return int.from_bytes(header[68:72], "big"), int.from_bytes(header[60:64], "big")
+
+
+def _wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int, int]:
+    words = struct.unpack(f"{'>' if big_endian else '<'}{len(data) // 4}I", data)
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
+def _header_with_log(header: bytes, wal: Path, verify: bool = False) -> bytes:
+    """The first 100 bytes of the database as its newest committed copy in the write-ahead log
+    has them (``header`` itself when the log holds none). Never opens the database through
+    SQLite, so nothing is checkpointed or deleted. Without ``verify`` only frame headers are read
+    (fast; the caller confirms through SQLite); with it every frame's checksum is checked as
+    SQLite would, so a frame torn by a power cut is not believed (used before refusing a file)."""
+    try:
+        with open(wal, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            prelude = handle.read(32)
+            if len(prelude) < 32:
+                return header
+            magic, _version, page_size, _sequence, salt1, salt2, c0, c1 = struct.unpack(">8I", prelude)
+            if magic not in _WAL_MAGIC or page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
+                return header
+            big_endian = magic == 0x377F0683
+            sums = _wal_checksum(prelude[:24], 0, 0, big_endian) if verify else (c0, c1)
+            if sums != (c0, c1):
+                return header
+            frame = 24 + page_size
+            position, newest, committed = 32, None, header
+            while position + frame <= size:
+                handle.seek(position)
+                frame_header = handle.read(24)
+                page, commit_size, frame_salt1, frame_salt2, f0, f1 = struct.unpack(">6I", frame_header)
+                if (frame_salt1, frame_salt2) != (salt1, salt2):
+                    break  # frames of an older cycle of the log: not part of the database
+                if verify or page == 1:
+                    data = handle.read(page_size)
+                    if verify:
+                        sums = _wal_checksum(data, *_wal_checksum(frame_header[:8], *sums, big_endian), big_endian)
+                        if sums != (f0, f1):
+                            break  # torn or foreign frame: SQLite ignores it and all after it
+                    if page == 1:
+                        newest = data[:100]
+                if commit_size and newest is not None:
+                    committed = newest
+                position += frame
+            return committed
+    except OSError:
+        return header
+
+
+def _name_with_unsaved_log(path: Path, last_writer: Optional[Path]) -> Path:
+    """The name to open ``path`` by: the name a crashed writer used when its log is still beside
+    it (a hard link of the same file), else ``path``."""
+    if last_writer is None or os.path.realpath(path) == str(last_writer):
+        return path
+    log = last_writer.with_name(last_writer.name + "-wal")
+    try:
+        if os.path.samefile(last_writer, path) and log.stat().st_size > 0:
+            return last_writer
+    except OSError:
+        pass  # that name is gone (and with it any log beside it) or unreadable: use ours
+    return path

@@ -10,6 +10,12 @@ the project opens, ``PRAGMA integrity_check`` is 'ok' and every acknowledged lab
 
 prints the number of kills (and how many hit a retrain or an extraction), acknowledged labels and
 labels lost (must be 0). POSIX only (fork + SIGKILL).
+
+With ``--names`` (the default) the same project file is also reached through a symbolic link and a
+hard link: each child opens it by a random one of its names, a second "intruder" child tries to
+open it by another name while the first is labelling (it must be refused: the project is open),
+and the check after each kill opens it by a random name too. A writer killed while using one
+name leaves its log beside that name; the next writer, whatever name it was given, must use it.
 """
 
 from __future__ import annotations
@@ -47,10 +53,15 @@ class KillStats:
     integrity_failures: list = field(default_factory=list)
     open_failures: list = field(default_factory=list)
     child_errors: list = field(default_factory=list)
+    opened_by: dict = field(default_factory=dict)  # name kind -> children that opened by it
+    intruders: int = 0
+    intruders_refused: int = 0
+    intruders_admitted: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.integrity_failures or self.open_failures or self.child_errors)
+        return not (self.lost or self.integrity_failures or self.open_failures or self.child_errors
+                    or self.intruders_admitted)
 
     def lines(self) -> list[str]:
         return [
@@ -62,6 +73,9 @@ class KillStats:
             f"integrity failures    {len(self.integrity_failures)}",
             f"open failures         {len(self.open_failures)}",
             f"child errors          {len(self.child_errors)}",
+            "opened by name        " + (", ".join(f"{k} {n}" for k, n in sorted(self.opened_by.items())) or "-"),
+            f"second openers        {self.intruders} (refused {self.intruders_refused}, "
+            f"admitted {len(self.intruders_admitted)})",
         ]
 
 
@@ -84,6 +98,55 @@ def build_project(workdir: Path, n_images: int, seed: int) -> Path:
             project.add_class(name)
         project.set_setting("learner.queue_size", 10)
     return path
+
+
+def project_names(path: Path) -> dict[str, Path]:
+    """The project file by three names: itself, a symbolic link and a hard link in another folder."""
+    other = path.parent / "elsewhere"
+    other.mkdir(exist_ok=True)
+    symlink, hardlink = other / "symlinked.inspector", other / "hardlinked.inspector"
+    if not symlink.is_symlink():
+        symlink.symlink_to(path)
+    if not hardlink.exists():
+        os.link(path, hardlink)
+    return {"path": path, "symlink": symlink, "hardlink": hardlink}
+
+
+def _intruder(project_path: Path, out_fd: int) -> None:
+    """A second opener while the first labels: must be refused. Runs in a forked child."""
+    code = 0
+    try:
+        from inspector.core.errors import ProjectError
+
+        try:
+            project = Project.open(project_path)
+        except ProjectError as exc:
+            os.write(out_fd, f"REFUSED {exc}\n".encode())
+        else:
+            image_id = sorted(v[0] for v in project.scan_state().values())[0]
+            event_id = project.add_label(image_id, project.classes()[0].id, annotator="intruder")
+            os.write(out_fd, f"ADMITTED {event_id}\n".encode())
+            project.close()
+    except BaseException:
+        os.write(out_fd, ("ERROR " + traceback.format_exc().replace("\n", " | ") + "\n").encode())
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def run_intruder(project_path: Path) -> str:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _intruder(project_path, write_fd)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 65536):
+        chunks.append(chunk)
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode(errors="replace").strip()
 
 
 # ---------------------------------------------------------------------------------- child side
@@ -183,7 +246,16 @@ class _Reader(threading.Thread):
         os.close(self.fd)  # an incomplete last line (killed mid-write) is ignored: never acknowledged
 
 
-def one_kill(project_path: Path, mode: str, rng: random.Random, stats: KillStats, acked: dict) -> None:
+def one_kill(project_path: Path, mode: str, rng: random.Random, stats: KillStats, acked: dict,
+             names: dict[str, Path] | None = None) -> None:
+    check_path = project_path
+    intruder_path = None
+    if names:
+        kind = rng.choice(sorted(names))
+        stats.opened_by[kind] = stats.opened_by.get(kind, 0) + 1
+        project_path = names[kind]
+        intruder_path = names[rng.choice(sorted(set(names) - {kind}))]
+        check_path = names[rng.choice(sorted(names))]
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -202,6 +274,15 @@ def one_kill(project_path: Path, mode: str, rng: random.Random, stats: KillStats
                 stats.child_errors.append(f"{mode}: background work did not start in 60 s")
             time.sleep(rng.uniform(0.0, 0.8))
         during = {name: on for name, on in reader.state.items()}
+        if intruder_path is not None and reader.ready.is_set():
+            answer = run_intruder(intruder_path)
+            stats.intruders += 1
+            if answer.startswith("REFUSED") and "already open" in answer:
+                stats.intruders_refused += 1
+            elif answer.startswith("ADMITTED"):
+                stats.intruders_admitted.append(f"{intruder_path.name}: {answer}")
+            else:
+                stats.child_errors.append(f"intruder by {intruder_path.name}: {answer[:2000]}")
     finally:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -221,7 +302,7 @@ def one_kill(project_path: Path, mode: str, rng: random.Random, stats: KillStats
         elif line.startswith("ACK "):
             _, event_id, image_id, class_id, kind = line.split()
             acked[int(event_id)] = (int(image_id), None if class_id == "-" else int(class_id), kind)
-    verify(project_path, stats, acked)
+    verify(check_path, stats, acked)
 
 
 def verify(project_path: Path, stats: KillStats, acked: dict) -> None:
@@ -250,7 +331,7 @@ def verify(project_path: Path, stats: KillStats, acked: dict) -> None:
 
 
 def run_kill_test(kills: int, seed: int, n_images: int = 300, workdir: Path | None = None,
-                  progress=None) -> KillStats:
+                  progress=None, names: bool = False) -> KillStats:
     """Build a project, kill ``kills`` children, return the figures."""
     if os.name != "posix":
         raise RuntimeError("the kill test needs fork and SIGKILL (POSIX)")
@@ -258,6 +339,7 @@ def run_kill_test(kills: int, seed: int, n_images: int = 300, workdir: Path | No
     workdir = Path(tempfile.mkdtemp(prefix="inspector-kill-")) if own_dir else Path(workdir)
     try:
         project_path = build_project(workdir, n_images, seed)
+        by_name = project_names(project_path) if names else None
         # import (and warm) in the parent, so each forked child starts working at once
         from inspector.core import ingest
         from inspector.core.learning import learner  # noqa: F401
@@ -268,7 +350,7 @@ def run_kill_test(kills: int, seed: int, n_images: int = 300, workdir: Path | No
         acked: dict = {}
         for k in range(kills):
             mode = MODES[k % len(MODES)] if k < len(MODES) else rng.choice(MODES)
-            one_kill(project_path, mode, rng, stats, acked)
+            one_kill(project_path, mode, rng, stats, acked, by_name)
             if progress:
                 progress(k + 1, kills, stats)
             if not stats.ok and len(stats.child_errors) + len(stats.open_failures) > 5:
@@ -284,6 +366,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kills", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--names", action=argparse.BooleanOptionalAction, default=True,
+                        help="open the project by its path, a symbolic link and a hard link, with a second "
+                             "opener each time (default; --no-names: by its path only)")
     args = parser.parse_args(argv)
     started = time.monotonic()
 
@@ -292,11 +377,12 @@ def main(argv=None) -> int:
             print(f"  {done}/{total} kills, {stats.acknowledged} acknowledged, {stats.lost} lost "
                   f"({time.monotonic() - started:.0f} s)", flush=True)
 
-    stats = run_kill_test(args.kills, args.seed, args.images, progress=progress)
-    print(f"kill test, seed {args.seed}, {args.images} images, {time.monotonic() - started:.0f} s")
+    stats = run_kill_test(args.kills, args.seed, args.images, progress=progress, names=args.names)
+    print(f"kill test, seed {args.seed}, {args.images} images, {'three names' if args.names else 'one name'}, "
+          f"{time.monotonic() - started:.0f} s")
     for line in stats.lines():
         print(line)
-    for item in (stats.integrity_failures + stats.open_failures + stats.child_errors)[:10]:
+    for item in (stats.integrity_failures + stats.open_failures + stats.child_errors + stats.intruders_admitted)[:10]:
         print("  !", item[:500])
     if stats.lost_examples:
         print("  lost event ids (first 10):", stats.lost_examples)

@@ -172,3 +172,73 @@ def test_newer_format_and_other_files(model_file, tmp_path):
     _refused(project_file, "not an Inspector model")
     _refused(tmp_path / "absent.inspector-model", "no model file")
     _refused(tmp_path, "folder")
+
+
+# ------------------------------------------------------------------------- hostile files (valid checksum)
+import tracemalloc  # noqa: E402
+
+from hostile_models import CASES, make_base_models  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def base_models(tmp_path_factory) -> dict:
+    return make_base_models(tmp_path_factory.mktemp("hostile-base"))
+
+
+@pytest.fixture(scope="module")
+def hostile_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hostile")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_model_file_is_one_clear_refusal(case, base_models, hostile_dir):
+    if case.name == "dev-zero" and not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero here")
+    if case.name == "fifo" and not hasattr(__import__("os"), "mkfifo"):
+        pytest.skip("no FIFOs here")
+    path = case.build(base_models, hostile_dir)
+    before = path.read_bytes() if path.is_file() else None
+    if case.loads:
+        model = load_model(path)
+        assert model.predict_proba_features(np.zeros((2, model.spec["n_features"]), np.float32)).shape[0] == 2
+    else:
+        _refused(path, case.expect)
+    if before is not None:
+        assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["self-loop", "dev-zero", "fifo", "deep-json", "model-as-list", "svm-without-dual-coef"])
+def test_hostile_model_in_predict_is_exit_1_without_traceback(name, base_models, hostile_dir, tmp_path, capsys):
+    case = next(c for c in CASES if c.name == name)
+    if name == "dev-zero" and not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero here")
+    path = case.build(base_models, hostile_dir)
+    images = tmp_path / "imgs"
+    images.mkdir()
+    import cv2
+
+    cv2.imwrite(str(images / "a.png"), np.zeros((32, 32), np.uint8))
+    code = main(["predict", str(path), str(images), "--quiet", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_overlapping_arrays_take_memory_bounded_by_the_file(base_models, hostile_dir):
+    case = next(c for c in CASES if c.name == "overlapping")
+    path = case.build(base_models, hostile_dir)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match="overlap"):
+            load_model(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.2 * path.stat().st_size  # the old reader copied 60 x 40 MB
+
+
+def test_a_genuine_forest_and_svm_pass_every_structural_check(base_models):
+    for kind, path in base_models.items():
+        model = load_model(path)
+        assert model.kind == kind
+        proba = model.predict_proba_features(np.random.default_rng(1).normal(size=(5, model.spec["n_features"])))
+        assert np.allclose(proba.sum(axis=1), 1.0)

@@ -20,3 +20,16 @@ def test_thirty_kills_lose_no_acknowledged_label(tmp_path):
     assert not stats.integrity_failures and not stats.open_failures, report
     assert not stats.child_errors, report
     assert stats.kills_during["retrain"] >= 1 and stats.kills_during["extract"] >= 1, report
+
+
+def test_kills_with_symlinked_and_hard_linked_openers_lose_nothing(tmp_path):
+    """The same file by three names: a second opener is always refused, and a writer killed while
+    using one name leaves a log the next writer finds whatever name it was given."""
+    stats = run_kill_test(kills=15, seed=11, n_images=60, workdir=tmp_path, names=True)
+    report = "\n".join(stats.lines() + stats.child_errors[:3] + stats.open_failures[:3]
+                       + stats.intruders_admitted[:3])
+    assert stats.kills == 15 and stats.acknowledged > 30, report
+    assert set(stats.opened_by) == {"path", "symlink", "hardlink"}, report
+    assert stats.intruders >= 12 and stats.intruders_refused == stats.intruders, report
+    assert stats.lost == 0 and not stats.integrity_failures and not stats.open_failures, report
+    assert not stats.child_errors, report

@@ -62,7 +62,7 @@ def test_round_trip_is_exact(tmp_path, image_folder, suffix):
         source.close()
     target = new_project(tmp_path / "b.inspector", image_folder)
     try:
-        summary = import_labels(target, out)
+        summary = import_labels(target, out, create_classes=True)
         assert summary.imported == 8 and not summary.unknown_paths
         assert sorted(summary.new_classes) == ["ok", "scratch, deep"]
         after = label_rows(target)
@@ -102,7 +102,7 @@ def test_history_file_imports_to_the_same_latest_labels(tmp_path, image_folder):
         source.close()
     target = new_project(tmp_path / "b.inspector", image_folder)
     try:
-        summary = import_labels(target, tmp_path / "history.json")
+        summary = import_labels(target, tmp_path / "history.json", create_classes=True)
         assert summary.imported == 9 and summary.skipped == 1  # the 'unsure' event is not a class label
         assert _core(label_rows(target)) == _core(before)
     finally:
@@ -114,7 +114,7 @@ def test_unknown_paths_are_reported_not_guessed(tmp_path, image_folder):
     try:
         f = tmp_path / "in.csv"
         f.write_text("Path,Class\nline a/part 0.png,ok\nnowhere/part 9.png,ok\n,ok\n", encoding="utf-8")
-        summary = import_labels(project, f, annotator="dee")
+        summary = import_labels(project, f, annotator="dee", create_classes=True)
         assert summary.imported == 1 and summary.unknown_paths == ["nowhere/part 9.png"] and summary.skipped == 1
         assert [e.annotator for e in project.latest_label_events().values()] == ["dee"]
     finally:

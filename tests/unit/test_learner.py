@@ -141,7 +141,9 @@ def test_cli_label_and_query(project, capsys):
     path = project.image(first.image_id).path
     project_path = str(project.path)
     project.close()
-    assert main(["label", project_path, path, "brand-new"]) == 0
+    assert main(["label", project_path, path, "brand-new"]) == 1  # a typo must not become a class
+    assert "no class 'brand-new'" in capsys.readouterr().err
+    assert main(["label", project_path, path, "brand-new", "--create-class"]) == 0
     out = capsys.readouterr().out
     assert "Created class 'brand-new'" in out and "Labelled" in out
     assert main(["label", project_path, "no/such.png", "ok"]) == 1

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 
@@ -69,11 +67,12 @@ def test_svm_with_one_label_per_class_still_gives_probabilities():
     np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-5)
 
 
-def test_training_a_few_thousand_labels_is_fast():
+def test_training_a_few_thousand_labels_learns_every_class():
+    # Its speed is measured by tests/benchmarks/bench_query.py, not asserted here (shared machines).
     X, y = data(n=3000, d=128, k=6)
-    start = time.perf_counter()
-    fit_model(X, y, np.arange(6))
-    assert time.perf_counter() - start < 2.0  # typically ~0.2 s; generous for a noisy machine
+    model = fit_model(X, y, np.arange(6))
+    assert set(model.seen_classes.tolist()) == set(range(6))
+    assert np.mean(model.predict(X) == y) > 0.95
 
 
 def test_no_labels_is_a_user_error():

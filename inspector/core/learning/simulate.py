@@ -14,7 +14,6 @@ which image belongs to which.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from inspector.core.csv_cells import SafeWriter
 from inspector.core.errors import UserError
 from inspector.core.learning import metrics
 from inspector.core.learning.models import DEFAULT_KIND, fit_model
@@ -354,7 +354,7 @@ def write_outputs(summary: dict, out_dir: Path) -> dict:
     slim = {k: v for k, v in summary.items() if k != "runs"}
     paths["summary"].write_text(json.dumps(slim, indent=2), encoding="utf-8")
     with open(paths["curves"], "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
+        w = SafeWriter(fh)
         w.writerow(["strategy", "seed", "n_labels", "test_accuracy", "test_macro_f1", "n_audit",
                     "audit_accuracy", "audit_ci_low", "audit_ci_high"])
         for r in summary["runs"]:
