@@ -253,7 +253,12 @@ def load_model(path: Path) -> InspectorModel:
     kind = header["model"].get("kind")
     if kind not in PREDICTORS:
         raise ModelFileError(f"{path.name} holds a model of unknown kind {str(kind)[:40]!r}")
-    check_model(path.name, header, arrays)
+    checked = header
+    threshold = header.get("reject_threshold")
+    if isinstance(threshold, dict) and "value" in threshold and threshold["value"] is None:
+        # no threshold could be shown safe: the model sends every part to review (confidence issue)
+        checked = {**header, "reject_threshold": {k: v for k, v in threshold.items() if k != "value"}}
+    check_model(path.name, checked, arrays)
     try:
         return InspectorModel(header, arrays, path)
     except (KeyError, TypeError, ValueError) as exc:

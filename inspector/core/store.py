@@ -578,14 +578,15 @@ class Project:
             holds = db.execute(
                 "SELECT (SELECT count(*) FROM images WHERE error IS NULL) + (SELECT count(*) FROM label_events)"
                 " + (SELECT count(*) FROM classes)").fetchone()[0]
-        lock_path = self._lock.path if self._lock is not None else None
+        beside = getattr(self._lock, "beside", None)  # the lock file named after the project file
+        lock_path = getattr(beside, "path", None)
         self.close()
         if holds:
             return False
         for suffix in ("", "-wal", "-shm", "-journal"):
             self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
         if lock_path is not None:
-            lock_path.unlink(missing_ok=True)
+            Path(lock_path).unlink(missing_ok=True)
         return True
 
     def __enter__(self) -> "Project":
