@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "accuracy estimate can weight them (default: the learner's default)")
     sim.add_argument("--out", default="simulation", help="output folder (default ./simulation)")
     sim.add_argument("--workers", type=int, default=None, help="feature worker processes (default: all cores)")
+    sim.add_argument("--target", metavar="FIGURE=VALUE", default=None,
+                     help="also report, per strategy, the labels needed to reach this test figure "
+                          "(e.g. accuracy=0.95 or macro_f1=0.9): median and range over seeds")
     sim.add_argument("--quiet", action="store_true", help="no progress bars")
     sim.set_defaults(handler=cmd_simulate)
 
@@ -185,11 +188,18 @@ def cmd_label(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from inspector.core.learning import learner
 
+    from inspector.core.learning import stopping
+
     project = open_project(args.project, read_only=True)
     try:
         report = learner.evaluation(project)
+        target, budget = stopping.read_goals(project)
+        if "escape" not in report:  # the escape estimate recorded with the latest model version
+            latest = project.latest_model_version()
+            report["escape"] = ((latest.metrics or {}).get("escape") if latest else None)
     finally:
         project.close()
+    report["goals"] = goals_report(report, target, budget)
     if args.json:
         print_json(report)
         return 0
@@ -256,7 +266,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if reliability and reliability.get("ece") is not None:
         print(f"Calibration error (ECE): {reliability['ece']:.3f} on {reliability['n']} out-of-sample predictions")
     print(report["stopping"]["message"])
+    goals = report["goals"]
+    if goals["target"] is None and goals["budget"] is None:
+        print("No target or budget set (inspector target PROJECT accuracy=0.95 --budget 400).")
+    for sentence in (goals["target_sentence"], goals["budget_sentence"]):
+        if sentence:
+            print(sentence)
+    needed = goals.get("labels_still_needed")
+    if needed and needed["status"] != "reached":
+        print(needed["message"])
     return 0
+
+
+def goals_report(report: dict, target, budget) -> dict:
+    """Target, budget, where the project stands and the labels still needed, for `evaluate`.
+
+    Judged on the report's own (freshly trained) estimate; labels counted as the report does."""
+    from inspector.core.learning import stopping
+
+    status = stopping.goal_status(target, budget, int(report.get("n_labels") or 0), report)
+    out = status.as_dict()
+    if target is None:
+        out["labels_still_needed"] = None
+    elif status.target_shown:
+        out["labels_still_needed"] = {"status": "reached", "until_crossing": None, "until_shown": None,
+                                      "message": "The target is shown: no more labels are needed for it."}
+    else:
+        out["labels_still_needed"] = stopping.labels_still_needed(report.get("learning_curve") or [], target)
+    return out
 
 
 # --------------------------------------------------------------------------- simulate
@@ -268,6 +305,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                                                   side_by_side, simulate, write_outputs)
     from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_PICK_SAMPLING, DEFAULT_STRATEGY
 
+    from inspector.core.learning import stopping
+
+    target = stopping.parse_target(args.target) if args.target else None
+    if target is not None and target.figure not in ("accuracy", "macro_f1"):
+        raise UserError("simulate can plan for an accuracy or macro-F1 target (its test split has no acceptable classes)")
     out = Path(args.out)
     extractors = list(dict.fromkeys(args.extractor or [None]))
     for name in extractors:
@@ -290,8 +332,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                                unit="steps") as progress:
             summaries[name or get_extractor_default_name()] = simulate(X, y, class_names, settings, progress=progress)
     summary = side_by_side(summaries)
+    if target is not None:
+        summary["labels_to_target"] = stopping.labels_to_target(summary, target)
     paths = write_outputs(summary, out)
     print_table(summary, file=sys.stdout)
+    if target is not None:
+        print("\n".join(stopping.labels_to_target_lines(summary["labels_to_target"])))
     print_estimator_table(summary, file=sys.stdout)
     for name, e in (summary.get("extractors") or {}).items():
         print(f"All labels with {name}: accuracy {e['all_labels']['accuracy']:.3f}, "

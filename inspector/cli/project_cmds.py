@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional
 
 from inspector.cli.common import open_project, print_json, terminal_progress
 from inspector.core.errors import UserError
@@ -24,8 +25,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="feature extractor of the project (default: the default for new projects; "
                           "see 'inspector features PROJECT')")
     new.add_argument("--annotator", default="", help="name recorded with imported labels")
+    new.add_argument("--target", metavar="FIGURE=VALUE",
+                     help="label until this honest figure is shown, e.g. accuracy=0.95, macro_f1=90%%, "
+                          "escape_rate=0.01 (at most)")
+    new.add_argument("--budget", metavar="LABELS", help="labelling budget in labels, e.g. 400")
     new.add_argument("--quiet", action="store_true", help="no progress bar")
     new.set_defaults(handler=cmd_new)
+
+    target = subparsers.add_parser(
+        "target", help="show or change the project's target and labelling budget",
+        description="Without options: where the project stands. The target is judged on the honest estimate: "
+                    "'reached' only when the lower end of its 95 %% interval clears it.")
+    target.add_argument("project")
+    target.add_argument("target", nargs="?", metavar="FIGURE=VALUE",
+                        help="new target, e.g. accuracy=0.95, macro_f1=0.9, escape_rate=0.01; 'none' removes it")
+    target.add_argument("--budget", metavar="LABELS", help="new labelling budget in labels; 'none' removes it")
+    target.add_argument("--json", action="store_true", help="machine-readable output")
+    target.set_defaults(handler=cmd_target)
 
     scan = subparsers.add_parser("scan", help="rescan the image folder and extract what is missing")
     scan.add_argument("project")
@@ -63,8 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=cmd_demo)
 
 
-def _scan(project, workers, quiet: bool) -> None:
-    from inspector.core.ingest import analyse_pending, scan_folder
+def _scan(project, workers, quiet: bool) -> Optional[str]:
+    """Scan and read the images; returns why the project has no usable image, or None."""
+    from inspector.core.ingest import analyse_pending, no_usable_image_message, scan_folder
 
     summary = scan_folder(project)
     with terminal_progress("Reading images", enabled=not quiet) as progress:
@@ -74,14 +91,20 @@ def _scan(project, workers, quiet: bool) -> None:
         parts.append(f"{summary.returned} back")
     print(f"Scanned {project.image_root}: {', '.join(parts)}; read {analysed} files, "
           f"{errors + summary.errors} could not be used")
+    return no_usable_image_message(project, summary)
 
 
 def cmd_new(args: argparse.Namespace) -> int:
     from inspector.core.store import Project
 
+    from inspector.core.learning import stopping
+
     images = Path(args.images)
     if not images.is_dir():
         raise UserError(f"image folder {images} does not exist or is not a folder")
+    # bad goals are refused before anything is created
+    goal_target = stopping.parse_target(args.target) if args.target else None
+    goal_budget = _read_budget(args.budget)
     project_path = Path(args.project)
     from inspector.cli.common import refuse_network_share
 
@@ -95,7 +118,13 @@ def cmd_new(args: argparse.Namespace) -> int:
     with project:
         name = start_project_with(project, args.extractor)
         print(f"Features: {name}")
-        _scan(project, args.workers, args.quiet)
+        if goal_target is not None or goal_budget is not None:
+            stopping.write_goals(project, goal_target, goal_budget)
+        nothing_usable = _scan(project, args.workers, args.quiet)
+        if nothing_usable:
+            # an empty project would only open as a silent surprise; nothing in it was made by a person
+            kept = not project.discard_if_empty()
+            raise UserError(f"{nothing_usable}; " + (f"{project_path} kept" if kept else "no project created"))
         if args.labels_from_folders:
             count = import_folder_labels(project, args.annotator)
             print(f"Imported {count} labels from folder names")
@@ -103,12 +132,62 @@ def cmd_new(args: argparse.Namespace) -> int:
             count = import_csv_labels(project, Path(args.labels_csv), args.annotator)
             print(f"Imported {count} labels from {args.labels_csv}")
         print(f"Created {project_path}")
+        status = stopping.project_goal_status(project)
+        for sentence in (_target_words(status), status.budget_sentence()):
+            if sentence:
+                print(sentence)
+    return 0
+
+
+def _read_budget(text: Optional[str]) -> Optional[int]:
+    from inspector.core.learning import stopping
+
+    if text is None or text.strip().lower() == "none":
+        return None
+    try:
+        return stopping.check_budget(int(text.strip()))
+    except ValueError:
+        raise UserError(f"the labelling budget must be a whole number of labels (or 'none'), not {text!r}") from None
+
+
+def _target_words(status) -> str:
+    return f"Target: {status.target.words}" if status.target is not None else ""
+
+
+def cmd_target(args: argparse.Namespace) -> int:
+    from inspector.core.learning import stopping
+
+    changing = args.target is not None or args.budget is not None
+    with open_project(args.project, read_only=not changing) as project:
+        if changing:
+            target, budget = stopping.read_goals(project)
+            if args.target is not None:
+                target = None if args.target.strip().lower() == "none" else stopping.parse_target(args.target)
+            if args.budget is not None:
+                budget = _read_budget(args.budget)
+            stopping.write_goals(project, target, budget)
+        status = stopping.project_goal_status(project)
+    if args.json:
+        print_json(status.as_dict())
+        return 0
+    if status.target is None and status.budget is None:
+        print("No target and no budget set (e.g. inspector target PROJECT accuracy=0.95 --budget 400).")
+        return 0
+    print(f"Target: {status.target.words}" if status.target else "Target: none")
+    print(f"Budget: {status.budget:,} labels" if status.budget else "Budget: none")
+    for sentence in (status.target_sentence(), status.budget_sentence()):
+        if sentence:
+            print(sentence)
     return 0
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     with open_project(args.project) as project:
-        _scan(project, args.workers, args.quiet)
+        nothing_usable = _scan(project, args.workers, args.quiet)
+    if nothing_usable:
+        import sys
+
+        print(f"inspector: warning: {nothing_usable}", file=sys.stderr)
     return 0
 
 

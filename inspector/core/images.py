@@ -11,7 +11,7 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -65,52 +65,144 @@ class FoundFile:
     mtime_ns: int
 
 
+@dataclass
+class WalkSkips:
+    """What a folder walk passed over, so an empty or thin scan can say why."""
+
+    hidden: int = 0  # files and folders whose name starts with a dot
+    dangling_links: int = 0  # links whose target is gone (or that loop onto themselves)
+    other_types: dict = field(default_factory=dict)  # suffix ("" for none) -> count of non-image files
+    link_loops: int = 0  # links back to a folder that contains them
+    repeated_folders: int = 0  # links to a folder already scanned by another path
+    unreadable_folders: int = 0  # folders that could not be listed (also reported as errors)
+
+    @property
+    def other_type_count(self) -> int:
+        return sum(self.other_types.values())
+
+    def describe(self) -> str:
+        """One phrase naming what was skipped, e.g. "3 hidden files or folders, 12 files of other
+        types (.txt 10, .csv 2)"; empty when nothing was."""
+        parts = []
+        if self.other_type_count:
+            common = sorted(self.other_types.items(), key=lambda kv: (-kv[1], kv[0]))
+            shown = ", ".join(f"{suffix or 'no extension'} {count}" for suffix, count in common[:4])
+            more = ", …" if len(common) > 4 else ""
+            parts.append(f"{_plural(self.other_type_count, 'file')} of other types ({shown}{more})")
+        if self.hidden:
+            parts.append(f"{_plural(self.hidden, 'hidden file or folder', 'hidden files or folders')}")
+        if self.dangling_links:
+            parts.append(f"{_plural(self.dangling_links, 'link that leads nowhere', 'links that lead nowhere')}")
+        if self.link_loops:
+            parts.append(f"{_plural(self.link_loops, 'link back to a folder containing it', 'links back to folders containing them')}")
+        if self.repeated_folders:
+            parts.append(f"{_plural(self.repeated_folders, 'link to a folder already scanned', 'links to folders already scanned')}")
+        if self.unreadable_folders:
+            parts.append(f"{_plural(self.unreadable_folders, 'folder that cannot be read', 'folders that cannot be read')}")
+        return ", ".join(parts)
+
+
+def _plural(count: int, one: str, many: str = "") -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def walk_images(root: Path, errors: Optional[list[tuple[str, str]]] = None) -> Iterator[FoundFile]:
-    """Yield every image-named regular file below ``root``, recursively, in a stable order.
+def _folder_identity(path: str) -> tuple[int, int]:
+    """The real folder behind a path (links followed): device and inode."""
+    st = os.stat(path)  # os.stat, not DirEntry.stat: the latter leaves st_ino 0 on Windows
+    return st.st_dev, st.st_ino
 
-    Hidden files and folders (leading dot) are skipped, symlinked folders are not followed (so a
-    link loop cannot trap the scan), folders named like images are ignored. Entries that cannot
-    be read are appended to ``errors`` as ``(relative_path, reason)`` when a list is given.
+
+def walk_images(
+    root: Path,
+    errors: Optional[list[tuple[str, str]]] = None,
+    skipped: Optional[WalkSkips] = None,
+) -> Iterator[FoundFile]:
+    """Yield every image-named file below ``root``, recursively, in a stable order.
+
+    Symbolic links to folders and files are followed (class or daily folders often live on
+    another disk), and paths are reported as the user sees them under ``root`` (through the link,
+    not the link's target). Each real folder, known by its device and inode, is walked once: a
+    link back to a folder containing it (a loop) or a second path to a folder already walked is
+    passed over, so the scan always ends and no image is listed twice. Hidden files and folders
+    (leading dot) are skipped, folders named like images are walked like any folder. Entries that
+    cannot be read are appended to ``errors`` as ``(relative_path, reason)`` when a list is given;
+    what was passed over is counted in ``skipped``.
     """
     root = Path(root)
-    stack = [root]
+    skips = skipped if skipped is not None else WalkSkips()
+    try:
+        root_identity = _folder_identity(str(root))
+    except OSError as exc:
+        skips.unreadable_folders += 1
+        if errors is not None:
+            errors.append((".", f"folder cannot be read: {_os_reason(exc)}"))
+        return
+    walked = {root_identity}
+    # each entry: (folder path, identities of the folders from the root down to it)
+    stack: list[tuple[str, tuple[tuple[int, int], ...]]] = [(str(root), (root_identity,))]
     while stack:
-        folder = stack.pop()
+        folder, ancestors = stack.pop()
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
+            skips.unreadable_folders += 1
             if errors is not None:
-                rel = _relative(folder, root) or "."
+                rel = _relative(Path(folder), root) or "."
                 errors.append((rel, f"folder cannot be read: {_os_reason(exc)}"))
             continue
         subfolders = []
         for entry in entries:
             if entry.name.startswith("."):
+                skips.hidden += 1
                 continue
+            is_link = False
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    subfolders.append(Path(entry.path))
+                is_link = entry.is_symlink()
+                if entry.is_dir(follow_symlinks=True):
+                    identity = _folder_identity(entry.path)
+                    if identity in ancestors:
+                        skips.link_loops += 1
+                    elif identity in walked:
+                        skips.repeated_folders += 1
+                    else:
+                        walked.add(identity)
+                        subfolders.append((entry.path, ancestors + (identity,)))
                     continue
                 if not is_image_name(entry.name):
+                    if is_link and not os.path.exists(entry.path):
+                        skips.dangling_links += 1
+                    else:
+                        suffix = Path(entry.name).suffix.lower()
+                        skips.other_types[suffix] = skips.other_types.get(suffix, 0) + 1
                     continue
                 st = entry.stat(follow_symlinks=True)
             except OSError as exc:
+                if is_link:
+                    skips.dangling_links += 1
                 if errors is not None:
-                    errors.append((_relative(Path(entry.path), root), _os_reason(exc)))
+                    reason = _os_reason(exc)
+                    if is_link and isinstance(exc, FileNotFoundError):
+                        reason = f"broken link: it leads to {_link_target(entry.path)}, which is not there"
+                    errors.append((_relative(Path(entry.path), root), reason))
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                continue  # a symlink to a folder named like an image
             if not stat.S_ISREG(st.st_mode):
                 if errors is not None:
                     errors.append((_relative(Path(entry.path), root), "not a regular file"))
                 continue
             yield FoundFile(_relative(Path(entry.path), root), st.st_size, st.st_mtime_ns)
         stack.extend(reversed(subfolders))
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "a missing target"
 
 
 def _relative(path: Path, root: Path) -> str:

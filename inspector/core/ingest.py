@@ -14,7 +14,7 @@ import time
 from collections import deque
 from contextlib import contextmanager, nullcontext
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -263,6 +263,9 @@ class ScanSummary:
     analysed: int = 0
     errors: int = 0
     cancelled: bool = False
+    found: int = 0  # image files the walk found (before reading them)
+    skipped: images.WalkSkips = field(default_factory=images.WalkSkips)
+    no_usable_image: Optional[str] = None  # why nothing can be labelled (see no_usable_image_message)
 
 
 def scan_folder(project: Project) -> ScanSummary:
@@ -277,9 +280,10 @@ def scan_folder(project: Project) -> ScanSummary:
         raise ProjectError(f"the image folder {root} is not there; re-point the project to where the images are now")
     known = project.scan_state()
     unreadable: list[tuple[str, str]] = []
+    skipped = images.WalkSkips()
     seen: set[str] = set()
     new, changed, returned = [], [], []
-    for found in images.walk_images(root, unreadable):
+    for found in images.walk_images(root, unreadable, skipped):
         seen.add(found.relative_path)
         entry = known.get(found.relative_path)
         if entry is None:
@@ -295,7 +299,7 @@ def scan_folder(project: Project) -> ScanSummary:
     missing = [entry[0] for path, entry in known.items() if path not in listed and not entry[3]]
     project.record_scan(new, changed, missing, returned, unreadable)
     summary = ScanSummary(new=len(new), changed=len(changed), missing=len(missing), returned=len(returned),
-                          errors=len(unreadable))
+                          errors=len(unreadable), found=len(seen), skipped=skipped)
     return summary
 
 
@@ -307,6 +311,24 @@ def spread_order(items: list) -> list:
 
     order = np.random.default_rng(20261204).permutation(len(items))
     return [items[i] for i in order]
+
+
+def no_usable_image_message(project: Project, summary: ScanSummary) -> Optional[str]:
+    """One line saying why a scanned project has no image to label, or None when it has one
+    (or some are still waiting to be read). Names what the walk passed over, so a folder of
+    links that lead nowhere or of unsupported files is never a silent, empty project."""
+    counts = project.counts()
+    if counts["images"] or counts["pending"]:
+        return None
+    root = project.image_root
+    if summary.found == 0:
+        skipped = summary.skipped.describe()
+        reads = ", ".join(sorted(s.lstrip(".") for s in images.IMAGE_SUFFIXES))
+        why = f"skipped {skipped}" if skipped else "the folder is empty"
+        return f"no images found in {root}: {why} (Inspector reads {reads} files)"
+    problems = project.problem_files()
+    first = f" (first: {problems[0].path}: {problems[0].error})" if problems else ""
+    return f"none of the {summary.found} image files in {root} could be used{first}"
 
 
 def analyse_pending(

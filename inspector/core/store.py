@@ -570,6 +570,25 @@ class Project:
                     self._lock.release()
                     self._lock = None
 
+    def discard_if_empty(self) -> bool:
+        """Close and delete this project file when it holds nothing a person made: no images, no
+        labels, no classes (a project just created from a folder with no usable image). Returns
+        whether it was deleted; a project holding anything is only closed."""
+        with self._reading() as db:
+            holds = db.execute(
+                "SELECT (SELECT count(*) FROM images WHERE error IS NULL) + (SELECT count(*) FROM label_events)"
+                " + (SELECT count(*) FROM classes)").fetchone()[0]
+        beside = getattr(self._lock, "beside", None)  # the lock file named after the project file
+        lock_path = getattr(beside, "path", None)
+        self.close()
+        if holds:
+            return False
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        if lock_path is not None:
+            Path(lock_path).unlink(missing_ok=True)
+        return True
+
     def __enter__(self) -> "Project":
         return self
 

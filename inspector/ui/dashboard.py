@@ -11,6 +11,8 @@ confusion) runs in a worker; the UI thread only draws the result.
 
 from __future__ import annotations
 
+import html
+
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
@@ -67,6 +69,8 @@ class DashboardData:
     model_version: Optional[int] = None
     n_labels_trained: int = 0
     feature_map: Optional[FeatureMap] = None
+    goals: Optional[object] = None  # stopping.GoalStatus against the latest version (None: no rule set)
+    labels_needed: Optional[dict] = None  # stopping.labels_still_needed, when a target is set
     latest_metrics: dict = field(default_factory=dict)  # the latest version's metrics (confidence panel)
     team: Optional[dict] = None  # agreement between inspectors (inspector.core.agreement), when several labelled
 
@@ -111,7 +115,8 @@ def feature_map(features: np.ndarray, limit: int = MAP_POINTS, random_state: int
 
 
 def compute_dashboard(project, classes: list, labels: dict, probabilities: Optional[np.ndarray],
-                      class_ids: np.ndarray, features: np.ndarray, previous_map: Optional[FeatureMap]) -> DashboardData:
+                      class_ids: np.ndarray, features: np.ndarray, previous_map: Optional[FeatureMap],
+                      goals: tuple = (None, None)) -> DashboardData:
     """Everything the dashboard draws (runs in a worker; reads model versions from the store).
 
     ``previous_map`` is reused when given (the features did not change)."""
@@ -146,6 +151,13 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
         n_labels_trained=latest.n_labels if latest else 0,
         latest_metrics=latest_metrics,
     )
+    target, budget = goals
+    if target is not None or budget is not None:
+        from inspector.core.learning import stopping
+
+        data.goals = stopping.goal_status(target, budget, len(labels), latest_metrics)
+        if target is not None and not data.goals.target_shown:
+            data.labels_needed = stopping.labels_still_needed(curve, target)
     if audit and audit.get("confusion") is not None:
         data.precision = precision_from_confusion(np.asarray(audit["confusion"]), list(audit.get("classes", [])))
     data.feature_map = previous_map if previous_map is not None else feature_map(features)
@@ -196,6 +208,20 @@ def headline(data: DashboardData) -> str:
             text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(ci)})"
     return base + text + (". Every figure is scored with predictions of a model that did not train on the labels "
                           "it scores (audit images are drawn at random).")
+
+
+def goals_text(data: DashboardData) -> str:
+    """The target and budget in words: where the project stands and what the trend says."""
+    status = data.goals
+    if status is None:
+        return ""
+    parts = [status.target_sentence(), status.budget_sentence()]
+    if data.labels_needed and data.labels_needed.get("message"):
+        parts.append(data.labels_needed["message"])
+    # mid-tone colours on the heading only: readable on the light and the dark theme
+    colour = {"shown": "#1e8e3e", "reached_by_point_estimate": "#c77700"}.get(status.target_state, "#5f86c4")
+    text = " ".join(p for p in parts if p)
+    return f"<b style='color:{colour}'>Target and budget.</b> {html.escape(text)}"
 
 
 def optimistic_text(data: DashboardData) -> str:
@@ -250,6 +276,9 @@ class DashboardView(QWidget):
         self.headline.setFont(bold)
         self.stopping = QLabel(self)
         self.stopping.setWordWrap(True)
+        self.goals = QLabel(self)  # target and budget, in words; hidden when the project sets neither
+        self.goals.setWordWrap(True)
+        self.goals.hide()
         self.optimistic = QLabel(self)
         self.optimistic.setWordWrap(True)
         self.optimistic.setStyleSheet("color: #8a6d00;")
@@ -337,6 +366,7 @@ class DashboardView(QWidget):
         top.addWidget(self.export_model_button, 0, Qt.AlignmentFlag.AlignTop)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.goals)
         layout.addWidget(self.stopping)
         layout.addWidget(self.optimistic)
         layout.addWidget(self.team)
@@ -352,6 +382,8 @@ class DashboardView(QWidget):
         session.labels_changed.connect(lambda _ids: self.schedule_refresh())
         session.classes_changed.connect(self.schedule_refresh)
         session.features_changed.connect(self._features_changed)
+        if hasattr(session, "goals_changed"):
+            session.goals_changed.connect(self.schedule_refresh)
         self.headline.setText("Computing…")
 
     # ---------------------------------------------------------------- refreshing
@@ -380,7 +412,8 @@ class DashboardView(QWidget):
         previous = self.data.feature_map if (self.data is not None and self._map_of is features) else None
         proba = s.probabilities if s.probabilities is not None and len(s.probabilities) == len(s.image_ids) else None
         task = Task(compute_dashboard, s.project, s.classes(), dict(s.latest_labels()), proba,
-                    np.asarray(s.class_ids, np.int64), features, previous, name="Dashboard", with_progress=False)
+                    np.asarray(s.class_ids, np.int64), features, previous,
+                    tuple(s.goals()) if hasattr(s, "goals") else (None, None), name="Dashboard", with_progress=False)
         task.signals.finished.connect(deliver_to(self, lambda data, f=features: self._computed(data, f)))
         task.signals.failed.connect(deliver_to(self, self._failed))
         self._task = task
@@ -393,6 +426,10 @@ class DashboardView(QWidget):
         self.status.setText(f"Dashboard not updated: {message}")
 
     def _computed(self, data: DashboardData, features: np.ndarray) -> None:
+        import shiboken6
+
+        if not shiboken6.isValid(self.status):
+            return  # the window closed while the figures were computed
         self._task = None
         self.data = data
         self._map_of = features
@@ -409,6 +446,8 @@ class DashboardView(QWidget):
         data = self.data
         self.headline.setText(headline(data))
         self.stopping.setText("When to stop: " + data.stopping.get("message", ""))
+        self.goals.setText(goals_text(data))
+        self.goals.setVisible(data.goals is not None)
         text = optimistic_text(data)
         self.optimistic.setText(text)
         self.optimistic.setVisible(bool(text))
@@ -479,7 +518,14 @@ class DashboardView(QWidget):
         plot.setTitle(f"Estimated accuracy vs labels, 95 % band<br>({len(points)} versions; last: "
                       f"{_METHOD_SHORT.get(last.get('method'), 'audit labels only')}, "
                       f"{last.get('n_audit', 0)} audit labels)", color="#202020", size="10pt")
-        plot.setYRange(max(0.0, float(lo.min()) - 0.05), 1.0)
+        bottom = float(lo.min())
+        status = data.goals
+        if status is not None and status.target is not None and status.target.figure == "accuracy":
+            value = status.target.value
+            plot.addItem(pg.InfiniteLine(pos=value, angle=0, pen=pg.mkPen("#137333", width=1.5, style=Qt.PenStyle.DashLine),
+                                         label=f"target {value:.0%}", labelOpts={"position": 0.08, "color": "#137333"}))
+            bottom = min(bottom, value)
+        plot.setYRange(max(0.0, bottom - 0.05), 1.0)
         plot.setXRange(0, float(x.max()) * 1.05 + 1)
 
     def _draw_audit(self) -> None:

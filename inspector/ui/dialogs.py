@@ -270,6 +270,10 @@ class SettingsDialog(QDialog):
         form.addRow("Audit share", self.audit)
         form.addRow("Retrain every N labels", self.retrain_every)
         form.addRow("Escape target", self.escape_target)
+        from inspector.ui.goals import GoalsEditor
+
+        self.goals_editor = GoalsEditor(*session.goals(), parent=self)
+        form.addRow(self.goals_editor)
         form.addRow(QLabel("<i>The settings above are saved in the project.</i>"))
         form.addRow("Annotator name", self.annotator)
         form.addRow("Theme", self.theme)
@@ -296,6 +300,9 @@ class SettingsDialog(QDialog):
             from inspector.core.learning.routing import SETTING_ESCAPE_TARGET
 
             project.set_setting(SETTING_ESCAPE_TARGET, round(self.escape_target.value() / 100.0, 6))
+            goals = self.goals_editor.goals()
+            if goals != tuple(self.session.goals()):
+                self.session.set_goals(*goals)
         except UserError as exc:
             show_error(self, "Settings", str(exc))
             return

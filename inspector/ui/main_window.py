@@ -13,7 +13,7 @@ from typing import Optional
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QProgressBar,
+    QDialog, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow, QMessageBox, QProgressBar,
     QPushButton, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
@@ -169,11 +169,13 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.session: Optional[ProjectSession] = None
         self.label_view: Optional[LabellingView] = None
+        self.goal_banner = None
+        self._goals_checked = None
         self.resize(1400, 900)
         self.stack = QStackedWidget()
         self.setCentralWidget(self.stack)
         self.start_page = StartPage()
-        self.start_page.new_from_folder.connect(self.new_project_from_folder)
+        self.start_page.new_from_folder.connect(self.ask_new_project)
         self.start_page.open_requested.connect(self.open_project)
         self.start_page.demo_requested.connect(self.open_demo)
         self.stack.addWidget(self.start_page)
@@ -300,7 +302,21 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"{self.session.name} — {saved} — Inspector")
 
     # ================================================================== projects
-    def new_project_from_folder(self, folder: str, project_path: Optional[str] = None) -> bool:
+    def ask_new_project(self, folder: str) -> bool:
+        """A folder was chosen or dropped: open its project if it has one, else ask where to save
+        the new one and (optionally) its target and labelling budget."""
+        from inspector.ui.goals import NewProjectDialog
+
+        folder_path = Path(folder)
+        default = folder_path.parent / f"{folder_path.name}{PROJECT_SUFFIX}"
+        if default.exists():
+            return self.open_project(str(default))
+        dialog = NewProjectDialog(folder_path, default, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return False
+        return self.new_project_from_folder(folder, str(dialog.project_path()), goals=dialog.result_goals)
+
+    def new_project_from_folder(self, folder: str, project_path: Optional[str] = None, goals=None) -> bool:
         folder_path = Path(folder)
         if project_path is None:
             project_path = str(folder_path.parent / f"{folder_path.name}{PROJECT_SUFFIX}")
@@ -316,10 +332,14 @@ class MainWindow(QMainWindow):
             from inspector.core.extractor_choice import start_project_with
 
             start_project_with(project)
+            if goals is not None and any(g is not None for g in goals):
+                from inspector.core.learning import stopping
+
+                stopping.write_goals(project, *goals)
         except UserError as exc:
             show_error(self, "New project", str(exc))
             return False
-        self._adopt(project)
+        self._adopt(project, created=True)
         return True
 
     def open_project(self, path: str) -> bool:
@@ -351,8 +371,10 @@ class MainWindow(QMainWindow):
         self.job.start("Writing the demo images", task)
         run_task(task, pool("background"))
 
-    def _adopt(self, project: Project) -> None:
+    def _adopt(self, project: Project, created: bool = False) -> None:
         self.close_project()
+        self._goals_checked = None
+        self.start_page.show_notice("")
         remember_project(project.path)
         session = ProjectSession(project, self)
         self.session = session
@@ -366,12 +388,28 @@ class MainWindow(QMainWindow):
         session.labels_saved.connect(self._update_title)
         session.label_failed.connect(lambda m: show_error(self, "Label not saved", m))
         session.problems_changed.connect(self._fill_problems)
+        session.no_usable_image.connect(lambda m, s=session, c=created: self._no_usable_image(s, m, c))
+        session.goals_changed.connect(self._update_model_status)
+        session.goals_changed.connect(self._announce_goals)
+        session.model_updated.connect(lambda _v: self._announce_goals())
+        session.labels_saved.connect(self._announce_goals)
         session.open_image_requested.connect(lambda _i: self.tabs and self.tabs.setCurrentIndex(0))
         self.label_view = LabellingView(session)
         self.label_view.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        from inspector.ui.goals import GoalBanner
+
+        self.goal_banner = GoalBanner()
+        self.goal_banner.export_model_requested.connect(self.export_model)
+        self.goal_banner.export_report_requested.connect(self.export_report)
+        labelling = QWidget()  # the banner above the labelling view: said once, never in the way
+        column = QVBoxLayout(labelling)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.goal_banner)
+        column.addWidget(self.label_view, 1)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.label_view, icon("label"), "Label")
+        self.tabs.addTab(labelling, icon("label"), "Label")
         # built when first shown: opening a project (and its first image) does not wait for them
         self.tabs.addTab(_LazyView(lambda: self._optional_view("inspector.ui.gallery", "GalleryView", session)),
                          icon("gallery"), "Gallery")
@@ -386,9 +424,32 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_actions()
         self.project_opened.emit(session)
+        self._announce_goals()  # a project opened with its target already shown says so (once)
         if not project.image_root_found():
             self._offer_relocate(project)
         session.start()
+
+    def _no_usable_image(self, session: ProjectSession, message: str, created: bool) -> None:
+        """A scan found nothing to label. A project just created from that folder is removed
+        (it holds nothing) and the start page says why; an existing project stays open and the
+        status bar says it."""
+        text = message[0].upper() + message[1:]
+        if session is not self.session:
+            return
+        if not created or session.latest_labels():
+            self.statusBar().showMessage(text, 15000)
+            return
+        path = session.project.path
+        self.close_project()
+        discarded = False
+        try:
+            discarded = Project.open(path).discard_if_empty()
+        except UserError as exc:
+            log.warning("empty project %s not removed: %s", path, exc)
+        if discarded:
+            forget_project(str(Path(path).resolve()))
+            self.start_page.refresh()
+        self.start_page.show_notice(f"{text}. " + ("No project was created." if discarded else f"{path} was kept."))
 
     def _offer_relocate(self, project: Project) -> None:
         """The image folder moved: offer to point the project at its new place before scanning
@@ -438,6 +499,7 @@ class MainWindow(QMainWindow):
             self.tabs.deleteLater()
             self.tabs = None
         self.label_view = None
+        self.goal_banner = None
         self.job.hide()
         session.close()
         session.deleteLater()
@@ -463,15 +525,42 @@ class MainWindow(QMainWindow):
         if s is None:
             return
         n = len(s.latest_labels())
+        status = s.goal_status()
+        labels = f"{n} of {status.budget} labels" if status.budget is not None else f"{n} labelled"
         if not s.model_version:
             # a fresh project: say what will happen, not "model v0" and an empty estimate
             until = s.labels_until_retrain()
-            self.model_status.setText(f"No model yet: label a few images ({n} labelled; the first model "
-                                      f"trains after {until} more)" if until else
-                                      f"No model yet ({n} labelled; the first model is training)")
+            text = (f"No model yet: label a few images ({labels}; the first model trains after {until} more)"
+                    if until else f"No model yet ({labels}; the first model is training)")
+        else:
+            text = (f"Model v{s.model_version} ({s.n_labels_trained} labels) · {labels} · "
+                    f"retrain in {s.labels_until_retrain()} · {s.audit_summary()}")
+        if status.budget_spent:
+            text += " · budget spent"
+        if status.target is not None:
+            text += f" · target {status.target.words}: {status.target_state_words()}"
+        self.model_status.setText(text)
+        self.model_status.setToolTip("\n".join(filter(None, [
+            "Model version, labels, and the honest accuracy estimate with its 95 % interval",
+            status.target_sentence(), status.budget_sentence()])))
+
+    def _announce_goals(self) -> None:
+        """Once per rule: the target shown or the budget spent is said above the image."""
+        s = self.session
+        if s is None or getattr(self, "goal_banner", None) is None:
             return
-        self.model_status.setText(f"Model v{s.model_version} ({s.n_labels_trained} labels) · {n} labelled · "
-                                  f"retrain in {s.labels_until_retrain()} · {s.audit_summary()}")
+        from inspector.core.learning import stopping
+
+        status = s.goal_status()
+        if not (status.target_shown or status.budget_spent):
+            return
+        key = (status.target_shown and status.target.as_text(), status.budget_spent and status.budget)
+        if key == self._goals_checked:
+            return  # already announced (or found announced in an earlier session)
+        self._goals_checked = key
+        due = stopping.announcements_due(s.project, status)
+        if due:
+            self.goal_banner.announce(status, due)
 
     def _fill_problems(self) -> None:
         self.problems_list.clear()

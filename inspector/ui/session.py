@@ -72,7 +72,7 @@ def scan_and_extract(project: Project, progress=None, cancel=None):
     on a 2-core machine that made the first image later (the thread competes with the starting
     processes for the cores) and stalled the UI thread longer (it competes for the GIL); the
     pool returns its first 24 images in about a second."""
-    from inspector.core.ingest import analyse_pending, scan_folder
+    from inspector.core.ingest import analyse_pending, no_usable_image_message, scan_folder
 
     worker = project.worker_connection()
     try:
@@ -82,6 +82,7 @@ def scan_and_extract(project: Project, progress=None, cancel=None):
         analysed, errors = analyse_pending(worker, progress=progress, cancel=cancel)
         summary.analysed = analysed
         summary.errors += errors
+        summary.no_usable_image = no_usable_image_message(worker, summary)
         return summary
     finally:
         worker.close()
@@ -235,6 +236,8 @@ class ProjectSession(QObject):
     extractor_changed = Signal(str)  # the project now computes its features with this extractor
     labels_saved = Signal()  # a label write was committed; see pending_labels()
     label_failed = Signal(str)  # a label could not be saved (message for a person)
+    no_usable_image = Signal(str)  # a scan left the project without any image to label: why, in one line
+    goals_changed = Signal()  # the project's target or labelling budget was changed (see goal_status)
 
     def __init__(self, project: Project, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -284,6 +287,9 @@ class ProjectSession(QObject):
         self.writer = LabelWriter(project, self)
         self.writer.saved.connect(self._label_saved)
         self.writer.failed.connect(self._label_not_saved)
+        from inspector.core.learning import stopping
+
+        self._goals = stopping.read_goals(project)  # (target, budget), read once; set_goals keeps it current
         last = project.latest_model_version()
         if last is not None:
             self.model_version = last.version
@@ -341,6 +347,25 @@ class ProjectSession(QObject):
         if class_id not in {c.id for c in self.classes()}:
             return None  # the class was deleted since this model was trained
         return class_id, float(p[top])
+
+    def goals(self):
+        """``(target, budget)`` of the project (either may be None)."""
+        return self._goals
+
+    def set_goals(self, target, budget) -> None:
+        """Store new stopping rules in the project; emits goals_changed. Raises UserError."""
+        from inspector.core.learning import stopping
+
+        stopping.write_goals(self.project, target, budget)
+        self._goals = stopping.read_goals(self.project)
+        self.goals_changed.emit()
+
+    def goal_status(self):
+        """Where the project stands against its target and budget (current model, labels given)."""
+        from inspector.core.learning import stopping
+
+        target, budget = self._goals
+        return stopping.goal_status(target, budget, len(self.latest_labels()), self.model_metrics)
 
     def audit_summary(self) -> str:
         """One line about the honest accuracy estimate of the current model."""
@@ -616,6 +641,8 @@ class ProjectSession(QObject):
             f"{summary.new} new, {summary.changed} changed, {summary.missing} missing, {summary.errors} unreadable",
         )
         self.load_features()
+        if summary.no_usable_image:  # last: a listener may close this session
+            self.no_usable_image.emit(summary.no_usable_image)
 
     # ------------------------------------------------------------------ the feature extractor
     def switch_extractor(self, name: str) -> Optional[Task]:

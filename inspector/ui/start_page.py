@@ -110,6 +110,14 @@ class StartPage(QWidget):
             b.setMinimumHeight(38)
             row.addWidget(b)
         column.addLayout(row)
+        # why the last folder gave no project (e.g. no image in it): said here, where the
+        # person is back, rather than in a dialog they dismiss before reading
+        self.notice = QLabel("")
+        self.notice.setObjectName("hint")
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice.hide()
+        column.addWidget(self.notice)
         self.drop = DropZone()
         self.drop.folder_dropped.connect(self.new_from_folder)
         column.addWidget(self.drop)
@@ -129,6 +137,11 @@ class StartPage(QWidget):
         outer.addWidget(box, 4)
         outer.addStretch(1)
         self.refresh()
+
+    def show_notice(self, text: str) -> None:
+        """Say something about the last attempt on the start page (empty text hides it)."""
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
 
     def refresh(self) -> None:
         self.recent.clear()

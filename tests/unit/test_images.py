@@ -163,7 +163,7 @@ def test_read_bytes_refuses_oversized_file(tmp_path, monkeypatch):
         read_bytes(path)
 
 
-def test_walk_images_skips_hidden_non_images_and_symlinked_folders(tmp_path):
+def test_walk_images_skips_hidden_non_images_and_link_loops(tmp_path):
     root = tmp_path / "root"
     (root / "a" / "b").mkdir(parents=True)
     (root / ".hidden").mkdir()

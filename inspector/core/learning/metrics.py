@@ -175,6 +175,10 @@ def learning_curve(model_versions: Sequence) -> list[dict]:
             "accuracy": accuracy,
             "accuracy_ci": ci,
             "method": method if accuracy is not None else "none",
+            "macro_f1": audit.get("macro_f1"),
+            "macro_f1_ci": audit.get("macro_f1_ci"),
+            "escape_rate": ((metrics or {}).get("escape") or {}).get("escape_rate"),
+            "escape_rate_ci": ((metrics or {}).get("escape") or {}).get("escape_rate_ci"),
             "prediction_change": (metrics or {}).get("prediction_change"),
             "class_counts": (metrics or {}).get("class_counts"),
         })

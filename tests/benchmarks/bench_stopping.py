@@ -1,0 +1,229 @@
+"""How trustworthy is "Target reached"? Replays of the labelling loop on real data sets.
+
+For each data set and seed: a stratified held-out test set (the truth) is split off; the rest is
+the unlabelled pool whose labels stay hidden until the learner asks. The replay runs the app's
+own learner (``learner.fit`` / ``learner.select`` on a snapshot, default strategy and audit
+share, a retrain every ``--batch`` labels as in the app) and after every retrain judges the
+target with the app's own rule (``stopping.goal_status``: shown only when the lower end of the
+95 % interval clears it). The truth is the test accuracy of the model trained on every label so
+far (the model a user would export at that moment).
+
+Prints, per data set: how often "target reached" was declared while the true test accuracy was
+below the target (per run: the first declaration; and over every retrain at which it was
+declared), the median number of labels between the true crossing and the declaration, and, for
+contrast, the same figures for the naive rule "point estimate >= target".
+
+    python tests/benchmarks/bench_stopping.py                       # NEU 0.95 and ELPV 0.65, 5 seeds
+    python tests/benchmarks/bench_stopping.py --seeds 10 --only neu --budget-neu 800 --run-on
+
+Features are computed once with the product's extractor and cached under --cache (.npz files
+keyed by extractor version and file list). Asserts nothing; prints what it measured and the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    # one thread per process: on a shared 2-core machine, BLAS threads only fight each other
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from inspector.core.learning import learner, stopping  # noqa: E402
+from inspector.core.learning.simulate import folder_dataset, stratified_split  # noqa: E402
+
+
+def replay(X_pool, y_pool, X_test, y_test, n_classes, target, budget, batch, seed, run_on=False):
+    """One run; returns one record per retrain. Stops at the first "target reached" unless
+    ``run_on`` (the figures need only the first declaration; the rest costs time)."""
+    classes = np.arange(n_classes, dtype=np.int64)
+    settings = learner.LearnerSettings(random_state=seed)
+    ids = np.arange(len(y_pool), dtype=np.int64)
+    labels: dict = {}
+    audit_ids: set = set()
+    picks: dict = {}
+    order = 0
+    fitted = learner.FitResult(None, 0, {}, None)
+    snapshot = None
+    steps = []
+    while True:
+        snapshot = learner.Snapshot(
+            image_ids=ids, X=X_pool, labels=dict(labels), audit_ids=set(audit_ids), settled_ids=set(labels),
+            classes=classes, class_names={int(c): str(c) for c in classes}, settings=settings,
+            extractor=("texture", 0), picks=dict(picks),
+            previous_sample=(fitted.metrics or {}).get("prediction_sample"))
+        if labels:
+            fitted = learner.fit(snapshot)
+            truth = float(np.mean(fitted.model.predict(X_test) == y_test))
+            status = stopping.goal_status(target, None, len(labels), fitted.metrics)
+            e = status.estimate
+            steps.append({"n_labels": len(labels), "n_audit": len(audit_ids), "truth": truth,
+                          "estimate": e.estimate, "interval": e.interval, "method": e.method,
+                          "state": status.target_state})
+            if status.target_shown and not run_on:
+                return steps
+        if len(labels) >= budget:
+            return steps
+        want = min(batch, budget - len(labels))
+        selection = learner.select(snapshot, fitted, n=want)
+        for r, audit, prob, pool in zip(selection.indices, selection.audit, selection.probabilities,
+                                        selection.pool_sizes):
+            image_id = int(ids[r])
+            labels[image_id] = int(y_pool[r])  # the inspector reveals the hidden class
+            if audit:
+                audit_ids.add(image_id)
+            order += 1
+            picks[image_id] = (order, None if np.isnan(prob) else float(prob), None if np.isnan(pool) else int(pool))
+
+
+def summarise(runs, target_value):
+    """Per-run first declarations (interval rule and naive point rule) against the truth."""
+    out = {}
+    for rule in ("shown", "point"):
+        first_false = 0
+        declared_runs = 0
+        delays = []
+        checks = false_checks = 0
+        never = 0
+        for steps in runs:
+            crossing = next((s["n_labels"] for s in steps if s["truth"] >= target_value), None)
+            def declared(s):
+                if rule == "shown":
+                    return s["state"] == stopping.SHOWN
+                return s["estimate"] is not None and s["estimate"] >= target_value
+            marks = [s for s in steps if declared(s)]
+            checks += len(marks)
+            false_checks += sum(s["truth"] < target_value for s in marks)
+            if not marks:
+                never += 1
+                continue
+            declared_runs += 1
+            first = marks[0]
+            first_false += first["truth"] < target_value
+            if crossing is not None:
+                delays.append(first["n_labels"] - crossing)
+        out[rule] = {
+            "runs": len(runs), "runs_declared": declared_runs, "runs_never_declared": never,
+            "first_declaration_false": first_false,
+            "first_declaration_false_rate": first_false / len(runs) if runs else None,
+            "declarations": checks, "declarations_false": false_checks,
+            "declarations_false_rate": false_checks / checks if checks else None,
+            "labels_after_true_crossing_median": float(np.median(delays)) if delays else None,
+            "labels_after_true_crossing_all": delays,
+        }
+    crossings = [next((s["n_labels"] for s in steps if s["truth"] >= target_value), None) for steps in runs]
+    out["true_crossing_per_run"] = crossings
+    return out
+
+
+def main(argv=None) -> int:
+    data = Path(os.environ.get("INSPECTOR_TEST_DATA", REPO.parent / "shared" / "datasets"))
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=data)
+    p.add_argument("--cache", type=Path, default=Path("/tmp/i17-bench"))
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--batch", type=int, default=10, help="labels between retrains (the app's default)")
+    p.add_argument("--only", choices=("neu", "elpv"), default=None)
+    p.add_argument("--target-neu", type=float, default=0.95)
+    p.add_argument("--target-elpv", type=float, default=0.65)
+    p.add_argument("--budget-neu", type=int, default=500)
+    p.add_argument("--budget-elpv", type=int, default=500)
+    p.add_argument("--test-fraction", type=float, default=0.3)
+    p.add_argument("--json", type=Path, default=None, help="also write every run here")
+    p.add_argument("--run-on", action="store_true",
+                   help="keep labelling after the first declaration (counts every later declaration too)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--combine", type=Path, nargs="+", default=None,
+                   help="only summarise runs written by earlier --json runs (e.g. one seed per process)")
+    args = p.parse_args(argv)
+    if args.combine:
+        return combine(args.combine)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    print(f"load before: {os.getloadavg()}")
+    results = {}
+    for name, target_value, budget in (("neu", args.target_neu, args.budget_neu),
+                                       ("elpv", args.target_elpv, args.budget_elpv)):
+        if args.only and name != args.only:
+            continue
+        folder = args.data / name
+        if not folder.is_dir():
+            print(f"{name}: skipped, {folder} not found")
+            continue
+        X, y, class_names, _ = folder_dataset(folder, cache=args.cache / f"{name}_features.npz")
+        target = stopping.make_target("accuracy", target_value)
+        runs = []
+        started = time.perf_counter()
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            pool, test = stratified_split(y, args.test_fraction, seed)
+            steps = replay(X[pool], y[pool], X[test], y[test], len(class_names), target, budget, args.batch, seed,
+                           run_on=args.run_on)
+            runs.append(steps)
+            first = next((s for s in steps if s["state"] == stopping.SHOWN), None)
+            crossing = next((s["n_labels"] for s in steps if s["truth"] >= target_value), None)
+            print(f"{name} seed {seed}: true crossing at {crossing} labels; declared at "
+                  f"{first and first['n_labels']} (truth then {first and round(first['truth'], 3)}, "
+                  f"estimate {first and round(first['estimate'], 3)}, interval "
+                  f"{first and [round(v, 3) for v in first['interval']]}); final truth {steps[-1]['truth']:.3f}, "
+                  f"final estimate {steps[-1]['estimate'] and round(steps[-1]['estimate'], 3)} "
+                  f"({steps[-1]['method'][:40]})", flush=True)
+            if args.json:  # after every seed, so a long run stopped early keeps what it measured
+                partial = summarise(runs, target_value)
+                partial.update(target=target_value, budget=budget, partial=True)
+                args.json.write_text(json.dumps({**results, name: {"summary": partial, "runs": runs}},
+                                                indent=1, default=float))
+        s = summarise(runs, target_value)
+        s["seconds"] = round(time.perf_counter() - started, 1)
+        s["target"] = target_value
+        s["budget"] = budget
+        results[name] = {"summary": s, "runs": runs}
+        report(name, s)
+        print(f"{name}: {s['seconds']} s", flush=True)
+    print(f"load after: {os.getloadavg()}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+def report(name, s) -> None:
+    for rule, words in (("shown", "interval rule (lower end >= target; the app's)"),
+                        ("point", "naive rule (point estimate >= target; for contrast)")):
+        r = s[rule]
+        print(f"{name} target {s['target']}: {words}: first declaration while truth < target in "
+              f"{r['first_declaration_false']}/{r['runs']} runs ({_pct(r['first_declaration_false_rate'])}); "
+              f"{r['declarations_false']}/{r['declarations']} of all declarations ({_pct(r['declarations_false_rate'])}); "
+              f"never declared in {r['runs_never_declared']} runs; median labels after the true crossing "
+              f"{r['labels_after_true_crossing_median']} (per run {r['labels_after_true_crossing_all']})")
+    print(f"{name}: true crossings {s['true_crossing_per_run']}")
+
+
+def combine(paths) -> int:
+    """Summarise runs from several --json files (same data set, target and budget per name)."""
+    by_name: dict = {}
+    for path in paths:
+        for name, result in json.loads(Path(path).read_text()).items():
+            entry = by_name.setdefault(name, {"runs": [], "target": result["summary"]["target"],
+                                              "budget": result["summary"]["budget"]})
+            entry["runs"].extend(result["runs"])
+    for name, entry in by_name.items():
+        s = summarise(entry["runs"], entry["target"])
+        s["target"] = entry["target"]
+        print(f"{name}: {len(entry['runs'])} runs, budget {entry['budget']}")
+        report(name, s)
+    return 0
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
