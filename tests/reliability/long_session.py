@@ -57,8 +57,13 @@ def rss_mb() -> float:
 
 
 def run_long_session(n_labels: int = 5000, retrain_every: int = 50, n_images: int = 6000, dim: int = 64,
-                     n_classes: int = 4, seed: int = 0, workdir: Path | None = None) -> dict:
-    """Run the session; returns the figures and the checks' outcomes."""
+                     n_classes: int = 4, seed: int = 0, workdir: Path | None = None,
+                     wait_when_busy: bool = False) -> dict:
+    """Run the session; returns the figures and the checks' outcomes.
+
+    A retrain due while the previous one still runs is skipped, as the app coalesces them; with
+    ``wait_when_busy`` the labelling waits for it and then starts the next, so the number of
+    retrains does not depend on how fast this machine trains (labels still arrive during each)."""
     from inspector.core.learning import learner
 
     own = workdir is None
@@ -103,6 +108,8 @@ def run_long_session(n_labels: int = 5000, retrain_every: int = 50, n_images: in
                 given[image_id] = class_id
                 unlabelled.discard(image_id)
                 if (k + 1) % retrain_every == 0:
+                    if worker is not None and worker.is_alive() and wait_when_busy:
+                        worker.join()
                     if worker is not None and worker.is_alive():
                         retrains["skipped_busy"] += 1
                     else:

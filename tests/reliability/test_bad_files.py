@@ -102,8 +102,10 @@ def _check_project(project_path: Path, expected: dict, capsys, permission_enforc
             problems.append(f"{rel}: reason not readable: {reason!r}")
     unexpected = set(reasons) - set(bad)
     problems += [f"{rel} reported but should be fine: {reasons[rel]}" for rel in sorted(unexpected)]
-    extractor = get_extractor("texture")
+    from inspector.core.extractor_choice import project_extractor
+
     with Project.open(project_path, read_only=True) as p:
+        extractor = project_extractor(p)  # the one the project was created with
         with_features = set(p.feature_matrix(extractor.name, extractor.version)[0].tolist())
         for rel, description in good.items():
             image_id = p.find_image(rel)
