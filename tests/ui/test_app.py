@@ -24,15 +24,7 @@ N_IMAGES = 48
 
 
 @pytest.fixture(autouse=True)
-def isolated_settings(tmp_path, monkeypatch, qapp):
-    """Each test gets its own QSettings (recent projects, window state) and reads files in-process
-    (small folders; starting worker processes would only slow the test down)."""
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    qapp.setOrganizationName("InspectorTests")
-    qapp.setApplicationName("InspectorTests")
-    qapp._inspector_testing = True  # error dialogs show without a blocking modal loop
-    monkeypatch.setattr(ingest, "IN_PROCESS_BELOW", 10_000)
+def _isolated(isolated_settings):  # tests/ui/conftest.py: own QSettings, files read in-process
     yield
 
 

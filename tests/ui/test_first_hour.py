@@ -23,13 +23,7 @@ N_IMAGES = 90
 
 
 @pytest.fixture(autouse=True)
-def isolated_settings(tmp_path, monkeypatch, qapp):
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    qapp.setOrganizationName("InspectorTests")
-    qapp.setApplicationName("InspectorTests")
-    qapp._inspector_testing = True
-    monkeypatch.setattr(ingest, "IN_PROCESS_BELOW", 10_000)
+def _isolated(isolated_settings):  # tests/ui/conftest.py: own QSettings, files read in-process
     yield
 
 
@@ -98,8 +92,11 @@ def test_retrains_follow_the_setting_and_say_why(window, qtbot, parts, tmp_path)
     qtbot.waitUntil(lambda: not session.retraining(), timeout=30000)
     assert [n for n, _reason in session.retrain_log] == [10, 20, 30]
     assert [reason for _n, reason in session.retrain_log] == ["after 10 new labels"] * 3
-    assert [d for d in started if d.startswith("Training")] == ["Training (after 10 new labels)"] * 3
-    assert len(session.project.model_versions()) == 3
+    training = [d for d in started if d.startswith("Training")]
+    # every retrain says why it started; one due while another still ran with the same inputs is
+    # folded into it (on a loaded machine), so 2 or 3 jobs, each recording one version
+    assert training and set(training) == {"Training (after 10 new labels)"}
+    assert len(session.project.model_versions()) == len(training) >= 2
     # the queue never ran dry: refills kept it filled without a retrain
     assert view.current is not None
     assert "retrain in 5 ·" in window.model_status.text()

@@ -22,13 +22,7 @@ pytestmark = pytest.mark.skipif(os.name == "nt", reason="symbolic links need pri
 
 
 @pytest.fixture(autouse=True)
-def isolated_settings(tmp_path, monkeypatch, qapp):
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    qapp.setOrganizationName("InspectorTests")
-    qapp.setApplicationName("InspectorTests")
-    qapp._inspector_testing = True
-    monkeypatch.setattr(ingest, "IN_PROCESS_BELOW", 10_000)
+def _isolated(isolated_settings):  # tests/ui/conftest.py: own QSettings, files read in-process
     yield
 
 

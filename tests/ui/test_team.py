@@ -20,13 +20,7 @@ from inspector.ui.main_window import MainWindow  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def isolated_settings(tmp_path, monkeypatch, qapp):
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
-    qapp.setOrganizationName("InspectorTests")
-    qapp.setApplicationName("InspectorTests")
-    qapp._inspector_testing = True
-    monkeypatch.setattr(ingest, "IN_PROCESS_BELOW", 10_000)
+def no_network_shares(isolated_settings, tmp_path, monkeypatch):
     monkeypatch.setattr(filesystems, "MOUNTS_FILE", tmp_path / "mounts")  # nothing is a share unless a test says
     (tmp_path / "mounts").write_text("/dev/sda1 / ext4 rw 0 0\n")
 

@@ -1,0 +1,24 @@
+"""Fixtures shared by the window tests."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from inspector.core import ingest  # noqa: E402
+
+
+@pytest.fixture
+def isolated_settings(tmp_path, monkeypatch, qapp):
+    """Each test gets its own QSettings (recent projects, window state) and reads files in-process
+    (small folders; starting worker processes would only slow the test down)."""
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    qapp.setOrganizationName("InspectorTests")
+    qapp.setApplicationName("InspectorTests")
+    qapp._inspector_testing = True  # error dialogs show without a blocking modal loop
+    monkeypatch.setattr(ingest, "IN_PROCESS_BELOW", 10_000)
+    yield
