@@ -22,3 +22,16 @@ def isolated_settings(tmp_path, monkeypatch, qapp):
     qapp._inspector_testing = True  # error dialogs show without a blocking modal loop
     monkeypatch.setattr(ingest, "IN_PROCESS_BELOW", 10_000)
     yield
+
+
+@pytest.fixture
+def window(qtbot):
+    """The main window, shown at a workstation size; its project is closed after the test."""
+    from inspector.ui.main_window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    yield w
+    w.close_project()

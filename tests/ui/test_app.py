@@ -18,7 +18,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 from inspector.core import ingest  # noqa: E402
 from inspector.core.store import Project, QueueEntry  # noqa: E402
 from inspector.ui import display  # noqa: E402
-from inspector.ui.main_window import MainWindow  # noqa: E402
 
 N_IMAGES = 48
 
@@ -42,16 +41,6 @@ def part_folder(tmp_path) -> Path:
         cv2.imwrite(str(root / f"{kind}_{i:03d}.png"), image)
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     return root
-
-
-@pytest.fixture
-def window(qtbot):
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.close_project()
 
 
 def _error_boxes() -> list[QMessageBox]:

@@ -16,7 +16,6 @@ from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
 from inspector.core import ingest  # noqa: E402
 from inspector.ui.label_view import KEYS  # noqa: E402
-from inspector.ui.main_window import MainWindow  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 N_IMAGES = 90
@@ -43,16 +42,6 @@ def parts(tmp_path) -> tuple[Path, dict[str, str]]:
         cv2.imwrite(str(root / name), image)
         truth[name] = kind
     return root, truth
-
-
-@pytest.fixture
-def window(qtbot):
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.close_project()
 
 
 def _open(window, qtbot, folder: Path, tmp_path: Path):

@@ -15,7 +15,6 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings  # noqa: E402
 
 from inspector.core import ingest  # noqa: E402
-from inspector.ui.main_window import MainWindow  # noqa: E402
 from inspector.ui.thumbnails import ThumbnailLoader  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges on Windows")
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.skipif(os.name == "nt", reason="symbolic links need pri
 @pytest.fixture(autouse=True)
 def _isolated(isolated_settings):  # tests/ui/conftest.py: own QSettings, files read in-process
     yield
-
-
-@pytest.fixture
-def window(qtbot):
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.close_project()
 
 
 def test_folder_with_no_image_gives_no_project_and_the_start_page_says_why(window, qtbot, tmp_path):

@@ -16,7 +16,6 @@ from inspector.core import agreement, filesystems, ingest, packs  # noqa: E402
 from inspector.core.store import Project  # noqa: E402
 from inspector.ui import team  # noqa: E402
 from inspector.ui.gallery import GalleryFilter, GalleryView  # noqa: E402
-from inspector.ui.main_window import MainWindow  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -35,16 +34,6 @@ def home(tmp_path, small_image_folder) -> Path:
         project.add_class("scratch")
         project.set_setting("app.retrain_every", 10_000)
     return path
-
-
-@pytest.fixture
-def window(qtbot):
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.close_project()
 
 
 def _open(window, qtbot, path: Path):
