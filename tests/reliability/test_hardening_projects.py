@@ -12,21 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from inspector.cli import main
 from inspector.core.errors import ProjectError
 from inspector.core.migrations import SCHEMA_VERSION
 from inspector.core.store import Project
 
-from test_bad_projects import build
+from test_bad_projects import build, cli
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="links, fork and mounts as used here are POSIX")
-
-
-def cli(capsys, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
 
 
 @pytest.fixture
