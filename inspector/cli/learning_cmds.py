@@ -300,7 +300,7 @@ def goals_report(report: dict, target, budget) -> dict:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from inspector.core.features import get_extractor
+    from inspector.core.features import DEFAULT_EXTRACTOR, get_extractor
     from inspector.core.learning.simulate import (SimulationSettings, folder_dataset, print_estimator_table,
                                                   side_by_side, simulate, write_outputs)
     from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_PICK_SAMPLING, DEFAULT_STRATEGY
@@ -330,7 +330,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                                                   labels_csv=Path(args.labels_csv) if args.labels_csv else None)
         with terminal_progress(f"Simulating{'' if name is None else f' ({name})'}", enabled=not args.quiet,
                                unit="steps") as progress:
-            summaries[name or get_extractor_default_name()] = simulate(X, y, class_names, settings, progress=progress)
+            summaries[name or DEFAULT_EXTRACTOR] = simulate(X, y, class_names, settings, progress=progress)
     summary = side_by_side(summaries)
     if target is not None:
         summary["labels_to_target"] = stopping.labels_to_target(summary, target)
@@ -353,12 +353,6 @@ TABLE_LEGEND = """Columns:
   90% / 95% of all  labels needed to reach 90 % / 95 % of the accuracy of a model trained on every image
   all classes seen  labels until every class had been picked at least once (median over seeds)
   not reached       not within the labelling budget"""
-
-
-def get_extractor_default_name() -> str:
-    from inspector.core.features import default_extractor
-
-    return default_extractor().name
 
 
 def print_table(summary: dict, file=sys.stdout) -> None:
