@@ -41,11 +41,23 @@ CHUNK = 8
 def make_extractor(spec: str):
     """A registered name, or a CNN variant ``cnn[tiles=640,layers=fire9]`` for ``--variants``."""
     from inspector.core.features import CnnExtractor, CombinedExtractor, get_extractor
+    from inspector.core.features.efficientnet import EfficientNetExtractor
 
     if "[" not in spec:
         return get_extractor(spec)
     base, options = spec[:-1].split("[", 1)
     kwargs: dict = {}
+    if base in ("effnet", "texture+effnet"):  # effnet[taps=block14+head,side=224,dihedral=1]
+        for option in options.split(","):
+            key, value = option.split("=")
+            if key == "taps":
+                kwargs["taps"] = tuple(value.split("+"))
+            elif key == "side":
+                kwargs["input_side"] = int(value)
+            elif key == "dihedral":
+                kwargs["dihedral"] = value == "1"
+        net = EfficientNetExtractor(name=spec if base == "effnet" else "effnet", **kwargs)
+        return net if base == "effnet" else CombinedExtractor([get_extractor("texture"), net], name=spec)
     for option in options.split(","):
         key, value = option.split("=")
         if key == "tiles":
@@ -79,7 +91,7 @@ def _chunk(paths: list[str]) -> tuple[np.ndarray, int, float, float]:
     start = time.process_time()
     decoded = [images.decode(images.read_bytes(Path(p)), p) for p in paths]
     middle = time.process_time()
-    vectors = np.stack([_WORKER_EXTRACTOR.features_of(d) for d in decoded])
+    vectors = _WORKER_EXTRACTOR.features_of_batch(decoded)  # one network pass per chunk
     return vectors, psutil.Process().memory_info().rss, middle - start, time.process_time() - middle
 
 
