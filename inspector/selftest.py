@@ -280,19 +280,21 @@ class _SelfTest:
         return f"features ({len(worker_pids)} worker processes)"
 
     def step_cnn(self) -> str:
-        """The pretrained CNN's weights are in the build and give a finite vector of the right length."""
+        """The pretrained CNNs' weights are in the build; they and the default extractor give finite
+        vectors of the right length."""
         import numpy as np
 
         from inspector.core import images
         from inspector.core.demo import render_part
-        from inspector.core.features import get_extractor
+        from inspector.core.features import DEFAULT_EXTRACTOR, get_extractor
 
-        extractor = get_extractor("cnn")
         pixels, _ = render_part(IMAGE_SIZE, "crack", 0.02, np.random.default_rng(3))
-        vector = extractor.features_of(images._describe(pixels))
-        _expect(vector.shape == (extractor.dim,), f"CNN features of length {vector.shape}, expected {extractor.dim}")
-        _expect(bool(np.all(np.isfinite(vector))), "non-finite CNN feature values")
-        _expect(float(np.abs(vector).max()) > 0, "the CNN gave only zeros")
+        for name in dict.fromkeys(["cnn", "effnet", DEFAULT_EXTRACTOR]):
+            extractor = get_extractor(name)
+            vector = extractor.features_of(images._describe(pixels))
+            _expect(vector.shape == (extractor.dim,), f"{name} features of length {vector.shape}, expected {extractor.dim}")
+            _expect(bool(np.all(np.isfinite(vector))), f"non-finite {name} feature values")
+            _expect(float(np.abs(vector).max()) > 0, f"the {name} features are only zeros")
         return ""
 
     def step_labels(self) -> str:

@@ -70,6 +70,19 @@ def make_extractor(spec: str):
     return cnn if base == "cnn" else CombinedExtractor([get_extractor("texture"), cnn], name=spec)
 
 
+def split_specs(text: str) -> list[str]:
+    """Comma-separated specs; commas inside ``[...]`` separate a variant's options."""
+    specs, depth, current = [], 0, ""
+    for char in text:
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            specs.append(current)
+            current = ""
+        else:
+            current += char
+    return [spec for spec in [*specs, current] if spec]
+
+
 _WORKER_EXTRACTOR = None
 
 
@@ -180,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "inspector-bench-extractors")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
-    specs = args.extractors.split(",")
+    specs = split_specs(args.extractors)
     if args.variants:
         specs += ["cnn-tiles", "cnn[layers=fire9]", "cnn[layers=fire5+fire7]", "cnn[side=320]", "cnn[tiles=1024]"]
     for spec in specs:

@@ -25,6 +25,7 @@ from typing import Callable
 from inspector.core.errors import UserError
 from inspector.core.features.cnn import CnnExtractor
 from inspector.core.features.combined import CombinedExtractor
+from inspector.core.features.efficientnet import EfficientNetExtractor
 from inspector.core.features.safe_weights import WeightsError
 from inspector.core.features.texture import TextureExtractor
 
@@ -32,6 +33,7 @@ __all__ = [
     "TextureExtractor",
     "CnnExtractor",
     "CombinedExtractor",
+    "EfficientNetExtractor",
     "WeightsError",
     "DEFAULT_EXTRACTOR",
     "default_extractor",
@@ -48,6 +50,8 @@ _FACTORIES: dict[str, Callable[[], object]] = {
     "cnn": CnnExtractor,
     "cnn-tiles": lambda: CnnExtractor(tiles=True, tile_max_side=640, name="cnn-tiles"),
     "texture+cnn": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("cnn")]),
+    "effnet": EfficientNetExtractor,
+    "texture+effnet": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("effnet")]),
 }
 _INSTANCES: dict[str, object] = {}
 
