@@ -2,7 +2,13 @@
 
     python tests/benchmarks/bench_extractor_choice.py [--data DIR] [--extractors texture cnn texture+cnn]
         [--labels 250] [--audit-share 0.1] [--seeds 3] [--large-n 600] [--efficiency-seeds 3]
-        [--skip-efficiency] [--skip-all-labels] [--only neu,elpv,large] [--cache DIR] [--workers N]
+        [--skip-efficiency] [--skip-all-labels] [--skip-choice] [--efficiency-extractor NAME]
+        [--efficiency-also NAME...]
+        [--only neu,elpv,large] [--cache DIR] [--workers N]
+
+Label efficiency alone, from cached features (about 10 minutes on 2 busy cores):
+
+    nice -n 5 python tests/benchmarks/bench_extractor_choice.py --only elpv --skip-choice
 
 For each data set (NEU 6 classes; ELPV 4 classes; a generated set of 500 x 1,250 px parts with
 small defects, judged defect vs OK):
@@ -20,7 +26,9 @@ small defects, judged defect vs OK):
   one's truth: when the truth's extractors are within noise of each other any pick is fine).
 * label efficiency on ELPV (unless ``--skip-efficiency``): macro-F1 area under the learning curve
   to 300 labels (``inspector simulate``'s replay, same splits) for the default strategy with the
-  chosen extractor, random sampling on the same features, and the default strategy on texture.
+  chosen extractor (``--efficiency-extractor``, else the one chosen on ELPV, else the default
+  extractor when ``--skip-choice`` skips the choice), random sampling on the same features, and
+  the default strategy and random sampling on texture.
 
 Features are cached per data set and extractor in ``--cache`` (default /tmp/inspector_bench_choice).
 """
@@ -147,6 +155,12 @@ def main(argv=None) -> int:
     parser.add_argument("--efficiency-seeds", type=int, default=3)
     parser.add_argument("--skip-efficiency", action="store_true")
     parser.add_argument("--skip-all-labels", action="store_true", help="skip the comparison with every image labelled")
+    parser.add_argument("--skip-choice", action="store_true",
+                        help="no truth and no choice per data set (only the label efficiency on ELPV)")
+    parser.add_argument("--efficiency-extractor", default=None,
+                        help="features for the label efficiency (default: the one chosen on ELPV, else the default)")
+    parser.add_argument("--efficiency-also", nargs="*", default=[],
+                        help="more extractors whose label efficiency to show beside the chosen one and texture")
     parser.add_argument("--only", default="neu,elpv,large")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/inspector_bench_choice"))
     parser.add_argument("--workers", type=int, default=None)
@@ -154,8 +168,10 @@ def main(argv=None) -> int:
     args.cache.mkdir(parents=True, exist_ok=True)
     names = args.extractors or extractor_names()
     start_with = default_extractor().name
+    if args.skip_choice:
+        names = list(dict.fromkeys([args.efficiency_extractor or start_with, *args.efficiency_also, "texture"]))
     print(f"extractors {names}; projects start on {start_with}; load: {os.getloadavg()[0]:.1f} (1 min)")
-    if len(names) < 2:
+    if len(names) < 2 and not args.skip_choice:
         print("only one extractor: nothing to choose")
         return 1
     chosen_on: dict[str, str] = {}
@@ -176,6 +192,8 @@ def main(argv=None) -> int:
             Xs[name] = X
             y = y_
         cached[dataset] = {"X": Xs, "y": y}
+        if args.skip_choice:
+            continue
         truth = {name: truth_scores(X, y) for name, X in Xs.items()}
         best_truth = max(truth, key=truth.get)
         print("  truth (every label, 5-fold macro-F1): "
@@ -217,15 +235,17 @@ def main(argv=None) -> int:
         from inspector.core.learning.simulate import SimulationSettings, simulate
         from inspector.core.learning.strategies import DEFAULT_STRATEGY
 
-        chosen = chosen_on["elpv"]
+        chosen = args.efficiency_extractor or chosen_on.get("elpv", start_with)
         print(f"\nELPV label efficiency to 300 labels ({args.efficiency_seeds} seeds, test fraction 0.3): "
               f"macro-F1 area under the curve")
         Xs, y = cached["elpv"]["X"], cached["elpv"]["y"]
         rows = []
-        for name in dict.fromkeys([chosen, "texture"]):
+        for name in dict.fromkeys([chosen, *args.efficiency_also, "texture"]):
             if name not in Xs:
                 continue
-            settings = SimulationSettings(strategies=[DEFAULT_STRATEGY], budget=300, seeds=args.efficiency_seeds)
+            # no accuracy-estimator scoring along the way (it costs extra fits and is not part of the curve)
+            settings = SimulationSettings(strategies=[DEFAULT_STRATEGY], budget=300, seeds=args.efficiency_seeds,
+                                          estimator_counts=())
             t0 = time.perf_counter()
             summary = simulate(Xs[name], y, [str(c) for c in np.unique(y)], settings)
             for strategy in (DEFAULT_STRATEGY, "random"):

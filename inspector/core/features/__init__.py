@@ -52,6 +52,8 @@ _FACTORIES: dict[str, Callable[[], object]] = {
     "texture+cnn": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("cnn")]),
     "effnet": EfficientNetExtractor,
     "texture+effnet": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("effnet")]),
+    "texture+cnn+effnet": lambda: CombinedExtractor(
+        [get_extractor("texture"), get_extractor("cnn"), get_extractor("effnet")]),
 }
 _INSTANCES: dict[str, object] = {}
 
