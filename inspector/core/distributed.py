@@ -110,7 +110,7 @@ def _predict_batch(model_data: tuple, batch: Sequence[tuple[int, str]]) -> tuple
     if usable:
         X = np.stack([vectors[k] for k in usable])
         proba[usable, :-1] = model.predict_proba_features(X)
-        scores = model.novelty_scores(X)
+        scores = model.novelty_scores(X, proba[usable, :-1])
         if scores is not None:
             proba[usable, -1] = scores
     return indices, proba, errors

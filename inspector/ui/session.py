@@ -332,7 +332,7 @@ class ProjectSession(QObject):
         row = self.row_of(image_id)
         if row is None or row >= len(self.features):
             return None
-        return float(self.novelty_model.scores(self.features[row:row + 1])[0])
+        return float(self.novelty_model.scores(self.features[row:row + 1], self.probabilities[row:row + 1])[0])
 
     def suggestion(self, image_id: int) -> Optional[tuple[int, float]]:
         """The model's ``(class_id, probability)`` for an image, or None without a model."""

@@ -246,7 +246,8 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
     oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel, X_pool=snapshot.X, is_audit=is_audit)
     check(cancel)
     pool_mean, pool_scale = standardisation(snapshot.X)
-    model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state)
+    model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state,
+                                classes=snapshot.classes)
     proba = model.predict_proba(snapshot.X)
     acceptable_columns = snapshot.acceptable_columns()
     names = snapshot.class_names
@@ -281,9 +282,9 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
             audit_reliability["basis"] = "random audit labels, predicted by a model trained without them"
             result_metrics["calibration"]["reliability_audit"] = audit_reliability
             if snapshot.acceptable:
-                shadow_novelty = fit_novelty(snapshot.X[rows[train]], pool_mean, pool_scale,
-                                             random_state=s.random_state)
-                novel = (shadow_novelty.is_novel(snapshot.X[rows[is_audit]]) if shadow_novelty is not None
+                shadow_novelty = fit_novelty(snapshot.X[rows[train]], pool_mean, pool_scale, y=y[train],
+                                             random_state=s.random_state, classes=snapshot.classes)
+                novel = (shadow_novelty.is_novel(snapshot.X[rows[is_audit]], audit_proba) if shadow_novelty is not None
                          else None)
                 path, review, _ = routing.route(audit_proba, acceptable_columns, threshold["value"], novel)
                 result_metrics["escape"] = metrics.escape_estimate(y[is_audit], path == routing.PASS, review,
