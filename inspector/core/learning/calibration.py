@@ -188,6 +188,21 @@ def audit_weights(is_audit: Optional[np.ndarray]) -> Optional[np.ndarray]:
     return np.where(is_audit, n_other / n_audit, 1.0)
 
 
+def class_mix_weights(y: np.ndarray, classes: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Per label ``prior[class] / share of the labels in that class`` (mean 1): actively chosen
+    labels over-represent rare and hard classes, and calibrating on them as they are leaves the
+    model under-confident on the mostly easy parts of the line (measured on the generated set:
+    ECE 0.06 at 100 labels against 0.016 raw). Weighted, the out-of-sample predictions speak for
+    the pool's class mix. Clipped to [0.1, 10] so no single label dominates."""
+    classes = np.asarray(classes)
+    y = np.asarray(y)
+    index = {int(c): j for j, c in enumerate(classes.tolist())}
+    cols = np.array([index[int(c)] for c in y.tolist()], np.int64)
+    share = np.bincount(cols, minlength=len(classes)) / max(len(y), 1)
+    w = np.clip(np.asarray(prior, np.float64)[cols] / np.maximum(share[cols], 1e-12), 0.1, 10.0)
+    return w / w.mean()
+
+
 def pool_prior(model, X_pool: np.ndarray, y: np.ndarray, limit: int = 20000, random_state=0) -> np.ndarray:
     """The class mix of the image pool as the model sees it: the mean raw probability over (a sample
     of) the pool, over the classes with labels. Actively chosen labels over-represent rare classes,
@@ -260,8 +275,14 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
     _, temperature, shrink = best
     bias_seen = np.zeros(len(prior_seen))
     if len(target) >= MIN_FOR_BIAS:
-        temperature, bias_seen = _fit_temperature_and_bias(z, target, w, temperature)
-        shrink = _best_shrink(z / temperature + bias_seen, target, w, prior_seen, floor)
+        t_bias, b = _fit_temperature_and_bias(z, target, w, temperature)
+        # the biases may move a prediction to another class; never at the cost of out-of-sample
+        # hits (with few or skewed labels they can chase the weights instead of the truth)
+        hits_before = np.mean(np.argmax(z, axis=1) == target)
+        hits_after = np.mean(np.argmax(z / t_bias + b, axis=1) == target)
+        if hits_after >= hits_before:
+            temperature, bias_seen = t_bias, b
+            shrink = _best_shrink(z / temperature + bias_seen, target, w, prior_seen, floor)
     if floor > shrink:
         shrink = floor
     bias = np.zeros(len(prior))
@@ -395,7 +416,7 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: n
 
 #: a full cross-validation again once the labels outgrow the last one by this fraction; in between,
 #: new labels get their out-of-sample prediction from the previous retrain's model
-REFRESH_GROWTH = 0.25
+REFRESH_GROWTH = 0.5
 
 
 @dataclass
@@ -487,7 +508,11 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=
             oof_proba = out_of_fold_proba(X, y, model.classes, model.kind, model.random_state, folds=folds,
                                           cancel=cancel)
     prior = pool_prior(model, X_pool, y, random_state=model.random_state) if X_pool is not None else None
-    model.calibration = fit_calibration(y, model.classes, oof_proba, prior=prior, weights=audit_weights(is_audit))
+    weights = audit_weights(is_audit)
+    if prior is not None and len(np.unique(y)) > 1:
+        mix = class_mix_weights(y, model.classes, prior)
+        weights = mix if weights is None else weights * mix
+    model.calibration = fit_calibration(y, model.classes, oof_proba, prior=prior, weights=weights)
     if keys is not None and oof_proba is not None and model.estimator is not None:
         _MEMORY.pop(memory_key, None)
         while len(_MEMORY) >= _MEMORY_SIZE:

@@ -403,8 +403,16 @@ def _choose_cold_start(ctx: _Context):
     chosen = list(reps)
     if n_out + (n_rep - len(reps)) > 0:
         n_more = n_out + (n_rep - len(reps))
-        forest = IsolationForest(n_estimators=50, random_state=seed).fit(Z)
-        unusual = -forest.score_samples(Z)
+        novelty = getattr(ctx.model, "novelty", None) if ctx.options.get("novelty_exploration", True) else None
+        if novelty is not None:
+            # with labels, "unusual" means unlike anything labelled (the model's novelty, against
+            # the predicted class's own members too), not merely rare in the pool: an unseen
+            # class is what the labelled set lacks
+            proba = ctx.proba[cand] if ctx.proba is not None else ctx.model.predict_proba(ctx.X[cand])
+            unusual = novelty.scores(ctx.X[cand], proba).astype(np.float64)
+        else:
+            forest = IsolationForest(n_estimators=50, random_state=seed).fit(Z)
+            unusual = -forest.score_samples(Z)
         unusual[chosen] = -np.inf
         short = np.argsort(-unusual)[: max(5 * n_more, 20)]
         short = short[np.isfinite(unusual[short])]
