@@ -41,7 +41,9 @@ import numpy as np
 from inspector.core.errors import UserError
 
 MAGIC = b"INSPECTOR-MODEL\n"
-FORMAT_VERSION = 1
+#: 2: calibration bias per class and class-conditional novelty arrays, which a reader of format 1
+#: would silently ignore (other probabilities and novelty than the threshold was chosen on)
+FORMAT_VERSION = 2
 MODEL_SUFFIX = ".inspector-model"
 _PRELUDE = struct.Struct("<16sIQ")
 _DIGEST_BYTES = 32
