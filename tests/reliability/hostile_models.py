@@ -80,8 +80,13 @@ def parts(path: Path) -> tuple[dict, bytes]:
     return header, data[PRELUDE.size + length:-32]
 
 
-def write_raw(path: Path, header_text: bytes | str, region: bytes, version: int = 1) -> Path:
-    """Assemble a file exactly as given, with a correct checksum (anyone can compute one)."""
+def write_raw(path: Path, header_text: bytes | str, region: bytes, version: Optional[int] = None) -> Path:
+    """Assemble a file exactly as given (at the current format version unless ``version``), with a
+    correct checksum (anyone can compute one)."""
+    if version is None:
+        from inspector.core.model_container import FORMAT_VERSION
+
+        version = FORMAT_VERSION
     if isinstance(header_text, str):
         header_text = header_text.encode()
     body = PRELUDE.pack(MAGIC, version, len(header_text)) + header_text + region
