@@ -57,12 +57,14 @@ from inspector.core.learning import calibration as calibration_module  # noqa: E
 from inspector.core.learning.calibration import calibrate_model, out_of_fold_proba, reliability  # noqa: E402
 from inspector.core.learning.metrics import wilson_interval  # noqa: E402
 from inspector.core.learning.models import fit_model  # noqa: E402
-from inspector.core.learning.novelty import fit_novelty  # noqa: E402
+from inspector.core.learning.novelty import feature_blocks, fit_novelty  # noqa: E402
 from inspector.core.learning.review import standardisation  # noqa: E402
 from inspector.core.learning.routing import PASS, choose_threshold, route  # noqa: E402
 from inspector.core.learning.strategies import get_strategy  # noqa: E402
 
 CHECKPOINTS = (50, 100, 300)
+DUMP = None  # --dump: a folder for each checkpoint's out-of-sample predictions
+EXTRACTOR = None  # the features' extractor name (its blocks are scored apart by novelty)
 
 
 def split_half(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +90,8 @@ def trained(X, y, classes, seed=0, X_pool=None, is_audit=None, reuse=True, timin
 
 
 def with_novelty(model, X_labelled, y_labelled, mean, std, seed):
-    model.novelty = fit_novelty(X_labelled, mean, std, y=y_labelled, random_state=seed, classes=model.classes)
+    model.novelty = fit_novelty(X_labelled, mean, std, y=y_labelled, random_state=seed, classes=model.classes,
+                                blocks=feature_blocks(EXTRACTOR, X_labelled.shape[1]))
     return model
 
 
@@ -165,6 +168,9 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         with_novelty(model, Xp[rows], yp[rows], mean, std, seed)
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
+        if DUMP is not None and oof is not None:  # what the calibration saw, to compare calibrations offline
+            np.savez(DUMP / f"{name}_s{seed}_{at}.npz", y=yp[rows], oof=oof, raw_test=raw, y_test=yt,
+                     prior=model.calibration.prior, audit=np.zeros(len(rows), bool) if at == "all" else audit[:at])
         ece_raw = reliability(yt, raw, classes)["ece"]
         ece_cal = reliability(yt, cal, classes)["ece"]
         acc = float(np.mean(classes[np.argmax(cal, axis=1)] == yt))
@@ -232,7 +238,8 @@ def labels_to_see_every_class(X_pool, y_pool, classes, seed, explore_novelty, ba
                 return n
         rows = np.flatnonzero(labelled)
         model = fit_model(X_pool[rows], y_pool[rows], classes, kind="logistic", random_state=seed)
-        model.novelty = fit_novelty(X_pool[rows], mean, std, y=y_pool[rows], random_state=seed, classes=classes)
+        model.novelty = fit_novelty(X_pool[rows], mean, std, y=y_pool[rows], random_state=seed, classes=classes,
+                                    blocks=feature_blocks(EXTRACTOR, X_pool.shape[1]))
     return None
 
 
@@ -300,11 +307,18 @@ def main() -> int:
     parser.add_argument("--time-full-cv", action="store_true",
                         help="also time a full cross-validation at every retrain of the first seed (the old way)")
     parser.add_argument("--neu-acceptable", default="rolled-in_scale")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="save each checkpoint's labels, out-of-sample and held-out predictions here")
     parser.add_argument("--generated-images", type=int, default=1200)
     args = parser.parse_args()
     from inspector.core.learning.simulate import folder_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
+    global EXTRACTOR, DUMP
+    EXTRACTOR = args.extractor
+    DUMP = args.dump
+    if DUMP is not None:
+        DUMP.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(","))
     print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}")
     for name in args.datasets.split(","):

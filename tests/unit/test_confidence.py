@@ -284,7 +284,7 @@ def test_a_model_file_with_unusable_confidence_settings_is_refused(tmp_path):
     for bad in ({"probability_calibration": {**model.calibration.to_dict(), "temperature": -1.0}},
                 {"probability_calibration": {**model.calibration.to_dict(), "prior": [1.0]}},
                 {"acceptable_classes": ["nope"]},
-                {"novelty": {**novelty.to_header(), "reference_distance": 0.0}},
+                {"novelty": {**novelty.to_header(), "combined_scale": 0.0}},
                 {"reject_threshold": {"value": 7}}):
         path = write_container(tmp_path / "bad.inspector-model", {**header, **bad}, arrays)
         with pytest.raises(ModelFileError):

@@ -25,7 +25,7 @@ from inspector.core.errors import UserError
 from inspector.core.learning import estimators, metrics, routing
 from inspector.core.learning.acceptance import acceptable_class_ids
 from inspector.core.learning.calibration import calibrate_model, reliability
-from inspector.core.learning.novelty import fit_novelty
+from inspector.core.learning.novelty import feature_blocks, fit_novelty
 from inspector.core.learning.models import DEFAULT_KIND, MODEL_KINDS, TrainedModel, fit_model
 from inspector.core.learning.review import standardisation
 from inspector.core.learning.strategies import (
@@ -246,8 +246,9 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
     oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel, X_pool=snapshot.X, is_audit=is_audit)
     check(cancel)
     pool_mean, pool_scale = standardisation(snapshot.X)
+    blocks = feature_blocks(snapshot.extractor[0] if snapshot.extractor else None, snapshot.X.shape[1])
     model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state,
-                                classes=snapshot.classes)
+                                classes=snapshot.classes, blocks=blocks)
     proba = model.predict_proba(snapshot.X)
     acceptable_columns = snapshot.acceptable_columns()
     names = snapshot.class_names
@@ -283,7 +284,8 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
             result_metrics["calibration"]["reliability_audit"] = audit_reliability
             if snapshot.acceptable:
                 shadow_novelty = fit_novelty(snapshot.X[rows[train]], pool_mean, pool_scale, y=y[train],
-                                             random_state=s.random_state, classes=snapshot.classes)
+                                             random_state=s.random_state, classes=snapshot.classes,
+                                             blocks=blocks)
                 novel = (shadow_novelty.is_novel(snapshot.X[rows[is_audit]], audit_proba) if shadow_novelty is not None
                          else None)
                 path, review, _ = routing.route(audit_proba, acceptable_columns, threshold["value"], novel)
