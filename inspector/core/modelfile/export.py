@@ -12,8 +12,8 @@ from typing import Any, Optional
 import numpy as np
 
 from inspector.core.errors import UserError
-from inspector.core.model_container import ModelFileError, write_container
-from inspector.core.model_predictors import model_arrays
+from inspector.core.modelfile.container import ModelFileError, write_container
+from inspector.core.modelfile.predictors import model_arrays
 from inspector.core.progress import CancelToken, ProgressCallback, check, report
 
 #: below this many audit labels the reject threshold comes from cross-validation instead
