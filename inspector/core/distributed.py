@@ -55,7 +55,7 @@ def check_workers(client, timeout: float = CONNECT_TIMEOUT_S) -> dict:
     """Every worker runs this Inspector version; returns ``{worker address: version}``."""
     import importlib.metadata
 
-    from inspector import __version__
+    from inspector.core.version import __version__
 
     try:
         client.wait_for_workers(1, timeout=timeout)

@@ -65,7 +65,7 @@ def write_parts(folder, n_per_class=12, seed=0):
 
 
 def labelled_project(tmp_path, n_per_class=12, audit_every=0):
-    from inspector.cli.project_cmds import import_folder_labels
+    from inspector.core.labels_io import import_folder_labels
     from inspector.core.ingest import analyse_pending, scan_folder
 
     images = write_parts(tmp_path / "images", n_per_class)
