@@ -218,7 +218,7 @@ def test_a_pickle_is_refused_without_running_it(exported, tmp_path):
 
 def test_future_format_version_is_refused(exported, tmp_path):
     header, arrays = read_container(exported["path"])
-    from inspector.core.model_container import FORMAT_VERSION
+    from inspector.core.modelfile.container import FORMAT_VERSION
 
     future = write_container(tmp_path / "future.inspector-model", header, arrays, format_version=FORMAT_VERSION + 1)
     with pytest.raises(ModelFileError, match="newer Inspector"):
