@@ -167,6 +167,8 @@ def test_audit_pick_marks_the_label_event(window, qtbot, part_folder, tmp_path):
     qtbot.waitUntil(lambda: not session.busy(), timeout=20000)
     audit_image = int(next(i for i in session.image_ids if i != view.current))
     project.replace_queue([QueueEntry(audit_image, 0, "uncertain_diverse", None, "audit: random pick", None, True)])
+    with qtbot.waitSignal(session.queue_changed, timeout=5000):
+        session.reload_queue()  # written behind the session's back: the views only know what it read
     view.open_image(audit_image)
     assert "Audit pick" in view.reason_label.text()
     qtbot.keyClick(view, Qt.Key.Key_1)

@@ -135,10 +135,13 @@ class Snapshot:
         return np.asarray(r, np.int64), np.asarray(c, np.int64), np.asarray(a, bool)
 
 
-def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor=None) -> Snapshot:
+def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor=None,
+                  features: Optional[tuple[np.ndarray, np.ndarray]] = None) -> Snapshot:
     """Copy features, labels, classes and settings out of ``project`` (reads only).
 
-    ``extractor`` is (name, version); default: the project's own extractor.
+    ``extractor`` is (name, version); default: the project's own extractor. ``features`` is
+    ``(image_ids, X)`` of that extractor already in memory (the desktop app keeps them loaded):
+    given, the feature matrix is not read from the project again.
     Raises UserError when the project has no features yet.
     """
     if extractor is None:
@@ -146,7 +149,7 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
 
         extractor = project_extractor_key(project)
     settings = settings or LearnerSettings.from_project(project)
-    image_ids, X = project.feature_matrix(*extractor)
+    image_ids, X = features if features is not None else project.feature_matrix(*extractor)
     if len(image_ids) == 0:
         raise UserError(f"no image features from extractor {extractor[0]} v{extractor[1]} yet: "
                         "scan the project's images first (inspector scan PROJECT)")
@@ -371,15 +374,20 @@ def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[S
 
 
 def record_label(project, image_id: int, class_id: Optional[int] = None, kind: str = "class",
-                 annotator: str = "", source: str = "human") -> bool:
+                 annotator: str = "", source: str = "human", audit: Optional[bool] = None) -> bool:
     """Record a label for ``image_id``, carrying the audit flag of its queue entry.
 
     The honest accuracy estimate needs to know which labels answered audit picks, so every
-    labelling path (app, CLI) should go through here. Durable when it returns (the store
-    commits before returning). Returns whether the image was an audit pick.
+    labelling path (app, CLI) goes through here. ``audit`` None: the flag of the image's queue
+    entry now (the CLI); a bool: the flag of the entry the image was shown with (the app shows
+    an image before the learner may replace the queue; an undo restores the flag it had).
+    Durable when it returns (the store commits before returning). Returns whether the image was
+    an audit pick.
     """
-    entry = project.queue_entry(image_id)
-    audit = bool(entry is not None and entry.audit)
+    if audit is None:
+        entry = project.queue_entry(image_id)
+        audit = bool(entry is not None and entry.audit)
+    audit = bool(audit)
     project.add_label(image_id, class_id, kind=kind, annotator=annotator, source=source, audit=audit)
     return audit
 
@@ -392,18 +400,23 @@ class RetrainResult:
     queued: int
     model: Optional[TrainedModel]
     snapshot: Snapshot
+    proba: Optional[np.ndarray] = None  # calibrated probabilities over every snapshot row, or None
 
 
 def retrain(project, settings: Optional[LearnerSettings] = None, n: Optional[int] = None,
             strategy: Optional[str] = None, cross_validate: bool = False,
-            cancel: Optional[CancelToken] = None, extractor=None) -> RetrainResult:
-    """Snapshot, fit, select and commit in one call (for the CLI and scripts)."""
-    snapshot = take_snapshot(project, settings, extractor=extractor)
+            cancel: Optional[CancelToken] = None, extractor=None,
+            features: Optional[tuple[np.ndarray, np.ndarray]] = None) -> RetrainResult:
+    """Snapshot, fit, select and commit in one call: the one retrain of the CLI, scripts and the
+    desktop app (whose worker passes the ``features`` it holds in memory; see take_snapshot)."""
+    snapshot = take_snapshot(project, settings, extractor=extractor, features=features)
     fitted = fit(snapshot, cross_validate=cross_validate, cancel=cancel)
     check(cancel)
     selection = select(snapshot, fitted, n=n, strategy=strategy)
+    check(cancel)
     version = commit(project, snapshot, fitted, selection)
-    return RetrainResult(version, fitted.n_labels, fitted.metrics, len(project.queue()), fitted.model, snapshot)
+    return RetrainResult(version, fitted.n_labels, fitted.metrics, len(project.queue()), fitted.model, snapshot,
+                         fitted.proba)
 
 
 @dataclass
