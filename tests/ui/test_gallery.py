@@ -15,7 +15,8 @@ from PySide6.QtCore import Qt  # noqa: E402
 from inspector.core.ingest import analyse_pending, scan_folder  # noqa: E402
 from inspector.core.store import Project  # noqa: E402
 from inspector.ui import gallery as gallery_module  # noqa: E402
-from inspector.ui.gallery import GalleryFilter, GalleryView, nearest_rows, suspected_label_errors  # noqa: E402
+from inspector.core.learning.review import nearest_rows, suspected_label_errors  # noqa: E402
+from inspector.ui.gallery import GalleryFilter, GalleryView  # noqa: E402
 from inspector.ui.session import ProjectSession  # noqa: E402
 
 N_LABELLED_OK = 5
