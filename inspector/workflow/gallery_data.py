@@ -13,12 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from inspector.core.learning.review import (
-    most_uncertain_first,
-    nearest_rows,
-    standardisation,
-    suspected_label_errors,
-)
+from inspector.core.learning.review import most_uncertain_first, nearest_rows, suspected_label_errors
+from inspector.core.learning.standardise import standardisation
 
 #: how many neighbours 'find similar' shows
 SIMILAR_COUNT = 50
