@@ -37,8 +37,9 @@ from PySide6.QtWidgets import (
 
 from inspector.core.learning import estimators
 from inspector.ui.workers import Task, deliver_to, pool, run_task
-from inspector.workflow.dashboard_data import (  # noqa: F401 - the view draws these; tests import them here
-    MAP_POINTS, DashboardData, FeatureMap, compute_dashboard, feature_map, precision_from_confusion,
+from inspector.workflow import jobs
+from inspector.workflow.dashboard_data import (  # noqa: F401 - what the view draws; tests import them here
+    DashboardData, feature_map, precision_from_confusion,
 )
 
 log = logging.getLogger("inspector.ui.dashboard")
@@ -290,9 +291,9 @@ class DashboardView(QWidget):
         features = s.features
         previous = self.data.feature_map if (self.data is not None and self._map_of is features) else None
         proba = s.probabilities if s.probabilities is not None and len(s.probabilities) == len(s.image_ids) else None
-        task = Task(compute_dashboard, s.project, s.classes(), dict(s.latest_labels()), proba,
-                    np.asarray(s.class_ids, np.int64), features, previous,
-                    tuple(s.goals()) if hasattr(s, "goals") else (None, None), name="Dashboard", with_progress=False)
+        task = Task.from_job(jobs.dashboard_job(s.project, s.classes(), dict(s.latest_labels()), proba,
+                                                np.asarray(s.class_ids, np.int64), features, previous,
+                                                tuple(s.goals()) if hasattr(s, "goals") else (None, None)))
         task.signals.finished.connect(deliver_to(self, lambda data, f=features: self._computed(data, f)))
         task.signals.failed.connect(deliver_to(self, self._failed))
         self._task = task

@@ -47,9 +47,8 @@ from PySide6.QtWidgets import (
 from inspector.core.learning.review import SUSPECT_LABEL_AT_MOST, SUSPECT_OTHER_AT_LEAST
 from inspector.ui.thumbnails import THUMBNAIL_SIDE, ThumbnailLoader, default_disk_cache_folder
 from inspector.ui.workers import Task, deliver_to, pool, run_task
-from inspector.workflow.gallery_data import (  # noqa: F401 - tests and benchmarks import them from here
-    FILTER_KINDS, NO_CLASS, SIMILAR_COUNT, GalleryFilter, disagreement_rows, filter_rows, find_similar, label_array,
-)
+from inspector.workflow import jobs
+from inspector.workflow.gallery_data import FILTER_KINDS, NO_CLASS, GalleryFilter, filter_rows, label_array
 
 log = logging.getLogger("inspector.ui.gallery")
 
@@ -427,8 +426,7 @@ class GalleryView(QWidget):
         self._filter_generation += 1
         if self.filter.kind == "disagreements":
             generation = self._filter_generation
-            task = Task(disagreement_rows, self.session.project, self.model.image_ids.copy(),
-                        name="Finding disagreements", with_progress=False)
+            task = Task.from_job(jobs.disagreements_job(self.session.project, self.model.image_ids.copy()))
             task.signals.finished.connect(
                 lambda result, g=generation, k=keep_scroll: g == self._filter_generation
                 and self._show_disagreements(result, k))
@@ -442,8 +440,8 @@ class GalleryView(QWidget):
                 and len(self.model.labels) >= SORT_IN_WORKER_ABOVE):
             # sorting 100,000 images by uncertainty takes tens of milliseconds: not on the UI thread
             generation = self._filter_generation
-            task = Task(filter_rows, self.filter, self.model.labels.copy(), proba, self._class_ids(),
-                        name="Sorting the gallery", with_progress=False)
+            task = Task.from_job(jobs.gallery_sort_job(self.filter, self.model.labels.copy(), proba,
+                                                       self._class_ids()))
             task.signals.finished.connect(deliver_to(
                 self, lambda rows, g=generation, k=keep_scroll: g == self._filter_generation and self._show_rows(rows, k)))
             task.signals.failed.connect(deliver_to(self, self.message.emit))
@@ -593,8 +591,7 @@ class GalleryView(QWidget):
         if self._similar_task is not None:
             self._similar_task.cancel()
         stats = self._stats if self._stats_of is features else None
-        task = Task(find_similar, features, int(rows[0]), stats, metric, name="Finding similar images",
-                    with_progress=False)
+        task = Task.from_job(jobs.similar_job(features, int(rows[0]), stats, metric))
         task.signals.finished.connect(deliver_to(self, lambda result, t=task, f=features, i=int(image_id):
                                                  self._similar_found(t, f, i, result)))
         task.signals.failed.connect(deliver_to(self, self.message.emit))

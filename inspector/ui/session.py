@@ -24,11 +24,8 @@ from inspector.core.errors import UserError
 from inspector.core.store import ClassRecord, Project, QueueEntry
 from inspector.ui.label_writer import LabelWriter
 from inspector.ui.workers import Task, pool, run_task
-from inspector.workflow import labelling
-from inspector.workflow.jobs import (  # noqa: F401 - the dialogs run some of these jobs too
-    FeatureLoad, RetrainOutcome, SessionStart, compare_features, features_overview, load_features,
-    read_counts_and_problems, read_queue, read_session_start, refill, retrain, scan_and_extract, switch_features,
-)
+from inspector.workflow import jobs, labelling
+from inspector.workflow.jobs import RetrainOutcome, SessionStart
 from inspector.workflow.labelling import BulkLabelCommand, LabelBook, LabelCommand, LabelState
 
 log = logging.getLogger("inspector.ui")
@@ -191,7 +188,7 @@ class ProjectSession(QObject):
     def reload_queue(self) -> None:
         """Read the queue again in a worker (it was written by something other than this
         session's learner jobs); emits queue_changed when it arrives."""
-        task = Task(read_queue, self.project, name="Reading the queue", with_progress=False)
+        task = Task.from_job(jobs.queue_job(self.project))
         task.signals.finished.connect(lambda entries: self.closed or (self._set_queue(entries),
                                                                       self.queue_changed.emit()))
         task.signals.failed.connect(lambda m: self.closed or self.job_failed.emit("Reading the queue", m))
@@ -427,7 +424,7 @@ class ProjectSession(QObject):
         labels_changed when they arrive."""
         if self._start_task is not None or self.closed:
             return
-        task = Task(read_session_start, self.project, name="Opening the project")
+        task = Task.from_job(jobs.session_start_job(self.project))
         task.signals.finished.connect(self._started)
         task.signals.failed.connect(lambda m: self._failed("Opening the project", m))
         task.signals.cancelled.connect(lambda: setattr(self, "_start_task", None))
@@ -452,7 +449,7 @@ class ProjectSession(QObject):
         self._check(scan_pending=True)
 
     def _check(self, scan_pending: bool) -> None:
-        task = Task(read_counts_and_problems, self.project, name="Checking the project")
+        task = Task.from_job(jobs.check_job(self.project))
         task.signals.finished.connect(lambda result: self._checked(result, scan_pending))
         task.signals.failed.connect(lambda m: self._failed("Checking the project", m))
         self._check_task = run_task(task, pool("images"))
@@ -480,7 +477,7 @@ class ProjectSession(QObject):
             self._reload_features = True
             return
         key = self.extractor
-        task = Task(load_features, self.project.path, key, name="Loading features")
+        task = Task.from_job(jobs.feature_load_job(self.project.path, key))
         task.signals.cancelled.connect(self._feature_load_cancelled)
         self._feature_task = self._start(task, "Loading features", lambda result: self._features_loaded(result, key),
                                          "images")
@@ -526,7 +523,7 @@ class ProjectSession(QObject):
         """Rescan the folder and analyse new or changed files in the background."""
         if self._extract_task is not None:
             return
-        task = Task(scan_and_extract, self.project, name="Reading images")
+        task = Task.from_job(jobs.scan_job(self.project))
         task.signals.progress.connect(self._extraction_progress)
         task.signals.cancelled.connect(self._extraction_cancelled)
         self._extract_task = self._start(task, "Reading images", self._extraction_done)
@@ -570,7 +567,7 @@ class ProjectSession(QObject):
         if self._switch_task is not None or self.closed:
             return None
         description = f"{SWITCHING} {name}"
-        task = Task(switch_features, self.project, name, name=description)
+        task = Task.from_job(jobs.switch_job(self.project, name, description))
         task.signals.cancelled.connect(lambda: self._switch_cancelled(description))
         self.switching_to = name
         self._switch_task = self._start(task, description, lambda result: self._switched(description, result))
@@ -631,8 +628,8 @@ class ProjectSession(QObject):
             self._retrain_due = False
         self._retrain_reason = reason
         self._retrain_description = f"Training ({reason})"
-        task = Task(retrain, self.project, self.image_ids, self.features, self.extractor, write_queue,
-                    name="Training")
+        task = Task.from_job(jobs.retrain_job(self.project, self.image_ids, self.features, self.extractor,
+                                              write_queue))
         task.signals.cancelled.connect(self._retrain_cancelled)
         self._retrain_task = self._start(task, self._retrain_description, self._retrained)
 
@@ -657,8 +654,8 @@ class ProjectSession(QObject):
         self._refill_generation = self._model_generation
         # a model only from an earlier session (reopened project) is fitted again for the ranking;
         # before the first model, the cold-start choice (representative and unusual images)
-        task = Task(refill, self.project, self.image_ids, self.features, self.extractor, self.model,
-                    name="Choosing the next images")
+        task = Task.from_job(jobs.refill_job(self.project, self.image_ids, self.features, self.extractor,
+                                             self.model))
         task.signals.cancelled.connect(self._refill_cancelled)
         task.signals.failed.connect(self._refill_failed)
         task.signals.finished.connect(self._refilled)

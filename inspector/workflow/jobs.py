@@ -249,3 +249,67 @@ class Job:
         if not self.with_progress:
             return self.fn(*self.args, **self.kwargs)
         return self.fn(*self.args, progress=progress, cancel=cancel, **self.kwargs)
+
+
+# The session's jobs by name: what runs, with which inputs, on which pool. The app's worker
+# layer runs each as a Task (inspector.ui.workers.Task.from_job); ``job.run()`` runs it here.
+def session_start_job(project: Project) -> Job:
+    return Job("Opening the project", read_session_start, (project,), pool="images")
+
+
+def queue_job(project: Project) -> Job:
+    return Job("Reading the queue", read_queue, (project,), pool="images", with_progress=False)
+
+
+def check_job(project: Project) -> Job:
+    return Job("Checking the project", read_counts_and_problems, (project,), pool="images")
+
+
+def feature_load_job(project_path, extractor: tuple[str, int]) -> Job:
+    return Job("Loading features", load_features, (project_path, extractor), pool="images")
+
+
+def scan_job(project: Project) -> Job:
+    return Job("Reading images", scan_and_extract, (project,))
+
+
+def switch_job(project: Project, name: str, description: str) -> Job:
+    return Job(description, switch_features, (project, name))
+
+
+def retrain_job(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
+                write_queue: bool = True) -> Job:
+    return Job("Training", retrain, (project, image_ids, features, extractor, write_queue))
+
+
+def refill_job(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
+               model=None) -> Job:
+    return Job("Choosing the next images", refill, (project, image_ids, features, extractor, model))
+
+
+def dashboard_job(project: Project, classes: list, labels: dict, probabilities, class_ids, features,
+                  previous_map, goals: tuple = (None, None)) -> Job:
+    from inspector.workflow.dashboard_data import compute_dashboard
+
+    return Job("Dashboard", compute_dashboard,
+               (project, classes, labels, probabilities, class_ids, features, previous_map, goals),
+               with_progress=False)
+
+
+def gallery_sort_job(spec, labels: np.ndarray, probabilities, class_ids: np.ndarray) -> Job:
+    from inspector.workflow.gallery_data import filter_rows
+
+    return Job("Sorting the gallery", filter_rows, (spec, labels, probabilities, class_ids), pool="gallery",
+               with_progress=False)
+
+
+def disagreements_job(project: Project, image_ids: np.ndarray) -> Job:
+    from inspector.workflow.gallery_data import disagreement_rows
+
+    return Job("Finding disagreements", disagreement_rows, (project, image_ids), pool="gallery", with_progress=False)
+
+
+def similar_job(features: np.ndarray, query_row: int, stats, metric: str) -> Job:
+    from inspector.workflow.gallery_data import find_similar
+
+    return Job("Finding similar images", find_similar, (features, query_row, stats, metric), with_progress=False)
