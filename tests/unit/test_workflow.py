@@ -242,3 +242,21 @@ def test_workflow_never_imports_qt():
             "print([m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'inspector.ui'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_label_goes_through_the_same_command_and_keeps_the_audit_flag(project, capsys):
+    from inspector.cli import main
+
+    image_id = int(project.image_ids()[0])
+    project.replace_queue([QueueEntry(image_id, 0, "audit", None, "audit", None, True, 0.2, 90)])
+    path, project_path = project.image(image_id).path, str(project.path)
+    project.close()
+    assert main(["label", project_path, path, "ok"]) == 0
+    assert "(audit pick)" in capsys.readouterr().out
+    reopened = Project.open(project_path)
+    try:
+        event = reopened.label_history(image_id)[-1]
+        assert event.audit and event.class_id == reopened.class_by_name("ok").id
+        assert reopened.queue_entry(image_id) is None
+    finally:
+        reopened.close()
