@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (
     QPushButton, QStackedWidget, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from inspector import __version__
 from inspector.core.errors import UserError
 from inspector.core import modelfile, report
 from inspector.core.store import PROJECT_SUFFIX, Project
+from inspector.core.version import __version__
 from inspector.ui.app_data import data_folder
 # The gallery and dashboard (pyqtgraph) take a second or more to import on a busy machine:
 # imported with the window, not while a project opens. A broken view module fails here, loudly.

@@ -26,7 +26,7 @@ def standardisation(features: np.ndarray, chunk: int = 16384, min_std: float = M
     for start in range(0, n, chunk):
         block = features[start:start + chunk].astype(np.float64)
         total += block.sum(axis=0)
-        squares += (block * block).sum(axis=0)
+        squares += np.einsum("ij,ij->j", block, block)  # no n x d temporary for the squares
     mean = total / max(n, 1)
     std = np.sqrt(np.maximum(squares / max(n, 1) - mean * mean, 0.0))
     std[std < min_std] = 1.0
