@@ -44,10 +44,15 @@ def _warm_up() -> None:
     busy machine) in a thread while the start page shows, so the first retrain or extraction
     of a project does not spend its first seconds importing next to the UI thread. A module
     that cannot be imported fails here (the thread's traceback) and again where it is used."""
-    import inspector.core.features  # noqa: F401
-    import inspector.core.ingest  # noqa: F401
-    import inspector.core.learning.learner  # noqa: F401
-    import inspector.core.learning.strategies  # noqa: F401
+    try:
+        import inspector.core.features  # noqa: F401
+        import inspector.core.ingest  # noqa: F401
+        import inspector.core.learning.learner  # noqa: F401
+        import inspector.core.learning.strategies  # noqa: F401
+    except RuntimeError:
+        # the app quit while this daemon thread still imported: a module registering an exit
+        # handler is refused then ("can't register atexit after shutdown"); nothing is broken
+        log.debug("warm-up stopped by the app's exit", exc_info=True)
 
 
 def demo_folder() -> Path:

@@ -125,8 +125,8 @@ def test_environment_is_restored_and_qt_runs_offscreen_during_the_test(monkeypat
 
 @pytest.mark.slow
 def test_a_view_that_cannot_be_built_fails_the_window_step(monkeypatch, tmp_path):
-    """The window puts a placeholder where a view fails (as a frozen build missing a module
-    would); the self-test must not pass over it."""
+    """A view that cannot be built (as in a frozen build missing a library) fails the window
+    step, named with its error; the self-test must not pass over it."""
     import inspector.ui.dashboard as dashboard
 
     class BrokenDashboard:
