@@ -206,8 +206,9 @@ def headline(data: DashboardData) -> str:
             text += (f"; macro-F1 {audit['macro_f1']:.2f} (too few audit labels for an interval)")
         else:
             text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(ci)})"
+    by_estimator = estimators.describe_classes((shown or {}).get("classes"), {str(c.id): c.name for c in data.classes})
     return base + text + (". Every figure is scored with predictions of a model that did not train on the labels "
-                          "it scores (audit images are drawn at random).")
+                          "it scores (audit images are drawn at random).") + (f" {by_estimator}" if by_estimator else "")
 
 
 def goals_text(data: DashboardData) -> str:

@@ -297,3 +297,29 @@ def test_class_difference_estimates_cover_recall_macro_f1_and_the_escape_rate():
         assert out["method"] == "difference" and 0 <= out["macro_f1"] <= 1
         assert out["macro_f1_interval"][0] <= out["macro_f1"] <= out["macro_f1_interval"][1]
     assert hits["recall"] / reps >= 0.84 and hits["escape"] / reps >= 0.84, hits
+
+
+def test_simulate_scores_the_difference_estimator_and_its_class_figures():
+    """simulate's estimator table has the difference estimator beside the others, with bias,
+    test-noise-aware coverage, and coverage of macro-F1, escape rate and per-class recall."""
+    import io
+
+    from inspector.core.learning.simulate import SimulationSettings, print_estimator_table, simulate
+
+    rng = np.random.default_rng(9)
+    centres = rng.normal(0, 3, (3, 8))
+    y = rng.choice(3, 600, p=[0.7, 0.2, 0.1])
+    X = (centres[y] + rng.normal(0, 1.5, (600, 8))).astype(np.float32)
+    settings = SimulationSettings(strategies=["k_center"], seeds=1, budget=80, batch=10, initial=10,
+                                  estimator_counts=(80,), audit_share=0.2)
+    summary = simulate(X, y, ["ok", "scratch", "crack"], settings)
+    assert settings.acceptable == (0,)  # 'ok' parts may pass: the escape rate is about the others
+    est = summary["strategies"]["k_center"]["estimators"]
+    at_80 = next(c for c in est["difference"]["per_label_count"] if c["n_labels"] == 80)
+    assert at_80["runs"] == 1 and 0 <= at_80["coverage_with_test_noise"] <= 1 and "mean_signed_error" in at_80
+    classes = est["classes"]["80"]
+    assert {"macro_f1", "escape_rate", "recall"} <= set(classes)
+    assert classes["recall"]["n"] >= 2 and 0 <= classes["escape_rate"]["coverage"] <= 1
+    out = io.StringIO()
+    print_estimator_table(summary, file=out, marks=(80,))
+    assert "difference" in out.getvalue() and "escape_rate" in out.getvalue()

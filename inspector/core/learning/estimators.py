@@ -742,3 +742,35 @@ def class_difference_estimates(scored: Scored, acceptable: Optional[set] = None,
             result["escape_rate_interval"] = interval([b["escape_rate"] for b in boots], point["escape_rate"],
                                                       float(d_true.sum()))
     return result
+
+
+def describe_classes(per_class: Optional[dict], names: Optional[dict] = None) -> str:
+    """One sentence for people: macro-F1, the escape rate and each class's recall and precision by
+    the difference estimator, with 95 % intervals; '' when those figures are not available (the
+    per-class figures from other methods are shown by the audit tables instead).
+
+    ``per_class``: the ``classes`` entry recorded with the shown estimate (or
+    ``evaluation()["classes_estimate"]``); ``names`` maps class ids (as str or int) to names.
+    """
+    if not per_class or per_class.get("method") != "difference" or per_class.get("macro_f1") is None:
+        return ""
+    names = names or {}
+
+    def fig(value, interval) -> str:
+        if value is None:
+            return "—"
+        if not interval:
+            return f"{value:.0%}"
+        return f"{value:.0%} ({interval[0]:.0%}–{interval[1]:.0%})"
+
+    parts = [f"macro-F1 {per_class['macro_f1']:.2f}"
+             + (f" ({per_class['macro_f1_interval'][0]:.2f}–{per_class['macro_f1_interval'][1]:.2f})"
+                if per_class.get("macro_f1_interval") else "")]
+    if per_class.get("escape_rate") is not None:
+        parts.append(f"escape rate (defective parts passed without review) "
+                     f"{fig(per_class['escape_rate'], per_class.get('escape_rate_interval'))}")
+    for key, r in per_class.get("per_class", {}).items():
+        name = names.get(key, names.get(int(key), key) if str(key).lstrip("-").isdigit() else key)
+        parts.append(f"{name}: recall {fig(r.get('recall'), r.get('recall_interval'))}, "
+                     f"precision {fig(r.get('precision'), r.get('precision_interval'))}")
+    return ("By the same estimator (every sampled label, 95 % intervals): " + "; ".join(parts) + ".")
