@@ -51,8 +51,7 @@ METHOD_WORDS = {
     "ppi": "model's predictions on every image, corrected by the random audit labels (prediction-powered)",
     "weighted": "every sampled label, importance-weighted by its selection probability, "
                 "plus the model's predictions on every image",
-    "difference": "the model's calibrated predictions on every image, corrected by every sampled label "
-                  "(importance-weighted residuals, cross-fitted)",
+    "difference": "the model's predictions on every image, corrected by every sampled label",
     "none": "no estimate yet: label the images queued as 'audit'",
 }
 
