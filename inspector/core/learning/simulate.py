@@ -181,11 +181,25 @@ def run_one(
 def class_truth(y_test, pred, classes, acceptable: set) -> dict:
     """Per-class recall, macro-F1 and the escape rate (defective parts predicted acceptable) on the test set."""
     recall = {str(int(c)): float(np.mean(pred[y_test == c] == c)) for c in classes if np.any(y_test == c)}
-    out = {"recall": recall, "macro_f1": metrics.macro_f1(y_test, pred, classes)}
+    n_of = {str(int(c)): int(np.sum(y_test == c)) for c in classes}
+    macro = metrics.macro_f1(y_test, pred, classes)
+    # the test set's own sampling error of each figure (binomial on its denominator; macro-F1:
+    # the per-class F1 errors averaged, a rough guide)
+    f1 = []
+    for c in classes:
+        tp = np.sum((pred == c) & (y_test == c))
+        denom = np.sum(pred == c) + np.sum(y_test == c)
+        if denom:
+            f1.append((2 * tp / denom, max(int(np.sum(y_test == c)), 1)))
+    macro_se = float(np.sqrt(sum(v * (1 - v) / n for v, n in f1)) / max(len(f1), 1)) if f1 else 0.0
+    out = {"recall": recall, "macro_f1": macro, "macro_f1_se": macro_se,
+           "recall_se": {c: float(np.sqrt(r * (1 - r) / n_of[c])) for c, r in recall.items()}}
     if acceptable:
         defective = ~np.isin(y_test, list(acceptable))
         if defective.any():
-            out["escape_rate"] = float(np.mean(np.isin(pred[defective], list(acceptable))))
+            rate = float(np.mean(np.isin(pred[defective], list(acceptable))))
+            out["escape_rate"] = rate
+            out["escape_rate_se"] = float(np.sqrt(rate * (1 - rate) / defective.sum()))
     return out
 
 
@@ -287,18 +301,23 @@ def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
                 continue
             for key in ("macro_f1", "escape_rate"):
                 if est.get(key) is not None and est.get(f"{key}_interval") and truth.get(key) is not None:
-                    found[key].append((est[key], *est[f"{key}_interval"], truth[key]))
+                    found[key].append((est[key], *est[f"{key}_interval"], truth[key], truth.get(f"{key}_se", 0.0)))
             for c, t in truth["recall"].items():
                 e = est["per_class"].get(c) or {}
                 if e.get("recall") is not None and e.get("recall_interval"):
-                    found["recall"].append((e["recall"], *e["recall_interval"], t))
+                    found["recall"].append((e["recall"], *e["recall_interval"], t, truth.get("recall_se", {}).get(c, 0.0)))
         row = {}
         for key, vals in found.items():
             if vals:
                 a = np.asarray(vals, float)
+                t = 1.96 * a[:, 4]
+                low = a[:, 0] - np.hypot(a[:, 0] - a[:, 1], t)
+                high = a[:, 0] + np.hypot(a[:, 2] - a[:, 0], t)
                 row[key] = {"n": len(a), "mean_abs_error": float(np.mean(np.abs(a[:, 0] - a[:, 3]))),
+                            "mean_signed_error": float(np.mean(a[:, 0] - a[:, 3])),
                             "mean_width": float(np.mean(a[:, 2] - a[:, 1])),
-                            "coverage": float(np.mean((a[:, 1] <= a[:, 3]) & (a[:, 3] <= a[:, 2])))}
+                            "coverage": float(np.mean((a[:, 1] <= a[:, 3]) & (a[:, 3] <= a[:, 2]))),
+                            "coverage_with_test_noise": float(np.mean((low <= a[:, 3]) & (a[:, 3] <= high)))}
         if row:
             out[str(count)] = row
     return out
@@ -331,7 +350,8 @@ def print_estimator_table(summary: dict, file=None, marks=(100, 200, 300)) -> No
         for count, row in (ests.get("classes") or {}).items():
             if int(count) not in marks:
                 continue
-            parts = [f"{key} |err| {v['mean_abs_error']:.3f} width {v['mean_width']:.3f} cover {v['coverage']:.0%} "
+            parts = [f"{key} |err| {v['mean_abs_error']:.3f} bias {v.get('mean_signed_error', 0):+.3f} width "
+                     f"{v['mean_width']:.3f} cover {v['coverage']:.0%} cover* {v.get('coverage_with_test_noise', 0):.0%} "
                      f"(n {v['n']})" for key, v in row.items()]
             print(f"  difference, {count} labels: " + "; ".join(parts), file=file)
 
