@@ -239,11 +239,15 @@ class _Reader(threading.Thread):
                 if line == "READY":
                     self.ready.set()
                 elif line.startswith("PHASE "):
-                    _, name, on = line.split()
-                    self.state[name] = on == "1"
-                    if on == "1":
-                        self.phase_seen.set()
+                    self.on_phase(line.split()[1:])
         os.close(self.fd)  # an incomplete last line (killed mid-write) is ignored: never acknowledged
+
+    def on_phase(self, words: list[str]) -> None:
+        """`PHASE <name> <1|0>`: a background job started or ended in the child."""
+        name, on = words[0], words[1] == "1"
+        self.state[name] = on
+        if on:
+            self.phase_seen.set()
 
 
 def one_kill(project_path: Path, mode: str, rng: random.Random, stats: KillStats, acked: dict,

@@ -164,21 +164,9 @@ class _MergeReader(_Reader):
         super().__init__(fd)
         self.state = {"merge": False}
 
-    def run(self) -> None:
-        while True:
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                break
-            self._buffer += chunk
-            *complete, self._buffer = self._buffer.split(b"\n")
-            for raw in complete:
-                line = raw.decode(errors="replace")
-                self.lines.append(line)
-                if line == "READY":
-                    self.ready.set()
-                elif line.startswith("PHASE "):
-                    self.state["merge"] = line.split()[2] == "1"
-        os.close(self.fd)
+    def on_phase(self, words: list[str]) -> None:
+        """`PHASE merge <1|0> <pack number>`."""
+        self.state["merge"] = words[1] == "1"
 
 
 def one_kill(pristine: Path, run_dir: Path, pack_paths: list[Path], expected: dict, window: float,
