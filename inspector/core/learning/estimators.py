@@ -250,12 +250,15 @@ def weighted_accuracy(correct: np.ndarray, f_sampled: np.ndarray, q: np.ndarray,
     lam = 0.0 if var_b <= 1e-12 else float(min(1.0, max(0.0, np.cov(a, b, ddof=1)[0, 1] / var_b)))
     terms = a - lam * b
     est = float(lam * f_pool.mean() + terms.mean())
-    var_t = float(np.var(terms, ddof=1))
-    var_t = max(var_t, float(np.mean(v * v * f * (1.0 - f))))
+    var_empirical = float(np.var(terms, ddof=1))
+    var_predicted = float(np.mean(v * v * f * (1.0 - f)))
+    var_t = max(var_empirical, var_predicted)
     se = math.sqrt(var_t / M)
     est = min(1.0, max(0.0, est))
     return Estimate("weighted", est, effective_interval(est, se), M,
-                    {"lambda": round(lam, 3), "max_weight": float(v.max()),
+                    {"lambda": round(lam, 3), "max_weight": float(v.max()), "se": se,
+                     "se_residuals": math.sqrt(var_empirical / M),
+                     "variance_from": "residuals" if var_empirical >= var_predicted else "predicted residuals",
                      "effective_labels": float(v.sum() ** 2 / max(float((v * v).sum()), 1e-12))})
 
 
@@ -772,4 +775,5 @@ def describe_classes(per_class: Optional[dict], names: Optional[dict] = None) ->
         name = names.get(key, names.get(int(key), key) if str(key).lstrip("-").isdigit() else key)
         parts.append(f"{name}: recall {fig(r.get('recall'), r.get('recall_interval'))}, "
                      f"precision {fig(r.get('precision'), r.get('precision_interval'))}")
-    return ("By the same estimator (every sampled label, 95 % intervals): " + "; ".join(parts) + ".")
+    return ("By the same estimator (every sampled label; 95 % intervals, in replays less reliable than the "
+            "accuracy's): " + "; ".join(parts) + ".")
