@@ -8,9 +8,14 @@ label so far|, the mean 95 % interval width and the coverage, over seeds, for
 - ``ppi``: prediction-powered (model's expected accuracy on every image, corrected by the audit labels),
 - ``weighted``: importance-weighted over every sampled label (needs --pick-sampling > 0 to use
   the strategy's own picks; with 0 only the audit picks and random picks are sampled),
+- ``difference``: the current model's predictions on every unlabelled image corrected by the
+  importance-weighted cross-fitted residuals of every sampled label (control variate), with
+  its macro-F1, escape rate and per-class recall scored too (``difference, N labels:`` lines),
 - ``shown``: the one the app shows (estimators.choose).
 
-Then the issue-14 targets for ``shown``: at 100 labels width <= 0.15, coverage >= 90 %, mean
+Each row also gives the mean signed error (bias) and ``cover*``: coverage once the test set's own
+95 % sampling error is added to the interval (the truth is itself measured on a few hundred
+images). Then the issue-14 targets for ``shown``: at 100 labels width <= 0.15, coverage >= 90 %, mean
 |error| <= 0.04; at 300 labels width <= 0.08, coverage >= 90 %, mean |error| <= 0.02.
 Prints figures; asserts nothing. Feature matrices are cached under --out (NEU/ELPV as .npz,
 the generated set as .npy, the same way bench_label_efficiency.py does).

@@ -15,6 +15,7 @@ contrast, the same figures for the naive rule "point estimate >= target".
 
     python tests/benchmarks/bench_stopping.py                       # NEU 0.95 and ELPV 0.65, 5 seeds
     python tests/benchmarks/bench_stopping.py --seeds 10 --only neu --budget-neu 800 --run-on
+    python tests/benchmarks/bench_stopping.py --extractor texture --without-difference   # the rule before issue 14's difference estimate
 
 Features are computed once with the product's extractor and cached under --cache (.npz files
 keyed by extractor version and file list). Asserts nothing; prints what it measured and the load.
