@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.core.learning import estimators, metrics
+from inspector.core.learning.standardise import standardisation, standardiser
 from inspector.ui.workers import Task, deliver_to, pool, run_task
 
 log = logging.getLogger("inspector.ui.dashboard")
@@ -78,14 +79,10 @@ class DashboardData:
 def precision_from_confusion(confusion: np.ndarray, classes: list) -> dict:
     """Per-class precision with Wilson 95 % intervals from a confusion matrix (rows true,
     columns predicted). Returns ``class -> {"n": predicted count, "precision", "ci"}`` (None when
-    the class was never predicted)."""
-    confusion = np.asarray(confusion, np.int64)
-    out = {}
-    for j, c in enumerate(classes):
-        n = int(confusion[:, j].sum()) if confusion.size else 0
-        hits = int(confusion[j, j]) if confusion.size else 0
-        out[c] = {"n": n, "precision": hits / n if n else None, "ci": list(metrics.wilson_interval(hits, n)) if n else None}
-    return out
+    the class was never predicted); the figures are :func:`metrics.per_class_precision_recall`'s."""
+    return {r["class"]: {"n": r["n_predicted"], "precision": r["precision"],
+                         "ci": list(r["precision_ci"]) if r["precision_ci"] else None}
+            for r in metrics.per_class_precision_recall(confusion, classes)}
 
 
 def feature_map(features: np.ndarray, limit: int = MAP_POINTS, random_state: int = 0) -> Optional[FeatureMap]:
@@ -97,11 +94,8 @@ def feature_map(features: np.ndarray, limit: int = MAP_POINTS, random_state: int
     rows = np.arange(n)
     if n > limit:
         rows = np.sort(np.random.default_rng(random_state).choice(n, limit, replace=False))
-    sample = features[rows].astype(np.float64)
-    mean = sample.mean(axis=0)
-    std = sample.std(axis=0)
-    std[std < 1e-9] = 1.0
-    z = (sample - mean) / std
+    sample = features[rows]
+    z = standardiser(*standardisation(sample), dtype=np.float64)(sample)
     # eigenvectors of the d x d covariance: cheaper than an SVD of the n x d matrix
     eigenvalues, eigenvectors = np.linalg.eigh(z.T @ z / max(len(z) - 1, 1))
     order = np.argsort(eigenvalues)[::-1][:2]

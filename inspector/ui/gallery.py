@@ -50,9 +50,9 @@ from inspector.core.learning.review import (
     SUSPECT_OTHER_AT_LEAST,
     most_uncertain_first,
     nearest_rows,
-    standardisation,
     suspected_label_errors,
 )
+from inspector.core.learning.standardise import standardisation
 from inspector.ui.thumbnails import THUMBNAIL_SIDE, ThumbnailLoader, default_disk_cache_folder
 from inspector.ui.workers import Task, deliver_to, pool, run_task
 

@@ -44,7 +44,7 @@ from inspector.core.learning.calibration import calibrate_model, reliability  # 
 from inspector.core.learning.metrics import wilson_interval  # noqa: E402
 from inspector.core.learning.models import fit_model  # noqa: E402
 from inspector.core.learning.novelty import fit_novelty  # noqa: E402
-from inspector.core.learning.review import standardisation  # noqa: E402
+from inspector.core.learning.standardise import standardisation  # noqa: E402
 from inspector.core.learning.routing import PASS, choose_threshold, route  # noqa: E402
 from inspector.core.learning.strategies import get_strategy  # noqa: E402
 

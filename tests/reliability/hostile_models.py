@@ -394,7 +394,7 @@ CASES: list[Case] = [
 _MEASURE = textwrap.dedent("""
     import json, sys, time, tracemalloc
     from inspector.core.modelfile import ModelFileError, load_model
-    import inspector.core.model_checks, inspector.core.features, numpy
+    import inspector.core.modelfile.checks, inspector.core.features, numpy
     inspector.core.features.get_extractor("texture").params()
     tracemalloc.start()
     started = time.perf_counter()

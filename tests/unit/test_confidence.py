@@ -268,7 +268,7 @@ def test_a_model_file_with_unusable_confidence_settings_is_refused(tmp_path):
     X, y = blobs(30, [0.0, 3.0], seed=8, d=default_extractor().dim)
     model = fit_model(X, y, np.array([0, 1]))
     calibrate_model(model, X, y)
-    from inspector.core.model_predictors import model_arrays
+    from inspector.core.modelfile.predictors import model_arrays
 
     spec, arrays = model_arrays(model)
     novelty = fit_novelty(X, X.mean(axis=0), X.std(axis=0) + 1e-3)

@@ -27,7 +27,7 @@ from inspector.core.learning.acceptance import acceptable_class_ids
 from inspector.core.learning.calibration import calibrate_model, reliability
 from inspector.core.learning.novelty import fit_novelty
 from inspector.core.learning.models import DEFAULT_KIND, MODEL_KINDS, TrainedModel, fit_model
-from inspector.core.learning.review import standardisation
+from inspector.core.learning.standardise import standardisation
 from inspector.core.learning.strategies import (
     DEFAULT_AUDIT_SHARE,
     DEFAULT_PICK_SAMPLING,

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from inspector.core.errors import UserError
+from inspector.core.learning.standardise import standardisation, standardiser
 
 DEFAULT_STRATEGY = "uncertain_diverse"
 DEFAULT_AUDIT_SHARE = 0.10
@@ -203,10 +204,7 @@ def _standardise(X: np.ndarray, rng: np.random.Generator, model=None, sample: in
     if model is not None and model.estimator is not None:
         return model.scaled
     rows = X if X.shape[0] <= sample else X[rng.choice(X.shape[0], sample, replace=False)]
-    mean = rows.mean(axis=0).astype(np.float32)
-    std = rows.std(axis=0).astype(np.float32)
-    std[std < 1e-6] = 1.0
-    return lambda A: (np.asarray(A, dtype=np.float32) - mean) / std
+    return standardiser(*standardisation(rows, min_std=1e-6))
 
 
 def _top(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:

@@ -9,7 +9,7 @@ only ever does three things: compare bytes, parse JSON, and view raw numbers wit
 ``numpy.frombuffer`` under a short allow-list of numeric dtypes. Nothing in the file names
 code to import or call; the classifier is rebuilt from plain numbers by the pure-numpy
 predictors in
-:mod:`inspector.core.model_predictors`.
+:mod:`inspector.core.modelfile.predictors`.
 
 Layout (all integers little-endian)::
 
@@ -155,7 +155,7 @@ def read_container(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     failure. Never unpickles, imports or calls anything named in the file. Memory: the file's
     bytes plus its arrays, at most about twice the file size.
     """
-    from inspector.core.model_checks import MAX_JSON_DEPTH, check_array_table, json_depth
+    from inspector.core.modelfile.checks import MAX_JSON_DEPTH, check_array_table, json_depth
 
     path = Path(path)
     data = _read_regular_file(path)

@@ -14,8 +14,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from inspector.core.model_container import ModelFileError, read_container
-from inspector.core.model_predictors import PREDICTORS
+from inspector.core.modelfile.container import ModelFileError, read_container
+from inspector.core.modelfile.predictors import PREDICTORS
 from inspector.core.progress import CancelToken, ProgressCallback
 
 # --------------------------------------------------------------------------- the loaded model
@@ -283,7 +283,7 @@ def load_model(path: Path) -> InspectorModel:
     """
     path = Path(path)
     header, arrays = read_container(path)
-    from inspector.core.model_checks import HEADER_FIELDS, check_fields, check_model
+    from inspector.core.modelfile.checks import HEADER_FIELDS, check_fields, check_model
 
     check_fields(path.name, "the header", header, HEADER_FIELDS)
     extractor = extractor_for_model(path.name, header["extractor"])
