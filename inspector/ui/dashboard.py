@@ -53,7 +53,8 @@ def _swatch(color: str) -> QIcon:
     return QIcon(pixmap)
 
 
-_METHOD_SHORT = {"audit": "audit labels only", "ppi": "prediction-powered", "weighted": "importance-weighted"}
+_METHOD_SHORT = {"audit": "audit labels only", "ppi": "prediction-powered", "weighted": "importance-weighted",
+                 "difference": "predictions corrected by sampled labels"}
 
 
 def _interval(ci) -> str:
@@ -88,6 +89,12 @@ def headline(data: DashboardData) -> str:
             text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(ci)})"
     return base + text + (". Every figure is scored with predictions of a model that did not train on the labels "
                           "it scores (audit images are drawn at random).")
+
+
+def class_figures_text(data: DashboardData) -> str:
+    """Macro-F1, escape rate and per-class recall/precision by the estimator the accuracy is shown
+    with (difference estimator), or '' when that is not the one shown."""
+    return estimators.describe_classes((data.estimate or {}).get("classes"), {str(c.id): c.name for c in data.classes})
 
 
 def goals_text(data: DashboardData) -> str:
@@ -325,6 +332,8 @@ class DashboardView(QWidget):
     def _draw(self) -> None:
         data = self.data
         self.headline.setText(headline(data))
+        by_estimator = class_figures_text(data)
+        self.headline.setToolTip(headline(data) + (f"\n\n{by_estimator}" if by_estimator else ""))
         self.stopping.setText("When to stop: " + data.stopping.get("message", ""))
         self.goals.setText(goals_text(data))
         self.goals.setVisible(data.goals is not None)
@@ -463,10 +472,13 @@ class DashboardView(QWidget):
                     # (orange on white, brown on dark grey) was hard to read
                     item.setIcon(_swatch(next((x.color for x in data.classes if x.id == c), "#808080")))
                 self.class_table.setItem(k, col, item)
+        by_estimator = class_figures_text(data)
         self.audit_caption.setText(
+            (f"{by_estimator} The table: " if by_estimator else "") +
             f"Recall: share of each class's audit images the model finds; precision: share of the model's calls "
             f"of that class that are right. Both rest on {audit['n_audit']} random audit labels — wide intervals "
             "mean too few audit images of that class.")
+        self.audit_caption.setToolTip(self.audit_caption.text())
 
     def _draw_map(self) -> None:
         plot = self.map_plot.getPlotItem()

@@ -181,12 +181,16 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
 
 
 def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, shadow,
-                      threshold: Optional[float] = None) -> dict:
+                      threshold: Optional[float] = None, crossfit: Optional[np.ndarray] = None,
+                      current_proba: Optional[np.ndarray] = None) -> dict:
     """Every accuracy estimator on out-of-sample predictions; the one shown first (see estimators).
 
     Returns ``{"method", "method_words", "estimate", "interval", "n", "n_audit", "n_labels",
     "estimators": {name: the same shape}, "classes": estimators.class_estimates(...)}`` (per-class
     recall and precision, macro-F1 and, with acceptable classes, the escape rate at ``threshold``).
+    ``crossfit``: calibrated out-of-fold probabilities of the labelled rows (the calibration's
+    basis) and ``current_proba``: the current model's calibrated probabilities on every snapshot
+    row; with both, the ``difference`` estimator (estimators.difference_accuracy) is computed too.
     """
     s = snapshot.settings
     proba, proba_unl = estimators.out_of_sample(snapshot.X, rows, y, is_audit, snapshot.classes, s.kind,
@@ -198,7 +202,15 @@ def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_au
         _, prob, size = snapshot.picks.get(int(i), (0, None, None))
         if prob is not None and size is not None:
             q[n], pool[n] = prob, size
-    scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl)
+    current_unl = None
+    if crossfit is not None and current_proba is not None:
+        mask = np.ones(snapshot.X.shape[0], bool)
+        mask[rows] = False
+        current_unl = np.asarray(current_proba, np.float64)[mask]
+        crossfit = np.asarray(crossfit, np.float64)
+    else:
+        crossfit = None
+    scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl, crossfit, current_unl)
     found = estimators.accuracy_estimates(scored)
     shown = estimators.choose(list(found.values()))
     passed_l = passed_u = None
@@ -208,8 +220,21 @@ def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_au
         passed_l = routing.route(proba, columns, threshold, None)[0] == routing.PASS
         passed_u = (routing.route(proba_unl, columns, threshold, None)[0] == routing.PASS if len(proba_unl)
                     else np.zeros(0, bool))
-    per_class = estimators.class_estimates(scored, snapshot.acceptable, passed_l, passed_u,
-                                           random_state=s.random_state)
+    per_class = None
+    if shown.method == "difference":
+        # the per-class figures by the same estimator as the accuracy shown; the decision rule
+        # judges labelled rows on their cross-fitted probabilities
+        passed_cl = passed_cu = None
+        if snapshot.acceptable and threshold is not None:
+            columns = snapshot.acceptable_columns()
+            passed_cl = routing.route(crossfit, columns, threshold, None)[0] == routing.PASS
+            passed_cu = (routing.route(current_unl, columns, threshold, None)[0] == routing.PASS
+                         if len(current_unl) else np.zeros(0, bool))
+        per_class = estimators.class_difference_estimates(scored, snapshot.acceptable, passed_cl, passed_cu,
+                                                          random_state=s.random_state)
+    if per_class is None:
+        per_class = estimators.class_estimates(scored, snapshot.acceptable, passed_l, passed_u,
+                                               random_state=s.random_state)
     return {**shown.as_dict(), "n_audit": int(is_audit.sum()), "n_labels": int(len(rows)),
             "estimators": {k: e.as_dict() for k, e in found.items()}, "classes": per_class}
 
@@ -293,8 +318,9 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
                                                                    snapshot.acceptable)
                 result_metrics["escape"]["threshold"] = threshold["value"]
             check(cancel)
-            result_metrics["estimate"] = estimate_accuracy(snapshot, rows, y, is_audit, shadow,
-                                                           threshold=threshold.get("value"))
+            result_metrics["estimate"] = estimate_accuracy(
+                snapshot, rows, y, is_audit, shadow, threshold=threshold.get("value"),
+                crossfit=oof_calibrated, current_proba=proba)
     if "estimate" not in result_metrics:
         result_metrics["estimate"] = {**estimators.none_estimate(int(is_audit.sum())).as_dict(),
                                       "n_audit": int(is_audit.sum()), "n_labels": len(rows), "estimators": {}}
