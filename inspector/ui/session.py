@@ -258,11 +258,14 @@ class ProjectSession(QObject):
     def audit_summary(self) -> str:
         """One line about the honest accuracy estimate of the current model."""
         shown = (self.model_metrics or {}).get("estimate")
-        if shown and shown.get("estimate") is not None:
+        # with the audit method shown, the status bar says what the dashboard's headline says
+        # (the audit figures recorded with the model), so the two never disagree
+        if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
             low, high = shown["interval"]
-            how = {"audit": f"{shown.get('n_audit', 0)} audit labels",
-                   "ppi": f"predictions + {shown.get('n_audit', 0)} audit labels",
-                   "weighted": f"{shown.get('n', 0)} sampled labels, weighted"}.get(shown["method"], shown["method"])
+            how = {"ppi": f"predictions + {shown.get('n_audit', 0)} audit labels",
+                   "weighted": f"{shown.get('n', 0)} sampled labels, weighted",
+                   "difference": f"predictions corrected by {shown.get('n', 0)} sampled labels",
+                   }.get(shown["method"], shown["method"])
             return f"accuracy ≈ {shown['estimate']:.0%} ({low:.0%}–{high:.0%}, {how})"
         audit = (self.model_metrics or {}).get("audit")
         if not audit or audit.get("accuracy") is None:
