@@ -200,6 +200,9 @@ def build_report_html(project) -> str:
                          f"{shown.get('n_audit', 0)} of them random audit labels)</span></p>")
             parts.append(f"<p>The random audit labels alone: {_pct(audit['accuracy'])} (95 % interval "
                          f"{_interval(audit['accuracy_ci'])}, {audit['n_audit']} labels).</p>")
+            by_estimator = estimators.describe_classes(shown.get("classes"), {str(c.id): c.name for c in classes})
+            if by_estimator:
+                parts.append(f"<p>{esc(by_estimator)}</p>")
         else:
             parts.append(f"<p class='headline'>Estimated accuracy {_pct(audit['accuracy'])} "
                          f"<span class='note'>(95 % interval {_interval(audit['accuracy_ci'])}, "

@@ -356,6 +356,7 @@ class MainWindow(QMainWindow):
         remember_project(project.path)
         session = ProjectSession(project, self)
         self.session = session
+        session.begin()  # the queue and labels are read in a worker while the views are built
         session.job_started.connect(self.job.start)
         session.job_progress.connect(self.job.update)
         session.job_finished.connect(self._job_finished)

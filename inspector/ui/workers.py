@@ -49,6 +49,12 @@ class Task(QRunnable):
         self.cancel_token = CancelToken()
         self._last_progress = 0.0
 
+    @classmethod
+    def from_job(cls, job) -> "Task":
+        """The Task that runs a :class:`inspector.workflow.jobs.Job` (its pool: ``pool(job.pool)``)."""
+        task = cls(job.fn, *job.args, name=job.description, with_progress=job.with_progress, **job.kwargs)
+        return task
+
     def cancel(self) -> None:
         self.cancel_token.cancel()
 
@@ -85,6 +91,12 @@ class Task(QRunnable):
             self._emit("failed", f"{self.name} failed: {type(exc).__name__}: {exc}")
         else:
             self._emit("finished", result)
+
+
+def run_job(job) -> Task:
+    """Start a workflow job in its pool; returns its Task (signals, cancel)."""
+    task = Task.from_job(job)
+    return run_task(task, pool(job.pool))
 
 
 def deliver_to(owner: QObject, slot: Callable[..., Any]) -> Callable[..., None]:

@@ -225,7 +225,15 @@ def _estimate_for_file(shown) -> dict:
             "method": estimators.METHOD_WORDS.get(shown["method"], shown["method"]), "method_key": shown["method"],
             "n_labels": shown.get("n_labels"), "n_audit": shown.get("n_audit"),
             "estimators": {k: {"estimate": v.get("estimate"), "interval": v.get("interval")}
-                           for k, v in (shown.get("estimators") or {}).items()}}
+                           for k, v in (shown.get("estimators") or {}).items()},
+            **({"by_the_same_estimator": _class_figures_for_file(shown["classes"])}
+               if (shown.get("classes") or {}).get("method") == "difference" else {})}
+
+
+def _class_figures_for_file(per_class: dict) -> dict:
+    """Macro-F1, escape rate and per-class recall/precision (class ids as keys) with intervals."""
+    keys = ("macro_f1", "macro_f1_interval", "escape_rate", "escape_rate_interval", "method_words", "n_sampled")
+    return {**{k: per_class.get(k) for k in keys if k in per_class}, "per_class": per_class.get("per_class", {})}
 
 
 def confidence_header(training: ExportTraining, names: dict) -> dict:
