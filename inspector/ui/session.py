@@ -617,6 +617,10 @@ class ProjectSession(QObject):
             self._retrain_when_saved = True
             self._retrain_when_saved_reason = reason
             return
+        if write_queue:
+            # every label is committed: this call serves a retrain that was waiting for them, so
+            # the save must not start (and log) the same due point a second time
+            self._retrain_when_saved = False
         if self._retrain_task is not None:
             # once more after it, but only if it cannot know everything: a label given or
             # features loaded since it started (else it would choose the same queue again)
