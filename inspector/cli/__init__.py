@@ -11,22 +11,14 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from inspector import __version__
 from inspector.core.errors import UserError
 from inspector.core.progress import Cancelled
-
-COMMAND_MODULES = (
-    "inspector.cli.project_cmds",
-    "inspector.cli.learning_cmds",
-    "inspector.cli.export_cmds",
-    "inspector.cli.features_cmds",
-    "inspector.cli.app_cmds",
-    "inspector.cli.team_cmds",
-)
+from inspector.core.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
+    # plain imports, in the order of `inspector --help`: a broken command module fails here, loudly
+    from inspector.cli import app_cmds, export_cmds, features_cmds, learning_cmds, project_cmds, team_cmds
 
     parser = argparse.ArgumentParser(
         prog="inspector",
@@ -35,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"inspector {__version__}")
     parser.add_argument("--self-test", action="store_true", help="exercise the whole product offscreen and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for commands in (project_cmds, learning_cmds, export_cmds, features_cmds, app_cmds, team_cmds):
+        commands.register(subparsers)
     for command in subparsers.choices.values():
         command.add_argument("--allow-network-share", action="store_true",
                              help="write a project on an NFS/SMB share anyway (SQLite locking is unreliable there)")

@@ -154,7 +154,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             index = [r.index for r in batch]
             X = np.stack([r.features for r in batch])
             proba[index] = model.predict_proba_features(X)
-            scores = model.novelty_scores(X)
+            scores = model.novelty_scores(X, proba[index])
             if scores is not None:
                 novelty[index] = scores
             batch.clear()

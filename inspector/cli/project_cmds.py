@@ -126,6 +126,8 @@ def cmd_new(args: argparse.Namespace) -> int:
             kept = not project.discard_if_empty()
             raise UserError(f"{nothing_usable}; " + (f"{project_path} kept" if kept else "no project created"))
         if args.labels_from_folders:
+            from inspector.core.labels_io import import_folder_labels
+
             count = import_folder_labels(project, args.annotator)
             print(f"Imported {count} labels from folder names")
         if args.labels_csv:
@@ -296,24 +298,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         write_demo_dataset(folder, n_images=args.images, random_state=args.seed, progress=progress)
     print(f"Wrote {args.images} demo images to {folder}")
     return 0
-
-
-def _class_id(project, name: str, cache: dict[str, int]) -> int:
-    if name not in cache:
-        record = project.class_by_name(name)
-        cache[name] = record.id if record else project.add_class(name)
-    return cache[name]
-
-
-def import_folder_labels(project, annotator: str = "") -> int:
-    """Label every usable image with its parent folder's name (images at the root stay unlabelled)."""
-    cache: dict[str, int] = {}
-    labels = []
-    for image_id, path in sorted(project.image_paths().items()):
-        parent = Path(path).parent.name
-        if parent:
-            labels.append((image_id, _class_id(project, parent, cache)))
-    return project.add_labels_bulk(labels, annotator=annotator, source="imported")
 
 
 def import_csv_labels(project, csv_path: Path, annotator: str = "") -> int:

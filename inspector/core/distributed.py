@@ -55,7 +55,7 @@ def check_workers(client, timeout: float = CONNECT_TIMEOUT_S) -> dict:
     """Every worker runs this Inspector version; returns ``{worker address: version}``."""
     import importlib.metadata
 
-    from inspector import __version__
+    from inspector.core.version import __version__
 
     try:
         client.wait_for_workers(1, timeout=timeout)
@@ -84,7 +84,7 @@ def _predict_batch(model_data: tuple, batch: Sequence[tuple[int, str]]) -> tuple
     row of zeros, exactly as the local run reports it.
     """
     from inspector.core.ingest import analyse_file
-    from inspector.core.model_loaded import InspectorModel, extractor_for_model
+    from inspector.core.modelfile.loaded import InspectorModel, extractor_for_model
 
     header, arrays, key = model_data
     model = _worker_models.get(key)
@@ -110,7 +110,7 @@ def _predict_batch(model_data: tuple, batch: Sequence[tuple[int, str]]) -> tuple
     if usable:
         X = np.stack([vectors[k] for k in usable])
         proba[usable, :-1] = model.predict_proba_features(X)
-        scores = model.novelty_scores(X)
+        scores = model.novelty_scores(X, proba[usable, :-1])
         if scores is not None:
             proba[usable, -1] = scores
     return indices, proba, errors
@@ -184,7 +184,7 @@ def predict_dask(model, paths, client, reject_below: Optional[float] = None, bat
     ``model`` is a loaded model or a model file path; ``client`` a ``distributed.Client`` or a
     scheduler address. Folders are listed on this machine; workers must reach the same paths.
     """
-    from inspector.core.model_loaded import InspectorModel, Prediction, expand_paths, load_model
+    from inspector.core.modelfile.loaded import InspectorModel, Prediction, expand_paths, load_model
 
     if not isinstance(model, InspectorModel):
         model = load_model(Path(model))

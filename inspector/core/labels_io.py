@@ -219,6 +219,22 @@ _UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 
 
+def import_folder_labels(project, annotator: str = "") -> int:
+    """Label every usable image with its parent folder's name, creating the classes it needs
+    (images at the root stay unlabelled). Returns the number of labels added."""
+    class_ids: dict[str, int] = {}
+    labels = []
+    for image_id, path in sorted(project.image_paths().items()):
+        parent = Path(path).parent.name
+        if not parent:
+            continue
+        if parent not in class_ids:
+            record = project.class_by_name(parent)
+            class_ids[parent] = record.id if record else project.add_class(parent)
+        labels.append((image_id, class_ids[parent]))
+    return project.add_labels_bulk(labels, annotator=annotator, source="imported")
+
+
 def safe_folder_name(name: str) -> str:
     """A class name usable as a folder name on Windows, macOS and Linux.
 

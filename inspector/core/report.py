@@ -19,8 +19,9 @@ from typing import Optional
 import numpy as np
 
 from inspector.core.errors import UserError
-from inspector.core.learning.metrics import wilson_interval
+from inspector.core.learning.metrics import per_class_precision_recall
 from inspector.core.learning import estimators
+from inspector.core.version import __version__
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1d1d1f;
@@ -111,18 +112,11 @@ def confusion_plot(confusion: np.ndarray, names: list[str], title: str) -> str:
 
 
 def per_class_rows(confusion: np.ndarray, names: list[str]) -> list[dict]:
-    """Precision and recall per class from a confusion matrix, each with a 95 % Wilson interval."""
-    m = np.asarray(confusion)
-    rows = []
-    for i, name in enumerate(names):
-        tp, actual, predicted = int(m[i, i]), int(m[i].sum()), int(m[:, i].sum())
-        rows.append({
-            "class": name, "n": actual,
-            "recall": tp / actual if actual else None, "recall_ci": wilson_interval(tp, actual) if actual else None,
-            "precision": tp / predicted if predicted else None,
-            "precision_ci": wilson_interval(tp, predicted) if predicted else None,
-        })
-    return rows
+    """The report's table rows: precision and recall per class from a confusion matrix, each with
+    a 95 % Wilson interval (:func:`metrics.per_class_precision_recall`); ``n`` is the class's count."""
+    return [{"class": r["class"], "n": r["n_true"], "recall": r["recall"], "recall_ci": r["recall_ci"],
+             "precision": r["precision"], "precision_ci": r["precision_ci"]}
+            for r in per_class_precision_recall(confusion, names)]
 
 
 def per_class_plot(rows: list[dict], title: str) -> Optional[str]:
@@ -164,7 +158,6 @@ def _figure(data_url: Optional[str], caption: str, alt: str) -> str:
 
 def build_report_html(project) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
-    import inspector
     from inspector.core.extractor_choice import project_extractor
     from inspector.core.learning import metrics
     from inspector.core.learning.learner import LearnerSettings
@@ -187,7 +180,7 @@ def build_report_html(project) -> str:
 
     parts = [f"<h1>Model report — {esc(project.name)}</h1>",
              f"<p class='sub'>Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by Inspector "
-             f"{esc(inspector.__version__)} from {esc(str(project.path))}</p>"]
+             f"{esc(__version__)} from {esc(str(project.path))}</p>"]
 
     try:
         training = train_for_export(project)
@@ -207,6 +200,9 @@ def build_report_html(project) -> str:
                          f"{shown.get('n_audit', 0)} of them random audit labels)</span></p>")
             parts.append(f"<p>The random audit labels alone: {_pct(audit['accuracy'])} (95 % interval "
                          f"{_interval(audit['accuracy_ci'])}, {audit['n_audit']} labels).</p>")
+            by_estimator = estimators.describe_classes(shown.get("classes"), {str(c.id): c.name for c in classes})
+            if by_estimator:
+                parts.append(f"<p>{esc(by_estimator)}</p>")
         else:
             parts.append(f"<p class='headline'>Estimated accuracy {_pct(audit['accuracy'])} "
                          f"<span class='note'>(95 % interval {_interval(audit['accuracy_ci'])}, "

@@ -7,14 +7,12 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, qFormatLogMessage, qInstallMessageHandler
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtCore import QSettings, qFormatLogMessage, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication
 
-from inspector.ui.icons import app_icon, set_icon_tint, style_sheet
-
-ORGANISATION = "Inspector"
-APPLICATION = "Inspector"
+from inspector.ui.app_data import APPLICATION, ORGANISATION, data_folder
+from inspector.ui.icons import app_icon
+from inspector.ui.theme import apply_theme
 
 
 #: Qt messages that tell a user nothing: the offscreen platform (self-test, CI) says this for
@@ -57,43 +55,6 @@ def application(argv: Optional[list[str]] = None) -> QApplication:
     app.setStyle("Fusion")
     apply_theme(str(QSettings().value("theme", "light")))
     return app
-
-
-def apply_theme(theme: str) -> None:
-    app = QApplication.instance()
-    if app is None:
-        return
-    palette = QPalette()
-    if theme == "dark":
-        for role, color in ((QPalette.ColorRole.Window, "#1e1f22"), (QPalette.ColorRole.WindowText, "#e8eaed"),
-                            (QPalette.ColorRole.Base, "#27282c"), (QPalette.ColorRole.AlternateBase, "#303134"),
-                            (QPalette.ColorRole.Text, "#e8eaed"), (QPalette.ColorRole.Button, "#303134"),
-                            (QPalette.ColorRole.ButtonText, "#e8eaed"), (QPalette.ColorRole.Highlight, "#8ab4f8"),
-                            (QPalette.ColorRole.HighlightedText, "#202124"), (QPalette.ColorRole.ToolTipBase, "#303134"),
-                            (QPalette.ColorRole.ToolTipText, "#e8eaed"), (QPalette.ColorRole.PlaceholderText, "#9aa0a6")):
-            palette.setColor(role, QColor(color))
-        set_icon_tint("#bdc1c6")
-    else:
-        palette = app.style().standardPalette()
-        set_icon_tint("#3c4043")
-    app.setPalette(palette)
-    app.setStyleSheet(style_sheet(theme))
-    # widgets built before the switch hold icons of the old tint: give them the new one
-    from inspector.ui.icons import icon
-
-    for widget in app.allWidgets():
-        name = widget.property("icon_name")
-        if name and hasattr(widget, "setIcon"):
-            widget.setIcon(icon(str(name)))
-
-
-def data_folder() -> Path:
-    """Where the app keeps its own files (the demo, the log): ``<user data>/Inspector``.
-
-    Not AppDataLocation: that already appends organisation *and* application name, and both are
-    "Inspector" (``~/.local/share/Inspector/Inspector``)."""
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)
-    return Path(base) / APPLICATION
 
 
 def configure_logging() -> Path:

@@ -6,7 +6,8 @@ model version by the learner) and says how many audit labels it rests on. Cross-
 the actively chosen labels is shown only when recorded, and only marked "optimistic".
 
 All computation (reading model versions, PCA of the features, precision from the audit
-confusion) runs in a worker; the UI thread only draws the result.
+confusion) is :mod:`inspector.workflow.dashboard_data`, run in a worker; the UI thread only
+draws the result.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import html
 
 import logging
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -35,136 +35,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.core.learning import estimators, metrics
+from inspector.core.learning import estimators
 from inspector.ui.workers import Task, deliver_to, pool, run_task
+from inspector.workflow import jobs
+from inspector.workflow.dashboard_data import (  # noqa: F401 - what the view draws; tests import them here
+    DashboardData, feature_map, precision_from_confusion,
+)
 
 log = logging.getLogger("inspector.ui.dashboard")
 
-#: at most this many points are drawn on the feature map (a random, fixed subsample)
-MAP_POINTS = 20_000
 UNLABELLED_COLOR = "#b0b0b0"
-
-
-# ----------------------------------------------------------------------------- computation (no Qt)
-@dataclass
-class FeatureMap:
-    rows: np.ndarray  # rows of the session's arrays that are drawn
-    xy: np.ndarray  # float32[len(rows), 2]
-    explained: tuple[float, float]  # share of variance along each axis
-    n_total: int
-
-
-@dataclass
-class DashboardData:
-    classes: list  # ClassRecord, in key order
-    labelled: dict  # class_id -> count of labelled images
-    predicted: dict  # class_id -> count of images the model assigns to it (empty without a model)
-    curve: list  # metrics.learning_curve points
-    stopping: dict  # metrics.plateau_signal
-    audit: Optional[dict]  # the latest version's audit estimate (metrics.audit_estimate), or None
-    n_audit: int  # audit labels behind the latest version
-    estimate: Optional[dict] = None  # the latest version's shown accuracy estimate (learner.estimate_accuracy)
-    precision: dict = field(default_factory=dict)  # class_id -> {"n", "precision", "ci"}
-    cross_validation: Optional[dict] = None  # optimistic figures, when recorded
-    model_version: Optional[int] = None
-    n_labels_trained: int = 0
-    feature_map: Optional[FeatureMap] = None
-    goals: Optional[object] = None  # stopping.GoalStatus against the latest version (None: no rule set)
-    labels_needed: Optional[dict] = None  # stopping.labels_still_needed, when a target is set
-    latest_metrics: dict = field(default_factory=dict)  # the latest version's metrics (confidence panel)
-    team: Optional[dict] = None  # agreement between inspectors (inspector.core.agreement), when several labelled
-
-
-def precision_from_confusion(confusion: np.ndarray, classes: list) -> dict:
-    """Per-class precision with Wilson 95 % intervals from a confusion matrix (rows true,
-    columns predicted). Returns ``class -> {"n": predicted count, "precision", "ci"}`` (None when
-    the class was never predicted)."""
-    confusion = np.asarray(confusion, np.int64)
-    out = {}
-    for j, c in enumerate(classes):
-        n = int(confusion[:, j].sum()) if confusion.size else 0
-        hits = int(confusion[j, j]) if confusion.size else 0
-        out[c] = {"n": n, "precision": hits / n if n else None, "ci": list(metrics.wilson_interval(hits, n)) if n else None}
-    return out
-
-
-def feature_map(features: np.ndarray, limit: int = MAP_POINTS, random_state: int = 0) -> Optional[FeatureMap]:
-    """Two principal components of the standardised features of at most ``limit`` images
-    (a fixed random subsample). Returns None for fewer than three images."""
-    n = len(features)
-    if n < 3 or features.ndim != 2 or features.shape[1] == 0:
-        return None
-    rows = np.arange(n)
-    if n > limit:
-        rows = np.sort(np.random.default_rng(random_state).choice(n, limit, replace=False))
-    sample = features[rows].astype(np.float64)
-    mean = sample.mean(axis=0)
-    std = sample.std(axis=0)
-    std[std < 1e-9] = 1.0
-    z = (sample - mean) / std
-    # eigenvectors of the d x d covariance: cheaper than an SVD of the n x d matrix
-    eigenvalues, eigenvectors = np.linalg.eigh(z.T @ z / max(len(z) - 1, 1))
-    order = np.argsort(eigenvalues)[::-1][:2]
-    axes = eigenvectors[:, order]
-    if axes.shape[1] < 2:
-        axes = np.column_stack([axes, np.zeros(len(axes))])
-    xy = (z @ axes).astype(np.float32)
-    total = float(eigenvalues.clip(min=0).sum()) or 1.0
-    explained = tuple(float(max(eigenvalues[i], 0) / total) for i in order) + (0.0,) * (2 - len(order))
-    return FeatureMap(rows.astype(np.int64), xy, explained[:2], n)
-
-
-def compute_dashboard(project, classes: list, labels: dict, probabilities: Optional[np.ndarray],
-                      class_ids: np.ndarray, features: np.ndarray, previous_map: Optional[FeatureMap],
-                      goals: tuple = (None, None)) -> DashboardData:
-    """Everything the dashboard draws (runs in a worker; reads model versions from the store).
-
-    ``previous_map`` is reused when given (the features did not change)."""
-    labelled = {c.id: 0 for c in classes}
-    for class_id in labels.values():
-        if class_id in labelled:
-            labelled[class_id] += 1
-    predicted: dict = {}
-    if probabilities is not None and len(probabilities):
-        winners = np.asarray(class_ids, np.int64)[np.argmax(probabilities, axis=1)]
-        ids, counts = np.unique(winners, return_counts=True)
-        predicted = {c.id: 0 for c in classes}
-        predicted.update({int(i): int(k) for i, k in zip(ids, counts) if int(i) in predicted})
-    # its own connection: a long read of the versions never holds the UI thread's connection
-    reader = project.worker_connection() if hasattr(project, "worker_connection") else project
-    try:
-        versions = reader.model_versions()
-    finally:
-        if reader is not project:
-            reader.close()
-    curve = metrics.learning_curve(versions)
-    latest = versions[-1] if versions else None
-    latest_metrics = (latest.metrics or {}) if latest else {}
-    audit = latest_metrics.get("audit")
-    data = DashboardData(
-        classes=list(classes), labelled=labelled, predicted=predicted, curve=curve,
-        stopping=metrics.plateau_signal(curve), audit=audit,
-        n_audit=int((audit or {}).get("n_audit") or latest_metrics.get("n_audit") or 0),
-        cross_validation=latest_metrics.get("cross_validation"),
-        estimate=latest_metrics.get("estimate"),
-        model_version=latest.version if latest else None,
-        n_labels_trained=latest.n_labels if latest else 0,
-        latest_metrics=latest_metrics,
-    )
-    target, budget = goals
-    if target is not None or budget is not None:
-        from inspector.core.learning import stopping
-
-        data.goals = stopping.goal_status(target, budget, len(labels), latest_metrics)
-        if target is not None and not data.goals.target_shown:
-            data.labels_needed = stopping.labels_still_needed(curve, target)
-    if audit and audit.get("confusion") is not None:
-        data.precision = precision_from_confusion(np.asarray(audit["confusion"]), list(audit.get("classes", [])))
-    data.feature_map = previous_map if previous_map is not None else feature_map(features)
-    from inspector.core.agreement import team_summary
-
-    data.team = team_summary(project)
-    return data
 
 
 def _swatch(color: str) -> QIcon:
@@ -173,7 +53,8 @@ def _swatch(color: str) -> QIcon:
     return QIcon(pixmap)
 
 
-_METHOD_SHORT = {"audit": "audit labels only", "ppi": "prediction-powered", "weighted": "importance-weighted"}
+_METHOD_SHORT = {"audit": "audit labels only", "ppi": "prediction-powered", "weighted": "importance-weighted",
+                 "difference": "predictions corrected by sampled labels"}
 
 
 def _interval(ci) -> str:
@@ -208,6 +89,12 @@ def headline(data: DashboardData) -> str:
             text += f"; macro-F1 {audit['macro_f1']:.2f} (95 % CI {_interval(ci)})"
     return base + text + (". Every figure is scored with predictions of a model that did not train on the labels "
                           "it scores (audit images are drawn at random).")
+
+
+def class_figures_text(data: DashboardData) -> str:
+    """Macro-F1, escape rate and per-class recall/precision by the estimator the accuracy is shown
+    with (difference estimator), or '' when that is not the one shown."""
+    return estimators.describe_classes((data.estimate or {}).get("classes"), {str(c.id): c.name for c in data.classes})
 
 
 def goals_text(data: DashboardData) -> str:
@@ -411,9 +298,9 @@ class DashboardView(QWidget):
         features = s.features
         previous = self.data.feature_map if (self.data is not None and self._map_of is features) else None
         proba = s.probabilities if s.probabilities is not None and len(s.probabilities) == len(s.image_ids) else None
-        task = Task(compute_dashboard, s.project, s.classes(), dict(s.latest_labels()), proba,
-                    np.asarray(s.class_ids, np.int64), features, previous,
-                    tuple(s.goals()) if hasattr(s, "goals") else (None, None), name="Dashboard", with_progress=False)
+        task = Task.from_job(jobs.dashboard_job(s.project, s.classes(), dict(s.latest_labels()), proba,
+                                                np.asarray(s.class_ids, np.int64), features, previous,
+                                                tuple(s.goals()) if hasattr(s, "goals") else (None, None)))
         task.signals.finished.connect(deliver_to(self, lambda data, f=features: self._computed(data, f)))
         task.signals.failed.connect(deliver_to(self, self._failed))
         self._task = task
@@ -445,6 +332,8 @@ class DashboardView(QWidget):
     def _draw(self) -> None:
         data = self.data
         self.headline.setText(headline(data))
+        by_estimator = class_figures_text(data)
+        self.headline.setToolTip(headline(data) + (f"\n\n{by_estimator}" if by_estimator else ""))
         self.stopping.setText("When to stop: " + data.stopping.get("message", ""))
         self.goals.setText(goals_text(data))
         self.goals.setVisible(data.goals is not None)
@@ -583,10 +472,13 @@ class DashboardView(QWidget):
                     # (orange on white, brown on dark grey) was hard to read
                     item.setIcon(_swatch(next((x.color for x in data.classes if x.id == c), "#808080")))
                 self.class_table.setItem(k, col, item)
+        by_estimator = class_figures_text(data)
         self.audit_caption.setText(
+            (f"{by_estimator} The table: " if by_estimator else "") +
             f"Recall: share of each class's audit images the model finds; precision: share of the model's calls "
             f"of that class that are right. Both rest on {audit['n_audit']} random audit labels — wide intervals "
             "mean too few audit images of that class.")
+        self.audit_caption.setToolTip(self.audit_caption.text())
 
     def _draw_map(self) -> None:
         plot = self.map_plot.getPlotItem()

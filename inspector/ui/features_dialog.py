@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.ui.session import SWITCHING, compare_features, features_overview
+from inspector.ui.session import SWITCHING
+from inspector.workflow.jobs import compare_features, features_overview
 from inspector.ui.workers import Task, pool, run_task
 
 

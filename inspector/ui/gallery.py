@@ -11,7 +11,6 @@ probabilities); 'find similar' runs its nearest-neighbour search in a worker.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -45,25 +44,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.core.learning.review import (
-    SUSPECT_LABEL_AT_MOST,
-    SUSPECT_OTHER_AT_LEAST,
-    most_uncertain_first,
-    nearest_rows,
-    standardisation,
-    suspected_label_errors,
-)
+from inspector.core.learning.review import SUSPECT_LABEL_AT_MOST, SUSPECT_OTHER_AT_LEAST
 from inspector.ui.thumbnails import THUMBNAIL_SIDE, ThumbnailLoader, default_disk_cache_folder
 from inspector.ui.workers import Task, deliver_to, pool, run_task
+from inspector.workflow import jobs
+from inspector.workflow.gallery_data import FILTER_KINDS, NO_CLASS, GalleryFilter, filter_rows, label_array
 
 log = logging.getLogger("inspector.ui.gallery")
 
 #: bulk labelling more images than this asks first
 BULK_CONFIRM_ABOVE = 20
-#: how many neighbours 'find similar' shows
-SIMILAR_COUNT = 50
-
-NO_CLASS = -1
 #: filters sorted in a worker when the project has at least SORT_IN_WORKER_ABOVE images
 SORTED_IN_WORKER = ("margin", "entropy", "suspected")
 SORT_IN_WORKER_ABOVE = 20_000
@@ -72,85 +62,6 @@ ImageIdRole = Qt.ItemDataRole.UserRole + 1
 LabelRole = Qt.ItemDataRole.UserRole + 2
 PredictionRole = Qt.ItemDataRole.UserRole + 3
 ConfidenceRole = Qt.ItemDataRole.UserRole + 4
-
-
-# ----------------------------------------------------------------------------- pure numpy
-# Which rows each filter shows; the scoring (uncertainty, suspected label errors, neighbours)
-# lives in inspector.core.learning.review. These know nothing of Qt and run in workers.
-
-@dataclass(frozen=True)
-class GalleryFilter:
-    """What the gallery shows: ``kind`` is one of FILTER_KINDS; ``class_id`` for label/prediction."""
-
-    kind: str = "all"
-    class_id: Optional[int] = None
-
-
-FILTER_KINDS = ("all", "unlabelled", "label", "prediction", "margin", "entropy", "suspected", "similar",
-                "disagreements")
-
-
-def disagreement_rows(project, image_ids: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Rows of the images two annotators labelled differently and no reviewer has settled, and
-    each one's labels ``image_id -> {annotator: class_id}`` (reads every label event: a worker)."""
-    from inspector.core.agreement import disagreements
-
-    found = {d.image_id: d.labels for d in disagreements(project)}
-    rows = np.flatnonzero(np.isin(image_ids, np.fromiter(found, np.int64, len(found))))
-    return rows, found
-
-
-def label_array(image_ids: np.ndarray, latest: dict[int, int]) -> np.ndarray:
-    """Class id of each image's latest label (NO_CLASS when unlabelled), aligned with ``image_ids``."""
-    out = np.full(len(image_ids), NO_CLASS, np.int64)
-    if not latest or len(image_ids) == 0:
-        return out
-    ids = np.fromiter(latest.keys(), np.int64, len(latest))
-    classes = np.fromiter(latest.values(), np.int64, len(latest))
-    order = np.argsort(image_ids, kind="stable")
-    pos = np.searchsorted(image_ids, ids, sorter=order)
-    pos = np.minimum(pos, len(image_ids) - 1)
-    rows = order[pos]
-    found = image_ids[rows] == ids
-    out[rows[found]] = classes[found]
-    return out
-
-
-def filter_rows(spec: GalleryFilter, labels: np.ndarray, proba: Optional[np.ndarray],
-                class_ids: np.ndarray) -> np.ndarray:
-    """Rows (indices into the session's image arrays) that ``spec`` shows, in display order.
-
-    Filters that need a model return an empty array when ``proba`` is None. 'similar' is not
-    computed here (see :func:`nearest_rows`).
-    """
-    n = len(labels)
-    if spec.kind == "all":
-        return np.arange(n, dtype=np.int64)
-    if spec.kind == "unlabelled":
-        return np.flatnonzero(labels == NO_CLASS)
-    if spec.kind == "label":
-        return np.flatnonzero(labels == int(spec.class_id))
-    if proba is None or len(proba) != n:
-        return np.zeros(0, np.int64)
-    if spec.kind == "prediction":
-        column = list(np.asarray(class_ids).tolist())
-        if int(spec.class_id) not in column:
-            return np.zeros(0, np.int64)
-        return np.flatnonzero(np.argmax(proba, axis=1) == column.index(int(spec.class_id)))
-    if spec.kind in ("margin", "entropy"):
-        # only unlabelled images: uncertainty about an image already labelled is no work to do
-        rows = np.flatnonzero(labels == NO_CLASS)
-        return rows[most_uncertain_first(proba[rows], spec.kind)]
-    if spec.kind == "suspected":
-        return suspected_label_errors(labels, proba, class_ids)[0]
-    raise ValueError(f"unknown gallery filter {spec.kind!r}")
-
-
-def _find_similar(features: np.ndarray, query_row: int, stats, metric: str):
-    """Worker body: statistics (once per feature matrix) and the neighbours."""
-    stats = stats if stats is not None else standardisation(features)
-    rows, scores = nearest_rows(features, query_row, SIMILAR_COUNT, metric, stats)
-    return stats, rows, scores
 
 
 # ----------------------------------------------------------------------------- model
@@ -164,9 +75,8 @@ class GalleryModel(QAbstractListModel):
         self.predicted = np.zeros(0, np.int64)  # NO_CLASS or class id, per image
         self.confidence = np.zeros(0, np.float32)
         self.shown = np.zeros(0, np.int64)  # rows into the arrays above, display order
-        self.paths: dict[int, str] = {}  # filled lazily for tooltips
         self.class_names: dict[int, str] = {}
-        self.project = None
+        self.path_of = None  # image id -> relative path or None (the session's, for tooltips)
         self.disagreement_labels: dict[int, dict] = {}  # image_id -> {annotator: class_id}, for tooltips
 
     def set_images(self, image_ids: np.ndarray) -> None:
@@ -226,13 +136,8 @@ class GalleryModel(QAbstractListModel):
 
     def _tooltip(self, r: int) -> str:
         image_id = int(self.image_ids[r])
-        path = self.paths.get(image_id)
-        if path is None and self.project is not None:
-            try:
-                path = self.project.image(image_id).path
-            except Exception:  # noqa: BLE001 - a tooltip must never raise; show the id instead
-                path = f"image {image_id}"
-            self.paths[image_id] = path
+        # the session's paths (read with the features in a worker): a tooltip never reads the store
+        path = self.path_of(image_id) if self.path_of is not None else None
         lines = [path or f"image {image_id}"]
         label = int(self.labels[r])
         lines.append(f"Label: {self.class_names.get(label, '?')}" if label != NO_CLASS else "Not labelled")
@@ -354,7 +259,7 @@ class GalleryView(QWidget):
         self.loader = ThumbnailLoader(session.project, side=thumbnail_side,
                                       disk_folder=default_disk_cache_folder() if disk_cache else None, parent=self)
         self.model = GalleryModel(self)
-        self.model.project = session.project
+        self.model.path_of = session.image_relpath
         self.delegate = ThumbnailDelegate(self.loader, self)
 
         self.list = QListView(self)
@@ -521,8 +426,7 @@ class GalleryView(QWidget):
         self._filter_generation += 1
         if self.filter.kind == "disagreements":
             generation = self._filter_generation
-            task = Task(disagreement_rows, self.session.project, self.model.image_ids.copy(),
-                        name="Finding disagreements", with_progress=False)
+            task = Task.from_job(jobs.disagreements_job(self.session.project, self.model.image_ids.copy()))
             task.signals.finished.connect(
                 lambda result, g=generation, k=keep_scroll: g == self._filter_generation
                 and self._show_disagreements(result, k))
@@ -536,8 +440,8 @@ class GalleryView(QWidget):
                 and len(self.model.labels) >= SORT_IN_WORKER_ABOVE):
             # sorting 100,000 images by uncertainty takes tens of milliseconds: not on the UI thread
             generation = self._filter_generation
-            task = Task(filter_rows, self.filter, self.model.labels.copy(), proba, self._class_ids(),
-                        name="Sorting the gallery", with_progress=False)
+            task = Task.from_job(jobs.gallery_sort_job(self.filter, self.model.labels.copy(), proba,
+                                                       self._class_ids()))
             task.signals.finished.connect(deliver_to(
                 self, lambda rows, g=generation, k=keep_scroll: g == self._filter_generation and self._show_rows(rows, k)))
             task.signals.failed.connect(deliver_to(self, self.message.emit))
@@ -687,8 +591,7 @@ class GalleryView(QWidget):
         if self._similar_task is not None:
             self._similar_task.cancel()
         stats = self._stats if self._stats_of is features else None
-        task = Task(_find_similar, features, int(rows[0]), stats, metric, name="Finding similar images",
-                    with_progress=False)
+        task = Task.from_job(jobs.similar_job(features, int(rows[0]), stats, metric))
         task.signals.finished.connect(deliver_to(self, lambda result, t=task, f=features, i=int(image_id):
                                                  self._similar_found(t, f, i, result)))
         task.signals.failed.connect(deliver_to(self, self.message.emit))

@@ -6,14 +6,15 @@ whose writer thread commits it durably (a few milliseconds); the next image appe
 that commit is acknowledged, so a label the inspector saw accepted is on disk before they look
 at the next part, and the UI thread itself never waits for the disk. The next images are
 decoded ahead in a worker so they appear at once.
+
+What to show next (navigation), undo/redo and the decode cache's policy are plain Python in
+:mod:`inspector.workflow` (unit-tested without Qt); this view lays out, forwards keys and draws.
+It never reads the store: the session holds the queue, paths and labels in memory.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Optional
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -30,6 +31,10 @@ from inspector.ui.canvas import ImageCanvas
 from inspector.ui.icons import icon
 from inspector.ui.session import ProjectSession
 from inspector.ui.workers import Task, deliver_to, pool, run_task
+from inspector.workflow import labelling
+from inspector.workflow.jobs import image_path as read_image_path
+from inspector.workflow.labelling import LabelHistory, LabelState, LabelStep
+from inspector.workflow.navigation import DecodeCache, Navigator
 
 log = logging.getLogger("inspector.ui")
 
@@ -62,51 +67,6 @@ KEYS = [
     ("F5", "rescan the image folder"),
     ("Ctrl+R", "retrain now"),
 ]
-
-
-@dataclass(frozen=True)
-class LabelState:
-    kind: str
-    class_id: Optional[int]
-    audit: bool = False
-
-
-@dataclass(frozen=True)
-class LabelStep:
-    """One label given in this session: the image's state before and after (for undo/redo), and
-    the queue entry it was shown with (why it was chosen, audit pick), kept for an undo."""
-
-    image_id: int
-    before: Optional[LabelState]
-    after: LabelState
-    source: str
-    entry: Optional[QueueEntry] = None
-
-
-class LabelHistory:
-    """Undo/redo over label steps. Undoing writes a new event; the project keeps every event."""
-
-    def __init__(self) -> None:
-        self.done: list[LabelStep] = []
-        self.undone: list[LabelStep] = []
-
-    def record(self, step: LabelStep) -> None:
-        self.done.append(step)
-        self.undone.clear()
-
-    def take_undo(self) -> Optional[LabelStep]:
-        if not self.done:
-            return None
-        step = self.done.pop()
-        self.undone.append(step)
-        return step
-
-    def take_redo(self) -> Optional[LabelStep]:
-        if not self.undone:
-            return None
-        step = self.undone.pop()
-        self.done.append(step)
-        return step
 
 
 def _text_color_for(background: str) -> str:
@@ -210,16 +170,10 @@ class LabellingView(QWidget):
         super().__init__(parent)
         self.session = session
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.current: Optional[int] = None
-        self.current_entry: Optional[QueueEntry] = None
-        self.upcoming: list[QueueEntry] = []
-        self.back_stack: list[int] = []
-        self.forward: list[int] = []  # images left by going back, returned to first
+        self.nav = Navigator(session.queue_entry)
         self.history = LabelHistory()
         self.tone = display.Tone()
-        self._cache: "OrderedDict[int, display.PreparedImage]" = OrderedDict()
-        self._failed: dict[int, str] = {}
-        self._decoding: set[int] = set()
+        self._cache: DecodeCache[display.PreparedImage] = DecodeCache(CACHE_IMAGES)
         self._thumbs: dict[int, QPixmap] = {}
         self._thumb_loading: set[int] = set()
         self._prepared: Optional[display.PreparedImage] = None
@@ -235,6 +189,20 @@ class LabellingView(QWidget):
         session.open_image_requested.connect(self.open_image)
         self._rebuild_classes()
         self._queue_changed()
+
+    @property
+    def current(self) -> Optional[int]:
+        """The image on screen (None: none)."""
+        return self.nav.current
+
+    @property
+    def current_entry(self) -> Optional[QueueEntry]:
+        """The queue entry the current image was shown from (None: opened by hand)."""
+        return self.nav.current_entry
+
+    @property
+    def upcoming(self) -> list[QueueEntry]:
+        return self.nav.upcoming
 
     # ================================================================== layout
     def _build(self) -> None:
@@ -455,11 +423,10 @@ class LabellingView(QWidget):
 
     def _add_class(self, name: str) -> bool:
         try:
-            self.session.project.add_class(name)
+            self.session.add_class(name)
         except UserError as exc:
             self.message.emit(str(exc))
             return False
-        self.session.notify_classes_changed()
         self.setFocus()
         return True
 
@@ -470,69 +437,42 @@ class LabellingView(QWidget):
 
     def _queue_changed(self) -> None:
         """The learner wrote a new queue: keep the current image, refresh what comes after it."""
-        entries = self.session.queue()
-        self.upcoming = [e for e in entries if e.image_id != self.current and e.image_id not in self.forward]
+        if self.nav.queue_changed(self.session.queue()):
+            self._show_reason()
         if self.current is None:
             self.next_image()
-        else:
-            entry = next((e for e in entries if e.image_id == self.current), None)
-            if entry is not None and self.current_entry is None:
-                self.current_entry = entry
-                self._show_reason()
         self._update_strip()
         self._prefetch()
 
     def next_image(self) -> None:
         """Show the next image: one left by going back first, else the head of the queue."""
-        if self.current is not None:
-            self.back_stack.append(self.current)
-            del self.back_stack[:-200]
-        entry = None
-        if self.forward:
-            image_id = self.forward.pop()
-            entry = self.session.project.queue_entry(image_id)
-        else:
-            settled = self.session.latest_labels()
-            while self.upcoming and self.upcoming[0].image_id in settled:
-                self.upcoming.pop(0)
-            if self.upcoming:
-                entry = self.upcoming.pop(0)
-                image_id = entry.image_id
-            else:
-                image_id = None
+        image_id, entry = self.nav.next(self.session.latest_labels())
         self._show(image_id, entry)
         # refill well before the queue runs dry, so the inspector never waits for the learner:
         # the current model ranks the images again (a retrain follows its own setting); during
         # a retrain this asks for one more refill after it (the queue it writes was chosen
         # before the labels given meanwhile, and loses every image among them)
-        if len(self.upcoming) < REFILL_BELOW:
+        if self.nav.queued_ahead() < REFILL_BELOW:
             self.session.refill_queue()
 
     def go_back(self) -> None:
         if self._advance_when_saved:
             return
-        if not self.back_stack:
+        target = self.nav.back()
+        if target is None:
             self.message.emit("no earlier image in this session")
             return
-        if self.current is not None:
-            self.forward.append(self.current)
-        image_id = self.back_stack.pop()
-        self._show(image_id, self.session.project.queue_entry(image_id))
+        self._show(*target)
 
     def open_image(self, image_id: int, entry: Optional[QueueEntry] = None) -> None:
         """Show any image of the project (from the queue strip, the gallery or the map); ``entry``
         is the queue entry it came from when it is no longer queued (an undone label)."""
-        image_id = int(image_id)
-        if image_id == self.current:
-            return
-        if self.current is not None:
-            self.forward.append(self.current)
-        self.upcoming = [e for e in self.upcoming if e.image_id != image_id]
-        self._show(image_id, self.session.project.queue_entry(image_id) or entry)
+        target = self.nav.open(image_id, entry)
+        if target is not None:
+            self._show(*target)
 
     def _show(self, image_id: Optional[int], entry: Optional[QueueEntry]) -> None:
-        self.current = image_id
-        self.current_entry = entry
+        self.nav.show(image_id, entry)
         self._prepared = None
         if image_id is None:
             self.canvas.set_image(None)
@@ -547,14 +487,14 @@ class LabellingView(QWidget):
             self._placeholder(text)
             self.file_label.setText("")
         else:
-            record_path = self.session.project.image(image_id).path
-            self.file_label.setText(record_path)
-            if image_id in self._cache:
-                self._cache.move_to_end(image_id)
-                self._display(self._cache[image_id])
-            elif image_id in self._failed:
+            self.file_label.setText(self.session.image_relpath(image_id) or "")
+            prepared = self._cache.get(image_id)
+            failure = self._cache.failure(image_id)
+            if prepared is not None:
+                self._display(prepared)
+            elif failure is not None:
                 self.canvas.set_image(None)
-                self._placeholder(f"This image cannot be shown: {self._failed[image_id]}\nPress S to skip it.")
+                self._placeholder(f"This image cannot be shown: {failure}\nPress S to skip it.")
             else:
                 self.canvas.set_image(None)
                 self._placeholder("Loading…")
@@ -573,48 +513,37 @@ class LabellingView(QWidget):
 
     # ================================================================== decoding
     def _decode(self, image_id: int) -> None:
-        if image_id in self._decoding or image_id in self._cache:
+        if not self._cache.should_decode(image_id):
             return
-        self._decoding.add(image_id)
-        path = self.session.project.image_path(image_id)
-        task = Task(_prepare_with_thumbnail, image_id, path, name="Decoding", with_progress=False)
+        task = Task(_prepare_with_thumbnail, image_id, self.session.image_path(image_id), self.session.project.path,
+                    name="Decoding", with_progress=False)
         task.signals.finished.connect(deliver_to(self, self._decoded))
         task.signals.failed.connect(deliver_to(self, lambda message, i=image_id: self._decode_failed(i, message)))
         run_task(task, pool("images"))
 
     def _decoded(self, result: tuple[display.PreparedImage, QImage]) -> None:
         prepared, thumb = result
-        self._decoding.discard(prepared.image_id)
-        self._cache[prepared.image_id] = prepared
-        while len(self._cache) > CACHE_IMAGES:
-            oldest = next(iter(self._cache))
-            if oldest == self.current:
-                self._cache.move_to_end(oldest)
-                continue
-            self._cache.popitem(last=False)
+        self._cache.put(prepared.image_id, prepared, keep=self.current)
         self._thumbs.setdefault(prepared.image_id, QPixmap.fromImage(thumb))
         if prepared.image_id == self.current:
             self._display(prepared)
         self._update_strip()
 
     def _decode_failed(self, image_id: int, message: str) -> None:
-        self._decoding.discard(image_id)
-        self._failed[image_id] = message
+        self._cache.fail(image_id, message)
         if image_id == self.current:
             self._placeholder(f"This image cannot be shown: {message}\nPress S to skip it.")
 
     def _prefetch(self) -> None:
-        ahead = list(reversed(self.forward))[:PREFETCH_AHEAD]
-        ahead += [e.image_id for e in self.upcoming[: PREFETCH_AHEAD]]
-        for image_id in ahead[:PREFETCH_AHEAD]:
+        for image_id in self.nav.ahead(PREFETCH_AHEAD):
             self._decode(image_id)
         for image_id in self.strip.wanted():
             # images being decoded for the canvas bring their strip thumbnail with them
             if image_id not in self._thumbs and image_id not in self._thumb_loading \
-                    and image_id not in self._cache and image_id not in self._decoding:
+                    and image_id not in self._cache and not self._cache.decoding(image_id):
                 self._thumb_loading.add(image_id)
-                task = Task(_thumbnail, image_id, self.session.project.image_path(image_id), name="Thumbnail",
-                            with_progress=False)
+                task = Task(_thumbnail, image_id, self.session.image_path(image_id), self.session.project.path,
+                            name="Thumbnail", with_progress=False)
                 task.signals.finished.connect(deliver_to(self, self._thumb_ready))
                 task.signals.failed.connect(lambda _m, i=image_id: self._thumb_loading.discard(i))
                 run_task(task, pool("images"))
@@ -629,9 +558,7 @@ class LabellingView(QWidget):
         self._update_strip()
 
     def _update_strip(self) -> None:
-        upcoming = [QueueEntry(i, 0, "", None, "back to this image", None) for i in reversed(self.forward)]
-        upcoming += self.upcoming
-        self.strip.set_entries(upcoming, self._thumbs)
+        self.strip.set_entries(self.nav.strip_entries(), self._thumbs)
 
     # ================================================================== showing
     def _display(self, prepared: display.PreparedImage) -> None:
@@ -726,32 +653,25 @@ class LabellingView(QWidget):
         has = self.current is not None
         for b in (self.skip_button, self.unsure_button):
             b.setEnabled(has)
-        self.back_button.setEnabled(bool(self.back_stack))
-        self.undo_button.setEnabled(bool(self.history.done))
-        self.redo_button.setEnabled(bool(self.history.undone))
+        self.back_button.setEnabled(bool(self.nav.back_stack))
+        self.undo_button.setEnabled(self.history.can_undo())
+        self.redo_button.setEnabled(self.history.can_redo())
 
     # ================================================================== labelling
-    def _state_of(self, image_id: int) -> Optional[LabelState]:
-        state = self.session.label_state(image_id)
-        return None if state is None else LabelState(*state)
-
-    def _apply(self, image_id: int, state: LabelState, source: str) -> None:
-        self.session.label(image_id, state.class_id, kind=state.kind, source=source, audit=state.audit)
-
     def _give(self, class_id: Optional[int], kind: str, source: str) -> bool:
         """Give a label to the current image; the next image follows once the label is committed."""
         if self.current is None or self._advance_when_saved:
             return False
-        audit = bool(self.current_entry.audit) if self.current_entry is not None else False
         image_id = self.current
-        before = self._state_of(image_id)
-        after = LabelState(kind, class_id, audit)
+        # an audit pick exactly when the entry it was shown with was one (labelling.label_for_shown)
+        command = labelling.label_for_shown(image_id, self.current_entry, kind, class_id, source=source)
+        before = self.session.label_state(image_id)
         try:
-            self._apply(image_id, after, source)
+            self.session.give(command)
         except UserError as exc:
             self.message.emit(f"not saved: {exc}")
             return False
-        self.history.record(LabelStep(image_id, before, after, source, self.current_entry))
+        self.history.record(LabelStep(image_id, before, command.state, source, self.current_entry))
         self._next_when_saved()
         return True
 
@@ -806,14 +726,13 @@ class LabellingView(QWidget):
         if step is None:
             self.message.emit("nothing to undo")
             return False
-        before = step.before or LabelState("cleared", None)
         try:
-            self._apply(step.image_id, before, "human")
+            self.session.give(step.undo_command())
         except UserError as exc:
             self.history.take_redo()
             self.message.emit(f"undo not saved: {exc}")
             return False
-        path = self.session.project.image(step.image_id).path
+        path = self.session.image_relpath(step.image_id) or f"image {step.image_id}"
         self.message.emit(f"Undone: {path} is {self._describe(step.before)} again" if step.before is not None
                           else f"Undone: {path} is unlabelled again")
         if step.image_id != self.current:
@@ -824,11 +743,8 @@ class LabellingView(QWidget):
         self._update_buttons()
         return True
 
-    def _describe(self, state: LabelState) -> str:
-        if state.kind == "class":
-            name = next((c.name for c in self.session.classes() if c.id == state.class_id), "a removed class")
-            return f"labelled {name}"
-        return {"skip": "skipped", "unsure": "marked unsure"}.get(state.kind, "unlabelled")
+    def _describe(self, state: Optional[LabelState]) -> str:
+        return labelling.describe(state, {c.id: c.name for c in self.session.classes()})
 
     def redo(self) -> bool:
         if self._advance_when_saved:
@@ -838,7 +754,7 @@ class LabellingView(QWidget):
             self.message.emit("nothing to redo")
             return False
         try:
-            self._apply(step.image_id, step.after, step.source)
+            self.session.give(step.redo_command())
         except UserError as exc:
             self.history.take_undo()
             self.message.emit(f"redo not saved: {exc}")
@@ -901,13 +817,15 @@ def _strip_image(prepared: display.PreparedImage) -> QImage:
                         Qt.TransformationMode.SmoothTransformation)
 
 
-def _prepare_with_thumbnail(image_id: int, path) -> tuple[display.PreparedImage, QImage]:
+def _prepare_with_thumbnail(image_id: int, path, project_path) -> tuple[display.PreparedImage, QImage]:
     """Decode an image for the canvas and draw its strip preview, both off the UI thread (a
-    full-size render to scale down would otherwise cost the UI thread tens of ms on large parts)."""
-    prepared = display.prepare(image_id, path)
+    full-size render to scale down would otherwise cost the UI thread tens of ms on large parts).
+    ``path`` None: the session has not read it; it is read here (worker thread)."""
+    prepared = display.prepare(image_id, path if path is not None else read_image_path(project_path, image_id))
     return prepared, _strip_image(prepared)
 
 
-def _thumbnail(image_id: int, path) -> tuple[int, QImage]:
+def _thumbnail(image_id: int, path, project_path) -> tuple[int, QImage]:
     """Only the strip preview of an image further down the queue (worker thread)."""
+    path = path if path is not None else read_image_path(project_path, image_id)
     return image_id, _strip_image(display.prepare(image_id, path))

@@ -1,6 +1,6 @@
 """Writing labels behind the labelling view, so a key press never waits for the disk.
 
-A label is handed to one writer thread with its own connection to the project and committed
+A label command (:mod:`inspector.workflow.labelling`) is handed to one writer thread with its own connection to the project and committed
 durably (synchronous=FULL) there, in the order given, usually within milliseconds. The view
 moves on at once; the window title says "saving…" until every label is committed and "all
 labels saved" after. A write the disk refuses is reported (one line for a person) with the
@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from inspector.core.errors import UserError
 from inspector.core.store import Project
+from inspector.workflow import labelling
 
 log = logging.getLogger("inspector.ui")
 
@@ -45,17 +46,13 @@ class LabelWriter(QObject):
         with self._pending_lock:
             return self._pending
 
-    def add_label(self, image_id: int, class_id: Optional[int], kind: str, annotator: str, source: str,
-                  audit: bool) -> None:
-        self._put(("label", int(image_id), class_id, kind, annotator, source, bool(audit)))
-
-    def add_labels_bulk(self, pairs: list[tuple[int, int]], annotator: str, source: str) -> None:
-        self._put(("bulk", list(pairs), annotator, source))
-
-    def _put(self, item) -> None:
+    def submit(self, command: labelling.Command) -> None:
+        """Commit ``command`` (a LabelCommand or BulkLabelCommand) after those handed over before."""
+        if not isinstance(command, (labelling.LabelCommand, labelling.BulkLabelCommand)):
+            raise TypeError(f"not a label command: {command!r}")
         with self._pending_lock:
             self._pending += 1
-        self._queue.put(item)
+        self._queue.put(command)
 
     def wait(self) -> None:
         """Block until every label handed over so far is committed (or reported as failed)."""
@@ -78,16 +75,10 @@ class LabelWriter(QObject):
             finally:
                 self._queue.task_done()
 
-    def _write(self, item) -> None:
-        ids = [item[1]] if item[0] == "label" else [i for i, _ in item[1]]
+    def _write(self, command: labelling.Command) -> None:
+        ids = labelling.image_ids_of(command)
         try:
-            if item[0] == "label":
-                _, image_id, class_id, kind, annotator, source, audit = item
-                self._connection.add_label(image_id, class_id, kind=kind, annotator=annotator, source=source,
-                                           audit=audit)
-            else:
-                _, pairs, annotator, source = item
-                self._connection.add_labels_bulk(pairs, annotator=annotator, source=source)
+            labelling.write(self._connection, command)  # the one labelling path (learner.record_label)
         except UserError as exc:
             self._done()
             self.failed.emit(str(exc), ids)

@@ -4,7 +4,6 @@ project work goes through the session and its workers."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from pathlib import Path
@@ -18,40 +17,45 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.core.errors import UserError
+from inspector.core import modelfile, report
 from inspector.core.store import PROJECT_SUFFIX, Project
+from inspector.core.version import __version__
+from inspector.ui.app_data import data_folder
+# The gallery and dashboard (pyqtgraph) take a second or more to import on a busy machine:
+# imported with the window, not while a project opens. A broken view module fails here, loudly.
+from inspector.ui.dashboard import DashboardView
 from inspector.ui.dialogs import ClassesDialog, SettingsDialog, show_error
+from inspector.ui.features_dialog import FeaturesDialog
+from inspector.ui.gallery import GalleryView
+from inspector.ui.goals import GoalBanner, NewProjectDialog
 from inspector.ui.icons import icon
-from inspector.ui.label_view import LabellingView
+from inspector.ui.label_view import KEYS, LabellingView
 from inspector.ui.session import ProjectSession
 from inspector.ui.start_page import StartPage, forget_project, recent_projects, remember_project
+from inspector.ui.team import confirm_network_share, create_pack_interactively, merge_interactively
+from inspector.ui.theme import apply_theme
 from inspector.ui.workers import Task, pool, run_task
 
 log = logging.getLogger("inspector.ui")
-
-# The gallery and dashboard (pyqtgraph) take a second or more to import on a busy machine:
-# import them with the window, not while a project opens.
-for _name in ("inspector.ui.gallery", "inspector.ui.dashboard"):
-    try:
-        importlib.import_module(_name)
-    except Exception:  # noqa: BLE001 - reported when the view is built (see _optional_view)
-        pass
 
 
 def _warm_up() -> None:
     """Import the learner and the feature extractor (scikit-learn, scikit-image: seconds on a
     busy machine) in a thread while the start page shows, so the first retrain or extraction
-    of a project does not spend its first seconds importing next to the UI thread."""
-    for name in ("inspector.core.features", "inspector.core.ingest", "inspector.core.learning.learner",
-                 "inspector.core.learning.strategies"):
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the real use reports the problem
-            log.debug("warm-up import of %s failed", name, exc_info=True)
+    of a project does not spend its first seconds importing next to the UI thread. A module
+    that cannot be imported fails here (the thread's traceback) and again where it is used."""
+    try:
+        import inspector.core.features  # noqa: F401
+        import inspector.core.ingest  # noqa: F401
+        import inspector.core.learning.learner  # noqa: F401
+        import inspector.core.learning.strategies  # noqa: F401
+    except RuntimeError:
+        # the app quit while this daemon thread still imported: a module registering an exit
+        # handler is refused then ("can't register atexit after shutdown"); nothing is broken
+        log.debug("warm-up stopped by the app's exit", exc_info=True)
 
 
 def demo_folder() -> Path:
-    from inspector.ui.app import data_folder
-
     return data_folder() / "demo"
 
 
@@ -265,34 +269,12 @@ class MainWindow(QMainWindow):
             a = self.recent_menu.addAction(path)
             a.triggered.connect(lambda _=False, p=path: self.open_project(p))
 
-    def _module(self, name: str):
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            return None
-
-    @staticmethod
-    def _available(name: str) -> bool:
-        """Whether an optional module exists, without importing it (imports can take a second)."""
-        import importlib.util
-
-        try:
-            return importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            return False
-
     def _update_actions(self) -> None:
         has = self.session is not None
         for a in self.project_actions + self.team_actions + [self.close_action]:
             a.setEnabled(has)
-        model_ok = self._available("inspector.core.modelfile")
-        report_ok = self._available("inspector.core.report")
-        self.export_model_action.setEnabled(has and model_ok)
-        self.export_report_action.setEnabled(has and report_ok)
-        if not model_ok:
-            self.export_model_action.setToolTip("Model export is not available in this build")
-        if not report_ok:
-            self.export_report_action.setToolTip("Reports are not available in this build")
+        self.export_model_action.setEnabled(has)
+        self.export_report_action.setEnabled(has)
 
     def _update_title(self) -> None:
         if self.session is None:
@@ -305,8 +287,6 @@ class MainWindow(QMainWindow):
     def ask_new_project(self, folder: str) -> bool:
         """A folder was chosen or dropped: open its project if it has one, else ask where to save
         the new one and (optionally) its target and labelling budget."""
-        from inspector.ui.goals import NewProjectDialog
-
         folder_path = Path(folder)
         default = folder_path.parent / f"{folder_path.name}{PROJECT_SUFFIX}"
         if default.exists():
@@ -344,8 +324,6 @@ class MainWindow(QMainWindow):
 
     def open_project(self, path: str) -> bool:
         if Path(path).is_file():
-            from inspector.ui.team import confirm_network_share
-
             if not confirm_network_share(self, Path(path)):  # NFS/SMB: the user chooses before any write
                 return False
         try:
@@ -378,6 +356,7 @@ class MainWindow(QMainWindow):
         remember_project(project.path)
         session = ProjectSession(project, self)
         self.session = session
+        session.begin()  # the queue and labels are read in a worker while the views are built
         session.job_started.connect(self.job.start)
         session.job_progress.connect(self.job.update)
         session.job_finished.connect(self._job_finished)
@@ -396,8 +375,6 @@ class MainWindow(QMainWindow):
         session.open_image_requested.connect(lambda _i: self.tabs and self.tabs.setCurrentIndex(0))
         self.label_view = LabellingView(session)
         self.label_view.message.connect(lambda m: self.statusBar().showMessage(m, 5000))
-        from inspector.ui.goals import GoalBanner
-
         self.goal_banner = GoalBanner()
         self.goal_banner.export_model_requested.connect(self.export_model)
         self.goal_banner.export_report_requested.connect(self.export_report)
@@ -411,9 +388,9 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(labelling, icon("label"), "Label")
         # built when first shown: opening a project (and its first image) does not wait for them
-        self.tabs.addTab(_LazyView(lambda: self._optional_view("inspector.ui.gallery", "GalleryView", session)),
+        self.tabs.addTab(_LazyView(lambda: self._view(GalleryView, session)),
                          icon("gallery"), "Gallery")
-        self.tabs.addTab(_LazyView(lambda: self._optional_view("inspector.ui.dashboard", "DashboardView", session)),
+        self.tabs.addTab(_LazyView(lambda: self._view(DashboardView, session)),
                          icon("dashboard"), "Dashboard")
         self.tabs.currentChanged.connect(lambda i: i == 0 and self.label_view.setFocus())
         self.stack.addWidget(self.tabs)
@@ -469,23 +446,15 @@ class MainWindow(QMainWindow):
         except UserError as exc:
             show_error(self, "Relocate images", str(exc))
 
-    def _optional_view(self, module_name: str, class_name: str, session) -> QWidget:
-        """The gallery and dashboard are built separately; a placeholder stands in until they exist."""
-        try:
-            module = importlib.import_module(module_name)
-            view = getattr(module, class_name)(session)
-            if hasattr(view, "export_report_requested"):  # the dashboard files what it shows
-                view.export_report_requested.connect(self.export_report)
-                view.export_model_requested.connect(self.export_model)
-            if hasattr(view, "features_requested"):
-                view.features_requested.connect(self.edit_features)
-            return view
-        except Exception as exc:  # noqa: BLE001 - a broken optional view must not stop labelling
-            if not isinstance(exc, ImportError):
-                log.exception("%s could not be shown", class_name)
-            text = QLabel(f"{class_name.replace('View', '')} is not available in this build.")
-            text.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            return text
+    def _view(self, view_class, session) -> QWidget:
+        """Build the gallery or dashboard (when its tab is first shown) and route its requests."""
+        view = view_class(session)
+        if hasattr(view, "export_report_requested"):  # the dashboard files what it shows
+            view.export_report_requested.connect(self.export_report)
+            view.export_model_requested.connect(self.export_model)
+        if hasattr(view, "features_requested"):
+            view.features_requested.connect(self.edit_features)
+        return view
 
     def close_project(self) -> None:
         if self.session is None:
@@ -601,16 +570,12 @@ class MainWindow(QMainWindow):
         if self.session is None:
             return
         if SettingsDialog(self.session, self).exec():
-            from inspector.ui.app import apply_theme
-
             apply_theme(str(QSettings().value("theme", "light")))
 
     def edit_features(self) -> None:
         """The feature extractor dialog; not modal, so labelling goes on while it compares or switches."""
         if self.session is None:
             return
-        from inspector.ui.features_dialog import FeaturesDialog
-
         dialog = getattr(self, "features_dialog", None)
         if dialog is None or dialog.session is not self.session:
             dialog = self.features_dialog = FeaturesDialog(self.session, self)
@@ -619,21 +584,19 @@ class MainWindow(QMainWindow):
         dialog.activateWindow()
 
     def toggle_theme(self) -> None:
-        from inspector.ui.app import apply_theme
-
         theme = "light" if QSettings().value("theme", "light") == "dark" else "dark"
         QSettings().setValue("theme", theme)
         apply_theme(theme)
 
-    def _export(self, module_name: str, function: str, title: str, suffix: str, filter_text: str) -> None:
-        module = self._module(module_name)
-        if self.session is None or module is None:
+    def _export(self, write, title: str, suffix: str, filter_text: str) -> None:
+        """Ask where, then ``write(project, path)`` on a worker with its own connection."""
+        if self.session is None:
             return
         default = str(self.session.project.path.with_suffix(suffix))
         path, _ = QFileDialog.getSaveFileName(self, title, default, filter_text)
         if not path:
             return
-        task = Task(_with_worker_connection, getattr(module, function), self.session.project, Path(path),
+        task = Task(_with_worker_connection, write, self.session.project, Path(path),
                     name=title, with_progress=False)
         task.signals.finished.connect(lambda _r: (self.job.finish(title),
                                                   self.statusBar().showMessage(f"{title}: written to {path}", 8000)))
@@ -643,35 +606,27 @@ class MainWindow(QMainWindow):
 
     def create_pack(self) -> None:
         if self.session is not None:
-            from inspector.ui.team import create_pack_interactively
-
             create_pack_interactively(self, self.session)
 
     def merge_labels(self) -> None:
         if self.session is not None:
-            from inspector.ui.team import merge_interactively
-
             merge_interactively(self, self.session)
 
     def export_model(self) -> None:
-        self._export("inspector.core.modelfile", "export_model", "Export model", ".inspector-model",
+        self._export(modelfile.export_model, "Export model", ".inspector-model",
                      "Inspector model (*.inspector-model)")
 
     def export_report(self) -> None:
-        self._export("inspector.core.report", "write_report", "Export report", ".html", "HTML report (*.html)")
+        self._export(report.write_report, "Export report", ".html", "HTML report (*.html)")
 
     def show_keys(self) -> None:
         if self.label_view is not None and self.tabs is not None:
             self.tabs.setCurrentIndex(0)
             self.label_view.show_keys()
         else:
-            from inspector.ui.label_view import KEYS
-
             QMessageBox.information(self, "Keys", "\n".join(f"{k}: {v}" for k, v in KEYS))
 
     def about(self) -> None:
-        from inspector import __version__
-
         QMessageBox.about(self, "About Inspector",
                           f"Inspector {__version__}\nOffline visual-inspection labelling with an active learner.")
 

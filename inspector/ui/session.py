@@ -1,17 +1,21 @@
 """The open project as the views see it: shared state, signals, and the background jobs.
 
 One :class:`ProjectSession` per open project. Views (labelling, gallery, dashboard) read its
-state and listen to its signals; none of them talks to another directly. Everything slow
-(feature loading, scanning and extraction, training) runs in workers from
-:mod:`inspector.ui.workers`; the session only starts them and publishes their results.
+state and listen to its signals; none of them talks to another directly, and none reads the
+store: the session holds what they show in memory (features, probabilities, the queue, image
+paths, every image's label in a :class:`~inspector.workflow.labelling.LabelBook`), read by
+workers. Everything slow (reading, scanning and extraction, training) is a job of
+:mod:`inspector.workflow.jobs` run in workers from :mod:`inspector.ui.workers`; the session only
+starts them and publishes their results. Labels go as typed commands to the
+:class:`~inspector.ui.label_writer.LabelWriter`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QObject, QSettings, QTimer, Signal
@@ -20,6 +24,9 @@ from inspector.core.errors import UserError
 from inspector.core.store import ClassRecord, Project, QueueEntry
 from inspector.ui.label_writer import LabelWriter
 from inspector.ui.workers import Task, pool, run_task
+from inspector.workflow import jobs, labelling
+from inspector.workflow.jobs import RetrainOutcome, SessionStart
+from inspector.workflow.labelling import BulkLabelCommand, LabelBook, LabelCommand, LabelState
 
 log = logging.getLogger("inspector.ui")
 
@@ -47,174 +54,6 @@ def _extractor_key(project: Project) -> tuple[str, int]:
         log.warning("%s; using %s", exc, LEGACY_EXTRACTOR)
         legacy = get_extractor(LEGACY_EXTRACTOR)
         return legacy.name, legacy.version
-
-
-# ----------------------------------------------------------------------------- worker bodies
-# These run in pool threads. Each opens its own connection to the project
-# (Project.worker_connection): in WAL mode its reads never block and never make the UI thread
-# wait for the store's lock, and its writes wait only on another writer's short transaction.
-
-def load_features(project_path, extractor: tuple[str, int], progress=None, cancel=None):
-    """Read the feature matrix through a separate read-only connection, so a long read never
-    holds the lock the UI thread needs to write a label."""
-    reader = Project.open(project_path, read_only=True)
-    try:
-        return reader.feature_matrix(*extractor)
-    finally:
-        reader.close()
-
-
-def scan_and_extract(project: Project, progress=None, cancel=None):
-    """Walk the folder, then analyse every pending file in worker processes (batches saved as
-    they finish, through this worker's own connection).
-
-    The first images are not read in a thread of this process while the pool starts: measured
-    on a 2-core machine that made the first image later (the thread competes with the starting
-    processes for the cores) and stalled the UI thread longer (it competes for the GIL); the
-    pool returns its first 24 images in about a second."""
-    from inspector.core.ingest import analyse_pending, no_usable_image_message, scan_folder
-
-    worker = project.worker_connection()
-    try:
-        if progress:
-            progress(0, 0, "scanning folder")
-        summary = scan_folder(worker)
-        analysed, errors = analyse_pending(worker, progress=progress, cancel=cancel)
-        summary.analysed = analysed
-        summary.errors += errors
-        summary.no_usable_image = no_usable_image_message(worker, summary)
-        return summary
-    finally:
-        worker.close()
-
-
-def switch_features(project: Project, name: str, progress=None, cancel=None):
-    """Extract every image's features with extractor ``name`` (worker processes, saved in
-    batches), then make it the project's extractor; a cancel leaves the project as it was."""
-    from inspector.core.extractor_choice import switch_extractor
-
-    worker = project.worker_connection()
-    try:
-        return switch_extractor(worker, name, progress=progress, cancel=cancel)
-    finally:
-        worker.close()
-
-
-def compare_features(project: Project, progress=None, cancel=None):
-    """The honest comparison of every extractor on the project's labels (its own connection)."""
-    from inspector.core.extractor_choice import compare_extractors
-
-    worker = project.worker_connection()
-    try:
-        return compare_extractors(worker, progress=progress, cancel=cancel)
-    finally:
-        worker.close()
-
-
-def features_overview(project: Project, progress=None, cancel=None):
-    """``extractor_status`` through the worker's own connection (loading an extractor's weights
-    and counting vectors are not for the UI thread)."""
-    from inspector.core.extractor_choice import extractor_status
-
-    reader = project.worker_connection()
-    try:
-        return extractor_status(reader)
-    finally:
-        reader.close()
-
-
-def read_counts_and_problems(project: Project, progress=None, cancel=None):
-    """``(counts, problem files)`` through the worker's own connection: both scan every image
-    row, a tenth of a second at 100,000 images, which the UI thread does not wait for."""
-    reader = project.worker_connection()
-    try:
-        return reader.counts(), reader.problem_files()
-    finally:
-        reader.close()
-
-
-class _CachedFeatures:
-    """The project, but answering ``feature_matrix`` from the session's in-memory copy."""
-
-    def __init__(self, project: Project, image_ids: np.ndarray, features: np.ndarray) -> None:
-        self._project = project
-        self._image_ids = image_ids
-        self._features = features
-
-    def feature_matrix(self, *_: Any):
-        return self._image_ids, self._features
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._project, name)
-
-
-@dataclass
-class RetrainOutcome:
-    version: Optional[int]  # None when nothing was recorded (no labels yet, or predictions only)
-    n_labels: int
-    metrics: dict
-    probabilities: Optional[np.ndarray]
-    class_ids: np.ndarray
-    image_ids: np.ndarray
-    queued: bool
-    seconds: float
-    model: Any = None  # the fitted TrainedModel (kept by the session for queue refills)
-    refill: bool = False  # a queue refill with the current model, not a retrain
-
-
-def retrain(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
-            write_queue: bool = True, progress=None, cancel=None) -> RetrainOutcome:
-    """Fit on the current labels and (when ``write_queue``) record a version and refill the queue."""
-    from inspector.core.learning import learner
-    from inspector.core.progress import check
-
-    start = time.perf_counter()
-    worker = project.worker_connection()
-    try:
-        snapshot = learner.take_snapshot(_CachedFeatures(worker, image_ids, features), extractor=extractor)
-        fitted = learner.fit(snapshot, cancel=cancel)
-        check(cancel)
-        version = None
-        if write_queue:
-            selection = learner.select(snapshot, fitted)
-            check(cancel)
-            version = learner.commit(worker, snapshot, fitted, selection)
-    finally:
-        worker.close()
-    proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
-    return RetrainOutcome(version, fitted.n_labels, fitted.metrics, proba, snapshot.classes,
-                          snapshot.image_ids, write_queue, time.perf_counter() - start, model=fitted.model)
-
-
-def refill(project: Project, image_ids: np.ndarray, features: np.ndarray, extractor: tuple[str, int],
-           model=None, progress=None, cancel=None) -> RetrainOutcome:
-    """Choose a new queue with the model the session already has: no new version, not a retrain.
-
-    Without a usable model in memory (a reopened project, classes changed since) but with labels,
-    the model is fitted again from the current labels for the ranking; nothing is recorded."""
-    from inspector.core.learning import learner
-    from inspector.core.progress import check
-
-    start = time.perf_counter()
-    worker = project.worker_connection()
-    try:
-        snapshot = learner.take_snapshot(_CachedFeatures(worker, image_ids, features), extractor=extractor)
-        usable = model is not None and np.array_equal(np.asarray(model.classes), snapshot.classes)
-        if usable:
-            fitted = learner.FitResult(model, len(snapshot.labels), {}, model.predict_proba(snapshot.X))
-        elif snapshot.labels and snapshot.previous_version is not None:
-            fitted = learner.fit(snapshot, cancel=cancel)  # the project's model, from an earlier session
-        else:
-            fitted = learner.FitResult(None, 0, {}, None)  # cold start: representative and unusual images
-        check(cancel)
-        selection = learner.select(snapshot, fitted)
-        check(cancel)
-        learner.commit(worker, snapshot, fitted, selection, record_version=False)
-    finally:
-        worker.close()
-    proba = None if fitted.proba is None else np.asarray(fitted.proba, np.float32)
-    return RetrainOutcome(None, fitted.n_labels, fitted.metrics, proba, snapshot.classes, snapshot.image_ids,
-                          True, time.perf_counter() - start, model=fitted.model, refill=True)
 
 
 # ----------------------------------------------------------------------------- the session
@@ -252,7 +91,15 @@ class ProjectSession(QObject):
         self.model_metrics: dict = {}
         self.n_labels_trained = 0
         self._classes: Optional[list[ClassRecord]] = None
-        self._latest: Optional[dict[int, int]] = None
+        # every image's latest label (read by a worker at start, kept current by the labels given
+        # here before the writer commits them): the one label state of the session
+        self.labels = LabelBook()
+        # the queue and image paths as last read by a worker (a label takes its image out of the
+        # queue here as the store does), so the views never read the store
+        self._queue: list[QueueEntry] = []
+        self._queue_by_id: dict[int, QueueEntry] = {}
+        self._paths: dict[int, str] = {}
+        self._start_task: Optional[Task] = None
         self._labels_since_retrain = 0
         self._retrain_task: Optional[Task] = None  # the running retrain (refills have their own)
         self._retrain_description = ""
@@ -281,9 +128,6 @@ class ProjectSession(QObject):
         self.closed = False
         self._retrain_when_saved = False
         self._retrain_when_saved_reason = ""
-        # image id -> (kind, class_id, audit) of the labels given in this session, so the views
-        # know an image's state before the writer committed it
-        self._given: dict[int, tuple[str, Optional[int], bool]] = {}
         self.writer = LabelWriter(project, self)
         self.writer.saved.connect(self._label_saved)
         self.writer.failed.connect(self._label_not_saved)
@@ -308,13 +152,57 @@ class ProjectSession(QObject):
         return list(self._classes)
 
     def latest_labels(self) -> dict[int, int]:
-        """``image_id -> class_id`` of every labelled image (cached; kept current by the session)."""
-        if self._latest is None:
-            self._latest = self.project.latest_labels()
-        return self._latest
+        """``image_id -> class_id`` of every labelled image (kept current by the session)."""
+        self._ensure_labels()
+        return self.labels.class_labels()
+
+    def _ensure_labels(self) -> None:
+        # Read when the session begins, by a worker (read_session_start; the views are refreshed
+        # when it arrives); here only for a session never begun (scripts, tests) and after the
+        # project changed behind the book (classes merged or deleted, a write refused): rare
+        if not self.labels.loaded and self._start_task is None:
+            self.labels.load(*labelling.read_label_book(self.project))
+
+    def label_state(self, image_id: int) -> Optional[LabelState]:
+        """The image's latest label (None: unlabelled), including labels given in this session
+        that are not committed yet."""
+        self._ensure_labels()
+        return self.labels.state(image_id)
 
     def queue(self) -> list[QueueEntry]:
-        return self.project.queue()
+        """The learner's queue as last read (without the images labelled since)."""
+        return list(self._queue)
+
+    def queue_entry(self, image_id: int) -> Optional[QueueEntry]:
+        """The image's entry while it is queued, else None."""
+        return self._queue_by_id.get(int(image_id))
+
+    def _set_queue(self, entries: Optional[list[QueueEntry]]) -> None:
+        if entries is None:
+            return
+        # read before labels given since were committed: those images are not queued any more
+        settled = self.labels.given_in_session()
+        self._queue = [e for e in entries if not (e.image_id in settled and self.labels.settled(e.image_id))]
+        self._queue_by_id = {e.image_id: e for e in self._queue}
+
+    def reload_queue(self) -> None:
+        """Read the queue again in a worker (it was written by something other than this
+        session's learner jobs); emits queue_changed when it arrives."""
+        task = Task.from_job(jobs.queue_job(self.project))
+        task.signals.finished.connect(lambda entries: self.closed or (self._set_queue(entries),
+                                                                      self.queue_changed.emit()))
+        task.signals.failed.connect(lambda m: self.closed or self.job_failed.emit("Reading the queue", m))
+        run_task(task, pool("images"))
+
+    def image_relpath(self, image_id: int) -> Optional[str]:
+        """The image's path relative to the image folder, or None when the session has not read it."""
+        return self._paths.get(int(image_id))
+
+    def image_path(self, image_id: int) -> Optional[Path]:
+        """The image's file, or None when the session has not read its path (a decode worker
+        then looks it up: ``workflow.jobs.image_path``)."""
+        rel = self._paths.get(int(image_id))
+        return None if rel is None else self.project.image_root / rel
 
     def row_of(self, image_id: int) -> Optional[int]:
         """Row of ``image_id`` in ``image_ids``/``features``/``probabilities``, or None."""
@@ -332,7 +220,7 @@ class ProjectSession(QObject):
         row = self.row_of(image_id)
         if row is None or row >= len(self.features):
             return None
-        return float(self.novelty_model.scores(self.features[row:row + 1])[0])
+        return float(self.novelty_model.scores(self.features[row:row + 1], self.probabilities[row:row + 1])[0])
 
     def suggestion(self, image_id: int) -> Optional[tuple[int, float]]:
         """The model's ``(class_id, probability)`` for an image, or None without a model."""
@@ -370,11 +258,14 @@ class ProjectSession(QObject):
     def audit_summary(self) -> str:
         """One line about the honest accuracy estimate of the current model."""
         shown = (self.model_metrics or {}).get("estimate")
-        if shown and shown.get("estimate") is not None:
+        # with the audit method shown, the status bar says what the dashboard's headline says
+        # (the audit figures recorded with the model), so the two never disagree
+        if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
             low, high = shown["interval"]
-            how = {"audit": f"{shown.get('n_audit', 0)} audit labels",
-                   "ppi": f"predictions + {shown.get('n_audit', 0)} audit labels",
-                   "weighted": f"{shown.get('n', 0)} sampled labels, weighted"}.get(shown["method"], shown["method"])
+            how = {"ppi": f"predictions + {shown.get('n_audit', 0)} audit labels",
+                   "weighted": f"{shown.get('n', 0)} sampled labels, weighted",
+                   "difference": f"predictions corrected by {shown.get('n', 0)} sampled labels",
+                   }.get(shown["method"], shown["method"])
             return f"accuracy ≈ {shown['estimate']:.0%} ({low:.0%}–{high:.0%}, {how})"
         audit = (self.model_metrics or {}).get("audit")
         if not audit or audit.get("accuracy") is None:
@@ -392,23 +283,32 @@ class ProjectSession(QObject):
 
     def label(self, image_id: int, class_id: Optional[int] = None, kind: str = "class", source: str = "human",
               audit: bool = False) -> None:
+        """Record one label (see :meth:`give`)."""
+        state = LabelState(kind, None if class_id is None else int(class_id), bool(audit))
+        self.give(LabelCommand(int(image_id), state, self.annotator(), source))
+
+    def give(self, command: LabelCommand) -> None:
         """Record one label: the views see it at once, the writer thread commits it durably
         within milliseconds (``pending_labels()`` until then); emits labels_changed."""
-        image_id = int(image_id)
-        class_id = None if class_id is None else int(class_id)
-        self.writer.add_label(image_id, class_id, kind, self.annotator(), source, audit)
+        if not command.annotator:
+            command = LabelCommand(command.image_id, command.state, self.annotator(), command.source)
+        self._ensure_labels()
+        self.writer.submit(command)
         self._labels_given += 1
-        self._given[image_id] = (kind, class_id, bool(audit))
-        latest = self.latest_labels()
-        if kind == "class":
-            latest[image_id] = class_id
-        else:
-            latest.pop(image_id, None)
-        if kind == "class":
+        self.labels.give(command)
+        self._leave_queue([command.image_id])
+        if command.state.is_class:
             self._labels_since_retrain += 1  # before labels_changed: the status bar shows it
-        self.labels_changed.emit([image_id])
-        if kind == "class" and self._labels_since_retrain >= self.retrain_every():
+        self.labels_changed.emit([command.image_id])
+        if command.state.is_class and self._labels_since_retrain >= self.retrain_every():
             self._retrain_on_labels()
+
+    def _leave_queue(self, image_ids) -> None:
+        # the store takes a labelled image out of the queue; so does the session's copy
+        for i in image_ids:
+            entry = self._queue_by_id.pop(int(i), None)
+            if entry is not None:
+                self._queue.remove(entry)
 
     def label_images(self, image_ids, class_id: int, source: str = "bulk") -> int:
         """Label many images with one class (one durable transaction, committed by the writer
@@ -416,12 +316,12 @@ class ProjectSession(QObject):
         ids = [int(i) for i in image_ids]
         if not ids:
             return 0
-        self.writer.add_labels_bulk([(i, int(class_id)) for i in ids], self.annotator(), source)
+        command = BulkLabelCommand(tuple(ids), int(class_id), self.annotator(), source)
+        self._ensure_labels()
+        self.writer.submit(command)
         self._labels_given += 1
-        latest = self.latest_labels()
-        for i in ids:
-            latest[i] = int(class_id)
-            self._given[i] = ("class", int(class_id), False)
+        self.labels.give(command)
+        self._leave_queue(ids)
         self._labels_since_retrain += len(ids)
         self.labels_changed.emit(ids)
         if self._labels_since_retrain >= self.retrain_every():
@@ -435,18 +335,6 @@ class ProjectSession(QObject):
         self._labels_since_retrain = 0
         self._retrain_due = False  # a new due point (one waiting retrain serves both)
         self.start_retrain(reason=reason)
-
-    def label_state(self, image_id: int) -> Optional[tuple[str, Optional[int], bool]]:
-        """``(kind, class_id, audit)`` of the image's latest label event, or None (unlabelled);
-        includes labels given in this session that are not committed yet."""
-        given = self._given.get(int(image_id))
-        if given is not None:
-            return given
-        history = self.project.label_history(int(image_id))
-        if not history:
-            return None
-        last = history[-1]
-        return last.kind, last.class_id, last.audit
 
     def pending_labels(self) -> int:
         """Labels given but not committed to the project file yet."""
@@ -463,9 +351,7 @@ class ProjectSession(QObject):
             self.start_retrain(reason=self._retrain_when_saved_reason)
 
     def _label_not_saved(self, message: str, image_ids: list) -> None:
-        for i in image_ids:
-            self._given.pop(int(i), None)
-        self._latest = None  # reload what the project really holds
+        self.labels.refused(image_ids)  # read what the project really holds again
         if self.closed:
             return
         self.label_failed.emit(f"{len(image_ids)} label(s) were not saved: {message}")
@@ -476,10 +362,15 @@ class ProjectSession(QObject):
         """Ask the labelling view to show this image (from the gallery or the dashboard map)."""
         self.open_image_requested.emit(int(image_id))
 
+    def add_class(self, name: str) -> None:
+        """Add a class to the project (raises UserError) and tell the views."""
+        self.project.add_class(name)
+        self.notify_classes_changed()
+
     def notify_classes_changed(self) -> None:
         """Call after changing classes in the project; labels may have changed too (merge, delete)."""
         self._classes = None
-        self._latest = None
+        self.labels.invalidate()
         self.classes_changed.emit()
         self.labels_changed.emit([])
 
@@ -489,7 +380,8 @@ class ProjectSession(QObject):
     # ------------------------------------------------------------------ background jobs
     def busy(self) -> bool:
         return any(t is not None for t in (self._retrain_task, self._refill_task, self._feature_task,
-                                           self._extract_task, self._check_task, self._switch_task))
+                                           self._extract_task, self._check_task, self._switch_task,
+                                           self._start_task))
 
     def retraining(self) -> bool:
         """The learner is at work (a retrain or a queue refill), or a retrain starts as soon as
@@ -518,6 +410,8 @@ class ProjectSession(QObject):
             self._extract_task = None
         elif description == "Checking the project":
             self._check_task = None
+        elif description == "Opening the project":
+            self._start_task = None
         elif description.startswith(SWITCHING):
             self._switch_task = None
             self.switching_to = None
@@ -527,14 +421,38 @@ class ProjectSession(QObject):
         if not self.closed:
             self.job_failed.emit(description, message)
 
+    def begin(self) -> None:
+        """Read the queue, the queued images' paths and every image's label in a worker (quick:
+        the first image waits for it, not for the features); emits queue_changed and
+        labels_changed when they arrive."""
+        if self._start_task is not None or self.closed:
+            return
+        task = Task.from_job(jobs.session_start_job(self.project))
+        task.signals.finished.connect(self._started)
+        task.signals.failed.connect(lambda m: self._failed("Opening the project", m))
+        task.signals.cancelled.connect(lambda: setattr(self, "_start_task", None))
+        self._start_task = run_task(task, pool("images"))
+
+    def _started(self, start: SessionStart) -> None:
+        self._start_task = None
+        if self.closed:
+            return
+        self.labels.load(start.label_states, start.class_labels)
+        self._paths.update(start.paths)
+        self._set_queue(start.queue)
+        self.queue_changed.emit()
+        self.labels_changed.emit([])
+
     def start(self) -> None:
-        """After opening: load features, and (in a worker) find whatever images still need
-        analysing and the files that cannot be used."""
+        """After opening: read the queue and labels, load features, and (in a worker) find
+        whatever images still need analysing and the files that cannot be used."""
+        if not self.labels.loaded:
+            self.begin()
         self.load_features()
         self._check(scan_pending=True)
 
     def _check(self, scan_pending: bool) -> None:
-        task = Task(read_counts_and_problems, self.project, name="Checking the project")
+        task = Task.from_job(jobs.check_job(self.project))
         task.signals.finished.connect(lambda result: self._checked(result, scan_pending))
         task.signals.failed.connect(lambda m: self._failed("Checking the project", m))
         self._check_task = run_task(task, pool("images"))
@@ -562,7 +480,7 @@ class ProjectSession(QObject):
             self._reload_features = True
             return
         key = self.extractor
-        task = Task(load_features, self.project.path, key, name="Loading features")
+        task = Task.from_job(jobs.feature_load_job(self.project.path, key))
         task.signals.cancelled.connect(self._feature_load_cancelled)
         self._feature_task = self._start(task, "Loading features", lambda result: self._features_loaded(result, key),
                                          "images")
@@ -583,9 +501,9 @@ class ProjectSession(QObject):
         if self._reload_features:
             self._reload_features = False
             self.load_features()
-        image_ids, features = result
-        self.image_ids = np.asarray(image_ids, np.int64)
-        self.features = np.asarray(features, np.float32)
+        self.image_ids = result.image_ids
+        self.features = result.features
+        self._paths.update(result.paths)
         if self.probabilities is not None and len(self.probabilities) != len(self.image_ids):
             self.probabilities = None  # rows no longer match; the next fit fills them again
         self.job_finished.emit("Loading features", f"{len(self.image_ids):,} images ready")
@@ -599,7 +517,7 @@ class ProjectSession(QObject):
         # A queue chosen from the first few images read (or nearly used up) is refilled from
         # what is known now; otherwise the inspector would soon wait for the learner. Neither is
         # a retrain: the model changes only with labels (or when asked).
-        if len(self.project.queue()) < QUEUE_LOW:
+        if len(self._queue) < QUEUE_LOW:
             self.refill_queue()
         elif self.probabilities is None and self.latest_labels():
             self.start_retrain(write_queue=False, reason="predictions for the images read")
@@ -608,7 +526,7 @@ class ProjectSession(QObject):
         """Rescan the folder and analyse new or changed files in the background."""
         if self._extract_task is not None:
             return
-        task = Task(scan_and_extract, self.project, name="Reading images")
+        task = Task.from_job(jobs.scan_job(self.project))
         task.signals.progress.connect(self._extraction_progress)
         task.signals.cancelled.connect(self._extraction_cancelled)
         self._extract_task = self._start(task, "Reading images", self._extraction_done)
@@ -652,7 +570,7 @@ class ProjectSession(QObject):
         if self._switch_task is not None or self.closed:
             return None
         description = f"{SWITCHING} {name}"
-        task = Task(switch_features, self.project, name, name=description)
+        task = Task.from_job(jobs.switch_job(self.project, name, description))
         task.signals.cancelled.connect(lambda: self._switch_cancelled(description))
         self.switching_to = name
         self._switch_task = self._start(task, description, lambda result: self._switched(description, result))
@@ -699,6 +617,10 @@ class ProjectSession(QObject):
             self._retrain_when_saved = True
             self._retrain_when_saved_reason = reason
             return
+        if write_queue:
+            # every label is committed: this call serves a retrain that was waiting for them, so
+            # the save must not start (and log) the same due point a second time
+            self._retrain_when_saved = False
         if self._retrain_task is not None:
             # once more after it, but only if it cannot know everything: a label given or
             # features loaded since it started (else it would choose the same queue again)
@@ -713,8 +635,8 @@ class ProjectSession(QObject):
             self._retrain_due = False
         self._retrain_reason = reason
         self._retrain_description = f"Training ({reason})"
-        task = Task(retrain, self.project, self.image_ids, self.features, self.extractor, write_queue,
-                    name="Training")
+        task = Task.from_job(jobs.retrain_job(self.project, self.image_ids, self.features, self.extractor,
+                                              write_queue))
         task.signals.cancelled.connect(self._retrain_cancelled)
         self._retrain_task = self._start(task, self._retrain_description, self._retrained)
 
@@ -739,8 +661,8 @@ class ProjectSession(QObject):
         self._refill_generation = self._model_generation
         # a model only from an earlier session (reopened project) is fitted again for the ranking;
         # before the first model, the cold-start choice (representative and unusual images)
-        task = Task(refill, self.project, self.image_ids, self.features, self.extractor, self.model,
-                    name="Choosing the next images")
+        task = Task.from_job(jobs.refill_job(self.project, self.image_ids, self.features, self.extractor,
+                                             self.model))
         task.signals.cancelled.connect(self._refill_cancelled)
         task.signals.failed.connect(self._refill_failed)
         task.signals.finished.connect(self._refilled)
@@ -767,6 +689,7 @@ class ProjectSession(QObject):
                 self.model_updated.emit(int(self.model_version or 0))
             if outcome.model is not None:
                 self.model = outcome.model
+        self._set_queue(outcome.queue)
         self.queue_changed.emit()
         if self._refill_again:
             self._refill_again = False
@@ -792,6 +715,7 @@ class ProjectSession(QObject):
             self.model_metrics = outcome.metrics
             self.n_labels_trained = outcome.n_labels
         if outcome.queued:
+            self._set_queue(outcome.queue)
             self.queue_changed.emit()
         if outcome.probabilities is not None:
             self.model_updated.emit(int(self.model_version or 0))
@@ -811,7 +735,8 @@ class ProjectSession(QObject):
     def close(self) -> None:
         """Stop background work and close the project file."""
         self.closed = True
-        for task in (self._retrain_task, self._refill_task, self._extract_task, self._feature_task, self._switch_task):
+        for task in (self._retrain_task, self._refill_task, self._extract_task, self._feature_task, self._switch_task,
+                     self._start_task):
             if task is not None:
                 task.cancel()
         for name in ("background", "images"):

@@ -49,14 +49,29 @@ class Task(QRunnable):
         self.cancel_token = CancelToken()
         self._last_progress = 0.0
 
+    @classmethod
+    def from_job(cls, job) -> "Task":
+        """The Task that runs a :class:`inspector.workflow.jobs.Job` (its pool: ``pool(job.pool)``)."""
+        task = cls(job.fn, *job.args, name=job.description, with_progress=job.with_progress, **job.kwargs)
+        return task
+
     def cancel(self) -> None:
         self.cancel_token.cancel()
+
+    def _emit(self, signal: str, *args: Any) -> None:
+        """Report to the UI thread, unless the app has quit while this task ran: then its signal
+        object is gone and nobody listens (an error here would reach the excepthook of a closing
+        app, whose error dialog from a pool thread hangs the exit)."""
+        import shiboken6
+
+        if shiboken6.isValid(self.signals):
+            getattr(self.signals, signal).emit(*args)
 
     def _progress(self, done: int, total: int, message: str = "") -> None:
         now = time.monotonic()
         if done >= total or now - self._last_progress >= PROGRESS_INTERVAL_S:
             self._last_progress = now
-            self.signals.progress.emit(int(done), int(total), str(message))
+            self._emit("progress", int(done), int(total), str(message))
 
     def run(self) -> None:  # runs in a pool thread
         try:
@@ -65,17 +80,23 @@ class Task(QRunnable):
             else:
                 result = self.fn(*self.args, **self.kwargs)
         except Cancelled:
-            self.signals.cancelled.emit()
+            self._emit("cancelled")
         except (UserError, ImageError) as exc:
-            self.signals.failed.emit(str(exc))
+            self._emit("failed", str(exc))
         except MemoryError:
             log.exception("%s ran out of memory", self.name)
-            self.signals.failed.emit(f"{self.name}: not enough memory")
+            self._emit("failed", f"{self.name}: not enough memory")
         except Exception as exc:  # noqa: BLE001 - reported as a message, logged with its traceback
             log.exception("%s failed", self.name)
-            self.signals.failed.emit(f"{self.name} failed: {type(exc).__name__}: {exc}")
+            self._emit("failed", f"{self.name} failed: {type(exc).__name__}: {exc}")
         else:
-            self.signals.finished.emit(result)
+            self._emit("finished", result)
+
+
+def run_job(job) -> Task:
+    """Start a workflow job in its pool; returns its Task (signals, cancel)."""
+    task = Task.from_job(job)
+    return run_task(task, pool(job.pool))
 
 
 def deliver_to(owner: QObject, slot: Callable[..., Any]) -> Callable[..., None]:

@@ -1,30 +1,43 @@
 """Confidence a quality engineer can put on the line: calibration, the escape-safe threshold, novelty.
 
-For each data set (NEU, ELPV, the generated imbalanced set of bench_label_efficiency.py) the
-images are split into a labelling half and a held-out half (stratified, seeded). Labels are
-chosen as in the app: cold start, then the default strategy (uncertain + diverse, 10 % audit) in
-batches of 10, the model retrained and recalibrated after each batch exactly as the learner does.
+For each data set (NEU, ELPV, the generated imbalanced set of bench_label_efficiency.py) and each
+seed the images are split into a labelling half and a held-out half (stratified, seeded). Labels
+are chosen as in the app: cold start, then the default strategy (uncertain + diverse, 10 % audit)
+in batches of 10, the model retrained and recalibrated after each batch exactly as the learner
+does (calibration.calibrate_model, reusing the previous retrain's out-of-sample predictions
+between cross-validations).
 
-1. Calibration: expected calibration error (10 bins, top-class confidence) on the held-out half
-   at 50, 100 and 300 labels, before (raw classifier) and after calibration.
-2. Escapes: at 100, 300 and all labels of the labelling half, the review threshold chosen by the
-   product (routing.choose_threshold on cross-validated, calibrated predictions, target 1 %) is
-   applied to the held-out half with novelty: escape rate (defective parts passed / defective
-   parts) with its 95 % Wilson interval, and the review share. A model that was not shown safe
-   routes every part to review (escape 0, review 100 %); the table says so.
-3. Novelty: for each defect class, a model trained on every label of the labelling half except
-   that class; on the held-out half, the share of the left-out class routed to review (novel or
-   low confidence; and novel alone), the share not passed (review or defect path: what keeps it
-   off the line) and the share of the acceptable class routed to review.
-   Targets: >= 80 % and <= 10 %.
+Sections (``--sections``):
+
+``calibration``
+    Expected calibration error (ECE: 10 equal-width bins of the top-class confidence, the
+    count-weighted mean of |accuracy - mean confidence| per bin) on the held-out half at 50, 100,
+    300 and all labels of the labelling half, raw classifier and calibrated; then, at 100, 300 and
+    all labels, the review threshold the product chooses (routing.choose_threshold on the
+    out-of-sample calibrated predictions, target 1 %) applied to the held-out half with novelty:
+    escape rate (defective parts passed / defective parts) with its 95 % Wilson interval and the
+    review share. A model not shown safe routes every part to review (escape 0, review 100 %).
+    Also the retrain time: per retrain of the replay, the classifier fit alone, the calibration as
+    the product does it and (first seed, ``--time-full-cv``) a full 5-fold cross-validation every
+    time as before; printed as ratios (retrain with calibration / retrain without).
+``novelty``
+    For each defect class, a model trained on every label of the labelling half except that class;
+    on the held-out half: the share of the left-out class flagged novel, routed to review (novel or
+    low confidence), kept off the line (review or defect path), and the share of the acceptable
+    class routed to review and flagged novel. Targets: >= 80 % and <= 10 %.
+``coldstart``
+    Labels needed until every class has at least one label, replaying the default strategy from
+    nothing (batches of 10), with the learner's novelty-led exploration and without it.
 
 Acceptable classes: NEU has none, so the benchmark treats ``--neu-acceptable`` (default
 rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
 
-    .venv/bin/python tests/benchmarks/bench_confidence.py [--datasets neu,elpv,generated] [--seeds 1]
+    .venv/bin/python tests/benchmarks/bench_confidence.py [--datasets neu,elpv,generated] [--seeds 5]
+        [--sections calibration,novelty,coldstart] [--extractor texture+cnn] [--time-full-cv]
         [--out /tmp/inspector_bench_confidence] [--neu-acceptable rolled-in_scale]
 
-Prints figures; asserts nothing. Features are cached under --out.
+Prints figures (each seed, then mean and worst over the seeds); asserts nothing. Features are
+cached under --out per extractor.
 """
 
 from __future__ import annotations
@@ -40,16 +53,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from inspector.core.learning.calibration import calibrate_model, reliability  # noqa: E402
+from inspector.core.learning import calibration as calibration_module  # noqa: E402
+from inspector.core.learning.calibration import calibrate_model, out_of_fold_proba, reliability  # noqa: E402
 from inspector.core.learning.metrics import wilson_interval  # noqa: E402
 from inspector.core.learning.models import fit_model  # noqa: E402
-from inspector.core.learning.novelty import fit_novelty  # noqa: E402
-from inspector.core.learning.review import standardisation  # noqa: E402
+from inspector.core.learning.novelty import feature_blocks, fit_novelty  # noqa: E402
+from inspector.core.learning.standardise import standardisation  # noqa: E402
 from inspector.core.learning.routing import PASS, choose_threshold, route  # noqa: E402
 from inspector.core.learning.strategies import get_strategy  # noqa: E402
 
 CHECKPOINTS = (50, 100, 300)
-OUT = Path("/tmp/inspector_bench_confidence")
+DUMP = None  # --dump: a folder for each checkpoint's out-of-sample predictions
+EXTRACTOR = None  # the features' extractor name (its blocks are scored apart by novelty)
 
 
 def split_half(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,22 +78,37 @@ def split_half(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(a), np.concatenate(b)
 
 
-POOL_PRIOR = os.environ.get("BENCH_LABEL_PRIOR") is None
-
-
-def trained(X, y, classes, kind="logistic", seed=0, X_pool=None, is_audit=None):
-    model = fit_model(X, y, classes, kind=kind, random_state=seed)
-    oof = calibrate_model(model, X, y, X_pool=X_pool if POOL_PRIOR else None, is_audit=is_audit)
+def trained(X, y, classes, seed=0, X_pool=None, is_audit=None, reuse=True, timing=None):
+    started = time.perf_counter()
+    model = fit_model(X, y, classes, kind="logistic", random_state=seed)
+    fitted = time.perf_counter()
+    oof = calibrate_model(model, X, y, X_pool=X_pool, is_audit=is_audit, reuse=reuse)
+    if timing is not None:
+        timing["fit"].append(fitted - started)
+        timing["calibrate"].append(time.perf_counter() - fitted)
     return model, oof
 
 
-def active_labels(X_pool, y_pool, classes, budget, seed, batch=10):
-    """Replay the app's loop; returns (rows of X_pool in labelling order, audit flag per row)."""
+def with_novelty(model, X_labelled, y_labelled, mean, std, seed):
+    model.novelty = fit_novelty(X_labelled, mean, std, y=y_labelled, random_state=seed, classes=model.classes,
+                                blocks=feature_blocks(EXTRACTOR, X_labelled.shape[1]))
+    return model
+
+
+def novel_flags(model, X):
+    if model.novelty is None:
+        return np.zeros(len(X), bool)
+    return model.novelty.is_novel(X, proba=model.predict_proba(X))
+
+
+def active_replay(X_pool, y_pool, classes, budget, seed, keep_at, timing=None, time_full_cv=False, batch=10):
+    """Replay the app's loop to ``budget`` labels; returns (order, audit flags, {n: (model, oof)})."""
     strategy = get_strategy("uncertain_diverse")
+    calibration_module.forget_out_of_fold_memory()
     labelled = np.zeros(len(y_pool), bool)
     order: list[int] = []
     audit: list[bool] = []
-    model = None
+    model, kept = None, {}
     while len(order) < budget:
         sel = strategy(model, X_pool, labelled, min(batch, budget - len(order)), [seed, len(order)], audit_share=0.1)
         if len(sel) == 0:
@@ -87,8 +117,15 @@ def active_labels(X_pool, y_pool, classes, budget, seed, batch=10):
         audit += sel.audit.tolist()
         labelled[sel.indices] = True
         rows = np.asarray(order)
-        model, _ = trained(X_pool[rows], y_pool[rows], classes, seed=seed, X_pool=X_pool, is_audit=np.asarray(audit))
-    return np.asarray(order, np.int64), np.asarray(audit, bool)
+        model, oof = trained(X_pool[rows], y_pool[rows], classes, seed=seed, X_pool=X_pool,
+                             is_audit=np.asarray(audit), timing=timing)
+        if time_full_cv and timing is not None:
+            started = time.perf_counter()
+            out_of_fold_proba(X_pool[rows], y_pool[rows], classes, "logistic", seed)
+            timing["full_cv"].append(time.perf_counter() - started)
+        if len(order) in keep_at:
+            kept[len(order)] = (model, oof)
+    return np.asarray(order, np.int64), np.asarray(audit, bool), kept
 
 
 def escape_row(y_test, proba, novel, classes, acceptable_cols, threshold):
@@ -100,98 +137,205 @@ def escape_row(y_test, proba, novel, classes, acceptable_cols, threshold):
     return esc, n_def, lo, hi, float(review.mean())
 
 
-def run_dataset(name, X, y, class_names, acceptable_name, seed, budget_max=300):
+def calibration_section(name, X, y, class_names, acceptable_name, seed, summary, time_full_cv=False):
     classes = np.arange(len(class_names))
     acceptable_cols = np.array([n == acceptable_name for n in class_names])
     pool, test = split_half(y, seed)
     Xp, yp, Xt, yt = X[pool], y[pool], X[test], y[test]
     mean, std = standardisation(X)  # the app standardises novelty by the whole image pool
-    print(f"\n== {name}: {len(y)} images, classes {', '.join(f'{n} ({int(np.sum(y == i))})' for i, n in enumerate(class_names))}; "
-          f"acceptable: {acceptable_name}; labelling half {len(pool)}, held-out half {len(test)}; seed {seed}")
     started = time.perf_counter()
-    cache = OUT / f"{name}_order_s{seed}_{'pool' if POOL_PRIOR else 'label'}prior_audit.npz"
-    if cache.exists():
-        saved = np.load(cache)
-        order, audit = saved["order"], saved["audit"]
-    else:
-        order, audit = active_labels(Xp, yp, classes, min(budget_max, len(pool)), seed)
-        np.savez(cache, order=order, audit=audit)
-    print(f"   active-learning replay to {len(order)} labels: {time.perf_counter() - started:.0f} s")
+    timing = {"fit": [], "calibrate": [], "full_cv": []}
+    budget = min(max(CHECKPOINTS), len(pool))
+    order, audit, kept = active_replay(Xp, yp, classes, budget, seed, set(CHECKPOINTS), timing, time_full_cv)
+    fit_s, cal_s = float(np.sum(timing["fit"])), float(np.sum(timing["calibrate"]))
+    line = (f"   replay to {len(order)} labels in {time.perf_counter() - started:.0f} s; {len(timing['fit'])} retrains: "
+            f"fit {fit_s:.1f} s, calibration {cal_s:.1f} s -> retrain with/without calibration {1 + cal_s / fit_s:.2f}x")
+    if timing["full_cv"]:
+        cv_s = float(np.sum(timing["full_cv"]))
+        line += f"; with a full 5-fold cross-validation every retrain (before) {1 + cv_s / fit_s:.2f}x"
+        summary.setdefault("time_full_cv", []).append(1 + cv_s / fit_s)
+    summary.setdefault("time_ratio", []).append(1 + cal_s / fit_s)
+    print(line)
     print(f"   {'labels':>7} {'ECE raw':>8} {'ECE cal':>8} {'acc':>6} {'T':>5} {'shrink':>6} | "
           f"{'threshold':>9} {'escapes':>12} {'escape rate (95 % CI)':>24} {'review':>7} {'novel':>6}")
-    points = [c for c in CHECKPOINTS if c <= len(order)] + ["all"]
-    for at in points:
-        rows = np.arange(len(pool)) if at == "all" else order[:at]
-        model, oof = trained(Xp[rows], yp[rows], classes, seed=seed, X_pool=Xp,
-                             is_audit=None if at == "all" else audit[:at])
+    for at in [c for c in CHECKPOINTS if c <= len(order)] + ["all"]:
+        if at == "all":
+            rows = np.arange(len(pool))
+            model, oof = trained(Xp[rows], yp[rows], classes, seed=seed, X_pool=Xp, reuse=False)
+        else:
+            rows = order[:at]
+            model, oof = kept[at]
+        with_novelty(model, Xp[rows], yp[rows], mean, std, seed)
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
+        if DUMP is not None and oof is not None:  # what the calibration saw, to compare calibrations offline
+            np.savez(DUMP / f"{name}_s{seed}_{at}.npz", y=yp[rows], oof=oof, raw_test=raw, y_test=yt,
+                     prior=model.calibration.prior, audit=np.zeros(len(rows), bool) if at == "all" else audit[:at])
         ece_raw = reliability(yt, raw, classes)["ece"]
         ece_cal = reliability(yt, cal, classes)["ece"]
         acc = float(np.mean(classes[np.argmax(cal, axis=1)] == yt))
-        line = (f"   {str(at):>7} {ece_raw:8.3f} {ece_cal:8.3f} {acc:6.3f} {model.calibration.temperature:5.2f} "
+        summary.setdefault(("ece_raw", at), []).append(ece_raw)
+        summary.setdefault(("ece_cal", at), []).append(ece_cal)
+        text = (f"   {str(at):>7} {ece_raw:8.3f} {ece_cal:8.3f} {acc:6.3f} {model.calibration.temperature:5.2f} "
                 f"{model.calibration.shrink:6.3f} | ")
         if at == 50:
-            print(line + "(threshold not evaluated at 50)")
+            print(text + "(threshold not evaluated at 50)")
             continue
         th = choose_threshold(yp[rows], model.calibration.apply(oof) if oof is not None else model.predict_proba(Xp[rows]),
-                              classes, acceptable_cols, 0.01,
-                              {i: n for i, n in enumerate(class_names)})
-        novelty = fit_novelty(Xp[rows], mean, std)
-        novel = novelty.is_novel(Xt) if novelty is not None else np.zeros(len(yt), bool)
+                              classes, acceptable_cols, 0.01, {i: n for i, n in enumerate(class_names)})
+        novel = novel_flags(model, Xt)
         esc, n_def, lo, hi, review = escape_row(yt, cal, novel, classes, acceptable_cols, th["value"])
+        summary.setdefault(("escape", at), []).append((esc, n_def, review, th["shown_safe"]))
         thr = f"{th['value']:.3f}" if th["shown_safe"] else "not safe"
-        print(line + f"{thr:>9} {esc:>5}/{n_def:<6} {esc / max(n_def, 1):7.2%} ({lo:.2%}-{hi:.2%}) {review:7.1%} "
+        print(text + f"{thr:>9} {esc:>5}/{n_def:<6} {esc / max(n_def, 1):7.2%} ({lo:.2%}-{hi:.2%}) {review:7.1%} "
                      f"{novel.mean():6.1%}")
-        if not th["shown_safe"]:
-            print(f"{'':>12}{th['explanation']}")
-    # novelty: leave each defect class out entirely
+
+
+def novelty_section(name, X, y, class_names, acceptable_name, seed, summary):
+    classes = np.arange(len(class_names))
+    acceptable_cols = np.array([n == acceptable_name for n in class_names])
+    pool, test = split_half(y, seed)
+    Xp, yp, Xt, yt = X[pool], y[pool], X[test], y[test]
+    mean, std = standardisation(X)
     print(f"   novelty, one defect class left out (all other labels of the labelling half):")
-    print(f"   {'left out':>20} {'to review':>9} {'novel':>6} {'not passed':>10} | {'acceptable to review':>20} "
+    print(f"   {'left out':>20} {'novel':>6} {'to review':>9} {'kept off':>8} | {'acceptable: to review':>21} "
           f"{'novel':>6} {'threshold':>9}")
+    calibration_module.forget_out_of_fold_memory()
     for c in classes:
         if acceptable_cols[c]:
             continue
         keep = yp != c
-        model, oof = trained(Xp[keep], yp[keep], classes, seed=seed, X_pool=Xp)
+        model, oof = trained(Xp[keep], yp[keep], classes, seed=seed, X_pool=Xp, reuse=False)
+        with_novelty(model, Xp[keep], yp[keep], mean, std, seed)
         th = choose_threshold(yp[keep], model.calibration.apply(oof), classes, acceptable_cols, 0.01)
-        novelty = fit_novelty(Xp[keep], mean, std)
         cal = model.predict_proba(Xt)
-        novel = novelty.is_novel(Xt)
+        novel = novel_flags(model, Xt)
         path, review, _ = route(cal, acceptable_cols, th["value"], novel)
         out = yt == c
         ok = acceptable_cols[yt]
+        figures = (novel[out].mean(), review[out].mean(), np.mean(path[out] != PASS), review[ok].mean(), novel[ok].mean())
+        summary.setdefault(("novelty", class_names[c]), []).append(figures + (bool(th["shown_safe"]),))
         thr = f"{th['value']:.3f}" if th["shown_safe"] else "not safe"
-        print(f"   {class_names[c]:>20} {review[out].mean():9.1%} {novel[out].mean():6.1%} "
-              f"{np.mean(path[out] != PASS):10.1%} | "
-              f"{review[ok].mean():20.1%} {novel[ok].mean():6.1%} {thr:>9}")
+        print(f"   {class_names[c]:>20} {figures[0]:6.1%} {figures[1]:9.1%} {figures[2]:8.1%} | "
+              f"{figures[3]:21.1%} {figures[4]:6.1%} {thr:>9}")
+
+
+def labels_to_see_every_class(X_pool, y_pool, classes, seed, explore_novelty, batch=10, budget=400):
+    strategy = get_strategy("uncertain_diverse")
+    labelled = np.zeros(len(y_pool), bool)
+    model = None
+    n = 0
+    mean, std = standardisation(X_pool)
+    while n < budget:
+        sel = strategy(model, X_pool, labelled, batch, [seed, n], audit_share=0.1,
+                       novelty_exploration=explore_novelty)
+        if len(sel) == 0:
+            break
+        for i in sel.indices.tolist():
+            labelled[i] = True
+            n += 1
+            if len(np.unique(y_pool[labelled])) == len(classes):
+                return n
+        rows = np.flatnonzero(labelled)
+        model = fit_model(X_pool[rows], y_pool[rows], classes, kind="logistic", random_state=seed)
+        model.novelty = fit_novelty(X_pool[rows], mean, std, y=y_pool[rows], random_state=seed, classes=classes,
+                                    blocks=feature_blocks(EXTRACTOR, X_pool.shape[1]))
+    return None
+
+
+def coldstart_section(name, X, y, class_names, seed, summary):
+    classes = np.arange(len(class_names))
+    pool, _ = split_half(y, seed)
+    Xp, yp = X[pool], y[pool]
+    before = labels_to_see_every_class(Xp, yp, classes, seed, explore_novelty=False)
+    after = labels_to_see_every_class(Xp, yp, classes, seed, explore_novelty=True)
+    summary.setdefault("coldstart_before", []).append(before)
+    summary.setdefault("coldstart_after", []).append(after)
+    print(f"   labels until every class has one (uncertain + diverse from nothing, batches of 10): "
+          f"without novelty {before}, with novelty {after}")
+
+
+def print_summary(name, summary, seeds):
+    print(f"\n== {name}: summary over {seeds} seed(s) (mean / worst)")
+    for at in [*CHECKPOINTS, "all"]:
+        if ("ece_cal", at) in summary:
+            raw, cal = np.array(summary[("ece_raw", at)]), np.array(summary[("ece_cal", at)])
+            line = f"   {str(at):>4} labels: ECE raw {raw.mean():.3f} / {raw.max():.3f}, calibrated {cal.mean():.3f} / {cal.max():.3f}"
+            if ("escape", at) in summary:
+                rows = summary[("escape", at)]
+                esc, n_def = sum(r[0] for r in rows), sum(r[1] for r in rows)
+                lo, hi = wilson_interval(esc, n_def)
+                reviews = np.array([r[2] for r in rows])
+                line += (f"; escapes {esc}/{n_def} = {esc / max(n_def, 1):.2%} (95 % CI {lo:.2%}-{hi:.2%}), "
+                         f"review share {reviews.mean():.1%} / {reviews.max():.1%}, shown safe in "
+                         f"{sum(r[3] for r in rows)} of {len(rows)}")
+            print(line)
+    if "time_ratio" in summary:
+        ratio = np.array(summary["time_ratio"])
+        line = f"   retrain with/without calibration: {ratio.mean():.2f}x (worst {ratio.max():.2f}x)"
+        if "time_full_cv" in summary:
+            line += f"; a full cross-validation every retrain: {np.mean(summary['time_full_cv']):.2f}x"
+        print(line)
+    keys = [k for k in summary if isinstance(k, tuple) and k[0] == "novelty"]
+    if keys:
+        print(f"   {'left out':>20} {'novel':>13} {'to review':>13} {'kept off':>13} | {'acceptable to review':>20}")
+        for key in keys:
+            rows = np.array([r[:5] for r in summary[key]], np.float64)
+            print(f"   {key[1]:>20} " + " ".join(f"{rows[:, j].mean():6.1%}/{rows[:, j].min():6.1%}" for j in range(3))
+                  + f" | {rows[:, 3].mean():8.1%}/{rows[:, 3].max():6.1%} (mean/worst); novel acceptable "
+                    f"{rows[:, 4].mean():.1%}/{rows[:, 4].max():.1%}")
+    if "coldstart_before" in summary:
+        for k in ("coldstart_before", "coldstart_after"):
+            v = [x for x in summary[k]]
+            ok = [x for x in v if x is not None]
+            print(f"   labels to see every class, {'without' if k.endswith('before') else 'with'} novelty: "
+                  f"{v} (mean {np.mean(ok) if ok else float('nan'):.1f}, worst {max(ok) if ok else None})")
 
 
 def main() -> int:
+    from inspector.core.features import DEFAULT_EXTRACTOR
+
     parser = argparse.ArgumentParser()
     default_data = Path(os.environ.get("INSPECTOR_TEST_DATA", REPO.parent / "shared" / "datasets"))
     parser.add_argument("--data", type=Path, default=default_data)
     parser.add_argument("--datasets", default="neu,elpv,generated")
+    parser.add_argument("--sections", default="calibration,novelty,coldstart")
+    parser.add_argument("--extractor", default=DEFAULT_EXTRACTOR)
     parser.add_argument("--out", type=Path, default=Path("/tmp/inspector_bench_confidence"))
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--time-full-cv", action="store_true",
+                        help="also time a full cross-validation at every retrain of the first seed (the old way)")
     parser.add_argument("--neu-acceptable", default="rolled-in_scale")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="save each checkpoint's labels, out-of-sample and held-out predictions here")
     parser.add_argument("--generated-images", type=int, default=1200)
     args = parser.parse_args()
     from inspector.core.learning.simulate import folder_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
-    global OUT
-    OUT = args.out
-    print(f"load: {os.getloadavg()[0]:.1f} (1 min)")
+    global EXTRACTOR, DUMP
+    EXTRACTOR = args.extractor
+    DUMP = args.dump
+    if DUMP is not None:
+        DUMP.mkdir(parents=True, exist_ok=True)
+    sections = set(args.sections.split(","))
+    print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}")
     for name in args.datasets.split(","):
         if name in ("neu", "elpv"):
             folder = args.data / name
             if not folder.is_dir():
                 print(f"{name}: not found at {folder}; set INSPECTOR_TEST_DATA (skipped)")
                 continue
-            X, y, class_names, _ = folder_dataset(folder, cache=args.out / f"{name}_features.npz")
+            X, y, class_names, _ = folder_dataset(folder, cache=args.out / f"{name}_{args.extractor}.npz",
+                                                  extractor=args.extractor)
             acceptable = args.neu_acceptable if name == "neu" else "functional"
         elif name == "generated":
+            from inspector.core.features import DEFAULT_EXTRACTOR as default
+
+            if args.extractor != default:
+                print(f"generated: drawn with the default extractor ({default}) only (skipped)")
+                continue
             from bench_label_efficiency import generated_dataset
 
             X, y, class_names = generated_dataset(args.out, args.generated_images)
@@ -199,8 +343,20 @@ def main() -> int:
         else:
             print(f"unknown data set {name}")
             return 2
-        for seed in range(args.seeds):
-            run_dataset(name, X, y, list(class_names), acceptable, seed)
+        summary: dict = {}
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            print(f"\n== {name} ({args.extractor}): {len(y)} images, classes "
+                  f"{', '.join(f'{n} ({int(np.sum(y == i))})' for i, n in enumerate(class_names))}; "
+                  f"acceptable: {acceptable}; seed {seed}; load {os.getloadavg()[0]:.1f}")
+            if "calibration" in sections:
+                calibration_section(name, X, y, list(class_names), acceptable, seed, summary,
+                                    time_full_cv=args.time_full_cv and seed == args.first_seed)
+            if "novelty" in sections:
+                novelty_section(name, X, y, list(class_names), acceptable, seed, summary)
+            if "coldstart" in sections:
+                coldstart_section(name, X, y, list(class_names), seed, summary)
+            sys.stdout.flush()
+        print_summary(name, summary, args.seeds)
     print(f"load: {os.getloadavg()[0]:.1f} (1 min)")
     return 0
 

@@ -8,9 +8,14 @@ label so far|, the mean 95 % interval width and the coverage, over seeds, for
 - ``ppi``: prediction-powered (model's expected accuracy on every image, corrected by the audit labels),
 - ``weighted``: importance-weighted over every sampled label (needs --pick-sampling > 0 to use
   the strategy's own picks; with 0 only the audit picks and random picks are sampled),
+- ``difference``: the current model's predictions on every unlabelled image corrected by the
+  importance-weighted cross-fitted residuals of every sampled label (control variate), with
+  its macro-F1, escape rate and per-class recall scored too (``difference, N labels:`` lines),
 - ``shown``: the one the app shows (estimators.choose).
 
-Then the issue-14 targets for ``shown``: at 100 labels width <= 0.15, coverage >= 90 %, mean
+Each row also gives the mean signed error (bias) and ``cover*``: coverage once the test set's own
+95 % sampling error is added to the interval (the truth is itself measured on a few hundred
+images). Then the issue-14 targets for ``shown``: at 100 labels width <= 0.15, coverage >= 90 %, mean
 |error| <= 0.04; at 300 labels width <= 0.08, coverage >= 90 %, mean |error| <= 0.02.
 Prints figures; asserts nothing. Feature matrices are cached under --out (NEU/ELPV as .npz,
 the generated set as .npy, the same way bench_label_efficiency.py does).
@@ -50,12 +55,13 @@ def load(name: str, args):
     if name == "generated":
         from bench_label_efficiency import generated_dataset
 
-        X, y, names = generated_dataset(args.out, args.generated_images)
+        X, y, names = generated_dataset(args.out, args.generated_images, extractor=args.extractor)
         return X, y, names
     folder = data / name
     if not folder.is_dir():
         raise SystemExit(f"{folder} not found; set INSPECTOR_TEST_DATA")
-    X, y, names, _ = folder_dataset(folder, cache=args.out / f"{name}_features.npz")
+    suffix = "" if args.extractor is None else f"_{args.extractor}"
+    X, y, names, _ = folder_dataset(folder, cache=args.out / f"{name}_features{suffix}.npz", extractor=args.extractor)
     return X, y, names
 
 
@@ -82,6 +88,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=10, help="labels per query round (20 halves the run time)")
     parser.add_argument("--counts", default="100,200,300", help="label counts at which the estimators are scored")
     parser.add_argument("--generated-images", type=int, default=1200)
+    parser.add_argument("--extractor", default=None, help="feature extractor (default: the one new projects use)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/inspector_bench_estimators"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +106,7 @@ def main() -> int:
             seconds = time.perf_counter() - started
             print(f"\n== {dataset}: {len(y)} images, {len(names)} classes, all-labels accuracy "
                   f"{summary['all_labels']['accuracy']:.3f}; pick sampling {share}; {args.seeds} seeds; batch {args.batch}; "
-                  f"{seconds:.0f} s; load {os.getloadavg()[0]:.1f}")
+                  f"{seconds:.0f} s; load {os.getloadavg()[0]:.1f}; features {args.extractor or 'default'}")
             print_estimator_table(summary)
             print("Targets for the estimate shown:")
             for name, s in summary["strategies"].items():
@@ -114,7 +121,7 @@ def main() -> int:
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
                 for name, s in summary["strategies"].items()}
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.seeds}"
-           f"_b{args.batch}")
+           f"_b{args.batch}_{args.strategies.replace(',', '+')}")
     path = args.out / f"estimators_{tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nWrote {path}")

@@ -147,7 +147,7 @@ def generated_counts(n_images: int) -> dict:
     return counts
 
 
-def generated_dataset(out: Path, n_images: int, seed: int = 0, workers=None):
+def generated_dataset(out: Path, n_images: int, seed: int = 0, workers=None, extractor=None):
     """Draw the generated imbalanced set under ``out`` and return (X, y, class names).
 
     One write_demo_dataset call per class (its own folder and seed) gives uneven rare shares;
@@ -155,10 +155,10 @@ def generated_dataset(out: Path, n_images: int, seed: int = 0, workers=None):
     the set's parameters and the extractor's name and version.
     """
     from inspector.core.demo import write_demo_dataset
-    from inspector.core.features import default_extractor
+    from inspector.core.features import default_extractor, get_extractor
     from inspector.core.ingest import analyse_files
 
-    extractor = default_extractor()
+    extractor = default_extractor() if extractor is None else get_extractor(extractor)
     counts = generated_counts(n_images)
     names = list(counts)
     tag = (f"gen{n_images}_s{seed}_{GENERATED_SIZE[0]}x{GENERATED_SIZE[1]}_j{GENERATED_SIZE_JITTER}"
@@ -189,7 +189,7 @@ def generated_dataset(out: Path, n_images: int, seed: int = 0, workers=None):
     drawn = time.perf_counter() - started
     features = [None] * len(files)
     with terminal_progress("Generated features") as progress:
-        for result in analyse_files(files, workers=workers, progress=progress):
+        for result in analyse_files(files, workers=workers, progress=progress, extractor=extractor.name):
             features[result.index] = result.features
     keep = [i for i, f in enumerate(features) if f is not None]
     X = np.stack([features[i] for i in keep]).astype(np.float32)

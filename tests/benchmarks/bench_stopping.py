@@ -15,6 +15,7 @@ contrast, the same figures for the naive rule "point estimate >= target".
 
     python tests/benchmarks/bench_stopping.py                       # NEU 0.95 and ELPV 0.65, 5 seeds
     python tests/benchmarks/bench_stopping.py --seeds 10 --only neu --budget-neu 800 --run-on
+    python tests/benchmarks/bench_stopping.py --extractor texture --without-difference   # the rule before issue 14's difference estimate
 
 Features are computed once with the product's extractor and cached under --cache (.npz files
 keyed by extractor version and file list). Asserts nothing; prints what it measured and the load.
@@ -142,12 +143,22 @@ def main(argv=None) -> int:
     p.add_argument("--run-on", action="store_true",
                    help="keep labelling after the first declaration (counts every later declaration too)")
     p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--extractor", default=None, help="feature extractor (default: the one new projects use)")
+    p.add_argument("--without-difference", action="store_true",
+                   help="judge on the estimate shown before the difference estimator (weighted or audit), "
+                        "to compare how early each declares the target")
     p.add_argument("--combine", type=Path, nargs="+", default=None,
                    help="only summarise runs written by earlier --json runs (e.g. one seed per process)")
     args = p.parse_args(argv)
     if args.combine:
         return combine(args.combine)
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.without_difference:
+        from inspector.core.learning import estimators
+
+        estimators.MAX_CENSUS_SHARE_FOR_DIFFERENCE = -1.0  # never shown: the rule before it
+    print(f"estimate judged: {'weighted or audit (no difference)' if args.without_difference else 'as the app shows'}; "
+          f"features {args.extractor or 'default'}")
     print(f"load before: {os.getloadavg()}")
     results = {}
     for name, target_value, budget in (("neu", args.target_neu, args.budget_neu),
@@ -158,7 +169,9 @@ def main(argv=None) -> int:
         if not folder.is_dir():
             print(f"{name}: skipped, {folder} not found")
             continue
-        X, y, class_names, _ = folder_dataset(folder, cache=args.cache / f"{name}_features.npz")
+        suffix = "" if args.extractor is None else f"_{args.extractor}"
+        X, y, class_names, _ = folder_dataset(folder, cache=args.cache / f"{name}_features{suffix}.npz",
+                                              extractor=args.extractor)
         target = stopping.make_target("accuracy", target_value)
         runs = []
         started = time.perf_counter()

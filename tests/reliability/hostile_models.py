@@ -80,8 +80,13 @@ def parts(path: Path) -> tuple[dict, bytes]:
     return header, data[PRELUDE.size + length:-32]
 
 
-def write_raw(path: Path, header_text: bytes | str, region: bytes, version: int = 1) -> Path:
-    """Assemble a file exactly as given, with a correct checksum (anyone can compute one)."""
+def write_raw(path: Path, header_text: bytes | str, region: bytes, version: Optional[int] = None) -> Path:
+    """Assemble a file exactly as given (at the current format version unless ``version``), with a
+    correct checksum (anyone can compute one)."""
+    if version is None:
+        from inspector.core.modelfile.container import FORMAT_VERSION
+
+        version = FORMAT_VERSION
     if isinstance(header_text, str):
         header_text = header_text.encode()
     body = PRELUDE.pack(MAGIC, version, len(header_text)) + header_text + region
@@ -394,7 +399,7 @@ CASES: list[Case] = [
 _MEASURE = textwrap.dedent("""
     import json, sys, time, tracemalloc
     from inspector.core.modelfile import ModelFileError, load_model
-    import inspector.core.model_checks, inspector.core.features, numpy
+    import inspector.core.modelfile.checks, inspector.core.features, numpy
     inspector.core.features.get_extractor("texture").params()
     tracemalloc.start()
     started = time.perf_counter()

@@ -154,7 +154,7 @@ def test_pickle_inside_a_well_formed_container_runs_nothing(model_file, tmp_path
     header["arrays"].append({"name": "evil", "dtype": "|O", "shape": [1], "offset": sum(
         a["nbytes"] for a in header["arrays"]), "nbytes": len(payload)})
     header_bytes = json.dumps(header).encode()
-    body = PRELUDE.pack(b"INSPECTOR-MODEL\n", 1, len(header_bytes)) + header_bytes
+    body = PRELUDE.pack(b"INSPECTOR-MODEL\n", header["format_version"], len(header_bytes)) + header_bytes
     body += b"".join(np.ascontiguousarray(arrays[a["name"]]).tobytes() for a in header["arrays"][:-1]) + payload
     evil = tmp_path / "evil.inspector-model"
     evil.write_bytes(body + hashlib.sha256(body).digest())

@@ -167,6 +167,8 @@ def test_audit_pick_marks_the_label_event(window, qtbot, part_folder, tmp_path):
     qtbot.waitUntil(lambda: not session.busy(), timeout=20000)
     audit_image = int(next(i for i in session.image_ids if i != view.current))
     project.replace_queue([QueueEntry(audit_image, 0, "uncertain_diverse", None, "audit: random pick", None, True)])
+    with qtbot.waitSignal(session.queue_changed, timeout=5000):
+        session.reload_queue()  # written behind the session's back: the views only know what it read
     view.open_image(audit_image)
     assert "Audit pick" in view.reason_label.text()
     qtbot.keyClick(view, Qt.Key.Key_1)
@@ -366,3 +368,46 @@ def test_moved_image_folder_is_located_when_the_project_opens(window, qtbot, par
     qtbot.waitUntil(lambda: not session.extracting() and window.label_view.current is not None, timeout=30000)
     assert session.project.counts()["missing"] == 0
     assert session.project.latest_labels()[labelled] == session.classes()[0].id
+
+
+def test_labelling_never_reads_the_store_on_the_ui_thread(window, qtbot, part_folder, tmp_path):
+    """Keys, Back, undo/redo and opening an image from the strip: the view and the session answer
+    from what workers read (queue, paths, labels); the store is only read by worker threads."""
+    import threading
+
+    session, view = _open_folder(window, qtbot, part_folder, tmp_path)
+    session.add_class("ok")
+    session.add_class("scratch")
+    qtbot.waitUntil(lambda: not session.busy(), timeout=20000)
+    project = session.project
+    read_on_ui_thread = []
+    for name in ("queue", "queue_entry", "image", "image_path", "image_paths", "label_history",
+                 "latest_labels", "latest_label_events", "feature_matrix", "audit_labels"):
+        original = getattr(project, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            if threading.current_thread() is threading.main_thread():
+                read_on_ui_thread.append(_name)
+            return _original(*args, **kwargs)
+
+        setattr(project, name, spy)
+    try:
+        for key in (Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_S):
+            before = view.current
+            qtbot.keyClick(view, key)
+            qtbot.waitUntil(lambda: view.current != before and not view.saving, timeout=10000)
+        qtbot.keyClick(view, Qt.Key.Key_Backspace)
+        qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        qtbot.keyClick(view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+        qtbot.waitUntil(lambda: not view.saving, timeout=10000)
+        if view.strip.wanted():
+            view.open_image(view.strip.wanted()[0])
+        session.wait_for_labels()
+        qtbot.waitUntil(lambda: not session.busy(), timeout=30000)
+        assert view.current is not None
+    finally:
+        for name in list(vars(project)):
+            if callable(vars(project)[name]) and getattr(vars(project)[name], "__name__", "") == "spy":
+                delattr(project, name)
+    assert read_on_ui_thread == []
+    assert len(project.latest_labels()) >= 2  # the labels were really given

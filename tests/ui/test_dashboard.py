@@ -77,7 +77,7 @@ def test_with_model_and_audit_labels_every_figure_names_its_basis(dashboard_part
             project.add_label(int(ids[r]), int(truth[r]), audit=(given + k) % 3 == 0)
         given += len(batch)
         learner.retrain(project, cross_validate=True)
-    session._latest = None  # the labels were written behind the session's back
+    session.labels.invalidate()  # the labels were written behind the session's back
     n_audit = len(project.audit_labels())
     fitted = learner.fit(learner.take_snapshot(project))
     session.probabilities, session.class_ids = fitted.proba, np.array([ok, scratch])

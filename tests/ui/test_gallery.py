@@ -15,7 +15,9 @@ from PySide6.QtCore import Qt  # noqa: E402
 from inspector.core.ingest import analyse_pending, scan_folder  # noqa: E402
 from inspector.core.store import Project  # noqa: E402
 from inspector.ui import gallery as gallery_module  # noqa: E402
-from inspector.ui.gallery import GalleryFilter, GalleryView, nearest_rows, suspected_label_errors  # noqa: E402
+from inspector.workflow import gallery_data  # noqa: E402
+from inspector.core.learning.review import nearest_rows, suspected_label_errors  # noqa: E402
+from inspector.ui.gallery import GalleryFilter, GalleryView  # noqa: E402
 from inspector.ui.session import ProjectSession  # noqa: E402
 
 N_LABELLED_OK = 5
@@ -167,7 +169,7 @@ def test_find_similar_shows_planted_near_duplicate_first(gallery, qtbot):
         view.find_similar(int(ids[3]))
     assert view.filter.kind == "similar"
     assert view.model.image_id_at(0) == int(ids[7])
-    assert view.model.rowCount() == min(gallery_module.SIMILAR_COUNT, len(ids) - 1)
+    assert view.model.rowCount() == min(gallery_data.SIMILAR_COUNT, len(ids) - 1)
     assert int(ids[3]) not in [view.model.image_id_at(r) for r in range(view.model.rowCount())]
     assert view.filter_box.currentText() == f"Similar to image {int(ids[3])}"
 

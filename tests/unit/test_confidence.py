@@ -268,7 +268,7 @@ def test_a_model_file_with_unusable_confidence_settings_is_refused(tmp_path):
     X, y = blobs(30, [0.0, 3.0], seed=8, d=default_extractor().dim)
     model = fit_model(X, y, np.array([0, 1]))
     calibrate_model(model, X, y)
-    from inspector.core.model_predictors import model_arrays
+    from inspector.core.modelfile.predictors import model_arrays
 
     spec, arrays = model_arrays(model)
     novelty = fit_novelty(X, X.mean(axis=0), X.std(axis=0) + 1e-3)
@@ -284,9 +284,84 @@ def test_a_model_file_with_unusable_confidence_settings_is_refused(tmp_path):
     for bad in ({"probability_calibration": {**model.calibration.to_dict(), "temperature": -1.0}},
                 {"probability_calibration": {**model.calibration.to_dict(), "prior": [1.0]}},
                 {"acceptable_classes": ["nope"]},
-                {"novelty": {**novelty.to_header(), "reference_distance": 0.0}},
+                {"novelty": {**novelty.to_header(), "combined_scale": 0.0}},
                 {"reject_threshold": {"value": 7}}):
         path = write_container(tmp_path / "bad.inspector-model", {**header, **bad}, arrays)
         with pytest.raises(ModelFileError):
             load_model(path)
     assert isinstance(Calibration.from_dict(model.calibration.to_dict(), 2), Calibration)
+
+
+# --------------------------------------------------------------------------- trust: bias, reuse, class novelty
+
+
+def test_per_class_bias_corrects_a_model_that_over_predicts_one_class():
+    rng = np.random.default_rng(11)
+    n = 600
+    y = rng.choice(3, n, p=[0.7, 0.2, 0.1])
+    logits = rng.normal(0, 1, (n, 3))
+    logits[np.arange(n), y] += 2.0
+    logits[:, 2] += 1.5  # the classifier leans toward class 2 (e.g. balanced class weights)
+    raw = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    calibration = fit_calibration(y, np.array([0, 1, 2]), raw)
+    assert calibration.bias[2] < calibration.bias[0] - 0.5
+    before = reliability(y, raw, np.array([0, 1, 2]))["ece"]
+    after = reliability(y, calibration.apply(raw), np.array([0, 1, 2]))["ece"]
+    assert after < before / 2
+    again = Calibration.from_dict(calibration.to_dict(), 3)
+    np.testing.assert_allclose(again.apply(raw), calibration.apply(raw), atol=1e-9)
+    old_file = {k: v for k, v in calibration.to_dict().items() if k != "bias"}  # written before the bias
+    assert np.all(Calibration.from_dict(old_file, 3).bias == 0)
+    with pytest.raises(ValueError):
+        Calibration.from_dict({**calibration.to_dict(), "bias": [0.0, float("nan"), 0.0]}, 3)
+
+
+def test_retrain_reuses_out_of_sample_predictions_until_labels_grow(monkeypatch):
+    from inspector.core.learning import calibration as calibration_module
+
+    calibration_module.forget_out_of_fold_memory()
+    X, y = blobs(100, [0.0, 2.0, 4.0], seed=12)
+    order = np.random.default_rng(0).permutation(len(y))
+    runs = []
+    real = calibration_module.out_of_fold_proba
+    monkeypatch.setattr(calibration_module, "out_of_fold_proba", lambda *a, **k: runs.append(1) or real(*a, **k))
+    classes = np.array([0, 1, 2])
+    first = order[:60]
+    model = fit_model(X[first], y[first], classes)
+    oof_first = calibrate_model(model, X[first], y[first])
+    assert len(runs) == 1
+    grown = order[:70]
+    model2 = fit_model(X[grown], y[grown], classes)
+    oof = calibrate_model(model2, X[grown], y[grown])
+    assert len(runs) == 1  # no new cross-validation
+    np.testing.assert_allclose(oof[:60], oof_first)  # the earlier rows keep their out-of-fold rows
+    # the new rows come from the previous model, which never saw them
+    np.testing.assert_allclose(oof[60:], model.raw_proba(X[order[60:70]]), atol=1e-6)
+    relabelled = y[grown].copy()
+    relabelled[-1] = (relabelled[-1] + 1) % 3
+    calibrate_model(fit_model(X[grown], relabelled, classes), X[grown], relabelled)
+    assert len(runs) == 2  # a changed label: cross-validate again
+    much = order[:200]
+    calibrate_model(fit_model(X[much], y[much], classes), X[much], y[much])
+    assert len(runs) == 3  # labels grew by more than the refresh fraction
+    calibration_module.forget_out_of_fold_memory()
+
+
+def test_class_conditional_novelty_flags_a_part_forced_into_a_class_it_is_far_from():
+    from inspector.core.learning.novelty import NoveltyModel
+
+    X, y = blobs(60, [0.0, 6.0], seed=13, spread=0.5)
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    novelty = fit_novelty(X, mean, std, y=y, classes=np.array([0, 1]))
+    probe = blobs(20, [0.0], seed=14, spread=0.5)[0]  # looks like class 0 ...
+    called_1 = np.tile([0.1, 0.9], (len(probe), 1))  # ... but the classifier calls it class 1
+    called_0 = called_1[:, ::-1]
+    assert novelty.is_novel(probe).mean() <= 0.15  # globally it is familiar
+    assert novelty.is_novel(probe, called_0).mean() <= 0.15
+    assert novelty.is_novel(probe, called_1).mean() == 1.0
+    again = NoveltyModel.from_file(novelty.to_header(), novelty.arrays())
+    np.testing.assert_allclose(again.scores(probe, called_1), novelty.scores(probe, called_1))
+    arrays = novelty.arrays()
+    arrays.pop("novelty_class_distance")
+    with pytest.raises(ValueError):
+        NoveltyModel.from_file(novelty.to_header(), arrays)

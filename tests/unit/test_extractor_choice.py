@@ -65,7 +65,7 @@ def write_parts(folder, n_per_class=12, seed=0):
 
 
 def labelled_project(tmp_path, n_per_class=12, audit_every=0):
-    from inspector.cli.project_cmds import import_folder_labels
+    from inspector.core.labels_io import import_folder_labels
     from inspector.core.ingest import analyse_pending, scan_folder
 
     images = write_parts(tmp_path / "images", n_per_class)
@@ -189,7 +189,7 @@ def test_compare_extractors_computes_missing_features_of_labelled_images_and_cac
 
 def test_model_of_a_histogram_project_predicts_with_it_and_refuses_other_weights(tmp_path, histogram_registered,
                                                                                   monkeypatch):
-    from inspector.core.model_container import ModelFileError
+    from inspector.core.modelfile.container import ModelFileError
     from inspector.core.modelfile import export_model, load_model
 
     project = labelled_project(tmp_path)
@@ -279,7 +279,7 @@ def test_simulate_compares_extractors_side_by_side(tmp_path, histogram_registere
 def test_cnn_project_switches_to_the_combination_from_stored_parts_and_its_model_refuses_other_weights(
         tmp_path, monkeypatch):
     from inspector.core import images as images_module
-    from inspector.core.model_container import ModelFileError
+    from inspector.core.modelfile.container import ModelFileError
     from inspector.core.modelfile import export_model, load_model
 
     try:

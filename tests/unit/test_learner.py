@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from inspector.core.learning import learner
+from inspector.core.learning import estimators, learner
 from inspector.core.store import ImageAnalysis, Project
 
 EXTRACTOR = ("synthetic", 1)
@@ -164,9 +164,15 @@ def test_evaluation_has_the_stable_estimate_shape(project):
     assert 0.0 <= report["estimate"] <= 1.0
     low, high = report["interval"]
     assert low <= report["estimate"] <= high
-    assert report["method_key"] in ("weighted", "ppi", "audit")
+    assert report["method_key"] in ("difference", "weighted", "audit")
     assert report["method"] and " " in report["method"]  # words, not a key
-    assert set(report["estimators"]) == {"audit", "ppi", "weighted"}
+    assert set(report["estimators"]) == {"audit", "ppi", "weighted", "difference"}
+    if report["method_key"] == "difference":
+        # the per-class figures come from the same estimator, each inside its own interval
+        per_class = report["classes_estimate"]
+        assert per_class["method"] == "difference" and per_class["n_sampled"] >= estimators.MIN_SAMPLED
+        low, high = per_class["macro_f1_interval"]
+        assert low <= per_class["macro_f1"] <= high
     # picks were queued with their selection probability, and the labels carry it
     picks = project.pick_records()
     audit_picks = [p for p in picks.values() if p.audit]

@@ -172,7 +172,7 @@ def test_rescan_that_finds_nothing_warns_and_keeps_the_project(linked, capsys):
 
 def test_simulate_data_set_and_predict_follow_links(linked):
     from inspector.core.learning.simulate import folder_dataset
-    from inspector.core.model_loaded import expand_paths
+    from inspector.core.modelfile.loaded import expand_paths
 
     (linked / "real").rename(linked.parent / "real_elsewhere")  # two classes only for simulate
     X, y, classes, paths = folder_dataset(linked, workers=1)

@@ -208,7 +208,7 @@ def test_a_pickle_is_refused_without_running_it(exported, tmp_path):
         offset += len(blob)
     header["arrays"] = table
     header_bytes = json.dumps(header).encode()
-    body = struct.pack("<16sIQ", MAGIC, 1, len(header_bytes)) + header_bytes + b"".join(blobs)
+    body = struct.pack("<16sIQ", MAGIC, header["format_version"], len(header_bytes)) + header_bytes + b"".join(blobs)
     smuggled = tmp_path / "smuggled.inspector-model"
     smuggled.write_bytes(body + hashlib.sha256(body).digest())
     with pytest.raises(ModelFileError, match="only plain numbers"):
@@ -218,7 +218,9 @@ def test_a_pickle_is_refused_without_running_it(exported, tmp_path):
 
 def test_future_format_version_is_refused(exported, tmp_path):
     header, arrays = read_container(exported["path"])
-    future = write_container(tmp_path / "future.inspector-model", header, arrays, format_version=2)
+    from inspector.core.modelfile.container import FORMAT_VERSION
+
+    future = write_container(tmp_path / "future.inspector-model", header, arrays, format_version=FORMAT_VERSION + 1)
     with pytest.raises(ModelFileError, match="newer Inspector"):
         load_model(future)
 

@@ -9,9 +9,9 @@ import pytest
 from inspector.core.learning.review import (
     most_uncertain_first,
     nearest_rows,
-    standardisation,
     suspected_label_errors,
 )
+from inspector.core.learning.standardise import standardisation
 
 
 def test_margin_order_puts_the_closest_call_first():
@@ -94,13 +94,3 @@ def test_nearest_rows_with_precomputed_statistics_and_small_matrices():
     assert nearest_rows(X[:1], 0)[0].size == 0
     with pytest.raises(ValueError):
         nearest_rows(X, 4)
-
-
-def test_standardisation_matches_numpy_and_leaves_constant_columns_unscaled():
-    rng = np.random.default_rng(0)
-    X = rng.normal(3, 2, (301, 4)).astype(np.float32)
-    X[:, 2] = 7.0
-    mean, std = standardisation(X, chunk=50)
-    assert np.allclose(mean, X.astype(np.float64).mean(axis=0))
-    assert np.allclose(std[[0, 1, 3]], X.astype(np.float64).std(axis=0)[[0, 1, 3]])
-    assert std[2] == 1.0

@@ -125,15 +125,15 @@ def test_environment_is_restored_and_qt_runs_offscreen_during_the_test(monkeypat
 
 @pytest.mark.slow
 def test_a_view_that_cannot_be_built_fails_the_window_step(monkeypatch, tmp_path):
-    """The window puts a placeholder where a view fails (as a frozen build missing a module
-    would); the self-test must not pass over it."""
-    import inspector.ui.dashboard as dashboard
+    """A view that cannot be built (as in a frozen build missing a library) fails the window
+    step, named with its error; the self-test must not pass over it."""
+    import inspector.ui.main_window as main_window
 
     class BrokenDashboard:
         def __init__(self, *args, **kwargs):
             raise RuntimeError("pyqtgraph missing from this build")
 
-    monkeypatch.setattr(dashboard, "DashboardView", BrokenDashboard)
+    monkeypatch.setattr(main_window, "DashboardView", BrokenDashboard)  # the window imports it plainly
     code, lines = _run_steps(monkeypatch, tmp_path, ("startup", "dataset", "scan", "features", "window"))
     assert code == 1, lines
     assert "FAILED at step 'window': views not available: Dashboard" in lines[-1]

@@ -25,9 +25,9 @@ from inspector.core.errors import UserError
 from inspector.core.learning import estimators, metrics, routing
 from inspector.core.learning.acceptance import acceptable_class_ids
 from inspector.core.learning.calibration import calibrate_model, reliability
-from inspector.core.learning.novelty import fit_novelty
+from inspector.core.learning.novelty import feature_blocks, fit_novelty
 from inspector.core.learning.models import DEFAULT_KIND, MODEL_KINDS, TrainedModel, fit_model
-from inspector.core.learning.review import standardisation
+from inspector.core.learning.standardise import standardisation
 from inspector.core.learning.strategies import (
     DEFAULT_AUDIT_SHARE,
     DEFAULT_PICK_SAMPLING,
@@ -135,10 +135,13 @@ class Snapshot:
         return np.asarray(r, np.int64), np.asarray(c, np.int64), np.asarray(a, bool)
 
 
-def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor=None) -> Snapshot:
+def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor=None,
+                  features: Optional[tuple[np.ndarray, np.ndarray]] = None) -> Snapshot:
     """Copy features, labels, classes and settings out of ``project`` (reads only).
 
-    ``extractor`` is (name, version); default: the project's own extractor.
+    ``extractor`` is (name, version); default: the project's own extractor. ``features`` is
+    ``(image_ids, X)`` of that extractor already in memory (the desktop app keeps them loaded):
+    given, the feature matrix is not read from the project again.
     Raises UserError when the project has no features yet.
     """
     if extractor is None:
@@ -146,7 +149,7 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
 
         extractor = project_extractor_key(project)
     settings = settings or LearnerSettings.from_project(project)
-    image_ids, X = project.feature_matrix(*extractor)
+    image_ids, X = features if features is not None else project.feature_matrix(*extractor)
     if len(image_ids) == 0:
         raise UserError(f"no image features from extractor {extractor[0]} v{extractor[1]} yet: "
                         "scan the project's images first (inspector scan PROJECT)")
@@ -178,12 +181,16 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
 
 
 def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, shadow,
-                      threshold: Optional[float] = None) -> dict:
+                      threshold: Optional[float] = None, crossfit: Optional[np.ndarray] = None,
+                      current_proba: Optional[np.ndarray] = None) -> dict:
     """Every accuracy estimator on out-of-sample predictions; the one shown first (see estimators).
 
     Returns ``{"method", "method_words", "estimate", "interval", "n", "n_audit", "n_labels",
     "estimators": {name: the same shape}, "classes": estimators.class_estimates(...)}`` (per-class
     recall and precision, macro-F1 and, with acceptable classes, the escape rate at ``threshold``).
+    ``crossfit``: calibrated out-of-fold probabilities of the labelled rows (the calibration's
+    basis) and ``current_proba``: the current model's calibrated probabilities on every snapshot
+    row; with both, the ``difference`` estimator (estimators.difference_accuracy) is computed too.
     """
     s = snapshot.settings
     proba, proba_unl = estimators.out_of_sample(snapshot.X, rows, y, is_audit, snapshot.classes, s.kind,
@@ -195,7 +202,15 @@ def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_au
         _, prob, size = snapshot.picks.get(int(i), (0, None, None))
         if prob is not None and size is not None:
             q[n], pool[n] = prob, size
-    scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl)
+    current_unl = None
+    if crossfit is not None and current_proba is not None:
+        mask = np.ones(snapshot.X.shape[0], bool)
+        mask[rows] = False
+        current_unl = np.asarray(current_proba, np.float64)[mask]
+        crossfit = np.asarray(crossfit, np.float64)
+    else:
+        crossfit = None
+    scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl, crossfit, current_unl)
     found = estimators.accuracy_estimates(scored)
     shown = estimators.choose(list(found.values()))
     passed_l = passed_u = None
@@ -205,8 +220,21 @@ def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_au
         passed_l = routing.route(proba, columns, threshold, None)[0] == routing.PASS
         passed_u = (routing.route(proba_unl, columns, threshold, None)[0] == routing.PASS if len(proba_unl)
                     else np.zeros(0, bool))
-    per_class = estimators.class_estimates(scored, snapshot.acceptable, passed_l, passed_u,
-                                           random_state=s.random_state)
+    per_class = None
+    if shown.method == "difference":
+        # the per-class figures by the same estimator as the accuracy shown; the decision rule
+        # judges labelled rows on their cross-fitted probabilities
+        passed_cl = passed_cu = None
+        if snapshot.acceptable and threshold is not None:
+            columns = snapshot.acceptable_columns()
+            passed_cl = routing.route(crossfit, columns, threshold, None)[0] == routing.PASS
+            passed_cu = (routing.route(current_unl, columns, threshold, None)[0] == routing.PASS
+                         if len(current_unl) else np.zeros(0, bool))
+        per_class = estimators.class_difference_estimates(scored, snapshot.acceptable, passed_cl, passed_cu,
+                                                          random_state=s.random_state)
+    if per_class is None:
+        per_class = estimators.class_estimates(scored, snapshot.acceptable, passed_l, passed_u,
+                                               random_state=s.random_state)
     return {**shown.as_dict(), "n_audit": int(is_audit.sum()), "n_labels": int(len(rows)),
             "estimators": {k: e.as_dict() for k, e in found.items()}, "classes": per_class}
 
@@ -246,7 +274,9 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
     oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel, X_pool=snapshot.X, is_audit=is_audit)
     check(cancel)
     pool_mean, pool_scale = standardisation(snapshot.X)
-    model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state)
+    blocks = feature_blocks(snapshot.extractor[0] if snapshot.extractor else None, snapshot.X.shape[1])
+    model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state,
+                                classes=snapshot.classes, blocks=blocks)
     proba = model.predict_proba(snapshot.X)
     acceptable_columns = snapshot.acceptable_columns()
     names = snapshot.class_names
@@ -281,17 +311,19 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
             audit_reliability["basis"] = "random audit labels, predicted by a model trained without them"
             result_metrics["calibration"]["reliability_audit"] = audit_reliability
             if snapshot.acceptable:
-                shadow_novelty = fit_novelty(snapshot.X[rows[train]], pool_mean, pool_scale,
-                                             random_state=s.random_state)
-                novel = (shadow_novelty.is_novel(snapshot.X[rows[is_audit]]) if shadow_novelty is not None
+                shadow_novelty = fit_novelty(snapshot.X[rows[train]], pool_mean, pool_scale, y=y[train],
+                                             random_state=s.random_state, classes=snapshot.classes,
+                                             blocks=blocks)
+                novel = (shadow_novelty.is_novel(snapshot.X[rows[is_audit]], audit_proba) if shadow_novelty is not None
                          else None)
                 path, review, _ = routing.route(audit_proba, acceptable_columns, threshold["value"], novel)
                 result_metrics["escape"] = metrics.escape_estimate(y[is_audit], path == routing.PASS, review,
                                                                    snapshot.acceptable)
                 result_metrics["escape"]["threshold"] = threshold["value"]
             check(cancel)
-            result_metrics["estimate"] = estimate_accuracy(snapshot, rows, y, is_audit, shadow,
-                                                           threshold=threshold.get("value"))
+            result_metrics["estimate"] = estimate_accuracy(
+                snapshot, rows, y, is_audit, shadow, threshold=threshold.get("value"),
+                crossfit=oof_calibrated, current_proba=proba)
     if "estimate" not in result_metrics:
         result_metrics["estimate"] = {**estimators.none_estimate(int(is_audit.sum())).as_dict(),
                                       "n_audit": int(is_audit.sum()), "n_labels": len(rows), "estimators": {}}
@@ -371,15 +403,20 @@ def commit(project, snapshot: Snapshot, fitted: FitResult, selection: Optional[S
 
 
 def record_label(project, image_id: int, class_id: Optional[int] = None, kind: str = "class",
-                 annotator: str = "", source: str = "human") -> bool:
+                 annotator: str = "", source: str = "human", audit: Optional[bool] = None) -> bool:
     """Record a label for ``image_id``, carrying the audit flag of its queue entry.
 
     The honest accuracy estimate needs to know which labels answered audit picks, so every
-    labelling path (app, CLI) should go through here. Durable when it returns (the store
-    commits before returning). Returns whether the image was an audit pick.
+    labelling path (app, CLI) goes through here. ``audit`` None: the flag of the image's queue
+    entry now (the CLI); a bool: the flag of the entry the image was shown with (the app shows
+    an image before the learner may replace the queue; an undo restores the flag it had).
+    Durable when it returns (the store commits before returning). Returns whether the image was
+    an audit pick.
     """
-    entry = project.queue_entry(image_id)
-    audit = bool(entry is not None and entry.audit)
+    if audit is None:
+        entry = project.queue_entry(image_id)
+        audit = bool(entry is not None and entry.audit)
+    audit = bool(audit)
     project.add_label(image_id, class_id, kind=kind, annotator=annotator, source=source, audit=audit)
     return audit
 
@@ -392,18 +429,23 @@ class RetrainResult:
     queued: int
     model: Optional[TrainedModel]
     snapshot: Snapshot
+    proba: Optional[np.ndarray] = None  # calibrated probabilities over every snapshot row, or None
 
 
 def retrain(project, settings: Optional[LearnerSettings] = None, n: Optional[int] = None,
             strategy: Optional[str] = None, cross_validate: bool = False,
-            cancel: Optional[CancelToken] = None, extractor=None) -> RetrainResult:
-    """Snapshot, fit, select and commit in one call (for the CLI and scripts)."""
-    snapshot = take_snapshot(project, settings, extractor=extractor)
+            cancel: Optional[CancelToken] = None, extractor=None,
+            features: Optional[tuple[np.ndarray, np.ndarray]] = None) -> RetrainResult:
+    """Snapshot, fit, select and commit in one call: the one retrain of the CLI, scripts and the
+    desktop app (whose worker passes the ``features`` it holds in memory; see take_snapshot)."""
+    snapshot = take_snapshot(project, settings, extractor=extractor, features=features)
     fitted = fit(snapshot, cross_validate=cross_validate, cancel=cancel)
     check(cancel)
     selection = select(snapshot, fitted, n=n, strategy=strategy)
+    check(cancel)
     version = commit(project, snapshot, fitted, selection)
-    return RetrainResult(version, fitted.n_labels, fitted.metrics, len(project.queue()), fitted.model, snapshot)
+    return RetrainResult(version, fitted.n_labels, fitted.metrics, len(project.queue()), fitted.model, snapshot,
+                         fitted.proba)
 
 
 @dataclass

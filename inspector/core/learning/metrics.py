@@ -76,6 +76,32 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence) 
     return m
 
 
+def per_class_precision_recall(confusion: np.ndarray, classes: Sequence) -> list[dict]:
+    """Precision and recall of each class from a confusion matrix (rows true, columns predicted,
+    both in the order of ``classes``), each with its 95 % :func:`wilson_interval`.
+
+    One dict per class, in order: ``class``; ``n_true`` (images of the class) with ``recall`` and
+    ``recall_ci``; ``n_predicted`` (images predicted as the class) with ``precision`` and
+    ``precision_ci``. A rate and its interval are None when its count is 0 (nothing to estimate
+    from), also for an empty matrix."""
+    m = np.asarray(confusion, np.int64)
+    rows = []
+    for i, c in enumerate(classes):
+        hits = int(m[i, i]) if m.size else 0
+        n_true = int(m[i].sum()) if m.size else 0
+        n_predicted = int(m[:, i].sum()) if m.size else 0
+        rows.append({
+            "class": c,
+            "n_true": n_true,
+            "recall": hits / n_true if n_true else None,
+            "recall_ci": wilson_interval(hits, n_true) if n_true else None,
+            "n_predicted": n_predicted,
+            "precision": hits / n_predicted if n_predicted else None,
+            "precision_ci": wilson_interval(hits, n_predicted) if n_predicted else None,
+        })
+    return rows
+
+
 def audit_estimate(
     y_true: np.ndarray,
     y_pred: np.ndarray,

@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 
+from inspector.core.learning.standardise import standardisation
 from inspector.core.learning.strategies import entropy_scores, margins
 
 #: a labelled image is a suspected label error when the model gives its label at most this...
@@ -68,25 +69,6 @@ def suspected_label_errors(labels: np.ndarray, proba: np.ndarray, class_ids: np.
     rows = rows[flagged]
     order = np.argsort(-disagreement, kind="stable")
     return rows[order], disagreement[order].astype(np.float32)
-
-
-def standardisation(features: np.ndarray, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation of ``features`` (constant columns get 1).
-
-    Returns ``(mean, std)`` as float64 arrays of length d, computed in chunks of ``chunk`` rows
-    so a large float32 matrix is never copied whole.
-    """
-    n, d = features.shape
-    total = np.zeros(d)
-    squares = np.zeros(d)
-    for start in range(0, n, chunk):
-        block = features[start:start + chunk].astype(np.float64)
-        total += block.sum(axis=0)
-        squares += (block * block).sum(axis=0)
-    mean = total / max(n, 1)
-    std = np.sqrt(np.maximum(squares / max(n, 1) - mean * mean, 0.0))
-    std[std < 1e-9] = 1.0
-    return mean, std
 
 
 def nearest_rows(features: np.ndarray, query_row: int, k: int = 50, metric: str = "cosine",

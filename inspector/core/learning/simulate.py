@@ -53,6 +53,9 @@ class SimulationSettings:
     #: label counts at which every accuracy estimator is scored (cross-fitting costs a few more
     #: fits per point); empty: none
     estimator_counts: Sequence[int] = (100, 200, 300)
+    #: class ids whose parts may pass (named ok, good, functional...; set by :func:`simulate`):
+    #: the escape rate is the share of defective parts predicted acceptable
+    acceptable: Sequence[int] = ()
 
     def validate(self, n_images: int, n_classes: int) -> None:
         if n_classes < 2:
@@ -141,8 +144,24 @@ def run_one(
                          audit_covers=bool(lo <= shadow_acc <= hi),
                          audit_covers_current=bool(lo <= point["accuracy"] <= hi))
             if len(rows) in settings.estimator_counts or len(rows) == schedule[-1]:
+                # as the app does after every retrain: calibrate the model on its out-of-fold
+                # predictions; the truth is then the calibrated model's (the one a user exports),
+                # and the replay goes on with the model as it was (strategies unchanged)
+                from inspector.core.learning.calibration import calibrate_model
+
+                saved = model.calibration
+                oof = calibrate_model(model, X_pool[rows], y_pool[rows], X_pool=X_pool,
+                                      is_audit=np.isin(rows, audit))
+                calibrated_pred = model.predict(X_test)
+                point.update(accuracy=float(np.mean(calibrated_pred == y_test)),
+                             accuracy_uncalibrated=float(np.mean(pred == y_test)),
+                             macro_f1=metrics.macro_f1(y_test, calibrated_pred, classes))
                 point["estimators"] = estimator_point(X_pool, y_pool, classes, rows, set(audit_rows), pick_q, pick_pool,
-                                                      shadow, settings.kind, seed)
+                                                      shadow, settings.kind, seed, model=model, oof=oof,
+                                                      acceptable=set(settings.acceptable))
+                point["n_test"] = len(y_test)
+                point["class_truth"] = class_truth(y_test, calibrated_pred, classes, set(settings.acceptable))
+                model.calibration = saved
         points.append(point)
         if on_step is not None:
             on_step()
@@ -159,17 +178,51 @@ def run_one(
 # --------------------------------------------------------------------------- estimators (issue 14)
 
 
-def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, shadow, kind, seed) -> dict:
+def class_truth(y_test, pred, classes, acceptable: set) -> dict:
+    """Per-class recall, macro-F1 and the escape rate (defective parts predicted acceptable) on the test set."""
+    recall = {str(int(c)): float(np.mean(pred[y_test == c] == c)) for c in classes if np.any(y_test == c)}
+    n_of = {str(int(c)): int(np.sum(y_test == c)) for c in classes}
+    macro = metrics.macro_f1(y_test, pred, classes)
+    # the test set's own sampling error of each figure (binomial on its denominator; macro-F1:
+    # the per-class F1 errors averaged, a rough guide)
+    f1 = []
+    for c in classes:
+        tp = np.sum((pred == c) & (y_test == c))
+        denom = np.sum(pred == c) + np.sum(y_test == c)
+        if denom:
+            f1.append((2 * tp / denom, max(int(np.sum(y_test == c)), 1)))
+    macro_se = float(np.sqrt(sum(v * (1 - v) / n for v, n in f1)) / max(len(f1), 1)) if f1 else 0.0
+    out = {"recall": recall, "macro_f1": macro, "macro_f1_se": macro_se,
+           "recall_se": {c: float(np.sqrt(r * (1 - r) / n_of[c])) for c, r in recall.items()}}
+    if acceptable:
+        defective = ~np.isin(y_test, list(acceptable))
+        if defective.any():
+            rate = float(np.mean(np.isin(pred[defective], list(acceptable))))
+            out["escape_rate"] = rate
+            out["escape_rate_se"] = float(np.sqrt(rate * (1 - rate) / defective.sum()))
+    return out
+
+
+def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, shadow, kind, seed,
+                    model=None, oof=None, acceptable: Optional[set] = None) -> dict:
     """Every accuracy estimator at one (seed, label count) point, as a real project would run it:
     out-of-sample predictions (the audit model for audit and unlabelled images, cross-fitting for
-    the other labels) and the recorded selection probabilities. Returns {name: {estimate, low, high}}."""
+    the other labels) and the recorded selection probabilities. With ``model`` (the current one)
+    the ``difference`` estimator too, from the same ingredients the app has after a retrain: the
+    out-of-fold predictions its calibration is fitted on and its calibrated predictions on the
+    unlabelled images. Returns {name: {estimate, low, high}}."""
     is_audit = np.array([int(r) in audit_set for r in rows], bool)
     y = y_pool[rows]
     proba, proba_unl = est_mod.out_of_sample(X_pool, rows, y, is_audit, classes, kind, random_state=seed,
                                              shadow=shadow)
     n = len(rows)
+    crossfit = current_unl = None
+    if model is not None and oof is not None:
+        crossfit = np.asarray(model.calibration.apply(oof.astype(np.float32)), np.float64)
+        unl = np.setdiff1d(np.arange(len(y_pool)), rows)
+        current_unl = np.asarray(model.predict_proba(X_pool[unl]), np.float64)
     scored = est_mod.Scored(y, proba, classes, is_audit, np.asarray(pick_q[:n], float), np.asarray(pick_pool[:n], float),
-                            proba_unl)
+                            proba_unl, crossfit, current_unl)
     found = est_mod.accuracy_estimates(scored)
     found["shown"] = est_mod.choose(list(found.values()))
     out = {}
@@ -178,18 +231,26 @@ def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool,
             continue
         out[name] = {"estimate": e.estimate, "low": e.interval[0], "high": e.interval[1], "method": e.method}
     out["audit_model_pool_accuracy"] = float(np.mean(shadow.predict(X_pool) == y_pool))
+    if crossfit is not None:
+        acceptable_columns = [j for j, c in enumerate(classes.tolist()) if int(c) in (acceptable or set())]
+        passed_l = np.isin(np.argmax(crossfit, axis=1), acceptable_columns) if acceptable else None
+        passed_u = np.isin(np.argmax(current_unl, axis=1), acceptable_columns) if acceptable else None
+        per_class = est_mod.class_difference_estimates(scored, acceptable or None, passed_l, passed_u,
+                                                       n_bootstrap=200, random_state=seed)
+        if per_class is not None:
+            out["classes"] = per_class
     return out
 
 
 def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
     """Per estimator and label count: mean and worst |estimate - true test accuracy of the model
     trained on every label|, mean 95 % interval width and coverage, over seeds."""
-    names = ("audit", "ppi", "weighted", "shown")
+    names = ("audit", "ppi", "weighted", "difference", "shown")
     out = {}
     for name in names:
         per_count = []
         for i, count in enumerate(schedule):
-            errs, widths, covers, used = [], [], [], []
+            errs, signed, widths, covers, covers_noise, used = [], [], [], [], [], []
             for r in mine:
                 p = r["points"][i]
                 e = (p.get("estimators") or {}).get(name)
@@ -197,23 +258,68 @@ def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
                     continue
                 truth = p["accuracy"]
                 errs.append(abs(e["estimate"] - truth))
+                signed.append(e["estimate"] - truth)
                 widths.append(e["high"] - e["low"])
                 covers.append(e["low"] <= truth <= e["high"])
+                # the truth is itself a sample (the test set): its own 95 % sampling error added
+                # in quadrature to each side says whether a miss is the estimator's or the test set's
+                t = 1.96 * np.sqrt(truth * (1 - truth) / max(p.get("n_test", 0), 1)) if p.get("n_test") else 0.0
+                lo = e["estimate"] - np.hypot(e["estimate"] - e["low"], t)
+                hi = e["estimate"] + np.hypot(e["high"] - e["estimate"], t)
+                covers_noise.append(lo <= truth <= hi)
                 used.append(e["method"])
             if not errs:
                 per_count.append({"n_labels": count, "runs": 0})
                 continue
             per_count.append({"n_labels": count, "runs": len(errs), "mean_abs_error": float(np.mean(errs)),
+                              "mean_signed_error": float(np.mean(signed)),
                               "worst_abs_error": float(np.max(errs)), "mean_width": float(np.mean(widths)),
                               "coverage": float(np.mean(covers)),
+                              "coverage_with_test_noise": float(np.mean(covers_noise)),
                               "methods": {m: used.count(m) for m in sorted(set(used))}})
         runs_with = [c for c in per_count if c["runs"]]
         out[name] = {"per_label_count": per_count,
                      "coverage_overall": (float(np.average([c["coverage"] for c in runs_with],
                                                            weights=[c["runs"] for c in runs_with]))
                                           if runs_with else None)}
+    out["classes"] = summarise_class_estimates(mine, schedule)
     out["note"] = ("truth: test accuracy of the model trained on every label so far; estimators see only "
                    "out-of-sample predictions (models that did not train on the labels scored)")
+    return out
+
+
+def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
+    """Coverage, mean width and mean |error| of the difference estimator's macro-F1, escape rate
+    and per-class recall (pooled over classes) against the current model's test figures."""
+    out = {}
+    for i, count in enumerate(schedule):
+        found = {"macro_f1": [], "escape_rate": [], "recall": []}
+        for r in mine:
+            p = r["points"][i]
+            est, truth = (p.get("estimators") or {}).get("classes"), p.get("class_truth")
+            if not est or not truth:
+                continue
+            for key in ("macro_f1", "escape_rate"):
+                if est.get(key) is not None and est.get(f"{key}_interval") and truth.get(key) is not None:
+                    found[key].append((est[key], *est[f"{key}_interval"], truth[key], truth.get(f"{key}_se", 0.0)))
+            for c, t in truth["recall"].items():
+                e = est["per_class"].get(c) or {}
+                if e.get("recall") is not None and e.get("recall_interval"):
+                    found["recall"].append((e["recall"], *e["recall_interval"], t, truth.get("recall_se", {}).get(c, 0.0)))
+        row = {}
+        for key, vals in found.items():
+            if vals:
+                a = np.asarray(vals, float)
+                t = 1.96 * a[:, 4]
+                low = a[:, 0] - np.hypot(a[:, 0] - a[:, 1], t)
+                high = a[:, 0] + np.hypot(a[:, 2] - a[:, 0], t)
+                row[key] = {"n": len(a), "mean_abs_error": float(np.mean(np.abs(a[:, 0] - a[:, 3]))),
+                            "mean_signed_error": float(np.mean(a[:, 0] - a[:, 3])),
+                            "mean_width": float(np.mean(a[:, 2] - a[:, 1])),
+                            "coverage": float(np.mean((a[:, 1] <= a[:, 3]) & (a[:, 3] <= a[:, 2]))),
+                            "coverage_with_test_noise": float(np.mean((low <= a[:, 3]) & (a[:, 3] <= high)))}
+        if row:
+            out[str(count)] = row
     return out
 
 
@@ -230,15 +336,24 @@ def print_estimator_table(summary: dict, file=None, marks=(100, 200, 300)) -> No
         if not ests:
             continue
         print(f"Accuracy estimators, strategy {name} (truth: held-out test accuracy):", file=file)
-        print(f"  {'estimator':9s} {'labels':>6s} {'mean|err|':>9s} {'worst':>6s} {'width':>6s} {'cover':>6s}  shown as",
-              file=file)
-        for est in ("audit", "ppi", "weighted", "shown"):
+        print(f"  {'estimator':10s} {'labels':>6s} {'mean|err|':>9s} {'bias':>6s} {'worst':>6s} {'width':>6s} "
+              f"{'cover':>6s} {'cover*':>6s}  shown as", file=file)
+        for est in ("audit", "ppi", "weighted", "difference", "shown"):
             for c in ests[est]["per_label_count"]:
                 if c["n_labels"] not in marks or not c["runs"]:
                     continue
                 methods = ", ".join(f"{m} {k}" for m, k in c["methods"].items()) if est == "shown" else ""
-                print(f"  {est:9s} {c['n_labels']:6d} {c['mean_abs_error']:9.3f} {c['worst_abs_error']:6.3f} "
-                      f"{c['mean_width']:6.3f} {c['coverage']:6.0%}  {methods}", file=file)
+                print(f"  {est:10s} {c['n_labels']:6d} {c['mean_abs_error']:9.3f} {c.get('mean_signed_error', 0):+6.3f} "
+                      f"{c['worst_abs_error']:6.3f} {c['mean_width']:6.3f} {c['coverage']:6.0%} "
+                      f"{c.get('coverage_with_test_noise', float('nan')):6.0%}  {methods}", file=file)
+        print("  (cover*: coverage once the test set's own 95 % sampling error is added to the interval)", file=file)
+        for count, row in (ests.get("classes") or {}).items():
+            if int(count) not in marks:
+                continue
+            parts = [f"{key} |err| {v['mean_abs_error']:.3f} bias {v.get('mean_signed_error', 0):+.3f} width "
+                     f"{v['mean_width']:.3f} cover {v['coverage']:.0%} cover* {v.get('coverage_with_test_noise', 0):.0%} "
+                     f"(n {v['n']})" for key, v in row.items()]
+            print(f"  difference, {count} labels: " + "; ".join(parts), file=file)
 
 
 def simulate(
@@ -259,6 +374,10 @@ def simulate(
     classes = np.arange(len(class_names))
     names = list(dict.fromkeys(list(settings.strategies) + ["random"]))
     settings.strategies = names
+    if not settings.acceptable:
+        from inspector.core.learning.acceptance import ACCEPTABLE_NAMES
+
+        settings.acceptable = tuple(i for i, n in enumerate(class_names) if str(n).strip().lower() in ACCEPTABLE_NAMES)
     settings.validate(len(y), len(class_names))
     schedule = _label_schedule(settings)
     total = settings.seeds * (len(names) * len(schedule) + 1)

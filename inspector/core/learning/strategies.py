@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from inspector.core.errors import UserError
+from inspector.core.learning.standardise import standardisation, standardiser
 
 DEFAULT_STRATEGY = "uncertain_diverse"
 DEFAULT_AUDIT_SHARE = 0.10
@@ -203,10 +204,7 @@ def _standardise(X: np.ndarray, rng: np.random.Generator, model=None, sample: in
     if model is not None and model.estimator is not None:
         return model.scaled
     rows = X if X.shape[0] <= sample else X[rng.choice(X.shape[0], sample, replace=False)]
-    mean = rows.mean(axis=0).astype(np.float32)
-    std = rows.std(axis=0).astype(np.float32)
-    std[std < 1e-6] = 1.0
-    return lambda A: (np.asarray(A, dtype=np.float32) - mean) / std
+    return standardiser(*standardisation(rows, min_std=1e-6))
 
 
 def _top(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
@@ -403,8 +401,16 @@ def _choose_cold_start(ctx: _Context):
     chosen = list(reps)
     if n_out + (n_rep - len(reps)) > 0:
         n_more = n_out + (n_rep - len(reps))
-        forest = IsolationForest(n_estimators=50, random_state=seed).fit(Z)
-        unusual = -forest.score_samples(Z)
+        novelty = getattr(ctx.model, "novelty", None) if ctx.options.get("novelty_exploration", True) else None
+        if novelty is not None:
+            # with labels, "unusual" means unlike anything labelled (the model's novelty, against
+            # the predicted class's own members too), not merely rare in the pool: an unseen
+            # class is what the labelled set lacks
+            proba = ctx.proba[cand] if ctx.proba is not None else ctx.model.predict_proba(ctx.X[cand])
+            unusual = novelty.scores(ctx.X[cand], proba).astype(np.float64)
+        else:
+            forest = IsolationForest(n_estimators=50, random_state=seed).fit(Z)
+            unusual = -forest.score_samples(Z)
         unusual[chosen] = -np.inf
         short = np.argsort(-unusual)[: max(5 * n_more, 20)]
         short = short[np.isfinite(unusual[short])]

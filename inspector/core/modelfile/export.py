@@ -12,9 +12,10 @@ from typing import Any, Optional
 import numpy as np
 
 from inspector.core.errors import UserError
-from inspector.core.model_container import ModelFileError, write_container
-from inspector.core.model_predictors import model_arrays
+from inspector.core.modelfile.container import ModelFileError, write_container
+from inspector.core.modelfile.predictors import model_arrays
 from inspector.core.progress import CancelToken, ProgressCallback, check, report
+from inspector.core.version import __version__
 
 #: below this many audit labels the reject threshold comes from cross-validation instead
 MIN_AUDIT_FOR_THRESHOLD = 30
@@ -167,7 +168,6 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
     (no features, fewer than two labelled classes) and :class:`ModelFileError` when the model
     cannot be exported faithfully or the file cannot be written.
     """
-    import inspector
     from inspector.core.extractor_choice import project_extractor
 
     out_path = Path(out_path)
@@ -187,7 +187,7 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
         audit["per_class_recall"] = {names.get(int(k), k): v for k, v in audit["per_class_recall"].items()}
     header = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "application": {"name": "inspector", "version": inspector.__version__},
+        "application": {"name": "inspector", "version": __version__},
         "project": project.name,
         "classes": [{"name": names[c], "color": colors.get(int(c), ""), "id": int(c)} for c in snapshot.classes],
         "extractor": project_extractor(project).params(),
@@ -225,7 +225,15 @@ def _estimate_for_file(shown) -> dict:
             "method": estimators.METHOD_WORDS.get(shown["method"], shown["method"]), "method_key": shown["method"],
             "n_labels": shown.get("n_labels"), "n_audit": shown.get("n_audit"),
             "estimators": {k: {"estimate": v.get("estimate"), "interval": v.get("interval")}
-                           for k, v in (shown.get("estimators") or {}).items()}}
+                           for k, v in (shown.get("estimators") or {}).items()},
+            **({"by_the_same_estimator": _class_figures_for_file(shown["classes"])}
+               if (shown.get("classes") or {}).get("method") == "difference" else {})}
+
+
+def _class_figures_for_file(per_class: dict) -> dict:
+    """Macro-F1, escape rate and per-class recall/precision (class ids as keys) with intervals."""
+    keys = ("macro_f1", "macro_f1_interval", "escape_rate", "escape_rate_interval", "method_words", "n_sampled")
+    return {**{k: per_class.get(k) for k in keys if k in per_class}, "per_class": per_class.get("per_class", {})}
 
 
 def confidence_header(training: ExportTraining, names: dict) -> dict:

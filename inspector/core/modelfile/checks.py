@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from inspector.core.model_container import ModelFileError
+from inspector.core.modelfile.container import ModelFileError
 
 #: limits no real model comes near; they bound what a hostile file can make the reader do
 MAX_FEATURES = 100_000

@@ -14,8 +14,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from inspector.core.model_container import ModelFileError, read_container
-from inspector.core.model_predictors import PREDICTORS
+from inspector.core.modelfile.container import ModelFileError, read_container
+from inspector.core.modelfile.predictors import PREDICTORS
 from inspector.core.progress import CancelToken, ProgressCallback
 
 # --------------------------------------------------------------------------- the loaded model
@@ -108,11 +108,15 @@ class InspectorModel:
     def routes_everything_to_review(self) -> bool:
         return self.reject_threshold is None
 
-    def novelty_scores(self, X: np.ndarray) -> Optional[np.ndarray]:
-        """Novelty per feature row (above 1: unlike anything labelled), or None without novelty."""
+    def novelty_scores(self, X: np.ndarray, proba: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """Novelty per feature row (above 1: unlike anything labelled), or None without novelty.
+        ``proba``: this model's probabilities for the rows (computed when not given; the
+        class-conditional part needs the predicted class)."""
         if self.confidence.novelty is None:
             return None
-        return self.confidence.novelty.scores(np.asarray(X, np.float32)).astype(np.float64)
+        if proba is None and self.confidence.novelty.class_conditional:
+            proba = self.predict_proba_features(X)
+        return self.confidence.novelty.scores(np.asarray(X, np.float32), proba).astype(np.float64)
 
     def decide(self, proba: np.ndarray, novelty: Optional[np.ndarray], threshold: Optional[float] = None):
         """Route parts with calibrated ``proba`` and ``novelty`` scores: ``(path, review, reasons,
@@ -202,7 +206,7 @@ class InspectorModel:
         usable = [i for i, (f, e) in enumerate(zip(features, errors)) if f is not None and e is None]
         X = np.stack([features[i] for i in usable]) if usable else None
         proba = self.predict_proba_features(X) if usable else np.zeros((0, len(self.class_names)))
-        novelty = self.novelty_scores(X) if usable else None
+        novelty = self.novelty_scores(X, proba) if usable else None
         path, review, reasons, p_acc = self.confidence.decide(proba, novelty, threshold)
         out: list[Optional[Prediction]] = [None] * len(sources)
         for row, i in enumerate(usable):
@@ -283,7 +287,7 @@ def load_model(path: Path) -> InspectorModel:
     """
     path = Path(path)
     header, arrays = read_container(path)
-    from inspector.core.model_checks import HEADER_FIELDS, check_fields, check_model
+    from inspector.core.modelfile.checks import HEADER_FIELDS, check_fields, check_model
 
     check_fields(path.name, "the header", header, HEADER_FIELDS)
     extractor = extractor_for_model(path.name, header["extractor"])

@@ -9,7 +9,7 @@ only ever does three things: compare bytes, parse JSON, and view raw numbers wit
 ``numpy.frombuffer`` under a short allow-list of numeric dtypes. Nothing in the file names
 code to import or call; the classifier is rebuilt from plain numbers by the pure-numpy
 predictors in
-:mod:`inspector.core.model_predictors`.
+:mod:`inspector.core.modelfile.predictors`.
 
 Layout (all integers little-endian)::
 
@@ -41,7 +41,9 @@ import numpy as np
 from inspector.core.errors import UserError
 
 MAGIC = b"INSPECTOR-MODEL\n"
-FORMAT_VERSION = 1
+#: 2: calibration bias per class and class-conditional novelty arrays, which a reader of format 1
+#: would silently ignore (other probabilities and novelty than the threshold was chosen on)
+FORMAT_VERSION = 2
 MODEL_SUFFIX = ".inspector-model"
 _PRELUDE = struct.Struct("<16sIQ")
 _DIGEST_BYTES = 32
@@ -155,7 +157,7 @@ def read_container(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     failure. Never unpickles, imports or calls anything named in the file. Memory: the file's
     bytes plus its arrays, at most about twice the file size.
     """
-    from inspector.core.model_checks import MAX_JSON_DEPTH, check_array_table, json_depth
+    from inspector.core.modelfile.checks import MAX_JSON_DEPTH, check_array_table, json_depth
 
     path = Path(path)
     data = _read_regular_file(path)

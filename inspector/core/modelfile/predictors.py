@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from inspector.core.model_container import ModelFileError
+from inspector.core.modelfile.container import ModelFileError
 
 # --------------------------------------------------------------------------- predictors (pure numpy)
 
