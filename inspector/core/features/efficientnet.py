@@ -24,17 +24,15 @@ Outputs are signed square roots of the pooled values (heavy tails), finite and d
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import sys
 import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-import cv2
 import numpy as np
 
-from inspector.core.features.cnn import finite_float32, to_bgr_u8
+from inspector.core.features.cnn import PretrainedNetwork, finite_float32, to_bgr_u8
 from inspector.core.features.onnx_graph import GraphBuilder
 from inspector.core.features.safe_weights import WeightsError, load_torch_state_dict
 from inspector.core.images import DecodedImage
@@ -50,7 +48,6 @@ _BLOCKS = ([(3, 1, 1, 16)] + [(3, 2, 6, 24), (3, 1, 6, 24)] + [(5, 2, 6, 40), (5
            + [(5, 2, 6, 192)] + [(5, 1, 6, 192)] * 3 + [(3, 1, 6, 320)])
 #: taps people can choose: the output of a block ("block10" ends stage 5, "block14" stage 6) or the head
 TAP_CHANNELS = {f"block{i}": out for i, (_, _, _, out) in enumerate(_BLOCKS)} | {"head": 1280}
-_LOCK = threading.Lock()
 
 
 def efficientnet_weights_path() -> Path:
@@ -70,12 +67,14 @@ def efficientnet_weights_path() -> Path:
                        "use the 'texture' features meanwhile")
 
 
-class EfficientNetExtractor:
+class EfficientNetExtractor(PretrainedNetwork):
     """Mean and max pooled activations of late EfficientNet-Lite0 layers (ImageNet weights)."""
 
     name: str = "effnet"
     #: bump whenever the output changes (projects recompute vectors of another version)
     version: int = 1
+    weights_label = "EfficientNet"
+    _lock = threading.Lock()
 
     def __init__(self, taps: Sequence[str] = ("block14", "head"), input_side: int = 224, dihedral: bool = False,
                  weights_path: Optional[Path] = None, name: Optional[str] = None) -> None:
@@ -85,29 +84,10 @@ class EfficientNetExtractor:
         self.taps = tuple(taps)
         self.input_side = int(input_side)
         self.dihedral = bool(dihedral)
-        self._weights_path = Path(weights_path) if weights_path else None
-        if name:
-            self.name = name
-        self._sha256: Optional[str] = None
-        self._net = None
-        self._outputs: list[str] = []
+        self._init_weights(weights_path, name)
 
-    @property
-    def weights_path(self) -> Path:
-        return self._weights_path or efficientnet_weights_path()
-
-    @property
-    def weights_sha256(self) -> str:
-        if self._sha256 is None:
-            self._sha256 = hashlib.sha256(self._weights_bytes()).hexdigest()
-        return self._sha256
-
-    def _weights_bytes(self) -> bytes:
-        path = self.weights_path
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise WeightsError(f"cannot read the EfficientNet weights {path}: {exc.strerror or exc}") from None
+    def default_weights_path(self) -> Path:
+        return efficientnet_weights_path()
 
     @property
     def dim(self) -> int:
@@ -131,9 +111,6 @@ class EfficientNetExtractor:
         return (f"pretrained CNN (EfficientNet-Lite0, ImageNet) pooled activations of {', '.join(self.taps)}; "
                 f"{self.dim} numbers from a {self.input_side} px view of the whole image{extra}; sees shapes and structure")
 
-    def features_of(self, decoded: DecodedImage) -> np.ndarray:
-        return self.features_of_batch([decoded])[0]
-
     def features_of_batch(self, decoded: list[DecodedImage]) -> np.ndarray:
         if not decoded:
             return np.zeros((0, self.dim), np.float32)
@@ -145,37 +122,14 @@ class EfficientNetExtractor:
             total += self._run(turned)
         return finite_float32(total / 8.0)
 
-    def _squeezed(self, image: np.ndarray) -> np.ndarray:
-        side = self.input_side
-        h, w = image.shape[:2]
-        interpolation = cv2.INTER_AREA if h >= side and w >= side else cv2.INTER_LINEAR
-        return cv2.resize(image, (side, side), interpolation=interpolation)
-
-    def _network(self):
-        if self._net is None:
-            with _LOCK:
-                if self._net is None:
-                    data = self._weights_bytes()
-                    self._sha256 = hashlib.sha256(data).hexdigest()
-                    model, self._outputs = efficientnet_lite0_onnx(load_torch_state_dict(data), self.taps)
-                    self._net = cv2.dnn.readNetFromONNX(np.frombuffer(model, np.uint8))
-        return self._net
+    def _onnx(self, data: bytes) -> tuple[bytes, list[str]]:
+        return efficientnet_lite0_onnx(load_torch_state_dict(data), self.taps)
 
     def _run(self, views: np.ndarray) -> np.ndarray:
         """Pooled vectors (n, dim) of BGR uint8 views (n, side, side, 3)."""
-        blob = (views[..., ::-1].astype(np.float32) - np.float32(127.0)) * np.float32(1.0 / 128.0)
-        blob = np.ascontiguousarray(blob.transpose(0, 3, 1, 2))
-        net = self._network()
-        with _LOCK:  # one forward pass at a time per network (threads in one process share it)
-            net.setInput(blob)
-            outputs = net.forward(self._outputs)
-        pooled = np.concatenate([np.asarray(o, np.float32).reshape(len(views), -1) for o in outputs], axis=1)
+        blob = ((views[..., ::-1].astype(np.float32) - np.float32(127.0)) * np.float32(1.0 / 128.0)).transpose(0, 3, 1, 2)
+        pooled = self._forward(blob)
         return np.sign(pooled) * np.sqrt(np.abs(pooled))
-
-    def __getstate__(self) -> dict:  # the OpenCV network stays in its process
-        state = dict(self.__dict__)
-        state["_net"] = None
-        return state
 
 
 def _dihedral(views: np.ndarray):
