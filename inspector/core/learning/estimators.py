@@ -515,6 +515,23 @@ def _ppi_means(h_audit: np.ndarray, g_audit: np.ndarray, g_rest: np.ndarray, cen
     return share * census_h.mean(axis=0) + (1 - share) * rest
 
 
+def _class_figures(means: np.ndarray, K: int, predicted_share: np.ndarray, with_escape: bool) -> dict:
+    """Per-class recall and precision, macro-F1 and the escape rate from estimated shares of the
+    pool: ``means`` holds true positives per class (K), the true class mix (K) and, with the escape
+    rate, the shares of defective parts passed and of defective parts (last two). An estimated
+    share below 0 (a correction larger than the prediction) counts as 0."""
+    tp, share_true = np.clip(means[:K], 0, None), np.clip(means[K:2 * K], 0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(share_true > 0, tp / share_true, np.nan)
+        precision = np.where(predicted_share > 0, tp / predicted_share, np.nan)
+        f1 = np.where(share_true + predicted_share > 0, 2 * tp / (share_true + predicted_share), np.nan)
+    out = {"recall": np.clip(recall, 0, 1), "precision": np.clip(precision, 0, 1),
+           "macro_f1": float(np.clip(np.nanmean(f1), 0, 1)) if np.isfinite(f1).any() else np.nan}
+    if with_escape:
+        out["escape_rate"] = float(np.clip(means[-2] / means[-1], 0, 1)) if means[-1] > 0 else np.nan
+    return out
+
+
 def class_estimates(scored: Scored, acceptable: Optional[set] = None, passed_labelled: Optional[np.ndarray] = None,
                     passed_unlabelled: Optional[np.ndarray] = None, n_bootstrap: int = 500,
                     random_state: int = 0) -> dict:
@@ -563,16 +580,7 @@ def class_estimates(scored: Scored, acceptable: Optional[set] = None, passed_lab
     census_h = h_l[census]
 
     def figures(means: np.ndarray) -> dict:
-        tp, share_true = means[:K], means[K:2 * K]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            recall = np.where(share_true > 0, tp / share_true, np.nan)
-            precision = np.where(predicted_share > 0, tp / predicted_share, np.nan)
-            f1 = np.where(share_true + predicted_share > 0, 2 * tp / (share_true + predicted_share), np.nan)
-        out = {"recall": np.clip(recall, 0, 1), "precision": np.clip(precision, 0, 1),
-               "macro_f1": float(np.clip(np.nanmean(f1), 0, 1)) if np.isfinite(f1).any() else np.nan}
-        if with_escape:
-            out["escape_rate"] = float(np.clip(means[-2] / means[-1], 0, 1)) if means[-1] > 0 else np.nan
-        return out
+        return _class_figures(means, K, predicted_share, with_escape)
 
     n_audit = int(audit.sum())
     result = {"method": "ppi", "method_words": METHOD_WORDS["ppi"], "n_audit": n_audit, "per_class": {},
@@ -686,16 +694,7 @@ def class_difference_estimates(scored: Scored, acceptable: Optional[set] = None,
         return share_census * census_mean + (1 - share_census) * rest
 
     def figures(m: np.ndarray) -> dict:
-        tp, share_true = np.clip(m[:K], 0, None), np.clip(m[K:2 * K], 0, None)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            recall = np.where(share_true > 0, tp / share_true, np.nan)
-            precision = np.where(predicted_share > 0, tp / predicted_share, np.nan)
-            f1 = np.where(share_true + predicted_share > 0, 2 * tp / (share_true + predicted_share), np.nan)
-        out = {"recall": np.clip(recall, 0, 1), "precision": np.clip(precision, 0, 1),
-               "macro_f1": float(np.clip(np.nanmean(f1), 0, 1)) if np.isfinite(f1).any() else np.nan}
-        if with_escape:
-            out["escape_rate"] = float(np.clip(m[-2] / m[-1], 0, 1)) if m[-1] > 0 else np.nan
-        return out
+        return _class_figures(m, K, predicted_share, with_escape)
 
     point = figures(means(np.arange(M)))
     rng = np.random.default_rng(random_state)
