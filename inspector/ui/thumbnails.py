@@ -71,13 +71,14 @@ class _Signals(QObject):
 class _ThumbnailJob(QRunnable):
     """Read, decode, shrink (and cache on disk) one image. Runs in a pool thread; touches no widget."""
 
-    def __init__(self, generation: int, image_id: int, path: Path, content_hash: Optional[str], side: int,
-                 disk_folder: Optional[Path], signals: _Signals) -> None:
+    def __init__(self, generation: int, image_id: int, project, side: int, disk_folder: Optional[Path],
+                 signals: _Signals) -> None:
         super().__init__()
         self.generation = generation
         self.image_id = image_id
-        self.path = path
-        self.content_hash = content_hash
+        self.project = project
+        self.path: Optional[Path] = None
+        self.content_hash: Optional[str] = None
         self.side = side
         self.disk_folder = disk_folder
         self.signals = signals
@@ -88,6 +89,16 @@ class _ThumbnailJob(QRunnable):
         return self.disk_folder / self.content_hash[:2] / f"{self.content_hash}_{self.side}.png"
 
     def run(self) -> None:
+        try:
+            # the file's path and hash are read here, not on the UI thread (one indexed row; the
+            # store's lock is held for microseconds; the loader waits for running jobs before the
+            # project closes)
+            record = self.project.image(self.image_id)
+            self.path = self.project.image_root / record.path
+            self.content_hash = record.content_hash
+        except Exception as exc:  # noqa: BLE001 - e.g. the image vanished from the project
+            self.signals.done.emit(self.generation, self.image_id, None, f"not in the project: {exc}")
+            return
         cached = self._disk_path()
         try:
             thumb = self._read_cached(cached)
@@ -211,16 +222,9 @@ class ThumbnailLoader(QObject):
     def _start_waiting(self) -> None:
         while self._waiting and len(self._running) < self._pool.maxThreadCount():
             image_id, _ = self._waiting.popitem(last=True)
-            try:
-                # one indexed row; the store's lock is held for microseconds
-                record = self.project.image(image_id)
-                path = self.project.image_root / record.path
-            except Exception as exc:  # noqa: BLE001 - e.g. the image vanished from the project
-                self._failed[image_id] = f"not in the project: {exc}"
-                continue
             self._running.add(image_id)
-            self._pool.start(_ThumbnailJob(self._generation, image_id, path, record.content_hash, self.side,
-                                           self.disk_folder, self._signals))
+            self._pool.start(_ThumbnailJob(self._generation, image_id, self.project, self.side, self.disk_folder,
+                                           self._signals))
 
     def _on_done(self, generation: int, image_id: int, image: Optional[QImage], reason: str) -> None:
         self._running.discard(image_id)

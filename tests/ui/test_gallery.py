@@ -232,3 +232,29 @@ def test_label_refresh_keeps_scroll_position(gallery, qtbot):
     qtbot.wait(50)
     assert bar.value() == before
     assert view.model.labels[30] == ok
+
+
+def test_thumbnails_read_the_store_only_in_worker_threads(gallery, qtbot, monkeypatch):
+    """A thumbnail's file and hash are looked up by the decoding worker, never on the UI thread;
+    an image that left the project says so."""
+    import threading
+
+    view, session, ids, ok, scratch = gallery
+    project = session.project
+    read_on_ui_thread = []
+    original = project.image
+
+    def spy(image_id):
+        if threading.current_thread() is threading.main_thread():
+            read_on_ui_thread.append(image_id)
+        return original(image_id)
+
+    monkeypatch.setattr(project, "image", spy)
+    view.loader.forget()
+    wanted = [int(i) for i in ids[:6]] + [10**9]  # the last is in no project
+    for image_id in wanted:
+        view.loader.thumbnail(image_id)
+    qtbot.waitUntil(lambda: all(view.loader.thumbnail(i) is not None for i in wanted[:-1])
+                    and view.loader.failure(wanted[-1]) is not None, timeout=10000)
+    assert read_on_ui_thread == []
+    assert view.loader.failure(wanted[-1]).startswith("not in the project")
