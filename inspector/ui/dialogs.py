@@ -226,8 +226,6 @@ class SettingsDialog(QDialog):
         from inspector.core.learning.models import MODEL_KINDS
         from inspector.core.learning.strategies import strategy_names
 
-        from inspector.ui.session import DEFAULT_RETRAIN_EVERY, SETTING_RETRAIN_EVERY
-
         self.session = session
         self.setWindowTitle("Settings")
         project = session.project
@@ -248,7 +246,7 @@ class SettingsDialog(QDialog):
         self.audit.setValue(current.audit_share)
         self.retrain_every = QSpinBox()
         self.retrain_every.setRange(1, 1000)
-        self.retrain_every.setValue(int(project.get_setting(SETTING_RETRAIN_EVERY, DEFAULT_RETRAIN_EVERY)))
+        self.retrain_every.setValue(session.retrain_every())
         from inspector.core.learning import routing
 
         self.escape_target = QDoubleSpinBox()
@@ -283,10 +281,10 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(buttons)
-        self._keys = (learner, SETTING_RETRAIN_EVERY)
+        self._learner = learner
 
     def save(self) -> None:
-        learner, retrain_key = self._keys
+        learner = self._learner
         project = self.session.project
         try:
             candidate = learner.LearnerSettings(kind=self.kind.currentText(), strategy=self.strategy.currentText(),
@@ -296,7 +294,7 @@ class SettingsDialog(QDialog):
             project.set_setting(learner.SETTING_KIND, candidate.kind)
             project.set_setting(learner.SETTING_QUEUE_SIZE, candidate.queue_size)
             project.set_setting(learner.SETTING_AUDIT_SHARE, candidate.audit_share)
-            project.set_setting(retrain_key, self.retrain_every.value())
+            self.session.set_retrain_every(self.retrain_every.value())
             from inspector.core.learning.routing import SETTING_ESCAPE_TARGET
 
             project.set_setting(SETTING_ESCAPE_TARGET, round(self.escape_target.value() / 100.0, 6))

@@ -100,6 +100,7 @@ class ProjectSession(QObject):
         self._queue_by_id: dict[int, QueueEntry] = {}
         self._paths: dict[int, str] = {}
         self._start_task: Optional[Task] = None
+        self._retrain_every: Optional[int] = None  # read from the project when first needed
         self._labels_since_retrain = 0
         self._retrain_task: Optional[Task] = None  # the running retrain (refills have their own)
         self._retrain_description = ""
@@ -375,7 +376,16 @@ class ProjectSession(QObject):
         self.labels_changed.emit([])
 
     def retrain_every(self) -> int:
-        return max(1, int(self.project.get_setting(SETTING_RETRAIN_EVERY, DEFAULT_RETRAIN_EVERY)))
+        """Labels between retrains: the project's setting, read once (it is asked on every label,
+        on the UI thread) and kept current by :meth:`set_retrain_every`."""
+        if self._retrain_every is None:
+            self._retrain_every = max(1, int(self.project.get_setting(SETTING_RETRAIN_EVERY, DEFAULT_RETRAIN_EVERY)))
+        return self._retrain_every
+
+    def set_retrain_every(self, labels: int) -> None:
+        """Store how many labels come between retrains in the project. Raises UserError."""
+        self.project.set_setting(SETTING_RETRAIN_EVERY, int(labels))
+        self._retrain_every = max(1, int(labels))
 
     # ------------------------------------------------------------------ background jobs
     def busy(self) -> bool:

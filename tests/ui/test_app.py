@@ -382,7 +382,7 @@ def test_labelling_never_reads_the_store_on_the_ui_thread(window, qtbot, part_fo
     project = session.project
     read_on_ui_thread = []
     for name in ("queue", "queue_entry", "image", "image_path", "image_paths", "label_history",
-                 "latest_labels", "latest_label_events", "feature_matrix", "audit_labels"):
+                 "latest_labels", "latest_label_events", "feature_matrix", "audit_labels", "get_setting"):
         original = getattr(project, name)
 
         def spy(*args, _name=name, _original=original, **kwargs):
