@@ -81,12 +81,16 @@ def build_large_project(path: Path, root: Path, n: int) -> None:
     """A project of ``n`` images with synthetic features; only the first queued 200 files exist."""
     import numpy as np
 
+    from inspector.core.extractor_choice import start_project_with
     from inspector.core.features import default_extractor
     from inspector.core.store import ImageAnalysis, Project, QueueEntry
 
     ex = default_extractor()
     make_images(root, 200)
     project = Project.create(path, root)
+    # the project must say which extractor its vectors come from: without the setting it counts as
+    # a 0.1 project (texture), and the app would start extracting 100,000 files that do not exist
+    start_project_with(project, ex.name)
     rng = np.random.default_rng(0)
     paths = [(f"part_{i:06d}.png", 1000, 0) for i in range(n)]
     project.record_scan(paths, [], [], [], [])
