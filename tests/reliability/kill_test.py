@@ -250,6 +250,32 @@ class _Reader(threading.Thread):
             self.phase_seen.set()
 
 
+def start_child(child, *args, reader_class=None) -> tuple[int, "_Reader"]:
+    """Fork a child that runs ``child(*args, out_fd)`` and never returns; a reader thread
+    collects the lines it writes. Returns (pid, reader)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        child(*args, write_fd)
+    os.close(write_fd)
+    reader = (reader_class or _Reader)(read_fd)
+    reader.start()
+    return pid, reader
+
+
+def kill_child(pid: int, reader: "_Reader") -> int:
+    """SIGKILL the child (unless it already ended), reap it and wait for its last lines.
+    Returns its wait status."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it already exited on its own: the caller reports that from the status
+    _, status = os.waitpid(pid, 0)
+    reader.join(30)
+    return status
+
+
 def one_kill(project_path: Path, mode: str, rng: random.Random, stats: KillStats, acked: dict,
              names: dict[str, Path] | None = None) -> None:
     check_path = project_path
@@ -260,14 +286,7 @@ def one_kill(project_path: Path, mode: str, rng: random.Random, stats: KillStats
         project_path = names[kind]
         intruder_path = names[rng.choice(sorted(set(names) - {kind}))]
         check_path = names[rng.choice(sorted(names))]
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        _child(project_path, mode, rng.randrange(2**31), write_fd)
-    os.close(write_fd)
-    reader = _Reader(read_fd)
-    reader.start()
+    pid, reader = start_child(_child, project_path, mode, rng.randrange(2**31))
     try:
         if not reader.ready.wait(60):
             stats.child_errors.append(f"{mode}: child not ready in 60 s")
@@ -288,12 +307,7 @@ def one_kill(project_path: Path, mode: str, rng: random.Random, stats: KillStats
             else:
                 stats.child_errors.append(f"intruder by {intruder_path.name}: {answer[:2000]}")
     finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # it already exited on its own: reported below as a child error
-        _, status = os.waitpid(pid, 0)
-        reader.join(30)
+        status = kill_child(pid, reader)
     stats.kills += 1
     stats.runs[mode] += 1
     for name, on in during.items():

@@ -20,6 +20,7 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kill_test import _Reader  # noqa: E402 - the same line reader as the labelling kill test
+from kill_test import _Reader, kill_child, start_child  # noqa: E402 - the labelling kill test's harness
 
 from inspector.core import packs  # noqa: E402
 from inspector.core.store import ImageAnalysis, Project  # noqa: E402
@@ -175,28 +176,14 @@ def one_kill(pristine: Path, run_dir: Path, pack_paths: list[Path], expected: di
     for suffix in ("", "-wal", "-shm", ".lock"):
         Path(str(home) + suffix).unlink(missing_ok=True)
     shutil.copy(pristine, home)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        _child(home, pack_paths, rng.randrange(2**31), write_fd)
-    os.close(write_fd)
-    reader = _MergeReader(read_fd)
-    reader.start()
-    import signal
-
+    pid, reader = start_child(_child, home, pack_paths, rng.randrange(2**31), reader_class=_MergeReader)
     try:
         if not reader.ready.wait(60):
             stats.child_errors.append("child not ready in 60 s")
         time.sleep(rng.uniform(0.0, window))
         during = reader.state["merge"]
     finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # ended by itself: reported below
-        _, status = os.waitpid(pid, 0)
-        reader.join(30)
+        status = kill_child(pid, reader)
     stats.kills += 1
     stats.kills_during_merge += during
     if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
