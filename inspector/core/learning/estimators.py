@@ -253,11 +253,15 @@ def weighted_accuracy(correct: np.ndarray, f_sampled: np.ndarray, q: np.ndarray,
     var_empirical = float(np.var(terms, ddof=1))
     var_predicted = float(np.mean(v * v * f * (1.0 - f)))
     var_t = max(var_empirical, var_predicted)
-    se = math.sqrt(var_t / M)
     est = min(1.0, max(0.0, est))
+    # the figure is about images like the project's, of which the pool is one sample: its own
+    # accuracy differs from theirs by about sqrt(p (1 - p) / N) (the design-based part above is
+    # about the pool)
+    var_pool = est * (1.0 - est) / max(len(f_pool), 1)
+    se = math.sqrt(var_t / M + var_pool)
     return Estimate("weighted", est, effective_interval(est, se), M,
                     {"lambda": round(lam, 3), "max_weight": float(v.max()), "se": se,
-                     "se_residuals": math.sqrt(var_empirical / M),
+                     "se_residuals": math.sqrt(var_empirical / M), "se_pool": math.sqrt(var_pool),
                      "variance_from": "residuals" if var_empirical >= var_predicted else "predicted residuals",
                      "effective_labels": float(v.sum() ** 2 / max(float((v * v).sum()), 1e-12))})
 
@@ -625,7 +629,7 @@ def class_estimates(scored: Scored, acceptable: Optional[set] = None, passed_lab
 def class_difference_estimates(scored: Scored, acceptable: Optional[set] = None,
                                passed_labelled: Optional[np.ndarray] = None,
                                passed_unlabelled: Optional[np.ndarray] = None, n_bootstrap: int = 400,
-                               random_state: int = 0) -> Optional[dict]:
+                               random_state: int = 0, resample_pool: bool = True) -> Optional[dict]:
     """Per-class recall and precision, macro-F1 and (with ``acceptable``) the escape rate by the
     same difference estimator as :func:`difference_accuracy`, for the current model.
 
@@ -675,14 +679,17 @@ def class_difference_estimates(scored: Scored, acceptable: Optional[set] = None,
     N = len(h_l) + len(g_u)
     census = ~sampled
     share_census = census.sum() / max(N, 1)
-    census_mean = h_l[census].mean(axis=0) if census.any() else np.zeros(h_l.shape[1])
-    rest_g_mean = np.vstack([g_u, g_l[sampled]]).mean(axis=0)
+    census_h, census_pred = h_l[census], onehot_pred_l[census]
+    census_mean = census_h.mean(axis=0) if census.any() else np.zeros(h_l.shape[1])
+    rest_g = np.vstack([g_u, g_l[sampled]])
+    rest_pred = np.vstack([onehot_pred_u, onehot_pred_l[sampled]])
+    rest_g_mean = rest_g.mean(axis=0)
     order = np.flatnonzero(sampled)
     v_all = lure_weights(scored.q[order], scored.remaining[order])
     h_s, g_s = h_l[order], g_l[order]
     predicted_share = (onehot_pred_l.sum(0) + onehot_pred_u.sum(0)) / max(N, 1)
 
-    def means(rows: np.ndarray) -> np.ndarray:
+    def means(rows: np.ndarray, rest_mean: np.ndarray = rest_g_mean, census_m: np.ndarray = census_mean) -> np.ndarray:
         v = v_all[rows][:, None]
         a, b = v * h_s[rows], v * g_s[rows]
         lam = np.zeros(a.shape[1])
@@ -690,15 +697,29 @@ def class_difference_estimates(scored: Scored, acceptable: Optional[set] = None,
             var_b = float(np.var(b[:, j], ddof=1))
             if var_b > 1e-12:
                 lam[j] = min(1.0, max(0.0, float(np.cov(a[:, j], b[:, j], ddof=1)[0, 1]) / var_b))
-        rest = lam * rest_g_mean + (a - lam * b).mean(axis=0)
-        return share_census * census_mean + (1 - share_census) * rest
+        rest = lam * rest_mean + (a - lam * b).mean(axis=0)
+        return share_census * census_m + (1 - share_census) * rest
 
-    def figures(m: np.ndarray) -> dict:
-        return _class_figures(m, K, predicted_share, with_escape)
+    def figures(m: np.ndarray, shares: np.ndarray = predicted_share) -> dict:
+        return _class_figures(m, K, shares, with_escape)
 
     point = figures(means(np.arange(M)))
     rng = np.random.default_rng(random_state)
-    boots = [figures(means(rng.integers(0, M, M))) for _ in range(n_bootstrap)]
+    boots = []
+    for _ in range(n_bootstrap):
+        rows = rng.integers(0, M, M)
+        if not resample_pool:
+            boots.append(figures(means(rows)))
+            continue
+        # the figures are about images like the project's, of which the pool is one sample: its
+        # rare classes are a handful of images whose predicted mix varies from pool to pool, so
+        # the pool's rows (the predicted part and the census) are resampled too
+        rest_rows = rng.integers(0, len(rest_g), len(rest_g))
+        census_rows = rng.integers(0, len(census_h), len(census_h)) if len(census_h) else np.zeros(0, np.int64)
+        census_m = census_h[census_rows].mean(axis=0) if len(census_h) else census_mean
+        shares = (share_census * (census_pred[census_rows].mean(axis=0) if len(census_h) else 0.0)
+                  + (1 - share_census) * rest_pred[rest_rows].mean(axis=0))
+        boots.append(figures(means(rows, rest_g[rest_rows].mean(axis=0), census_m), shares))
 
     # labels behind each ratio's denominator: recall of k (labels of class k), precision of k
     # (labels predicted k), escapes (defective labels)
