@@ -323,3 +323,45 @@ def test_simulate_scores_the_difference_estimator_and_its_class_figures():
     out = io.StringIO()
     print_estimator_table(summary, file=out, marks=(80,))
     assert "difference" in out.getvalue() and "escape_rate" in out.getvalue()
+
+
+def test_difference_interval_covers_the_accuracy_on_new_images_not_only_the_pool():
+    """The figure is about images like the project's: with most of a small pool labelled at
+    random, the residuals pin the pool's own accuracy down, but the pool is one sample of the
+    images to come; the interval must cover their accuracy (here known: the mean probability of a
+    calibrated model) too."""
+    rng = np.random.default_rng(11)
+    big_f, _ = _population(rng, n=400_000)
+    population_accuracy = float(big_f.mean())
+    hits, reps = 0, 200
+    for _ in range(reps):
+        f, correct = _population(rng, n=300)
+        proba = np.stack([f, 1 - f], axis=1)
+        truth = np.where(correct, 0, 1)
+        scored, _, _ = _scored_from_pool(rng, proba, truth, np.array([0, 1]), np.ones(300), draws=290)
+        e = estimators.difference_accuracy(scored)
+        hits += e.interval[0] <= population_accuracy <= e.interval[1]
+    assert e.details["se_pool"] > 0
+    assert hits / reps >= 0.93, hits / reps  # 0.89 without the pool's own sampling error
+
+
+def test_class_intervals_carry_the_pools_own_sampling_error():
+    """A rare class's recall rests on the handful of its images in the pool: resampling the pool
+    (its predicted part and its census) widens the interval beyond the sampled labels' bootstrap."""
+    rng = np.random.default_rng(12)
+    classes = np.array([0, 1, 2])
+    n = 900
+    logits = rng.normal(0, 1, (n, 3)) + np.array([3.0, 0, 0])
+    logits[np.arange(n), rng.integers(0, 3, n)] += 2.5
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    truth = np.array([rng.choice(3, p=p) for p in proba])
+    score = 0.3 / n + 0.7 * (1 - proba.max(1)) / (1 - proba.max(1)).sum()
+    scored, _, _ = _scored_from_pool(rng, proba, truth, classes, score, draws=90, census=10)
+    widths = {}
+    for resample in (False, True):
+        out = estimators.class_difference_estimates(scored, n_bootstrap=300, resample_pool=resample)
+        widths[resample] = [out["per_class"][str(c)]["recall_interval"][1] - out["per_class"][str(c)]["recall_interval"][0]
+                            for c in (1, 2)]
+    # never narrower; wider where the bootstrap, not the Wilson floor, sets the interval
+    assert all(w_pool >= w for w_pool, w in zip(widths[True], widths[False])), widths
+    assert sum(widths[True]) > sum(widths[False]) + 0.02, widths
