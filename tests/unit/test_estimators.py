@@ -365,3 +365,20 @@ def test_class_intervals_carry_the_pools_own_sampling_error():
     # never narrower; wider where the bootstrap, not the Wilson floor, sets the interval
     assert all(w_pool >= w for w_pool, w in zip(widths[True], widths[False])), widths
     assert sum(widths[True]) > sum(widths[False]) + 0.02, widths
+
+
+def test_difference_interval_is_wilson_at_the_effective_size_without_the_count_correction():
+    """The difference estimate is a weighted mean, not a count: its interval is the plain Wilson
+    interval at n_eff, narrower than the continuity-corrected one the count-based methods keep,
+    and near estimate +- 1.96 se away from the ends."""
+    low, high = estimators.effective_interval(0.5, 0.01, continuity=False)
+    assert abs(low - (0.5 - 1.96 * 0.01)) < 1e-3 and abs(high - (0.5 + 1.96 * 0.01)) < 1e-3
+    corrected = estimators.effective_interval(0.9, 0.03)
+    plain = estimators.effective_interval(0.9, 0.03, continuity=False)
+    assert corrected[0] < plain[0] < 0.9 < plain[1] < corrected[1]
+    rng = np.random.default_rng(13)
+    f, correct = _population(rng, n=1000)
+    proba = np.stack([f, 1 - f], axis=1)
+    scored, _, _ = _scored_from_pool(rng, proba, np.where(correct, 0, 1), np.array([0, 1]), np.ones(1000))
+    e = estimators.difference_accuracy(scored)
+    assert np.allclose(e.interval, estimators.effective_interval(e.estimate, e.details["se"], continuity=False))

@@ -98,10 +98,11 @@ def _clip_interval(centre: float, half: float) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def effective_interval(estimate: float, se: float, z: float = Z95) -> tuple[float, float]:
+def effective_interval(estimate: float, se: float, z: float = Z95, continuity: bool = True) -> tuple[float, float]:
     """A 95 % interval for a proportion estimated with standard error ``se`` by a weighted or
-    model-assisted estimator: the continuity-corrected Wilson interval at the *effective* sample
-    size n_eff = p (1 - p) / se^2 (Korn & Graubard 1998 use the same idea for survey samples).
+    model-assisted estimator: the Wilson interval at the *effective* sample size
+    n_eff = p (1 - p) / se^2 (Korn & Graubard 1998 use the same idea for survey samples),
+    continuity-corrected unless ``continuity`` is False.
 
     Why not estimate +- z se: accuracy is usually near 1, where the normal interval is cut at 1
     and misses on the low side; the Wilson form keeps its asymmetry there.
@@ -112,9 +113,20 @@ def effective_interval(estimate: float, se: float, z: float = Z95) -> tuple[floa
     # at the boundary p (1 - p) = 0 says nothing about n_eff: move p in by one standard error
     shifted = min(max(p, min(se, 0.5)), 1.0 - min(se, 0.5))
     n_eff = max(1.0, shifted * (1.0 - shifted) / (se * se))
-    low, high = _wilson_float(p * n_eff, n_eff, z)
+    if continuity:
+        low, high = _wilson_float(p * n_eff, n_eff, z)
+    else:
+        low, high = _wilson_plain(p, n_eff, z)
     # a fractional count within one of the end can put the corrected bound past the estimate
     return (min(low, p), max(high, p))
+
+
+def _wilson_plain(p: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson score interval without continuity correction, for a possibly fractional n."""
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(max(0.0, p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _wilson_float(successes: float, n: float, z: float) -> tuple[float, float]:
@@ -461,7 +473,13 @@ def difference_accuracy(scored: Scored) -> Estimate:
     w = weighted_accuracy(correct[sampled], f[sampled], scored.q[sampled], scored.remaining[sampled], rest_f)
     if w.estimate is None:
         return none_estimate(int(sampled.sum()))
-    w = Estimate("difference", w.estimate, w.interval, w.n, w.details)
+    # no continuity correction here: it makes up for the steps of a binomial count, and this
+    # estimate is a weighted mean of residuals plus the predictions on every image, not a count.
+    # Measured (bench_estimators.py, generated set, 36 seeds): at 100 labels the interval narrowed
+    # from 0.177 to 0.148 (uncertain_diverse), 0.165 to 0.141 (k_center), 0.113 to 0.102 (random)
+    # with coverage 100 %, 97 %, 92 % (with the correction: 100 %, 97 %, 94 %)
+    interval = effective_interval(w.estimate, w.details["se"], continuity=False)
+    w = Estimate("difference", w.estimate, interval, w.n, w.details)
     return _with_census(w, correct[~sampled], N)
 
 
