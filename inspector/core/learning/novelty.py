@@ -56,16 +56,20 @@ MAX_REFERENCE = 4000
 
 
 def feature_blocks(extractor_name: Optional[str], dim: int) -> list[int]:
-    """Column counts of the extractor's blocks (one block for a single extractor, or when the
-    widths do not add up to ``dim``)."""
+    """Column counts of the parts of the extractor's vector that novelty scores apart: its
+    ``novelty_blocks`` (the texture extractor's whole-image and local-pooling parts, each part of
+    a combined extractor), else its ``blocks``; one block for an extractor with neither, an
+    unknown name, or widths that do not add up to ``dim``."""
     if extractor_name:
         try:
             from inspector.core.features import get_extractor
 
-            blocks = [int(width) for _, width in getattr(get_extractor(extractor_name), "blocks", [])]
+            extractor = get_extractor(extractor_name)
+            named = getattr(extractor, "novelty_blocks", None) or getattr(extractor, "blocks", [])
+            blocks = [int(width) for _, width in named]
         except Exception:  # an unknown extractor name: treat the vector as one block
             blocks = []
-        if len(blocks) > 1 and sum(blocks) == dim:
+        if len(blocks) > 1 and sum(blocks) == dim and min(blocks) > 0:
             return blocks
     return [int(dim)]
 
