@@ -149,7 +149,7 @@ class TextureExtractor:
         statistics, then the local pooling (the most extreme cells, the 2 x 2 windows, the most
         anomalous window's signature). A small defect moves the local parts far more than the
         whole-image ones; in one distance the wider whole-image part drowns it (measured:
-        tests/benchmarks/bench_confidence.py --sections novelty, README "Confidence")."""
+        tests/benchmarks/bench_confidence.py --sections novelty, README "Can the line trust it")."""
         c = self.local_channels
         return [("texture: whole image", self.dim - 11 * c), ("texture: extreme cells", 4 * c),
                 ("texture: windows", 6 * c), ("texture: most anomalous window", c)]
