@@ -863,21 +863,43 @@ class Project:
             )
 
     def feature_matrix(self, extractor_name: str, extractor_version: int) -> tuple[np.ndarray, np.ndarray]:
-        """Current feature vectors of every usable image: ``(image_ids int64[n], X float32[n, d])``."""
+        """Current feature vectors of every usable image: ``(image_ids int64[n], X float32[n, d])``.
+
+        Rows are streamed into one preallocated matrix: holding every stored vector and a joined
+        copy at once doubled the peak (1.9 GB for 100,000 images of 2,294 dims, kept by the
+        allocator afterwards)."""
+        current = """FROM features f JOIN images i ON i.id = f.image_id
+                     WHERE f.extractor = ? AND f.extractor_version = ? AND f.content_hash IS i.content_hash
+                     AND i.error IS NULL AND i.missing = 0"""
+        params = (extractor_name, extractor_version)
         with self._reading() as db:
-            rows = db.execute(
-                f"""SELECT f.image_id, f.vector FROM features f JOIN images i ON i.id = f.image_id
-                    WHERE f.extractor = ? AND f.extractor_version = ? AND f.content_hash IS i.content_hash
-                    AND i.error IS NULL AND i.missing = 0
-                    ORDER BY f.image_id""",
-                (extractor_name, extractor_version),
-            ).fetchall()
-        if not rows:
+            expected = db.execute(f"SELECT count(*) {current}", params).fetchone()[0]
+            cursor = db.execute(f"SELECT f.image_id, f.vector {current} ORDER BY f.image_id", params)
+            ids = np.empty(expected, np.int64)
+            matrix: Optional[np.ndarray] = None
+            n = 0
+            while True:
+                rows = cursor.fetchmany(1024)
+                if not rows:
+                    break
+                for image_id, vector in rows:
+                    row = np.frombuffer(vector, dtype=np.float32)
+                    if matrix is None:
+                        matrix = np.empty((max(expected, 1), row.size), np.float32)
+                    if row.size != matrix.shape[1]:
+                        raise ProjectError(f"{self.path.name} holds {extractor_name} feature vectors of different "
+                                           f"lengths ({row.size} and {matrix.shape[1]}); re-extract the features")
+                    if n == len(matrix):  # rows added since the count (another connection's save)
+                        matrix = np.concatenate([matrix, np.empty_like(matrix[: max(1024, n // 4)])])
+                        ids = np.concatenate([ids, np.empty(len(matrix) - len(ids), np.int64)])
+                    matrix[n] = row
+                    ids[n] = image_id
+                    n += 1
+        if matrix is None or n == 0:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        blob = b"".join(r[1] for r in rows)
-        matrix = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
-        return ids, matrix
+        if n < len(matrix):
+            return ids[:n].copy(), matrix[:n].copy()
+        return ids[:n], matrix
 
     def feature_vectors(self, extractor_name: str, extractor_version: int,
                         image_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,13 @@ def _warm_up() -> None:
         log.debug("warm-up stopped by the app's exit", exc_info=True)
 
 
+def _open_and_remember(job, progress=None, cancel=None):
+    """Run an open or create job (worker thread), then remember the project as the most recent."""
+    opened = job.run(progress=progress, cancel=cancel)
+    remember_project(opened.project.path)
+    return opened
+
+
 def demo_folder() -> Path:
     return data_folder() / "demo"
 
@@ -332,7 +339,9 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A project is still opening; try again in a moment", 5000)
             self.project_open_done.emit(False)
             return False
-        task = Task.from_job(job)
+        # the worker also puts the project first in the recent list (resolving its path and
+        # writing the settings file are disk work too)
+        task = Task(_open_and_remember, job, name=job.description)
         task.signals.finished.connect(self._opened)
         task.signals.failed.connect(lambda message: self._open_failed(title, message, recent_path))
         self._opening = task
@@ -376,7 +385,6 @@ class MainWindow(QMainWindow):
         self.close_project()
         self._goals_checked = None
         self.start_page.show_notice("")
-        remember_project(project.path)
         session = ProjectSession(project, self)
         self.session = session
         session.begin()  # the queue and labels are read in a worker while the views are built

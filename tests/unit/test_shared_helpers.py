@@ -65,6 +65,40 @@ def test_standardisation_matches_numpy_and_leaves_constant_columns_unscaled():
     assert std[2] == 1.0
 
 
+def test_standardisation_of_a_wide_matrix_works_in_small_blocks(monkeypatch):
+    """Blocks are sized in bytes, not rows: a 2,294-dim pool is read a few thousand rows at a time."""
+    import inspector.core.learning.standardise as standardise
+
+    seen: list[int] = []
+    real_einsum = np.einsum
+    monkeypatch.setattr(standardise.np, "einsum", lambda spec, a, b: (seen.append(a.nbytes), real_einsum(spec, a, b))[1])
+    monkeypatch.setattr(standardise, "BLOCK_BYTES", 64 * 1024)
+    X = np.random.default_rng(2).normal(0, 1, (700, 100)).astype(np.float32)
+    mean, std = standardisation(X)
+    assert max(seen) <= 256 * 100 * 8 and len(seen) >= 2  # at least 256 rows, else 64 KB blocks
+    assert np.allclose(mean, X.astype(np.float64).mean(axis=0)) and np.allclose(std, X.astype(np.float64).std(axis=0))
+
+
+def test_probabilities_of_some_rows_equal_those_of_the_rows_copied_out():
+    from inspector.core.learning import models
+    from inspector.core.learning.models import fit_model
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(0, 1, (500, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = fit_model(X[:100], y[:100], np.array([0, 1]))
+    rows = rng.choice(500, 300, replace=False)
+    old_block = models.PREDICT_BLOCK_ROWS
+    models.PREDICT_BLOCK_ROWS = 64  # several blocks
+    try:
+        assert np.allclose(model.raw_proba(X, rows=rows), model.raw_proba(X[rows]))
+        mask = np.zeros(500, bool)
+        mask[rows] = True
+        assert np.allclose(model.raw_proba(X, rows=mask), model.raw_proba(X[mask]))
+    finally:
+        models.PREDICT_BLOCK_ROWS = old_block
+
+
 def test_a_column_below_the_minimum_spread_counts_as_constant():
     X = np.array([[0.0, 0.0], [1e-7, 1.0], [0.0, 2.0]])
     assert standardisation(X)[1][0] != 1.0  # spread 5e-8 is above the default 1e-9

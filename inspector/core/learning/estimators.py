@@ -367,7 +367,7 @@ def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.n
     if shadow is None:
         shadow = fit_model(X[rows[train]], y[train], classes, kind=kind, random_state=random_state)
     out[is_audit] = shadow.raw_proba(X[rows[is_audit]])
-    proba_unlabelled = (shadow.raw_proba(X[unlabelled]) if len(unlabelled) else np.zeros((0, len(classes))))
+    proba_unlabelled = (shadow.raw_proba(X, rows=unlabelled) if len(unlabelled) else np.zeros((0, len(classes))))
     proba_unlabelled = np.asarray(proba_unlabelled, np.float64)
     active = np.flatnonzero(train)
     if len(active):

@@ -23,6 +23,9 @@ from sklearn.svm import SVC
 
 from inspector.core.errors import UserError
 
+#: rows predicted at a time when predicting a subset of a large pool (bounds the copy)
+PREDICT_BLOCK_ROWS = 8192
+
 log = logging.getLogger("inspector.learning")
 
 MODEL_KINDS = ("logistic", "svm", "forest")
@@ -109,8 +112,17 @@ class TrainedModel:
             out = self.calibration.apply(out)
         return out
 
-    def raw_proba(self, X: np.ndarray) -> np.ndarray:
-        """The classifier's own probabilities, before calibration (float32, unseen classes 0)."""
+    def raw_proba(self, X: np.ndarray, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """The classifier's own probabilities, before calibration (float32, unseen classes 0), of
+        every row of ``X`` or only of ``rows`` (taken a block at a time: ``X[rows]`` of a large
+        pool would be a second copy of nearly all its features)."""
+        if rows is not None:
+            rows = np.asarray(rows, np.int64) if np.asarray(rows).dtype != bool else np.flatnonzero(rows)
+            out = np.empty((len(rows), self.n_classes), dtype=np.float32)
+            for start in range(0, len(rows), PREDICT_BLOCK_ROWS):
+                part = rows[start:start + PREDICT_BLOCK_ROWS]
+                out[start:start + len(part)] = self.raw_proba(X[part])
+            return out
         X = np.asarray(X)
         out = np.zeros((X.shape[0], self.n_classes), dtype=np.float32)
         if self.estimator is None:
