@@ -44,6 +44,14 @@ class CombinedExtractor:
         """``(part name, number of columns)`` in column order."""
         return [(part.name, part.dim) for part in self.parts]
 
+    @property
+    def novelty_blocks(self) -> list[tuple[str, int]]:
+        """The parts' own novelty blocks (a part without any: one block), in column order."""
+        out: list[tuple[str, int]] = []
+        for part in self.parts:
+            out.extend(getattr(part, "novelty_blocks", None) or [(part.name, part.dim)])
+        return out
+
     def params(self) -> dict:
         return {"name": self.name, "version": self.version, "parts": [part.params() for part in self.parts]}
 

@@ -137,6 +137,24 @@ class TextureExtractor:
         return _stack([self.features_of(d) for d in decoded], self.dim)
 
     @property
+    def local_channels(self) -> int:
+        """Per-pixel channels pooled over cells (see :meth:`_pool`): intensity, contrast, gradient,
+        the three fine-detail maps, coherence, structure energy, the Gabor energies of the two
+        finest levels and the cell's LBP distance from the median cell."""
+        return 9 + min(self.gabor_levels, 2) * self.gabor_orientations
+
+    @property
+    def novelty_blocks(self) -> list[tuple[str, int]]:
+        """The vector's parts that novelty scores apart, in column order: the whole-image
+        statistics, then the local pooling (the most extreme cells, the 2 x 2 windows, the most
+        anomalous window's signature). A small defect moves the local parts far more than the
+        whole-image ones; in one distance the wider whole-image part drowns it (measured:
+        tests/benchmarks/bench_confidence.py --sections novelty, README "Can the line trust it")."""
+        c = self.local_channels
+        return [("texture: whole image", self.dim - 11 * c), ("texture: extreme cells", 4 * c),
+                ("texture: windows", 6 * c), ("texture: most anomalous window", c)]
+
+    @property
     def dim(self) -> int:
         if self._dim is None:
             probe = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
