@@ -447,8 +447,13 @@ class _SelfTest:
             # open the self-test project in the window: labelling view, image canvas, queue
             self.close()
             Project.open(self.project_path).close()  # a refusal is reported here, not in a dialog
-            opened = bool(window.open_project(str(self.project_path)))
-            _expect(opened, f"the window could not open the project: {'; '.join(dialogs) or 'no reason given'}")
+            # the window opens the file in a worker and shows it when it arrives
+            outcome: list[bool] = []
+            window.project_open_done.connect(outcome.append)
+            window.open_project(str(self.project_path))
+            pump(60.0, lambda: bool(outcome))
+            _expect(outcome == [True],
+                    f"the window could not open the project: {'; '.join(dialogs) or 'no reason given'}")
             pump(1.0)
             _expect(window.session is not None, "no project session after opening the project")
             _expect(window.stack.currentWidget() is window.tabs, "the window still shows the start page")

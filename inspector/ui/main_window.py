@@ -35,6 +35,7 @@ from inspector.ui.start_page import StartPage, forget_project, recent_projects, 
 from inspector.ui.team import confirm_network_share, create_pack_interactively, merge_interactively
 from inspector.ui.theme import apply_theme
 from inspector.ui.workers import Task, pool, run_task
+from inspector.workflow import jobs
 
 log = logging.getLogger("inspector.ui")
 
@@ -168,10 +169,14 @@ class _LazyView(QWidget):
 
 class MainWindow(QMainWindow):
     project_opened = Signal(object)  # the ProjectSession
+    project_open_done = Signal(bool)  # after every open_project/new_project_from_folder: opened or not
 
     def __init__(self) -> None:
         super().__init__()
         self.session: Optional[ProjectSession] = None
+        self._opening: Optional[Task] = None  # a project file opening in a worker
+        self._opening_description = ""
+        self._closing = False
         self.label_view: Optional[LabellingView] = None
         self.goal_banner = None
         self._goals_checked = None
@@ -297,45 +302,63 @@ class MainWindow(QMainWindow):
         return self.new_project_from_folder(folder, str(dialog.project_path()), goals=dialog.result_goals)
 
     def new_project_from_folder(self, folder: str, project_path: Optional[str] = None, goals=None) -> bool:
+        """Create the project for ``folder`` in a worker and open it when ready (a folder with a
+        project already beside it opens that one). Returns whether it started; the outcome
+        arrives as ``project_open_done`` (and an error dialog when it failed)."""
         folder_path = Path(folder)
         if project_path is None:
             project_path = str(folder_path.parent / f"{folder_path.name}{PROJECT_SUFFIX}")
             if Path(project_path).exists():
                 return self.open_project(project_path)
-        try:
-            if not folder_path.is_dir():
-                raise UserError(f"{folder} is not a folder")
-            import os
-            if not os.access(folder_path, os.R_OK | os.X_OK):
-                raise UserError(f"the folder {folder} cannot be read (permission denied)")
-            project = Project.create(Path(project_path), folder_path)
-            from inspector.core.extractor_choice import start_project_with
-
-            start_project_with(project)
-            if goals is not None and any(g is not None for g in goals):
-                from inspector.core.learning import stopping
-
-                stopping.write_goals(project, *goals)
-        except UserError as exc:
-            show_error(self, "New project", str(exc))
-            return False
-        self._adopt(project, created=True)
-        return True
+        return self._open_in_worker(jobs.create_project_job(folder_path, Path(project_path), goals),
+                                    "New project", None)
 
     def open_project(self, path: str) -> bool:
+        """Open a project file in a worker (locking, checking and migrating it read the disk) and
+        show it when ready. Returns whether it started; the outcome arrives as
+        ``project_open_done`` (and an error dialog when it failed)."""
         if Path(path).is_file():
             if not confirm_network_share(self, Path(path)):  # NFS/SMB: the user chooses before any write
+                self.project_open_done.emit(False)
                 return False
-        try:
-            project = Project.open(Path(path))
-        except UserError as exc:
-            if not Path(path).exists():
-                forget_project(str(Path(path).resolve()))
-                self.start_page.refresh()
-            show_error(self, "Open project", str(exc))
+        return self._open_in_worker(jobs.open_project_job(Path(path)), "Open project", str(path))
+
+    def opening(self) -> bool:
+        """A project file is being opened or created."""
+        return self._opening is not None
+
+    def _open_in_worker(self, job, title: str, recent_path: Optional[str]) -> bool:
+        if self._opening is not None:  # one at a time: a second request while one opens is ignored
+            self.statusBar().showMessage("A project is still opening; try again in a moment", 5000)
+            self.project_open_done.emit(False)
             return False
-        self._adopt(project)
+        task = Task.from_job(job)
+        task.signals.finished.connect(self._opened)
+        task.signals.failed.connect(lambda message: self._open_failed(title, message, recent_path))
+        self._opening = task
+        self._opening_description = job.description
+        self.job.start(job.description, task)
+        run_task(task, pool(job.pool))
         return True
+
+    def _opened(self, opened) -> None:
+        self._opening = None
+        self.job.finish(self._opening_description)
+        if self._closing:  # the window closed while the file opened
+            opened.project.close()
+            return
+        self._adopt(opened.project, created=opened.created, image_root_found=opened.image_root_found)
+        self.project_open_done.emit(True)
+
+    def _open_failed(self, title: str, message: str, recent_path: Optional[str]) -> None:
+        self._opening = None
+        self.job.finish(self._opening_description)
+        if recent_path is not None and not Path(recent_path).exists():
+            forget_project(str(Path(recent_path).resolve()))
+            self.start_page.refresh()
+        if not self._closing:
+            show_error(self, title, message)
+        self.project_open_done.emit(False)
 
     def open_demo(self) -> None:
         folder = demo_folder()
@@ -349,7 +372,7 @@ class MainWindow(QMainWindow):
         self.job.start("Writing the demo images", task)
         run_task(task, pool("background"))
 
-    def _adopt(self, project: Project, created: bool = False) -> None:
+    def _adopt(self, project: Project, created: bool = False, image_root_found: bool = True) -> None:
         self.close_project()
         self._goals_checked = None
         self.start_page.show_notice("")
@@ -402,7 +425,7 @@ class MainWindow(QMainWindow):
         self._update_actions()
         self.project_opened.emit(session)
         self._announce_goals()  # a project opened with its target already shown says so (once)
-        if not project.image_root_found():
+        if not image_root_found:
             self._offer_relocate(project)
         session.start()
 
@@ -634,5 +657,6 @@ class MainWindow(QMainWindow):
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/state", self.saveState())
+        self._closing = True  # a project still opening in a worker is closed when it arrives
         self.close_project()
         super().closeEvent(event)

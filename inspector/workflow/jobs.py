@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from inspector.core.errors import UserError
 from inspector.core.progress import check
 from inspector.core.store import Project, QueueEntry
 from inspector.workflow.labelling import LabelState, read_label_book
@@ -47,6 +48,45 @@ def read_session_start(project: Project, progress=None, cancel=None) -> SessionS
         return SessionStart(queue, paths, states, class_labels)
     finally:
         reader.close()
+
+
+@dataclass
+class OpenedProject:
+    project: Project
+    image_root_found: bool  # False: the image folder moved (the app offers to point at it)
+    created: bool = False
+
+
+def open_project_file(path: Path, progress=None, cancel=None) -> OpenedProject:
+    """Open a project file (its lock, integrity and version checks read the disk: a worker's
+    job, never the UI thread's). Raises UserError with one line for a person."""
+    project = Project.open(Path(path))
+    return OpenedProject(project, project.image_root_found())
+
+
+def create_project_file(folder: Path, project_path: Path, goals=None, progress=None, cancel=None) -> OpenedProject:
+    """Create the project for an image folder with the default extractor (and the target and
+    budget chosen in the new-project dialog). Raises UserError with one line for a person."""
+    import os
+
+    from inspector.core.extractor_choice import start_project_with
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise UserError(f"the folder {folder} cannot be read (permission denied)")
+    project = Project.create(Path(project_path), folder)
+    try:
+        start_project_with(project)
+        if goals is not None and any(g is not None for g in goals):
+            from inspector.core.learning import stopping
+
+            stopping.write_goals(project, *goals)
+    except BaseException:
+        project.close()
+        raise
+    return OpenedProject(project, True, created=True)
 
 
 def read_queue(project: Project) -> list[QueueEntry]:
@@ -253,6 +293,14 @@ class Job:
 
 # The session's jobs by name: what runs, with which inputs, on which pool. The app's worker
 # layer runs each as a Task (inspector.ui.workers.Task.from_job); ``job.run()`` runs it here.
+def open_project_job(path: Path) -> Job:
+    return Job("Opening the project file", open_project_file, (Path(path),))
+
+
+def create_project_job(folder: Path, project_path: Path, goals=None) -> Job:
+    return Job("Creating the project", create_project_file, (Path(folder), Path(project_path), goals))
+
+
 def session_start_job(project: Project) -> Job:
     return Job("Opening the project", read_session_start, (project,), pool="images")
 

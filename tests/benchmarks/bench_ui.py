@@ -138,7 +138,8 @@ def run_size(n: int) -> None:
         print(f"[{n}] wrote images in {time.perf_counter() - t:.1f} s", flush=True)
         beat.reset()
         t = time.perf_counter()
-        window.new_project_from_folder(str(root), str(project_path))
+        window.new_project_from_folder(str(root), str(project_path))  # the file is created in a worker
+        pump(app, lambda: window.session is not None)
         session = window.session
         view = window.label_view
         pump(app, lambda: view.current is not None and view._prepared is not None)
@@ -160,7 +161,8 @@ def run_size(n: int) -> None:
     beat.reset()
     painted = {"ok": False}
     t = time.perf_counter()
-    window.open_project(str(project_path))
+    window.open_project(str(project_path))  # the file is opened in a worker
+    pump(app, lambda: window.session is not None)
     session, view = window.session, window.label_view
     view.canvas.painted.connect(lambda: painted.__setitem__("ok", view._prepared is not None))
     pump(app, lambda: painted["ok"])

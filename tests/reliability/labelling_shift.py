@@ -61,7 +61,8 @@ def main():
     project = SHOTS / f"{Path(ARGS.images).name}.inspector"
     for old in SHOTS.glob(f"{project.name}*"):
         old.unlink()
-    w.new_project_from_folder(ARGS.images, str(project))
+    w.new_project_from_folder(ARGS.images, str(project))  # the file is created in a worker
+    pump(60, lambda: w.session is not None)
     s, v = w.session, w.label_view
     pump(120, lambda: v.current is not None and v._prepared is not None)
     log.append(f"first image after {time.monotonic()-t0:.1f} s")

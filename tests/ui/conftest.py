@@ -35,3 +35,19 @@ def window(qtbot):
     w.show()
     yield w
     w.close_project()
+
+
+
+@pytest.fixture
+def opened(qtbot):
+    """``opened(window.open_project, path)`` / ``opened(window.new_project_from_folder, folder,
+    project)``: start opening and wait until the project is open (True) or refused (False). The
+    window opens the file in a worker; the outcome arrives as ``project_open_done``."""
+
+    def open_and_wait(start, *args, **kwargs) -> bool:
+        window = start.__self__
+        with qtbot.waitSignal(window.project_open_done, timeout=60_000) as blocker:
+            start(*args, **kwargs)
+        return bool(blocker.args[0])
+
+    return open_and_wait

@@ -48,7 +48,9 @@ def _error_boxes() -> list[QMessageBox]:
 
 
 def _open_folder(window, qtbot, folder: Path, tmp_path: Path):
-    assert window.new_project_from_folder(str(folder), str(tmp_path / "line3.inspector"))
+    with qtbot.waitSignal(window.project_open_done, timeout=60_000) as done:
+        window.new_project_from_folder(str(folder), str(tmp_path / "line3.inspector"))
+    assert done.args[0]
     session, view = window.session, window.label_view
     qtbot.waitUntil(lambda: not session.extracting() and not session.loading_features()
                     and view.current is not None, timeout=30000)
@@ -66,7 +68,7 @@ def _wait_shown(view, qtbot):
                     and view._prepared.image_id == view.current, timeout=10000)
 
 
-def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
+def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path, opened):
     session, view = _open_folder(window, qtbot, part_folder, tmp_path)
     project = session.project
     assert len(session.image_ids) == N_IMAGES
@@ -155,7 +157,7 @@ def test_label_session_end_to_end(window, qtbot, part_folder, tmp_path):
     path = project.path
     window.close_project()
     assert window.session is None
-    assert window.open_project(str(path))
+    assert opened(window.open_project, str(path))
     assert window.session.project.latest_labels() == given
 
 
@@ -188,9 +190,9 @@ def test_keypad_digits_label_too(window, qtbot, part_folder, tmp_path):
     assert session.project.latest_labels()[image_id] == session.classes()[1].id
 
 
-def test_unreadable_folder_is_a_message_not_a_crash(window, qtbot, tmp_path):
+def test_unreadable_folder_is_a_message_not_a_crash(window, qtbot, tmp_path, opened):
     missing = tmp_path / "no such folder"
-    assert not window.new_project_from_folder(str(missing), str(tmp_path / "x.inspector"))
+    assert not opened(window.new_project_from_folder, str(missing), str(tmp_path / "x.inspector"))
     boxes = _error_boxes()
     assert boxes and "not a folder" in boxes[-1].text() or "does not exist" in boxes[-1].text()
     assert window.session is None and window.stack.currentWidget() is window.start_page
@@ -198,28 +200,58 @@ def test_unreadable_folder_is_a_message_not_a_crash(window, qtbot, tmp_path):
         box.close()
 
 
-def test_project_from_a_newer_version_is_refused_clearly(window, qtbot, part_folder, tmp_path):
+def test_project_files_are_created_and_opened_off_the_ui_thread(window, qtbot, part_folder, tmp_path, monkeypatch,
+                                                               opened):
+    """Creating, locking, checking and migrating the project file read and write the disk (seconds
+    on a network share or a slow disk): a worker's job. The window stays responsive meanwhile."""
+    import threading
+
+    threads: list[str] = []
+    real_create, real_open = Project.create.__func__, Project.open.__func__
+
+    def spy_create(cls, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_create(cls, *args, **kwargs)
+
+    def spy_open(cls, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_open(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Project, "create", classmethod(spy_create))
+    path = tmp_path / "line3.inspector"
+    assert opened(window.new_project_from_folder, str(part_folder), str(path))
+    assert window.session is not None and window.session.project.path == path
+    qtbot.waitUntil(lambda: not window.session.busy(), timeout=30000)
+    window.close_project()
+    monkeypatch.setattr(Project, "open", classmethod(spy_open))
+    assert opened(window.open_project, str(path))
+    assert window.session is not None
+    main = threading.main_thread().name
+    assert len(threads) >= 2 and main not in threads[:2], threads
+
+
+def test_project_from_a_newer_version_is_refused_clearly(window, qtbot, part_folder, tmp_path, opened):
     path = tmp_path / "future.inspector"
     Project.create(path, part_folder).close()
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 999")
-    assert not window.open_project(str(path))
+    assert not opened(window.open_project, str(path))
     text = _error_boxes()[-1].text()
     assert "newer version" in text and "\n" not in text.strip()
     assert window.session is None
     # the app stays usable: a good project still opens
     good = tmp_path / "good.inspector"
     Project.create(good, part_folder).close()
-    assert window.open_project(str(good))
+    assert opened(window.open_project, str(good))
     for box in _error_boxes():
         box.close()
 
 
-def test_project_open_elsewhere_is_refused(window, part_folder, tmp_path):
+def test_project_open_elsewhere_is_refused(window, part_folder, tmp_path, opened):
     path = tmp_path / "busy.inspector"
     other = Project.create(path, part_folder)
     try:
-        assert not window.open_project(str(path))
+        assert not opened(window.open_project, str(path))
         assert "already open" in _error_boxes()[-1].text()
     finally:
         other.close()
@@ -227,10 +259,10 @@ def test_project_open_elsewhere_is_refused(window, part_folder, tmp_path):
         box.close()
 
 
-def test_not_a_project_file(window, tmp_path):
+def test_not_a_project_file(window, tmp_path, opened):
     fake = tmp_path / "notes.inspector"
     fake.write_text("hello")
-    assert not window.open_project(str(fake))
+    assert not opened(window.open_project, str(fake))
     assert "not an Inspector project" in _error_boxes()[-1].text()
     for box in _error_boxes():
         box.close()
@@ -344,7 +376,7 @@ def test_dashboard_files_a_report_and_exports_the_model(window, qtbot, part_fold
     assert sorted(model.class_names) == ["ok", "scratch"]
 
 
-def test_moved_image_folder_is_located_when_the_project_opens(window, qtbot, part_folder, tmp_path, monkeypatch):
+def test_moved_image_folder_is_located_when_the_project_opens(window, qtbot, part_folder, tmp_path, monkeypatch, opened):
     session, view = _open_folder(window, qtbot, part_folder, tmp_path)
     project_path = session.project.path
     session.project.add_class("ok")
@@ -361,7 +393,7 @@ def test_moved_image_folder_is_located_when_the_project_opens(window, qtbot, par
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(moved))
-    assert window.open_project(str(project_path))
+    assert opened(window.open_project, str(project_path))
     assert asked and "not at" in asked[0]
     session = window.session
     assert session.project.image_root == moved.resolve()

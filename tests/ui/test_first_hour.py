@@ -45,7 +45,9 @@ def parts(tmp_path) -> tuple[Path, dict[str, str]]:
 
 
 def _open(window, qtbot, folder: Path, tmp_path: Path):
-    assert window.new_project_from_folder(str(folder), str(tmp_path / "line3.inspector"))
+    with qtbot.waitSignal(window.project_open_done, timeout=60_000) as done:
+        window.new_project_from_folder(str(folder), str(tmp_path / "line3.inspector"))
+    assert done.args[0]
     session, view = window.session, window.label_view
     qtbot.waitUntil(lambda: not session.extracting() and not session.loading_features()
                     and view.current is not None, timeout=30000)

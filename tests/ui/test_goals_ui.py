@@ -53,7 +53,9 @@ def window(qtbot):
 
 
 def _open(window, qtbot, folder, tmp_path, goals):
-    assert window.new_project_from_folder(str(folder), str(tmp_path / "line3.inspector"), goals=goals)
+    with qtbot.waitSignal(window.project_open_done, timeout=60_000) as done:
+        window.new_project_from_folder(str(folder), str(tmp_path / "line3.inspector"), goals=goals)
+    assert done.args[0]
     s = window.session
     qtbot.waitUntil(lambda: not s.extracting() and not s.loading_features() and window.label_view.current is not None,
                     timeout=30000)
@@ -71,7 +73,7 @@ def _shoot(widget, name):
         widget.grab().save(os.path.join(os.environ["INSPECTOR_SCREENSHOTS"], name))
 
 
-def test_target_shown_is_announced_once_and_labelling_goes_on(window, qtbot, folder, tmp_path, monkeypatch):
+def test_target_shown_is_announced_once_and_labelling_goes_on(window, qtbot, folder, tmp_path, monkeypatch, opened):
     target = stopping.make_target("accuracy", 0.9)
     s = _open(window, qtbot, folder, tmp_path, (target, 500))
     assert s.goals() == (target, 500)
@@ -106,7 +108,7 @@ def test_target_shown_is_announced_once_and_labelling_goes_on(window, qtbot, fol
     # ... and once across sessions too
     path = s.project.path
     window.close_project()
-    assert window.open_project(str(path))
+    assert opened(window.open_project, str(path))
     window.session.model_metrics = SHOWN_METRICS
     window.session.model_updated.emit(9)
     assert not window.goal_banner.isVisible()

@@ -25,14 +25,14 @@ def _isolated(isolated_settings):  # tests/ui/conftest.py: own QSettings, files 
     yield
 
 
-def test_folder_with_no_image_gives_no_project_and_the_start_page_says_why(window, qtbot, tmp_path):
+def test_folder_with_no_image_gives_no_project_and_the_start_page_says_why(window, qtbot, tmp_path, opened):
     root = tmp_path / "line3"
     root.mkdir()
     (root / "readme.txt").write_text("images are on the share")
     (root / "ok").symlink_to(tmp_path / "share" / "ok", target_is_directory=True)  # share not mounted
     (root / "scratch").symlink_to(tmp_path / "share" / "scratch", target_is_directory=True)
     project_path = tmp_path / "line3.inspector"
-    assert window.new_project_from_folder(str(root), str(project_path))
+    assert opened(window.new_project_from_folder, str(root), str(project_path))
     qtbot.waitUntil(lambda: window.session is None, timeout=20000)
     notice = window.start_page.notice
     qtbot.waitUntil(notice.isVisible, timeout=5000)
@@ -49,11 +49,11 @@ def test_folder_with_no_image_gives_no_project_and_the_start_page_says_why(windo
     # the next project clears the notice
     (tmp_path / "share" / "ok").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "share" / "ok" / "a.png"), np.full((32, 32), 90, np.uint8))
-    assert window.new_project_from_folder(str(root), str(project_path))
+    assert opened(window.new_project_from_folder, str(root), str(project_path))
     assert not notice.isVisible()
 
 
-def test_linked_class_folders_are_read_and_thumbnailed(window, qtbot, tmp_path):
+def test_linked_class_folders_are_read_and_thumbnailed(window, qtbot, tmp_path, opened):
     store = tmp_path / "store"
     rng = np.random.default_rng(3)
     for cls in ("ok", "scratch"):
@@ -67,7 +67,7 @@ def test_linked_class_folders_are_read_and_thumbnailed(window, qtbot, tmp_path):
     root.mkdir()
     for cls in ("ok", "scratch"):
         (root / cls).symlink_to(store / cls, target_is_directory=True)
-    assert window.new_project_from_folder(str(root), str(tmp_path / "line3.inspector"))
+    assert opened(window.new_project_from_folder, str(root), str(tmp_path / "line3.inspector"))
     session = window.session
     qtbot.waitUntil(lambda: not session.extracting() and not session.loading_features()
                     and window.label_view.current is not None, timeout=30000)

@@ -37,7 +37,9 @@ def home(tmp_path, small_image_folder) -> Path:
 
 
 def _open(window, qtbot, path: Path):
-    assert window.open_project(str(path))
+    with qtbot.waitSignal(window.project_open_done, timeout=60_000) as done:
+        window.open_project(str(path))
+    assert done.args[0]
     session = window.session
     qtbot.waitUntil(lambda: not session.extracting() and not session.loading_features(), timeout=30000)
     return session
@@ -117,22 +119,22 @@ def test_gallery_disagreements_filter_and_review(qtbot, home, tmp_path):
         project.close()
 
 
-def test_project_on_a_share_waits_for_the_users_choice(window, qtbot, home, tmp_path, monkeypatch):
+def test_project_on_a_share_waits_for_the_users_choice(window, qtbot, home, tmp_path, monkeypatch, opened):
     (tmp_path / "mounts").write_text(f"/dev/sda1 / ext4 rw 0 0\nnas:/qa {home.parent} nfs4 rw 0 0\n")
     monkeypatch.setattr(filesystems.sys, "platform", "linux")
     before = home.read_bytes()
     listing = {p.name: p.stat().st_mtime_ns for p in home.parent.iterdir()}
     monkeypatch.setattr(team, "ask_network_share_choice", lambda w, p, kind: "cancel")
-    assert not window.open_project(str(home))
+    assert not opened(window.open_project, str(home))
     assert window.session is None and home.read_bytes() == before
     assert {p.name: p.stat().st_mtime_ns for p in home.parent.iterdir()} == listing  # nothing written there
     local = tmp_path / "local" / "home.inspector"
     local.parent.mkdir()
     monkeypatch.setattr(team, "ask_network_share_choice", lambda w, p, kind: "copy")
     monkeypatch.setattr(team, "ask_copy_target", lambda w, p: local)
-    assert not window.open_project(str(home))
+    assert not opened(window.open_project, str(home))
     qtbot.waitUntil(lambda: window.session is not None, timeout=10000)
     assert window.session.project.path == local and home.read_bytes() == before
     window.close_project()
     monkeypatch.setattr(team, "ask_network_share_choice", lambda w, p, kind: "open")
-    assert window.open_project(str(home)) and window.session.project.path == home
+    assert opened(window.open_project, str(home)) and window.session.project.path == home
