@@ -50,6 +50,17 @@ def _warm_up() -> None:
         import inspector.core.ingest  # noqa: F401
         import inspector.core.learning.learner  # noqa: F401
         import inspector.core.learning.strategies  # noqa: F401
+        # The first queue's choice (cold start: k-means and an isolation forest) would import
+        # scikit-learn's clustering and ensembles and have it probe the loaded math libraries
+        # (threadpoolctl), all holding the interpreter while the first image is due: done here
+        # once, on a toy problem, while the start page shows
+        import numpy as np
+        from sklearn.cluster import KMeans
+        from sklearn.ensemble import IsolationForest
+
+        toy = np.random.default_rng(0).normal(size=(16, 2))
+        KMeans(n_clusters=2, n_init=1, random_state=0).fit(toy)
+        IsolationForest(n_estimators=2, random_state=0).fit(toy)
     except RuntimeError:
         # the app quit while this daemon thread still imported: a module registering an exit
         # handler is refused then ("can't register atexit after shutdown"); nothing is broken
