@@ -362,10 +362,16 @@ class MainWindow(QMainWindow):
         return True
 
     def _opened(self, opened) -> None:
-        self._opening = None
+        task, self._opening = self._opening, None
         self.job.finish(self._opening_description)
         if self._closing:  # the window closed while the file opened
             opened.project.close()
+            return
+        if task is not None and task.cancel_token.cancelled:  # Cancel pressed while it opened
+            name = opened.project.path.name
+            opened.project.close()
+            self.statusBar().showMessage(f"Opening {name} cancelled", 5000)
+            self.project_open_done.emit(False)
             return
         self._adopt(opened.project, created=opened.created, image_root_found=opened.image_root_found)
         self.project_open_done.emit(True)

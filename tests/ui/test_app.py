@@ -230,6 +230,18 @@ def test_project_files_are_created_and_opened_off_the_ui_thread(window, qtbot, p
     assert len(threads) >= 2 and main not in threads[:2], threads
 
 
+def test_cancel_while_the_project_file_opens_leaves_the_start_page(window, qtbot, part_folder, tmp_path):
+    path = tmp_path / "line3.inspector"
+    Project.create(path, part_folder).close()
+    with qtbot.waitSignal(window.project_open_done, timeout=60_000) as done:
+        window.open_project(str(path))
+        window._opening.cancel()  # what the status bar's Cancel button does
+    assert done.args == [False]
+    assert window.session is None and window.stack.currentWidget() is window.start_page
+    with Project.open(path) as again:  # closed, not left locked
+        assert again.path == path
+
+
 def test_project_from_a_newer_version_is_refused_clearly(window, qtbot, part_folder, tmp_path, opened):
     path = tmp_path / "future.inspector"
     Project.create(path, part_folder).close()
