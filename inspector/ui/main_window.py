@@ -67,9 +67,16 @@ def _warm_up() -> None:
         log.debug("warm-up stopped by the app's exit", exc_info=True)
 
 
-def _open_and_remember(job, progress=None, cancel=None):
-    """Run an open or create job (worker thread), then remember the project as the most recent."""
-    opened = job.run(progress=progress, cancel=cancel)
+def _open_and_remember(job, recent_path: Optional[str], progress=None, cancel=None):
+    """Run an open or create job (worker thread), then put the project first in the recent list;
+    a recent project whose file is gone leaves the list (resolving paths and writing the settings
+    file are disk work, kept off the UI thread)."""
+    try:
+        opened = job.run(progress=progress, cancel=cancel)
+    except UserError:
+        if recent_path is not None and not Path(recent_path).exists():
+            forget_project(str(Path(recent_path).resolve()))
+        raise
     remember_project(opened.project.path)
     return opened
 
@@ -193,7 +200,6 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.session: Optional[ProjectSession] = None
         self._opening: Optional[Task] = None  # a project file opening in a worker
-        self._opening_description = ""
         self._closing = False
         self.label_view: Optional[LabellingView] = None
         self.goal_banner = None
@@ -350,24 +356,21 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A project is still opening; try again in a moment", 5000)
             self.project_open_done.emit(False)
             return False
-        # the worker also puts the project first in the recent list (resolving its path and
-        # writing the settings file are disk work too)
-        task = Task(_open_and_remember, job, name=job.description)
+        task = Task(_open_and_remember, job, recent_path, name=job.description)
         task.signals.finished.connect(self._opened)
-        task.signals.failed.connect(lambda message: self._open_failed(title, message, recent_path))
+        task.signals.failed.connect(lambda message: self._open_failed(title, message, recent_path is not None))
         self._opening = task
-        self._opening_description = job.description
-        self.job.start(job.description, task)
+        self.job.start(task.name, task)
         run_task(task, pool(job.pool))
         return True
 
     def _opened(self, opened) -> None:
         task, self._opening = self._opening, None
-        self.job.finish(self._opening_description)
+        self.job.finish(task.name)
         if self._closing:  # the window closed while the file opened
             opened.project.close()
             return
-        if task is not None and task.cancel_token.cancelled:  # Cancel pressed while it opened
+        if task.cancel_token.cancelled:  # Cancel pressed while it opened
             name = opened.project.path.name
             opened.project.close()
             self.statusBar().showMessage(f"Opening {name} cancelled", 5000)
@@ -376,11 +379,10 @@ class MainWindow(QMainWindow):
         self._adopt(opened.project, created=opened.created, image_root_found=opened.image_root_found)
         self.project_open_done.emit(True)
 
-    def _open_failed(self, title: str, message: str, recent_path: Optional[str]) -> None:
-        self._opening = None
-        self.job.finish(self._opening_description)
-        if recent_path is not None and not Path(recent_path).exists():
-            forget_project(str(Path(recent_path).resolve()))
+    def _open_failed(self, title: str, message: str, from_recent_list: bool) -> None:
+        task, self._opening = self._opening, None
+        self.job.finish(task.name)
+        if from_recent_list:  # the worker took a vanished file off the list
             self.start_page.refresh()
         if not self._closing:
             show_error(self, title, message)

@@ -9,6 +9,7 @@ threads (:mod:`inspector.ui.workers`); the command line and the tests call them 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,8 +68,6 @@ def open_project_file(path: Path, progress=None, cancel=None) -> OpenedProject:
 def create_project_file(folder: Path, project_path: Path, goals=None, progress=None, cancel=None) -> OpenedProject:
     """Create the project for an image folder with the default extractor (and the target and
     budget chosen in the new-project dialog). Raises UserError with one line for a person."""
-    import os
-
     from inspector.core.extractor_choice import start_project_with
 
     folder = Path(folder)

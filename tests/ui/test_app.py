@@ -242,6 +242,22 @@ def test_cancel_while_the_project_file_opens_leaves_the_start_page(window, qtbot
         assert again.path == path
 
 
+def test_a_recent_project_whose_file_is_gone_leaves_the_list(window, part_folder, tmp_path, opened):
+    from inspector.ui.start_page import recent_projects, remember_project
+
+    gone = tmp_path / "moved away.inspector"
+    Project.create(gone, part_folder).close()
+    remember_project(gone)
+    gone.unlink()
+    assert str(gone.resolve()) in recent_projects()
+    assert not opened(window.open_project, str(gone))
+    assert _error_boxes()[-1].text() == f"no project at {gone}"
+    assert str(gone.resolve()) not in recent_projects()
+    assert window.session is None
+    for box in _error_boxes():
+        box.close()
+
+
 def test_project_from_a_newer_version_is_refused_clearly(window, qtbot, part_folder, tmp_path, opened):
     path = tmp_path / "future.inspector"
     Project.create(path, part_folder).close()
