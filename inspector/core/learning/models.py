@@ -117,7 +117,8 @@ class TrainedModel:
         every row of ``X`` or only of ``rows`` (taken a block at a time: ``X[rows]`` of a large
         pool would be a second copy of nearly all its features)."""
         if rows is not None:
-            rows = np.asarray(rows, np.int64) if np.asarray(rows).dtype != bool else np.flatnonzero(rows)
+            rows = np.asarray(rows)
+            rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64, copy=False)
             out = np.empty((len(rows), self.n_classes), dtype=np.float32)
             for start in range(0, len(rows), PREDICT_BLOCK_ROWS):
                 part = rows[start:start + PREDICT_BLOCK_ROWS]
