@@ -45,3 +45,35 @@ def small_image_folder(tmp_path: Path) -> Path:
             cv2.line(image, (10, 10 + i), (80, 60), 230, 2)
         cv2.imwrite(str(root / cls / f"part_{i:03d}.png"), image)
     return root
+
+
+@pytest.fixture
+def blob_project(tmp_path):
+    """``blob_project(per_class)``: a project of 3 x ``per_class`` images whose features are 2-D
+    blobs (extractor ("synthetic", 1)), classes ok/scratch/dent defined, no labels;
+    ``project.truth`` maps each image to its class id. Closed after the test."""
+    import numpy as np
+
+    from inspector.core.store import ImageAnalysis, Project
+
+    made = []
+
+    def make(per_class: int):
+        (tmp_path / "images").mkdir()
+        p = Project.create(tmp_path / "p.inspector", tmp_path / "images")
+        rng = np.random.default_rng(0)
+        new = [(f"c{k}/img{i:03d}.png", 100, 0) for k in range(3) for i in range(per_class)]
+        p.record_scan(new, [], [], [])
+        truth = {p.find_image(path): int(path[1]) for path, _, _ in new}
+        centres = np.array([[0, 0], [5, 0], [0, 5]], float)
+        p.save_analyses([ImageAnalysis(i, f"h{i}", 10, 10, 8, 1,
+                                       features=(centres[k] + rng.normal(0, 0.8, 2)).astype(np.float32))
+                         for i, k in truth.items()], "synthetic", 1)
+        classes = [p.add_class(name) for name in ("ok", "scratch", "dent")]
+        p.truth = {i: classes[k] for i, k in truth.items()}
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()

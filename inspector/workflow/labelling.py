@@ -202,18 +202,18 @@ class LabelHistory:
         self.undone.clear()
 
     def take_undo(self) -> Optional[LabelStep]:
-        if not self.done:
-            return None
-        step = self.done.pop()
-        self.undone.append(step)
-        return step
+        return self._move(self.done, self.undone)
 
     def take_redo(self) -> Optional[LabelStep]:
-        if not self.undone:
+        return self._move(self.undone, self.done)
+
+    @staticmethod
+    def _move(source: list[LabelStep], target: list[LabelStep]) -> Optional[LabelStep]:
+        """The newest step of ``source`` moved onto ``target`` (None when there is none)."""
+        if not source:
             return None
-        step = self.undone.pop()
-        self.done.append(step)
-        return step
+        target.append(source.pop())
+        return target[-1]
 
     def can_undo(self) -> bool:
         return bool(self.done)

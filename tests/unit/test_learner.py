@@ -4,32 +4,15 @@ import numpy as np
 import pytest
 
 from inspector.core.learning import estimators, learner
-from inspector.core.store import ImageAnalysis, Project
+from inspector.core.store import Project
 
 EXTRACTOR = ("synthetic", 1)
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(blob_project):
     """A project of 120 images (3 classes, 2-D blobs as features) with classes defined, no labels."""
-    (tmp_path / "images").mkdir()
-    p = Project.create(tmp_path / "p.inspector", tmp_path / "images")
-    rng = np.random.default_rng(0)
-    truth = {}
-    new = [(f"c{k}/img{i:03d}.png", 100, 0) for k in range(3) for i in range(40)]
-    p.record_scan(new, [], [], [])
-    ids = {p.find_image(path): int(path[1]) for path, _, _ in new}
-    analyses = []
-    for image_id, k in ids.items():
-        truth[image_id] = k
-        centre = np.array([[0, 0], [5, 0], [0, 5]][k], float)
-        analyses.append(ImageAnalysis(image_id, f"h{image_id}", 10, 10, 8, 1,
-                                      features=(centre + rng.normal(0, 0.8, 2)).astype(np.float32)))
-    p.save_analyses(analyses, *EXTRACTOR)
-    class_ids = [p.add_class(name) for name in ("ok", "scratch", "dent")]
-    p.truth = {i: class_ids[k] for i, k in truth.items()}
-    yield p
-    p.close()
+    return blob_project(40)
 
 
 def label_queue(project, n=None, annotator="t"):

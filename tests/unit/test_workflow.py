@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inspector.core.learning import learner
-from inspector.core.store import ImageAnalysis, Project, QueueEntry
+from inspector.core.store import Project, QueueEntry
 from inspector.workflow import jobs, labelling
 from inspector.workflow.labelling import (
     BulkLabelCommand, LabelBook, LabelCommand, LabelHistory, LabelState, LabelStep, label_for_shown,
@@ -19,22 +19,9 @@ EXTRACTOR = ("synthetic", 1)
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(blob_project):
     """90 images (3 classes, 2-D blobs as features), classes defined, no labels."""
-    (tmp_path / "images").mkdir()
-    p = Project.create(tmp_path / "p.inspector", tmp_path / "images")
-    rng = np.random.default_rng(0)
-    new = [(f"c{k}/img{i:03d}.png", 100, 0) for k in range(3) for i in range(30)]
-    p.record_scan(new, [], [], [])
-    truth = {p.find_image(path): int(path[1]) for path, _, _ in new}
-    p.save_analyses([ImageAnalysis(i, f"h{i}", 10, 10, 8, 1,
-                                   features=(np.array([[0, 0], [5, 0], [0, 5]][k], float)
-                                             + rng.normal(0, 0.8, 2)).astype(np.float32))
-                     for i, k in truth.items()], *EXTRACTOR)
-    classes = [p.add_class(name) for name in ("ok", "scratch", "dent")]
-    p.truth = {i: classes[k] for i, k in truth.items()}
-    yield p
-    p.close()
+    return blob_project(30)
 
 
 def _label_queue(project, n=None):

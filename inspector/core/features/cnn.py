@@ -99,6 +99,14 @@ class PretrainedNetwork:
     #: each subclass has its own, so two networks never wait for each other
     _lock = threading.Lock()
 
+    @staticmethod
+    def _chosen(names: Sequence[str], known, what: str) -> tuple[str, ...]:
+        """``names`` as a tuple, or ValueError naming the unknown ones (``what``: "layers", "taps")."""
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise ValueError(f"unknown {what} {unknown}; choose from {list(known)}")
+        return tuple(names)
+
     def _init_weights(self, weights_path: Optional[Path], name: Optional[str]) -> None:
         self._weights_path = Path(weights_path) if weights_path else None
         if name:
@@ -184,10 +192,7 @@ class CnnExtractor(PretrainedNetwork):
         weights_path: Optional[Path] = None,
         name: Optional[str] = None,
     ) -> None:
-        unknown = [layer for layer in layers if layer not in _FIRES]
-        if unknown or not layers:
-            raise ValueError(f"unknown layers {unknown}; choose from {list(_FIRES)}")
-        self.layers = tuple(layers)
+        self.layers = self._chosen(layers, _FIRES, "layers")
         self.input_side = int(input_side)
         self.tiles = bool(tiles)
         self.tile_max_side = int(tile_max_side)

@@ -67,10 +67,7 @@ class EfficientNetExtractor(PretrainedNetwork):
 
     def __init__(self, taps: Sequence[str] = ("block14", "head"), input_side: int = 224, dihedral: bool = False,
                  weights_path: Optional[Path] = None, name: Optional[str] = None) -> None:
-        unknown = [tap for tap in taps if tap not in TAP_CHANNELS]
-        if unknown or not taps:
-            raise ValueError(f"unknown taps {unknown}; choose from {list(TAP_CHANNELS)}")
-        self.taps = tuple(taps)
+        self.taps = self._chosen(taps, TAP_CHANNELS, "taps")
         self.input_side = int(input_side)
         self.dihedral = bool(dihedral)
         self._init_weights(weights_path, name)
