@@ -347,10 +347,6 @@ class MainWindow(QMainWindow):
                 return False
         return self._open_in_worker(jobs.open_project_job(Path(path)), "Open project", str(path))
 
-    def opening(self) -> bool:
-        """A project file is being opened or created."""
-        return self._opening is not None
-
     def _open_in_worker(self, job, title: str, recent_path: Optional[str]) -> bool:
         if self._opening is not None:  # one at a time: a second request while one opens is ignored
             self.statusBar().showMessage("A project is still opening; try again in a moment", 5000)

@@ -93,12 +93,6 @@ class Task(QRunnable):
             self._emit("finished", result)
 
 
-def run_job(job) -> Task:
-    """Start a workflow job in its pool; returns its Task (signals, cancel)."""
-    task = Task.from_job(job)
-    return run_task(task, pool(job.pool))
-
-
 def deliver_to(owner: QObject, slot: Callable[..., Any]) -> Callable[..., None]:
     """``slot`` for a task's signal, called only while ``owner`` (the view waiting for the result)
     still exists: a result arriving after its view was closed is dropped, not a
