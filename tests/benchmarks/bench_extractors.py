@@ -1,8 +1,8 @@
 """Every feature extractor side by side: speed on 2 workers and all-labels classification quality.
 
     python tests/benchmarks/bench_extractors.py [--neu DIR] [--elpv DIR] [--large N] [--workers 2]
-        [--extractors texture,cnn,texture+cnn] [--variants] [--skip-speed] [--skip-quality]
-        [--cache DIR]
+        [--defect-area 0.002] [--extractors texture,cnn,texture+cnn] [--variants] [--skip-speed]
+        [--speed-images N] [--skip-quality] [--cache DIR]
 
 Speed (same run, same files): images/s of read + decode + features in a spawn pool of
 ``--workers`` processes (one OpenCV thread each, chunks of 8 files, as the ingest pool does) and
@@ -124,6 +124,21 @@ def extract(spec: str, paths: list[str], workers: int) -> tuple[np.ndarray, floa
     return vectors, len(paths) / elapsed, rss, decode, features
 
 
+def cached_features(cache: Path, name: str, spec: str):
+    """The cached features of ``spec`` on data set ``name``; a combined extractor's are composed
+    from its parts' when all of those are cached (the product composes them the same way);
+    None when not cached."""
+    cached = cache / f"{name}_{spec}.npy"
+    if cached.is_file():
+        return np.load(cached)
+    parts = getattr(make_extractor(spec), "parts", None) if "[" not in spec else None
+    if parts:
+        got = [cached_features(cache, name, part.name) for part in parts]
+        if all(g is not None for g in got) and len({len(g) for g in got}) == 1:
+            return np.hstack(got).astype(np.float32)
+    return None
+
+
 def data_sets(args) -> dict:
     from inspector.core import images
 
@@ -140,9 +155,12 @@ def data_sets(args) -> dict:
             from inspector.core.demo import write_demo_dataset
 
             write_demo_dataset(folder, n_images=args.large, size=(500, 1250), ok_fraction=0.87,
-                               defect_area=args.defect_area, random_state=0, defect_classes=("crack", "scratch"))
+                               defect_area=args.defect_area, random_state=0, defect_classes=("crack", "scratch"),
+                               class_folders=True)
         paths = sorted(str(folder / f.relative_path) for f in images.walk_images(folder))
-        sets["generated"] = (folder, paths)
+        # the default area keeps the plain name (its cached features stay valid), others are tagged
+        tag = "generated" if args.defect_area == 0.002 else f"generated-area{args.defect_area:g}"
+        sets[tag] = (folder, paths)
     return sets
 
 
@@ -151,7 +169,7 @@ def tasks(name: str, folder: Path, paths: list[str]) -> dict[str, tuple[np.ndarr
     folders = np.array([Path(p).parent.name for p in paths])
     if name == "NEU":
         return {"6-class macro-F1": (folders, "f1")}
-    if name == "generated":
+    if name.startswith("generated"):
         return {"defect-vs-OK macro-F1": (np.where(folders == "ok", "ok", "defect"), "f1")}
     probability = {}
     with open(folder / "cells.csv", newline="") as handle:
@@ -188,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--extractors", default="texture,cnn,texture+cnn")
     parser.add_argument("--variants", action="store_true", help="also CNN variants and combined block weighting")
-    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true",
+                        help="use cached features where there are any (a combination: its cached parts)")
+    parser.add_argument("--speed-images", type=int, default=0,
+                        help="time extraction on this many evenly spaced images per set (0: all); the "
+                             "features for quality then come from the cache, else from a full extraction")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "inspector-bench-extractors")
     args = parser.parse_args(argv)
@@ -207,19 +229,29 @@ def main(argv: list[str] | None = None) -> int:
         features: dict[str, np.ndarray] = {}
         rates: dict[str, float] = {}
         costs: dict[str, float] = {}
+        timed = paths if not args.speed_images or args.speed_images >= len(paths) else [
+            paths[i] for i in np.linspace(0, len(paths) - 1, args.speed_images).round().astype(int)]
         for spec in specs:
             cached = args.cache / f"{name}_{spec}.npy"
-            if cached.is_file() and args.skip_speed:
-                features[spec] = np.load(cached)
-                continue
-            X, rate, rss, decode, cpu = extract(spec, paths, args.workers)
-            np.save(cached, X)
-            features[spec] = X
+            if args.skip_speed:
+                X = cached_features(args.cache, name, spec)
+                if X is not None:
+                    features[spec] = X
+                    continue
+            X, rate, rss, decode, cpu = extract(spec, timed, args.workers)
+            if timed is paths:
+                np.save(cached, X)
+                features[spec] = X
+            elif not args.skip_quality:
+                features[spec] = cached_features(args.cache, name, spec)
+                if features[spec] is None:
+                    features[spec] = extract(spec, paths, args.workers)[0]
+                    np.save(cached, features[spec])
             rates[spec] = rate
             costs[spec] = cpu
             ratio = f"{rate / rates['texture']:.2f}" if "texture" in rates else "-"
             cost_ratio = f"{costs['texture'] / cpu:.2f}" if "texture" in costs else "-"
-            print(f"  speed {spec:24s} {rate:7.1f} images/s on {args.workers} workers (x texture {ratio}); "
+            print(f"  speed {spec:24s} {rate:7.1f} images/s ({len(timed)} images) on {args.workers} workers (x texture {ratio}); "
                   f"CPU per image: decode {decode * 1000:5.1f} ms, features {cpu * 1000:6.1f} ms (texture/this "
                   f"{cost_ratio}); idle {args.workers} cores ~{args.workers / (decode + cpu):5.0f} images/s; "
                   f"worker RSS {rss / 2**20:.0f} MiB", flush=True)

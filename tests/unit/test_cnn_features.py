@@ -95,6 +95,42 @@ def test_cnn_output_finite_deterministic_right_dim(cnn, name):
     assert np.array_equal(first, cnn.features_of(decoded))
 
 
+@pytest.mark.parametrize("name", ["cnn-tiles", "texture+cnn-tiles"])
+def test_texture_and_cnn_tiles_output_finite_deterministic_right_dim_for_every_kind_of_image(name):
+    extractor = get_extractor(name)
+    decoded = [_describe(image) for image in _images().values()]
+    first = extractor.features_of_batch(decoded)
+    assert first.dtype == np.float32 and first.shape == (len(decoded), extractor.dim)
+    assert np.all(np.isfinite(first))
+    assert np.array_equal(first, extractor.features_of_batch(decoded))
+    assert np.allclose(first[1], extractor.features_of(decoded[1]), atol=1e-5)
+
+
+def _brushed_part(h: int = 500, w: int = 1250) -> np.ndarray:
+    noise = np.random.default_rng(0).normal(0, 1, (h, w)).astype(np.float32)
+    return np.clip(128 + cv2.GaussianBlur(noise, (31, 1), 0, sigmaY=0.1) * 40, 0, 255).astype(np.uint8)
+
+
+def test_a_hairline_on_a_large_part_moves_the_tiles_half_where_the_squeezed_view_loses_it():
+    """A 1 px, 30 px long mark on a 500 x 1,250 part: the 224 px view (5.6 times smaller) hardly
+    changes, the strongest 224 px tile of the part at 640 px does; novelty scores the halves apart."""
+    tiles = get_extractor("cnn-tiles")
+    part = _brushed_part()
+    marked = part.copy()
+    cv2.line(marked, (900, 300), (930, 315), 60, 1)
+    clean, hairline = tiles.features_of_batch([_describe(part), _describe(marked)])
+    half = tiles.view_dim
+
+    def change(columns: slice) -> float:
+        return float(np.linalg.norm(hairline[columns] - clean[columns]) / np.linalg.norm(clean[columns]))
+
+    assert change(slice(half, None)) > 5 * change(slice(None, half))
+    assert tiles.novelty_blocks == [("cnn-tiles: whole image", half), ("cnn-tiles: strongest tiles", half)]
+    combined = get_extractor("texture+cnn-tiles")
+    assert combined.novelty_blocks == get_extractor("texture").novelty_blocks + tiles.novelty_blocks
+    assert combined.params()["parts"][1]["weights_sha256"] == tiles.weights_sha256
+
+
 def test_input_mapping():
     images = _images()
     grey = to_bgr_u8(_describe(images["grey"]))

@@ -50,6 +50,7 @@ _FACTORIES: dict[str, Callable[[], object]] = {
     "cnn": CnnExtractor,
     "cnn-tiles": lambda: CnnExtractor(tiles=True, tile_max_side=640, name="cnn-tiles"),
     "texture+cnn": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("cnn")]),
+    "texture+cnn-tiles": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("cnn-tiles")]),
     "effnet": EfficientNetExtractor,
     "texture+effnet": lambda: CombinedExtractor([get_extractor("texture"), get_extractor("effnet")]),
     "texture+cnn+effnet": lambda: CombinedExtractor(

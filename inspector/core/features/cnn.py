@@ -211,6 +211,15 @@ class CnnExtractor(PretrainedNetwork):
     def dim(self) -> int:
         return self.view_dim * (2 if self.tiles else 1)
 
+    @property
+    def novelty_blocks(self) -> list[tuple[str, int]]:
+        """With tiles: the whole-image view and the strongest tiles scored apart by novelty (a
+        small mark moves only the tiles' half, which one distance over both halves would dilute,
+        as with texture's local pooling); without: one block."""
+        if not self.tiles:
+            return [(self.name, self.dim)]
+        return [(f"{self.name}: whole image", self.view_dim), (f"{self.name}: strongest tiles", self.view_dim)]
+
     def params(self) -> dict:
         return {
             "name": self.name,
