@@ -65,13 +65,17 @@ def _show(args: argparse.Namespace) -> int:
         print_json({"current": current, "extractors": [vars(r) for r in rows]})
         return 0
     print(f"Feature extractor of this project: {current}")
-    print(f"{'':2s}{'name':14s} {'version':>7s} {'dims':>6s} {'images with features':>21s} {'labelled':>9s}  description")
+    width = max([14, *(len(r.name) for r in rows)])  # the columns stay aligned for long combined names
+    version_width = max([7, *(len(str(r.version)) for r in rows if r.available)])
+    print(f"{'':2s}{'name':{width}s} {'version':>{version_width}s} {'dims':>6s} {'images with features':>21s} "
+          f"{'labelled':>9s}  description")
     for r in rows:
         mark = "* " if r.current else "  "
         if not r.available:
-            print(f"{mark}{r.name:14s} {'-':>7s} {'-':>6s} {'-':>21s} {'-':>9s}  NOT AVAILABLE: {r.problem}")
+            print(f"{mark}{r.name:{width}s} {'-':>{version_width}s} {'-':>6s} {'-':>21s} {'-':>9s}  "
+                  f"NOT AVAILABLE: {r.problem}")
             continue
-        print(f"{mark}{r.name:14s} {r.version:>7d} {r.dim:>6d} {f'{r.features}/{r.images}':>21s} "
+        print(f"{mark}{r.name:{width}s} {r.version:>{version_width}d} {r.dim:>6d} {f'{r.features}/{r.images}':>21s} "
               f"{r.labelled_with_features:>9d}  {r.description}")
     print("Compare them on this project's labels: inspector features PROJECT --compare; "
           "switch: inspector features PROJECT --use NAME")
@@ -105,12 +109,13 @@ def print_comparison(result, file=sys.stdout) -> None:
         print(result.verdict, file=file)
         return
     print(f"Measured by {result.basis_text}", file=file)
-    print(f"{'extractor':14s} {'macro-F1 (95 % interval)':>26s} {'accuracy (95 % interval)':>26s} "
+    width = max([14, *(len(s.name) for s in result.scores)])
+    print(f"{'extractor':{width}s} {'macro-F1 (95 % interval)':>26s} {'accuracy (95 % interval)':>26s} "
           f"{'behind the best (95 % interval)':>34s}", file=file)
     for s in result.scores:
         behind = ("best" if s.behind_best is None else
                   f"{s.behind_best:.3f} ({s.behind_best_ci[0]:+.3f} to {s.behind_best_ci[1]:+.3f})")
-        print(f"{s.name:14s} {s.macro_f1:>8.3f} ({s.macro_f1_ci[0]:.3f}-{s.macro_f1_ci[1]:.3f})  "
+        print(f"{s.name:{width}s} {s.macro_f1:>8.3f} ({s.macro_f1_ci[0]:.3f}-{s.macro_f1_ci[1]:.3f})  "
               f"{s.accuracy:>10.1%} ({s.accuracy_ci[0]:.1%}-{s.accuracy_ci[1]:.1%}) {behind:>34s}", file=file)
     print(("OPTIMISTIC figures: " if result.optimistic else "") + result.verdict, file=file)
     if result.switch_advised:
