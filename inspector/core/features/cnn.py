@@ -247,7 +247,13 @@ class CnnExtractor(PretrainedNetwork):
         views = np.stack([self._squeezed(image) for image in images])
         vectors = self._run(views)
         if self.tiles:  # the most extreme tile per column: a small defect lights up in one tile
-            tiled = [self._run(np.stack(self._tiles(image))).max(axis=0) for image in images]
+            tiled = []
+            for image, view, vector in zip(images, views, vectors):
+                tiles = self._tiles(image)
+                if len(tiles) == 1 and np.array_equal(tiles[0], view):  # an image of about one tile
+                    tiled.append(vector)  # (NEU's 200 px): its only tile is the view, run once
+                else:
+                    tiled.append(self._run(np.stack(tiles)).max(axis=0))
             vectors = np.concatenate([vectors, np.stack(tiled)], axis=1)
         return finite_float32(vectors)
 
