@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_extractors.py [--neu DIR] [--elpv DIR] [--large N] [--workers 2]
         [--defect-area 0.002] [--extractors texture,cnn,texture+cnn] [--variants] [--skip-speed]
-        [--speed-images N] [--skip-quality] [--cache DIR]
+        [--speed-images N] [--skip-quality] [--fold-seeds N] [--cache DIR]
 
 Speed (same run, same files): images/s of read + decode + features in a spawn pool of
 ``--workers`` processes (one OpenCV thread each, chunks of 8 files, as the ingest pool does) and
@@ -180,7 +180,7 @@ def tasks(name: str, folder: Path, paths: list[str]) -> dict[str, tuple[np.ndarr
             "defective-vs-not accuracy": (np.where(p >= 0.5, "defective", "functional"), "accuracy")}
 
 
-def cross_validated(X: np.ndarray, y: np.ndarray, metric: str, column_weights=None) -> float:
+def cross_validated(X: np.ndarray, y: np.ndarray, metric: str, column_weights=None, seed: int = 0) -> float:
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.preprocessing import FunctionTransformer
@@ -191,7 +191,7 @@ def cross_validated(X: np.ndarray, y: np.ndarray, metric: str, column_weights=No
     if column_weights is not None:  # weigh columns after standardising (block weighting)
         weights = column_weights.astype(np.float32)
         model.steps.insert(1, ("weigh", FunctionTransformer(lambda Z, w=weights: Z * w)))
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     predicted = cross_val_predict(model, X, y, cv=folds, n_jobs=1)
     return float(f1_score(y, predicted, average="macro") if metric == "f1" else accuracy_score(y, predicted))
 
@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--defect-area", type=float, default=0.002,
                         help="share of a generated part a defect's extent covers (0.002: ~35 px on 500 x 1,250)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fold-seeds", type=int, default=1,
+                        help="repeat the 5-fold cross-validation with this many fold seeds (mean, each seed, "
+                             "paired difference to the first extractor listed)")
     parser.add_argument("--extractors", default="texture,cnn,texture+cnn")
     parser.add_argument("--variants", action="store_true", help="also CNN variants and combined block weighting")
     parser.add_argument("--skip-speed", action="store_true",
@@ -258,9 +261,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_quality:
             continue
         for task, (y, metric) in tasks(name, folder, paths).items():
+            first = None
             for spec in specs:
-                score = cross_validated(features[spec], y, metric)
-                print(f"  {task:28s} {spec:24s} {score:.4f}", flush=True)
+                scores = np.array([cross_validated(features[spec], y, metric, seed=seed)
+                                   for seed in range(args.fold_seeds)])
+                line = f"  {task:28s} {spec:24s} {scores.mean():.4f}"
+                if args.fold_seeds > 1:  # each fold seed, and the paired difference to the first extractor
+                    line += f"  (seeds {' '.join(f'{v:.4f}' for v in scores)}"
+                    if first is not None:
+                        diff = scores - first
+                        line += f"; minus {specs[0]}: {diff.mean():+.4f}, from {diff.min():+.4f} to {diff.max():+.4f}"
+                    line += ")"
+                first = scores if first is None else first
+                print(line, flush=True)
             if args.variants and "texture+cnn" in features:
                 combined = make_extractor("texture+cnn")
                 weights = np.concatenate([np.full(dim, 1 / np.sqrt(dim)) for _, dim in combined.blocks])
