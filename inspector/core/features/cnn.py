@@ -21,7 +21,8 @@ Input mapping (documented in README "Features"):
   areas read as "nothing" (zero after mean subtraction) rather than as whatever colour they hold;
 * the whole image is resized (area averaging, aspect not kept) to ``input_side`` pixels square;
   with ``tiles`` on, the image (shrunk so its longer side is at most ``tile_max_side``) is also cut
-  into overlapping ``input_side`` squares at that resolution and the maximum of the tiles' pooled
+  into overlapping ``input_side`` tiles at that resolution (a side of at most 1.5 tiles is spanned
+  by one tile: the network is convolutional) and the maximum of the tiles' pooled
   vectors is appended, so a small defect that the squeezed view loses stands out in its tile
   (measured on generated 500 x 1,250 parts with ~35 px cracks: see README "Features").
 
