@@ -181,19 +181,20 @@ def run_one(
 def class_truth(y_test, pred, classes, acceptable: set) -> dict:
     """Per-class recall, macro-F1 and the escape rate (defective parts predicted acceptable) on the test set."""
     recall = {str(int(c)): float(np.mean(pred[y_test == c] == c)) for c in classes if np.any(y_test == c)}
+    precision = {str(int(c)): float(np.mean(y_test[pred == c] == c)) for c in classes if np.any(pred == c)}
     n_of = {str(int(c)): int(np.sum(y_test == c)) for c in classes}
+    n_pred = {str(int(c)): int(np.sum(pred == c)) for c in classes}
     macro = metrics.macro_f1(y_test, pred, classes)
-    # the test set's own sampling error of each figure (binomial on its denominator; macro-F1:
-    # the per-class F1 errors averaged, a rough guide)
-    f1 = []
-    for c in classes:
-        tp = np.sum((pred == c) & (y_test == c))
-        denom = np.sum(pred == c) + np.sum(y_test == c)
-        if denom:
-            f1.append((2 * tp / denom, max(int(np.sum(y_test == c)), 1)))
-    macro_se = float(np.sqrt(sum(v * (1 - v) / n for v, n in f1)) / max(len(f1), 1)) if f1 else 0.0
+    # the test set's own sampling error of each figure: binomial on its denominator; macro-F1 by
+    # a bootstrap over the test images (the per-class F1 errors are not independent binomials)
+    rng = np.random.default_rng(len(y_test))
+    boots = [metrics.macro_f1(y_test[r], pred[r], classes)
+             for r in (rng.integers(0, len(y_test), len(y_test)) for _ in range(200))]
+    macro_se = float(np.std(boots, ddof=1)) if len(y_test) > 1 else 0.0
     out = {"recall": recall, "macro_f1": macro, "macro_f1_se": macro_se,
-           "recall_se": {c: float(np.sqrt(r * (1 - r) / n_of[c])) for c, r in recall.items()}}
+           "recall_se": {c: float(np.sqrt(r * (1 - r) / n_of[c])) for c, r in recall.items()},
+           "precision": precision,
+           "precision_se": {c: float(np.sqrt(r * (1 - r) / n_pred[c])) for c, r in precision.items()}}
     if acceptable:
         defective = ~np.isin(y_test, list(acceptable))
         if defective.any():
@@ -290,10 +291,10 @@ def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
 
 def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
     """Coverage, mean width and mean |error| of the difference estimator's macro-F1, escape rate
-    and per-class recall (pooled over classes) against the current model's test figures."""
+    and per-class recall and precision (pooled over classes) against the current model's test figures."""
     out = {}
     for i, count in enumerate(schedule):
-        found = {"macro_f1": [], "escape_rate": [], "recall": []}
+        found = {"macro_f1": [], "escape_rate": [], "recall": [], "precision": []}
         for r in mine:
             p = r["points"][i]
             est, truth = (p.get("estimators") or {}).get("classes"), p.get("class_truth")
@@ -302,10 +303,11 @@ def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
             for key in ("macro_f1", "escape_rate"):
                 if est.get(key) is not None and est.get(f"{key}_interval") and truth.get(key) is not None:
                     found[key].append((est[key], *est[f"{key}_interval"], truth[key], truth.get(f"{key}_se", 0.0)))
-            for c, t in truth["recall"].items():
-                e = est["per_class"].get(c) or {}
-                if e.get("recall") is not None and e.get("recall_interval"):
-                    found["recall"].append((e["recall"], *e["recall_interval"], t, truth.get("recall_se", {}).get(c, 0.0)))
+            for key in ("recall", "precision"):
+                for c, t in (truth.get(key) or {}).items():
+                    e = est["per_class"].get(c) or {}
+                    if e.get(key) is not None and e.get(f"{key}_interval"):
+                        found[key].append((e[key], *e[f"{key}_interval"], t, truth.get(f"{key}_se", {}).get(c, 0.0)))
         row = {}
         for key, vals in found.items():
             if vals:
