@@ -415,3 +415,15 @@ def test_class_intervals_are_at_least_as_wide_as_the_model_implied_error():
     for c in ("1", "2"):
         for key in ("recall_interval", "precision_interval"):
             assert width(wide["per_class"][c][key]) >= width(narrow["per_class"][c][key])
+
+
+def test_a_perfect_test_figure_still_carries_its_sampling_error():
+    """simulate's test-noise-aware coverage: 90 of 90 test images right says the model's recall on
+    images like them is above about 0.96, not exactly 1; a binomial error of 0 would count an
+    interval ending at 0.999 as a miss."""
+    from inspector.core.learning.simulate import _test_reach
+
+    assert 0.03 < _test_reach(1.0, 90, 0.99) < 0.06
+    assert _test_reach(1.0, 0, 0.99) == 0.0
+    # on the side facing an estimate above it, a low figure may be higher on new images
+    assert _test_reach(0.5, 100, 0.6) > 0.08

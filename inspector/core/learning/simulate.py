@@ -194,14 +194,27 @@ def class_truth(y_test, pred, classes, acceptable: set) -> dict:
     out = {"recall": recall, "macro_f1": macro, "macro_f1_se": macro_se,
            "recall_se": {c: float(np.sqrt(r * (1 - r) / n_of[c])) for c, r in recall.items()},
            "precision": precision,
-           "precision_se": {c: float(np.sqrt(r * (1 - r) / n_pred[c])) for c, r in precision.items()}}
+           "precision_se": {c: float(np.sqrt(r * (1 - r) / n_pred[c])) for c, r in precision.items()},
+           "recall_n": {c: n_of[c] for c in recall}, "precision_n": {c: n_pred[c] for c in precision}}
     if acceptable:
         defective = ~np.isin(y_test, list(acceptable))
         if defective.any():
             rate = float(np.mean(np.isin(pred[defective], list(acceptable))))
             out["escape_rate"] = rate
             out["escape_rate_se"] = float(np.sqrt(rate * (1 - rate) / defective.sum()))
+            out["escape_rate_n"] = int(defective.sum())
     return out
+
+
+def _test_reach(truth: float, n: int, estimate: float) -> float:
+    """How far the test set's figure may lie from the figure on images like it (95 %), on the side
+    facing the estimate: the Wilson interval of the test figure at its count, so that a test
+    figure of exactly 1 (every one of 90 test images right) still carries its error (a binomial
+    standard error would be 0 there). 0 without a count."""
+    if not n:
+        return 0.0
+    low, high = est_mod._wilson_plain(min(1.0, max(0.0, truth)), float(n), metrics.Z95)
+    return float(truth - low) if truth > estimate else float(high - truth)
 
 
 def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, shadow, kind, seed,
@@ -264,7 +277,7 @@ def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
                 covers.append(e["low"] <= truth <= e["high"])
                 # the truth is itself a sample (the test set): its own 95 % sampling error added
                 # in quadrature to each side says whether a miss is the estimator's or the test set's
-                t = 1.96 * np.sqrt(truth * (1 - truth) / max(p.get("n_test", 0), 1)) if p.get("n_test") else 0.0
+                t = _test_reach(truth, p.get("n_test", 0), e["estimate"])
                 lo = e["estimate"] - np.hypot(e["estimate"] - e["low"], t)
                 hi = e["estimate"] + np.hypot(e["high"] - e["estimate"], t)
                 covers_noise.append(lo <= truth <= hi)
@@ -302,17 +315,20 @@ def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
                 continue
             for key in ("macro_f1", "escape_rate"):
                 if est.get(key) is not None and est.get(f"{key}_interval") and truth.get(key) is not None:
-                    found[key].append((est[key], *est[f"{key}_interval"], truth[key], truth.get(f"{key}_se", 0.0)))
+                    reach = (1.96 * truth.get(f"{key}_se", 0.0) if key == "macro_f1"
+                             else _test_reach(truth[key], truth.get(f"{key}_n", 0), est[key]))
+                    found[key].append((est[key], *est[f"{key}_interval"], truth[key], reach))
             for key in ("recall", "precision"):
                 for c, t in (truth.get(key) or {}).items():
                     e = est["per_class"].get(c) or {}
                     if e.get(key) is not None and e.get(f"{key}_interval"):
-                        found[key].append((e[key], *e[f"{key}_interval"], t, truth.get(f"{key}_se", {}).get(c, 0.0)))
+                        reach = _test_reach(t, (truth.get(f"{key}_n") or {}).get(c, 0), e[key])
+                        found[key].append((e[key], *e[f"{key}_interval"], t, reach))
         row = {}
         for key, vals in found.items():
             if vals:
                 a = np.asarray(vals, float)
-                t = 1.96 * a[:, 4]
+                t = a[:, 4]
                 low = a[:, 0] - np.hypot(a[:, 0] - a[:, 1], t)
                 high = a[:, 0] + np.hypot(a[:, 2] - a[:, 0], t)
                 row[key] = {"n": len(a), "mean_abs_error": float(np.mean(np.abs(a[:, 0] - a[:, 3]))),
