@@ -188,6 +188,60 @@ def audit_weights(is_audit: Optional[np.ndarray]) -> Optional[np.ndarray]:
     return np.where(is_audit, n_other / n_audit, 1.0)
 
 
+#: how the out-of-sample predictions are weighted when fitting the calibration (A/B switch while
+#: measuring; see calibration_weights)
+_WEIGHTING = __import__("os").environ.get("INSPECTOR_CALIBRATION_WEIGHTS", "audit")
+
+
+def importance_weights(selection_probability: Optional[np.ndarray], pool_size: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Importance weights for the labels: each label drawn with a recorded probability ``q`` among
+    ``pool_size`` unlabelled images weighs ``1 / (pool_size * q)`` (1 for a uniform draw such as an
+    audit pick, far below 1 for a strategy pick, above 1 for an image the strategy would not have
+    chosen); labels without a recorded probability weigh 1. None when no label has one."""
+    if selection_probability is None or pool_size is None:
+        return None
+    q = np.asarray(selection_probability, np.float64)
+    n = np.asarray(pool_size, np.float64)
+    sampled = np.isfinite(q) & np.isfinite(n) & (q > 0) & (n > 0)
+    if not sampled.any():
+        return None
+    w = np.ones(len(q))
+    w[sampled] = 1.0 / (n[sampled] * q[sampled])
+    return w
+
+
+def effective_size(w: Optional[np.ndarray], n: int = 0) -> float:
+    """Kish's effective sample size of weights ``w`` (``n`` when unweighted)."""
+    if w is None:
+        return float(n)
+    w = np.asarray(w, np.float64)
+    return float(w.sum() ** 2 / max(float((w ** 2).sum()), 1e-300))
+
+
+def calibration_weights(is_audit: Optional[np.ndarray], selection_probability: Optional[np.ndarray] = None,
+                        pool_size: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    mode = _WEIGHTING
+    if mode == "audit":
+        return audit_weights(is_audit)
+    w = importance_weights(selection_probability, pool_size)
+    if w is None:
+        return audit_weights(is_audit)
+    if mode.startswith("iwblend"):
+        n0 = float(mode[7:] or 30)
+        ess = effective_size(w)
+        lam = ess / (ess + n0)
+        base = audit_weights(is_audit)
+        base = np.ones(len(w)) if base is None else base
+        return (1 - lam) * base / base.mean() + lam * w / w.mean()
+    if mode in ("importanceess", "iwsharp"):
+        return w
+    if mode.startswith("iwpow"):
+        w = w ** float(mode[5:])
+    elif mode.startswith("iwcap"):
+        w = np.minimum(w, float(mode[5:]))
+    return w
+
+
 def pool_prior(model, X_pool: np.ndarray, y: np.ndarray, limit: int = 20000, random_state=0) -> np.ndarray:
     """The class mix of the image pool as the model sees it: the mean raw probability over (a sample
     of) the pool, over the classes with labels. Actively chosen labels over-represent rare classes,
@@ -242,7 +296,9 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
     best = (np.inf, 1.0, floor)
     rows = np.arange(len(target))
     # a handful of out-of-fold predictions may soften the model but never sharpen it
-    temperatures = _TEMPERATURES if len(target) >= MIN_FOR_SHARPENING else _TEMPERATURES[_TEMPERATURES >= 1.0]
+    n_effective = effective_size(w, len(target)) if _WEIGHTING.endswith("ess") or "blend" in _WEIGHTING else len(target)
+    n_sharpen = effective_size(w, len(target)) if _WEIGHTING == "iwsharp" else n_effective
+    temperatures = _TEMPERATURES if n_sharpen >= MIN_FOR_SHARPENING else _TEMPERATURES[_TEMPERATURES >= 1.0]
     shrinks = _SHRINKS[_SHRINKS >= floor - 1e-12]
     if len(shrinks) == 0:
         shrinks = np.array([floor])
@@ -259,7 +315,7 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
             best = (float(nll[j]), float(t), float(shrinks[j]))
     _, temperature, shrink = best
     bias_seen = np.zeros(len(prior_seen))
-    if len(target) >= MIN_FOR_BIAS:
+    if n_effective >= MIN_FOR_BIAS:
         t_bias, b = _fit_temperature_and_bias(z, target, w, temperature)
         # the biases may move a prediction to another class; never at the cost of out-of-sample
         # hits (with few or skewed labels they can chase the weights instead of the truth)
@@ -465,7 +521,9 @@ def _incremental_out_of_fold(model, X: np.ndarray, y: np.ndarray, keys: list,
 
 def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=None,
                     oof_proba: Optional[np.ndarray] = None, X_pool: Optional[np.ndarray] = None,
-                    is_audit: Optional[np.ndarray] = None, reuse: bool = True) -> Optional[np.ndarray]:
+                    is_audit: Optional[np.ndarray] = None, reuse: bool = True,
+                    selection_probability: Optional[np.ndarray] = None,
+                    pool_size: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
     """Fit ``model.calibration`` on out-of-sample predictions over its own labels ``X``/``y``.
 
     ``model`` is the TrainedModel fitted on ``X``/``y``; ``X_pool`` (every image's features, or
@@ -502,7 +560,7 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=
     # but ELPV broke (100 labels 0.028/0.043 -> 0.051/0.067, 300 labels 0.047/0.074 -> 0.069/0.102,
     # 4 seeds): ELPV's chosen labels are half right out of sample against 71 % on random parts, and
     # no reweighting of the chosen ones stands in for that shift
-    weights = audit_weights(is_audit)
+    weights = calibration_weights(is_audit, selection_probability, pool_size)
     model.calibration = fit_calibration(y, model.classes, oof_proba, prior=prior, weights=weights)
     if keys is not None and oof_proba is not None and model.estimator is not None:
         _MEMORY.pop(memory_key, None)
