@@ -332,6 +332,9 @@ def main() -> int:
     parser.add_argument("--dump", type=Path, default=None,
                         help="save each checkpoint's labels, out-of-sample and held-out predictions here")
     parser.add_argument("--generated-images", type=int, default=1200)
+    parser.add_argument("--calibration-weights", choices=("importance", "audit"), default="importance",
+                        help="weights of the calibration's out-of-sample predictions: the picks' selection "
+                             "probabilities (the product) or the random audit labels only (before)")
     parser.add_argument("--pick-sampling", type=float, default=None,
                         help="share of each batch drawn at random around the strategy's picks (default: the app's)")
     args = parser.parse_args()
@@ -342,13 +345,14 @@ def main() -> int:
     from inspector.core.learning.strategies import DEFAULT_PICK_SAMPLING
 
     PICK_SAMPLING = DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling
+    calibration_module.WEIGHTING = args.calibration_weights
     EXTRACTOR = args.extractor
     DUMP = args.dump
     if DUMP is not None:
         DUMP.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(","))
     print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}; pick sampling {PICK_SAMPLING}; "
-          f"calibration weights {calibration_module._WEIGHTING}")
+          f"calibration weights {calibration_module.WEIGHTING}")
     for name in args.datasets.split(","):
         if name in ("neu", "elpv"):
             folder = args.data / name
