@@ -66,6 +66,7 @@ from inspector.core.learning.routing import PASS, choose_threshold, route  # noq
 from inspector.core.learning.strategies import get_strategy  # noqa: E402
 
 CHECKPOINTS = (50, 100, 300)
+NOVELTY = "subspace"  # --novelty: "subspace" (the product) or "knn" (before the subspace scores)
 PICK_SAMPLING = 0.3  # --pick-sampling (default: the app's strategies.DEFAULT_PICK_SAMPLING)
 DUMP = None  # --dump: a folder for each checkpoint's out-of-sample predictions
 EXTRACTOR = None  # the features' extractor name (its blocks are scored apart by novelty)
@@ -96,9 +97,17 @@ def trained(X, y, classes, seed=0, X_pool=None, is_audit=None, reuse=True, timin
     return model, oof
 
 
-def with_novelty(model, X_labelled, y_labelled, mean, std, seed):
+def novelty_options(acceptable_cols) -> dict:
+    """fit_novelty's options as the learner passes them (--novelty subspace) or as before them (knn)."""
+    if NOVELTY == "knn":
+        return {"subspace": False}
+    return {"subspace": True, "acceptable": acceptable_cols}
+
+
+def with_novelty(model, X_labelled, y_labelled, mean, std, seed, acceptable_cols=None):
     model.novelty = fit_novelty(X_labelled, mean, std, y=y_labelled, random_state=seed, classes=model.classes,
-                                blocks=feature_blocks(EXTRACTOR, X_labelled.shape[1]))
+                                blocks=feature_blocks(EXTRACTOR, X_labelled.shape[1]),
+                                **novelty_options(acceptable_cols))
     return model
 
 
@@ -180,7 +189,7 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         else:
             rows = order[:at]
             model, oof = kept[at]
-        with_novelty(model, Xp[rows], yp[rows], mean, std, seed)
+        with_novelty(model, Xp[rows], yp[rows], mean, std, seed, acceptable_cols)
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
         if DUMP is not None and oof is not None:  # what the calibration saw, to compare calibrations offline
@@ -223,7 +232,7 @@ def novelty_section(name, X, y, class_names, acceptable_name, seed, summary):
             continue
         keep = yp != c
         model, oof = trained(Xp[keep], yp[keep], classes, seed=seed, X_pool=Xp, reuse=False)
-        with_novelty(model, Xp[keep], yp[keep], mean, std, seed)
+        with_novelty(model, Xp[keep], yp[keep], mean, std, seed, acceptable_cols)
         th = choose_threshold(yp[keep], model.calibration.apply(oof), classes, acceptable_cols, 0.01)
         cal = model.predict_proba(Xt)
         novel = novel_flags(model, Xt)
@@ -335,13 +344,16 @@ def main() -> int:
     parser.add_argument("--calibration-weights", choices=("importance", "audit"), default="importance",
                         help="weights of the calibration's out-of-sample predictions: the picks' selection "
                              "probabilities (the product) or the random audit labels only (before)")
+    parser.add_argument("--novelty", choices=("subspace", "knn"), default="subspace",
+                        help="novelty as the product fits it, or nearest-neighbour distances only (before)")
     parser.add_argument("--pick-sampling", type=float, default=None,
                         help="share of each batch drawn at random around the strategy's picks (default: the app's)")
     args = parser.parse_args()
     from inspector.core.learning.simulate import folder_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
-    global EXTRACTOR, DUMP, PICK_SAMPLING
+    global EXTRACTOR, DUMP, PICK_SAMPLING, NOVELTY
+    NOVELTY = args.novelty
     from inspector.core.learning.strategies import DEFAULT_PICK_SAMPLING
 
     PICK_SAMPLING = DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling
@@ -352,7 +364,7 @@ def main() -> int:
         DUMP.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(","))
     print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}; pick sampling {PICK_SAMPLING}; "
-          f"calibration weights {calibration_module.WEIGHTING}")
+          f"calibration weights {calibration_module.WEIGHTING}; novelty {NOVELTY}")
     for name in args.datasets.split(","):
         if name in ("neu", "elpv"):
             folder = args.data / name

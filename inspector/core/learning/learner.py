@@ -283,7 +283,7 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
     pool_mean, pool_scale = standardisation(snapshot.X)
     blocks = feature_blocks(snapshot.extractor[0] if snapshot.extractor else None, snapshot.X.shape[1])
     model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state,
-                                classes=snapshot.classes, blocks=blocks)
+                                classes=snapshot.classes, blocks=blocks, acceptable=snapshot.acceptable_columns())
     proba = model.predict_proba(snapshot.X)
     acceptable_columns = snapshot.acceptable_columns()
     names = snapshot.class_names
@@ -320,7 +320,7 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
             if snapshot.acceptable:
                 shadow_novelty = fit_novelty(snapshot.X[rows[train]], pool_mean, pool_scale, y=y[train],
                                              random_state=s.random_state, classes=snapshot.classes,
-                                             blocks=blocks)
+                                             blocks=blocks, acceptable=acceptable_columns)
                 novel = (shadow_novelty.is_novel(snapshot.X[rows[is_audit]], audit_proba) if shadow_novelty is not None
                          else None)
                 path, review, _ = routing.route(audit_proba, acceptable_columns, threshold["value"], novel)

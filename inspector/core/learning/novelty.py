@@ -53,7 +53,12 @@ DEFAULT_QUANTILE = 0.95
 #: 0.95 flags 2-5 % of the acceptable class and misses more left-out parts, 0.9 flags 5-10 %
 COMBINED_QUANTILE = 0.9
 #: the same for the root mean square of every ratio (with the subspace scores)
-COMBINED_QUANTILE_RMS = float(__import__("os").environ.get("INSPECTOR_NOVELTY_QUANTILE", "0.85"))
+COMBINED_QUANTILE_RMS = 0.85
+#: and at least so high that no more than 1 - this share of the acceptable class's own labelled
+#: images is flagged (leave-one-out): the flag rate on good parts is what the line pays for; on
+#: ELPV, whose good cells vary more than its defects, the quantile over every label flagged 10 %
+#: mean / 15 % worst of the good cells (5 seeds), with this 7 % / 9 %
+ACCEPTABLE_QUANTILE = 0.93
 #: fewer labelled images than this: no novelty (distances between a handful of images say nothing)
 MIN_REFERENCE = 10
 #: a class needs this many labelled reference images for its own distance scale
@@ -61,12 +66,11 @@ MIN_CLASS_REFERENCE = 5
 #: the file keeps at most this many labelled reference vectors (a stratified random sample)
 MAX_REFERENCE = 4000
 #: principal components per feature block for the subspace scores (fewer with few labels)
-MAX_COMPONENTS = int(__import__("os").environ.get("INSPECTOR_NOVELTY_COMPONENTS", "32"))
+MAX_COMPONENTS = 32
 #: fewer labelled images than this: no subspace scores (a covariance from a handful says nothing)
 MIN_SUBSPACE = 30
 #: folds of the labelled set's own out-of-fold subspace scores (their quantile is the scale)
 SUBSPACE_FOLDS = 5
-_SUBSPACE_DEFAULT = __import__("os").environ.get("INSPECTOR_NOVELTY_SUBSPACE", "1") == "1"
 
 
 def feature_blocks(extractor_name: Optional[str], dim: int) -> list[int]:
@@ -360,14 +364,17 @@ def fit_novelty(X_labelled: np.ndarray, mean: np.ndarray, scale: np.ndarray, k: 
                 max_reference: int = MAX_REFERENCE, random_state=0,
                 classes: Optional[np.ndarray] = None, blocks: Optional[list] = None,
                 combined_quantile: Optional[float] = None,
-                subspace: Optional[bool] = None) -> Optional[NoveltyModel]:
+                subspace: bool = True, acceptable: Optional[np.ndarray] = None) -> Optional[NoveltyModel]:
     """Fit novelty on the labelled feature rows; ``mean``/``scale`` standardise the features (the
     image pool's, see :func:`inspector.core.learning.review.standardisation`).
 
     With ``y`` (class ids) and ``classes`` (the model's class ids in column order) the
     class-conditional part is fitted too (:meth:`NoveltyModel.scores` with probabilities);
     ``blocks`` (column counts, :func:`feature_blocks`) scores each feature block on its own.
-    Returns None with fewer than :data:`MIN_REFERENCE` labelled images. Above ``max_reference``
+    With ``y`` and ``subspace`` (and at least :data:`MIN_SUBSPACE` labels) each block also gets its
+    principal-subspace scores (:class:`Subspace`) and the ratios are combined by root mean square;
+    ``acceptable`` (a boolean per column of ``classes``) keeps the flag rate of the acceptable
+    classes' own labelled images at most 1 - :data:`ACCEPTABLE_QUANTILE`. Returns None with fewer than :data:`MIN_REFERENCE` labelled images. Above ``max_reference``
     labels a random sample is kept.
     """
     X_labelled = np.asarray(X_labelled)
@@ -413,7 +420,7 @@ def fit_novelty(X_labelled: np.ndarray, mean: np.ndarray, scale: np.ndarray, k: 
             within = _nearest_mean(d2, min(model.k, len(members) - 1))
             model.class_distance[b, column] = float(max(np.quantile(within, quantile), 1e-6))
     own_subspace = None
-    if (_SUBSPACE_DEFAULT if subspace is None else subspace) and y is not None:
+    if subspace and y is not None:
         labels = np.asarray(y)[rows]
         model.subspaces, own_subspace = fit_subspaces([ref[:, cols] for cols in model._slices()], labels, quantile,
                                                       random_state)
@@ -433,5 +440,10 @@ def fit_novelty(X_labelled: np.ndarray, mean: np.ndarray, scale: np.ndarray, k: 
                                             else [v[start:stop] for v in own_subspace])
         if combined_quantile is None:
             combined_quantile = COMBINED_QUANTILE_RMS if model.combine == "rms" else COMBINED_QUANTILE
-        model.combined_scale = float(max(np.quantile(own, combined_quantile), 1e-6))
+        combined = float(np.quantile(own, combined_quantile))
+        if acceptable is not None and columns is not None:
+            good = np.asarray(acceptable, bool)[columns]
+            if good.sum() >= MIN_CLASS_REFERENCE:
+                combined = max(combined, float(np.quantile(own[good], ACCEPTABLE_QUANTILE)))
+        model.combined_scale = max(combined, 1e-6)
     return model
