@@ -185,3 +185,33 @@ def test_subspace_novelty_arrays_that_do_not_fit_are_refused():
         NoveltyModel.from_file(header, missing)
     with pytest.raises(ValueError):
         NoveltyModel.from_file({**header, "combine": "mean"}, arrays)
+
+
+def test_a_part_called_acceptable_but_far_from_every_acceptable_label_is_novel():
+    rng = np.random.default_rng(6)
+    d = 10
+    shift = np.r_[8.0, np.zeros(d - 1)]
+    X = np.r_[rng.normal(0, 1, (150, d)), rng.normal(0, 1, (60, d)) + shift]
+    y = np.r_[np.zeros(150, int), np.ones(60, int)]
+    model = fit_novelty(X, np.zeros(d), np.ones(d), y=y, classes=np.array([0, 1]),
+                        acceptable=np.array([True, False]))
+    assert model.acceptable_guard > 0 and model.acceptable_columns.tolist() == [0]
+    # parts like the labelled dents: called ok they are far from every ok label (an escape in the
+    # making), called dent they are familiar
+    dents = rng.normal(0, 1, (100, d)) + shift
+    called_ok, called_dent = np.tile([0.9, 0.1], (100, 1)), np.tile([0.1, 0.9], (100, 1))
+    assert model.is_novel(dents, called_ok).mean() >= 0.95
+    assert model.is_novel(dents, called_dent).mean() <= 0.2
+    unguarded = _round_trip(model)
+    np.testing.assert_allclose(unguarded.scores(dents, called_ok), model.scores(dents, called_ok), rtol=1e-6)
+    unguarded.acceptable_guard = 0.0
+    guarded_scores, plain_scores = model.scores(dents, called_ok), unguarded.scores(dents, called_ok)
+    assert np.all(guarded_scores >= plain_scores - 1e-6) and np.any(guarded_scores > plain_scores + 0.1)
+    np.testing.assert_allclose(model.scores(dents, called_dent), unguarded.scores(dents, called_dent), rtol=1e-6)
+    # ok parts called ok stay mostly familiar
+    assert model.is_novel(rng.normal(0, 1, (300, d)), np.tile([0.9, 0.1], (300, 1))).mean() <= 0.15
+    header = {k: v for k, v in model.to_header().items() if k != "acceptable_guard"}
+    assert NoveltyModel.from_file(header, model.arrays()).acceptable_guard == 0.0
+    with pytest.raises(ValueError):
+        NoveltyModel.from_file(model.to_header(), {k: v for k, v in model.arrays().items()
+                                                   if k != "novelty_acceptable_columns"})
