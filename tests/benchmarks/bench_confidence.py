@@ -7,6 +7,9 @@ in batches of 10, the model retrained and recalibrated after each batch exactly 
 does (calibration.calibrate_model, reusing the previous retrain's out-of-sample predictions
 between cross-validations).
 
+Labels are chosen as the app chooses them, pick sampling included, and each pick's selection
+probability reaches the calibration as the learner passes it.
+
 Sections (``--sections``):
 
 ``calibration``
@@ -38,6 +41,12 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
     .venv/bin/python tests/benchmarks/bench_confidence.py [--datasets neu,elpv,generated] [--seeds 5]
         [--sections calibration,novelty,coldstart] [--extractor texture+cnn] [--time-full-cv]
         [--out /tmp/inspector_bench_confidence] [--neu-acceptable rolled-in_scale]
+        [--calibration-weights importance|audit] [--novelty subspace|knn] [--pick-sampling 0.3]
+
+Before/after in one tree: ``--calibration-weights audit --novelty knn`` fits the calibration with
+the audit weighting and novelty with nearest-neighbour distances only, as before the selection
+probabilities and the subspace scores were used; the defaults are the product's. The replay draws
+picks with the app's pick sampling (``--pick-sampling 0`` for the strategies' top-k picks).
 
 Prints figures (each seed, then mean and worst over the seeds); asserts nothing. Features are
 cached under --out per extractor.

@@ -301,7 +301,11 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
     rows = np.arange(len(target))
     # a handful of out-of-fold predictions may soften the model but never sharpen it
     # weighted predictions count as many as their effective sample size: a few heavy weights (parts
-    # the strategy would not have chosen) must not sharpen the model or fit biases on their own
+    # the strategy would not have chosen) must not sharpen the model or fit biases on their own.
+    # Replayed (generated set, 20 seeds, 100 labels, mean / worst ECE): 0.023 / 0.047 with both
+    # guards, 0.037 / 0.112 guarding the sharpening only, 0.028 / 0.082 with the audit weighting
+    # below 30 effective labels; ELPV (10 seeds) 0.052 / 0.104, 0.045 / 0.078, 0.046 / 0.075 (audit
+    # weighting throughout: 0.048 / 0.127), within its seed-to-seed spread
     n_effective = effective_size(w, len(target)) if WEIGHTING == "importance" else len(target)
     temperatures = _TEMPERATURES if n_effective >= MIN_FOR_SHARPENING else _TEMPERATURES[_TEMPERATURES >= 1.0]
     shrinks = _SHRINKS[_SHRINKS >= floor - 1e-12]
