@@ -151,7 +151,8 @@ def run_one(
 
                 saved = model.calibration
                 oof = calibrate_model(model, X_pool[rows], y_pool[rows], X_pool=X_pool,
-                                      is_audit=np.isin(rows, audit))
+                                      is_audit=np.isin(rows, audit), selection_probability=np.asarray(pick_q, float),
+                                      pool_size=np.asarray(pick_pool, float))
                 calibrated_pred = model.predict(X_test)
                 point.update(accuracy=float(np.mean(calibrated_pred == y_test)),
                              accuracy_uncalibrated=float(np.mean(pred == y_test)),
