@@ -257,8 +257,7 @@ class FitResult:
     oof_proba: Optional[np.ndarray] = None
 
 
-def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cross_validate: bool = False,
-        cancel: Optional[CancelToken] = None) -> FitResult:
+def fit(snapshot: Snapshot, cross_validate: bool = False, cancel: Optional[CancelToken] = None) -> FitResult:
     """Train on the snapshot's labels and estimate accuracy from its audit labels (pure).
 
     With no labels the result has no model (the next selection is a cold start). The audit
@@ -272,8 +271,9 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
     if len(rows) == 0:
         return FitResult(None, 0, result_metrics, None)
     check(cancel)
-    model = fit_model(snapshot.X[rows], y, snapshot.classes, kind=s.kind, random_state=s.random_state,
-                      warm_start_from=warm_start_from)
+    # always a fresh fit: the cross-fitted models behind the calibration and the estimates are fresh
+    # fits too, so they describe this model (a warm start would stop near the previous optimum)
+    model = fit_model(snapshot.X[rows], y, snapshot.classes, kind=s.kind, random_state=s.random_state)
     check(cancel)
     # calibration on out-of-fold predictions: every consumer of model.predict_proba sees it
     q, pool = snapshot.pick_probabilities(rows)
