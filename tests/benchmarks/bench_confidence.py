@@ -7,6 +7,9 @@ in batches of 10, the model retrained and recalibrated after each batch exactly 
 does (calibration.calibrate_model, reusing the previous retrain's out-of-sample predictions
 between cross-validations).
 
+Labels are chosen as the app chooses them, pick sampling included, and each pick's selection
+probability reaches the calibration as the learner passes it.
+
 Sections (``--sections``):
 
 ``calibration``
@@ -38,6 +41,12 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
     .venv/bin/python tests/benchmarks/bench_confidence.py [--datasets neu,elpv,generated] [--seeds 5]
         [--sections calibration,novelty,coldstart] [--extractor texture+cnn] [--time-full-cv]
         [--out /tmp/inspector_bench_confidence] [--neu-acceptable rolled-in_scale]
+        [--calibration-weights importance|audit] [--novelty subspace|knn] [--pick-sampling 0.3]
+
+Before/after in one tree: ``--calibration-weights audit --novelty knn`` fits the calibration with
+the audit weighting and novelty with nearest-neighbour distances only, as before the selection
+probabilities and the subspace scores were used; the defaults are the product's. The replay draws
+picks with the app's pick sampling (``--pick-sampling 0`` for the strategies' top-k picks).
 
 Prints figures (each seed, then mean and worst over the seeds); asserts nothing. Features are
 cached under --out per extractor.
@@ -66,6 +75,8 @@ from inspector.core.learning.routing import PASS, choose_threshold, route  # noq
 from inspector.core.learning.strategies import get_strategy  # noqa: E402
 
 CHECKPOINTS = (50, 100, 300)
+NOVELTY = "subspace"  # --novelty: "subspace" (the product) or "knn" (before the subspace scores)
+PICK_SAMPLING = 0.3  # --pick-sampling (default: the app's strategies.DEFAULT_PICK_SAMPLING)
 DUMP = None  # --dump: a folder for each checkpoint's out-of-sample predictions
 EXTRACTOR = None  # the features' extractor name (its blocks are scored apart by novelty)
 
@@ -81,20 +92,31 @@ def split_half(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(a), np.concatenate(b)
 
 
-def trained(X, y, classes, seed=0, X_pool=None, is_audit=None, reuse=True, timing=None):
+def trained(X, y, classes, seed=0, X_pool=None, is_audit=None, reuse=True, timing=None, picks=None):
+    """``picks``: (selection probability, pool size) per label, as the app records them."""
     started = time.perf_counter()
     model = fit_model(X, y, classes, kind="logistic", random_state=seed)
     fitted = time.perf_counter()
-    oof = calibrate_model(model, X, y, X_pool=X_pool, is_audit=is_audit, reuse=reuse)
+    q, size = (None, None) if picks is None else picks
+    oof = calibrate_model(model, X, y, X_pool=X_pool, is_audit=is_audit, reuse=reuse,
+                          selection_probability=q, pool_size=size)
     if timing is not None:
         timing["fit"].append(fitted - started)
         timing["calibrate"].append(time.perf_counter() - fitted)
     return model, oof
 
 
-def with_novelty(model, X_labelled, y_labelled, mean, std, seed):
+def novelty_options(acceptable_cols) -> dict:
+    """fit_novelty's options as the learner passes them (--novelty subspace) or as before them (knn)."""
+    if NOVELTY == "knn":
+        return {"subspace": False}
+    return {"subspace": True, "acceptable": acceptable_cols}
+
+
+def with_novelty(model, X_labelled, y_labelled, mean, std, seed, acceptable_cols=None):
     model.novelty = fit_novelty(X_labelled, mean, std, y=y_labelled, random_state=seed, classes=model.classes,
-                                blocks=feature_blocks(EXTRACTOR, X_labelled.shape[1]))
+                                blocks=feature_blocks(EXTRACTOR, X_labelled.shape[1]),
+                                **novelty_options(acceptable_cols))
     return model
 
 
@@ -105,30 +127,38 @@ def novel_flags(model, X):
 
 
 def active_replay(X_pool, y_pool, classes, budget, seed, keep_at, timing=None, time_full_cv=False, batch=10):
-    """Replay the app's loop to ``budget`` labels; returns (order, audit flags, {n: (model, oof)})."""
+    """Replay the app's loop to ``budget`` labels; returns (order, audit flags, {n: (model, oof)},
+    (selection probabilities, pool sizes)). Picks are drawn with the app's pick sampling
+    (learner.select passes ``pick_sampling``) and their probabilities reach the calibration as the
+    learner's do."""
     strategy = get_strategy("uncertain_diverse")
     calibration_module.forget_out_of_fold_memory()
     labelled = np.zeros(len(y_pool), bool)
     order: list[int] = []
     audit: list[bool] = []
+    q: list[float] = []
+    sizes: list[float] = []
     model, kept = None, {}
     while len(order) < budget:
-        sel = strategy(model, X_pool, labelled, min(batch, budget - len(order)), [seed, len(order)], audit_share=0.1)
+        sel = strategy(model, X_pool, labelled, min(batch, budget - len(order)), [seed, len(order)], audit_share=0.1,
+                       pick_sampling=PICK_SAMPLING)
         if len(sel) == 0:
             break
         order += sel.indices.tolist()
         audit += sel.audit.tolist()
+        q += sel.probabilities.tolist()
+        sizes += sel.pool_sizes.tolist()
         labelled[sel.indices] = True
         rows = np.asarray(order)
         model, oof = trained(X_pool[rows], y_pool[rows], classes, seed=seed, X_pool=X_pool,
-                             is_audit=np.asarray(audit), timing=timing)
+                             is_audit=np.asarray(audit), timing=timing, picks=(np.asarray(q), np.asarray(sizes)))
         if time_full_cv and timing is not None:
             started = time.perf_counter()
             out_of_fold_proba(X_pool[rows], y_pool[rows], classes, "logistic", seed)
             timing["full_cv"].append(time.perf_counter() - started)
         if len(order) in keep_at:
             kept[len(order)] = (model, oof)
-    return np.asarray(order, np.int64), np.asarray(audit, bool), kept
+    return np.asarray(order, np.int64), np.asarray(audit, bool), kept, (np.asarray(q), np.asarray(sizes))
 
 
 def escape_row(y_test, proba, novel, classes, acceptable_cols, threshold):
@@ -149,7 +179,7 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
     started = time.perf_counter()
     timing = {"fit": [], "calibrate": [], "full_cv": []}
     budget = min(max(CHECKPOINTS), len(pool))
-    order, audit, kept = active_replay(Xp, yp, classes, budget, seed, set(CHECKPOINTS), timing, time_full_cv)
+    order, audit, kept, (pick_q, pick_pool) = active_replay(Xp, yp, classes, budget, seed, set(CHECKPOINTS), timing, time_full_cv)
     fit_s, cal_s = float(np.sum(timing["fit"])), float(np.sum(timing["calibrate"]))
     line = (f"   replay to {len(order)} labels in {time.perf_counter() - started:.0f} s; {len(timing['fit'])} retrains: "
             f"fit {fit_s:.1f} s, calibration {cal_s:.1f} s -> retrain with/without calibration {1 + cal_s / fit_s:.2f}x")
@@ -168,12 +198,14 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         else:
             rows = order[:at]
             model, oof = kept[at]
-        with_novelty(model, Xp[rows], yp[rows], mean, std, seed)
+        with_novelty(model, Xp[rows], yp[rows], mean, std, seed, acceptable_cols)
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
         if DUMP is not None and oof is not None:  # what the calibration saw, to compare calibrations offline
             np.savez(DUMP / f"{name}_s{seed}_{at}.npz", y=yp[rows], oof=oof, raw_test=raw, y_test=yt,
-                     prior=model.calibration.prior, audit=np.zeros(len(rows), bool) if at == "all" else audit[:at])
+                     prior=model.calibration.prior, audit=np.zeros(len(rows), bool) if at == "all" else audit[:at],
+                     q=np.full(len(rows), np.nan) if at == "all" else pick_q[:at],
+                     pool=np.full(len(rows), np.nan) if at == "all" else pick_pool[:at])
         ece_raw = reliability(yt, raw, classes)["ece"]
         ece_cal = reliability(yt, cal, classes)["ece"]
         acc = float(np.mean(classes[np.argmax(cal, axis=1)] == yt))
@@ -209,7 +241,7 @@ def novelty_section(name, X, y, class_names, acceptable_name, seed, summary):
             continue
         keep = yp != c
         model, oof = trained(Xp[keep], yp[keep], classes, seed=seed, X_pool=Xp, reuse=False)
-        with_novelty(model, Xp[keep], yp[keep], mean, std, seed)
+        with_novelty(model, Xp[keep], yp[keep], mean, std, seed, acceptable_cols)
         th = choose_threshold(yp[keep], model.calibration.apply(oof), classes, acceptable_cols, 0.01)
         cal = model.predict_proba(Xt)
         novel = novel_flags(model, Xt)
@@ -318,17 +350,30 @@ def main() -> int:
     parser.add_argument("--dump", type=Path, default=None,
                         help="save each checkpoint's labels, out-of-sample and held-out predictions here")
     parser.add_argument("--generated-images", type=int, default=1200)
+    parser.add_argument("--calibration-weights", choices=("importance", "audit"), default="importance",
+                        help="weights of the calibration's out-of-sample predictions: the picks' selection "
+                             "probabilities (the product) or the random audit labels only (before)")
+    parser.add_argument("--novelty", choices=("subspace", "knn"), default="subspace",
+                        help="novelty as the product fits it, or nearest-neighbour distances only (before)")
+    parser.add_argument("--pick-sampling", type=float, default=None,
+                        help="share of each batch drawn at random around the strategy's picks (default: the app's)")
     args = parser.parse_args()
     from inspector.core.learning.simulate import folder_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
-    global EXTRACTOR, DUMP
+    global EXTRACTOR, DUMP, PICK_SAMPLING, NOVELTY
+    NOVELTY = args.novelty
+    from inspector.core.learning.strategies import DEFAULT_PICK_SAMPLING
+
+    PICK_SAMPLING = DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling
+    calibration_module.WEIGHTING = args.calibration_weights
     EXTRACTOR = args.extractor
     DUMP = args.dump
     if DUMP is not None:
         DUMP.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(","))
-    print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}")
+    print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}; pick sampling {PICK_SAMPLING}; "
+          f"calibration weights {calibration_module.WEIGHTING}; novelty {NOVELTY}")
     for name in args.datasets.split(","):
         if name in ("neu", "elpv"):
             folder = args.data / name

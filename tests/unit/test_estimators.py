@@ -382,3 +382,48 @@ def test_difference_interval_is_wilson_at_the_effective_size_without_the_count_c
     scored, _, _ = _scored_from_pool(rng, proba, np.where(correct, 0, 1), np.array([0, 1]), np.ones(1000))
     e = estimators.difference_accuracy(scored)
     assert np.allclose(e.interval, estimators.effective_interval(e.estimate, e.details["se"], continuity=False))
+
+
+def test_class_intervals_are_at_least_as_wide_as_the_model_implied_error():
+    """Escapes are rare among actively chosen labels: when none of the sampled defective labels
+    was passed, every bootstrap resample agrees, yet the model itself says each passed image is
+    defective with some probability. The interval then rests on that model-implied error (as the
+    accuracy's does), not on the agreement of a few labels; it widens the collapsed bootstrap."""
+    rng = np.random.default_rng(14)
+    classes = np.array([0, 1, 2])
+    n = 1500
+    pred = rng.choice(3, n, p=[0.7, 0.2, 0.1])
+    proba = np.full((n, 3), 0.04)
+    proba[np.arange(n), pred] = 0.92
+    # ok-looking parts: 10 % of them are defective (the escapes the labels never show)
+    proba[pred == 0] = [0.9, 0.05, 0.05]
+    truth = pred.copy()
+    score = np.where(pred == 0, 0.1, 1.0)  # the strategy rarely picks confident ok-looking parts
+    scored, rows, unl = _scored_from_pool(rng, proba, truth, classes, score / score.sum(), draws=150, census=10)
+    # every sampled part predicted ok was ok: no escape among the labels
+    passed = pred == 0
+    wide = estimators.class_difference_estimates(scored, acceptable={0}, passed_labelled=passed[rows],
+                                                 passed_unlabelled=passed[unl], n_bootstrap=100)
+    narrow = estimators.class_difference_estimates(scored, acceptable={0}, passed_labelled=passed[rows],
+                                                   passed_unlabelled=passed[unl], n_bootstrap=100,
+                                                   model_floor=False)
+    # model-implied escape rate: P(defective and passed) / P(defective) over the pool
+    implied = (0.1 * passed.sum()) / (0.1 * passed.sum() + (~passed).sum())
+    assert narrow["escape_rate_interval"][1] < implied < wide["escape_rate_interval"][1]
+    width = lambda r: r[1] - r[0]  # noqa: E731
+    assert width(wide["macro_f1_interval"]) > width(narrow["macro_f1_interval"])
+    for c in ("1", "2"):
+        for key in ("recall_interval", "precision_interval"):
+            assert width(wide["per_class"][c][key]) >= width(narrow["per_class"][c][key])
+
+
+def test_a_perfect_test_figure_still_carries_its_sampling_error():
+    """simulate's test-noise-aware coverage: 90 of 90 test images right says the model's recall on
+    images like them is above about 0.96, not exactly 1; a binomial error of 0 would count an
+    interval ending at 0.999 as a miss."""
+    from inspector.core.learning.simulate import _test_reach
+
+    assert 0.03 < _test_reach(1.0, 90, 0.99) < 0.06
+    assert _test_reach(1.0, 0, 0.99) == 0.0
+    # on the side facing an estimate above it, a low figure may be higher on new images
+    assert _test_reach(0.5, 100, 0.6) > 0.08

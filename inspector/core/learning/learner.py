@@ -123,6 +123,17 @@ class Snapshot:
             self._row = {int(i): r for r, i in enumerate(self.image_ids.tolist())}
         return self._row
 
+    def pick_probabilities(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(selection probability, pool size at the draw) of each labelled snapshot row's pick,
+        NaN for labels whose pick was not drawn with a recorded probability."""
+        q = np.full(len(rows), np.nan)
+        pool = np.full(len(rows), np.nan)
+        for n, i in enumerate(self.image_ids[np.asarray(rows, np.int64)].tolist()):
+            _, prob, size = self.picks.get(int(i), (0, None, None))
+            if prob is not None and size is not None:
+                q[n], pool[n] = prob, size
+        return q, pool
+
     def labelled_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, class ids, audit flags) of labelled images that have features, in the order
         they were labelled (the accuracy estimators weight draws in that order)."""
@@ -195,13 +206,7 @@ def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_au
     s = snapshot.settings
     proba, proba_unl = estimators.out_of_sample(snapshot.X, rows, y, is_audit, snapshot.classes, s.kind,
                                                 random_state=s.random_state, shadow=shadow)
-    ids = snapshot.image_ids[rows]
-    q = np.full(len(rows), np.nan)
-    pool = np.full(len(rows), np.nan)
-    for n, i in enumerate(ids.tolist()):
-        _, prob, size = snapshot.picks.get(int(i), (0, None, None))
-        if prob is not None and size is not None:
-            q[n], pool[n] = prob, size
+    q, pool = snapshot.pick_probabilities(rows)
     current_unl = None
     if crossfit is not None and current_proba is not None:
         mask = np.ones(snapshot.X.shape[0], bool)
@@ -252,8 +257,7 @@ class FitResult:
     oof_proba: Optional[np.ndarray] = None
 
 
-def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cross_validate: bool = False,
-        cancel: Optional[CancelToken] = None) -> FitResult:
+def fit(snapshot: Snapshot, cross_validate: bool = False, cancel: Optional[CancelToken] = None) -> FitResult:
     """Train on the snapshot's labels and estimate accuracy from its audit labels (pure).
 
     With no labels the result has no model (the next selection is a cold start). The audit
@@ -267,16 +271,19 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
     if len(rows) == 0:
         return FitResult(None, 0, result_metrics, None)
     check(cancel)
-    model = fit_model(snapshot.X[rows], y, snapshot.classes, kind=s.kind, random_state=s.random_state,
-                      warm_start_from=warm_start_from)
+    # always a fresh fit: the cross-fitted models behind the calibration and the estimates are fresh
+    # fits too, so they describe this model (a warm start would stop near the previous optimum)
+    model = fit_model(snapshot.X[rows], y, snapshot.classes, kind=s.kind, random_state=s.random_state)
     check(cancel)
     # calibration on out-of-fold predictions: every consumer of model.predict_proba sees it
-    oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel, X_pool=snapshot.X, is_audit=is_audit)
+    q, pool = snapshot.pick_probabilities(rows)
+    oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel, X_pool=snapshot.X, is_audit=is_audit,
+                          selection_probability=q, pool_size=pool)
     check(cancel)
     pool_mean, pool_scale = standardisation(snapshot.X)
     blocks = feature_blocks(snapshot.extractor[0] if snapshot.extractor else None, snapshot.X.shape[1])
     model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state,
-                                classes=snapshot.classes, blocks=blocks)
+                                classes=snapshot.classes, blocks=blocks, acceptable=snapshot.acceptable_columns())
     proba = model.predict_proba(snapshot.X)
     acceptable_columns = snapshot.acceptable_columns()
     names = snapshot.class_names
@@ -313,7 +320,7 @@ def fit(snapshot: Snapshot, warm_start_from: Optional[TrainedModel] = None, cros
             if snapshot.acceptable:
                 shadow_novelty = fit_novelty(snapshot.X[rows[train]], pool_mean, pool_scale, y=y[train],
                                              random_state=s.random_state, classes=snapshot.classes,
-                                             blocks=blocks)
+                                             blocks=blocks, acceptable=acceptable_columns)
                 novel = (shadow_novelty.is_novel(snapshot.X[rows[is_audit]], audit_proba) if shadow_novelty is not None
                          else None)
                 path, review, _ = routing.route(audit_proba, acceptable_columns, threshold["value"], novel)

@@ -127,8 +127,11 @@ def run_one(
             pick_q.extend(sel.probabilities.tolist())
             pick_pool.extend(sel.pool_sizes.tolist())
         rows = np.asarray(labelled_order, dtype=np.int64)
-        model = fit_model(X_pool[rows], y_pool[rows], classes, kind=settings.kind, random_state=seed,
-                          warm_start_from=model)
+        # a fresh fit, as the app's retrain does: a warm start from the previous model stops within
+        # a few solver steps near the old optimum, a different model from the one the app exports
+        # and from the cross-fitted ones the estimators and the calibration rest on (it read the
+        # escape rate 0.02-0.04 low on the generated set)
+        model = fit_model(X_pool[rows], y_pool[rows], classes, kind=settings.kind, random_state=seed)
         pred = model.predict(X_test)
         point = {"n_labels": len(rows), "accuracy": float(np.mean(pred == y_test)),
                  "macro_f1": metrics.macro_f1(y_test, pred, classes)}
@@ -151,7 +154,8 @@ def run_one(
 
                 saved = model.calibration
                 oof = calibrate_model(model, X_pool[rows], y_pool[rows], X_pool=X_pool,
-                                      is_audit=np.isin(rows, audit))
+                                      is_audit=np.isin(rows, audit), selection_probability=np.asarray(pick_q, float),
+                                      pool_size=np.asarray(pick_pool, float))
                 calibrated_pred = model.predict(X_test)
                 point.update(accuracy=float(np.mean(calibrated_pred == y_test)),
                              accuracy_uncalibrated=float(np.mean(pred == y_test)),
@@ -181,26 +185,40 @@ def run_one(
 def class_truth(y_test, pred, classes, acceptable: set) -> dict:
     """Per-class recall, macro-F1 and the escape rate (defective parts predicted acceptable) on the test set."""
     recall = {str(int(c)): float(np.mean(pred[y_test == c] == c)) for c in classes if np.any(y_test == c)}
+    precision = {str(int(c)): float(np.mean(y_test[pred == c] == c)) for c in classes if np.any(pred == c)}
     n_of = {str(int(c)): int(np.sum(y_test == c)) for c in classes}
+    n_pred = {str(int(c)): int(np.sum(pred == c)) for c in classes}
     macro = metrics.macro_f1(y_test, pred, classes)
-    # the test set's own sampling error of each figure (binomial on its denominator; macro-F1:
-    # the per-class F1 errors averaged, a rough guide)
-    f1 = []
-    for c in classes:
-        tp = np.sum((pred == c) & (y_test == c))
-        denom = np.sum(pred == c) + np.sum(y_test == c)
-        if denom:
-            f1.append((2 * tp / denom, max(int(np.sum(y_test == c)), 1)))
-    macro_se = float(np.sqrt(sum(v * (1 - v) / n for v, n in f1)) / max(len(f1), 1)) if f1 else 0.0
+    # the test set's own sampling error of each figure: binomial on its denominator; macro-F1 by
+    # a bootstrap over the test images (the per-class F1 errors are not independent binomials)
+    rng = np.random.default_rng(len(y_test))
+    boots = [metrics.macro_f1(y_test[r], pred[r], classes)
+             for r in (rng.integers(0, len(y_test), len(y_test)) for _ in range(200))]
+    macro_se = float(np.std(boots, ddof=1)) if len(y_test) > 1 else 0.0
     out = {"recall": recall, "macro_f1": macro, "macro_f1_se": macro_se,
-           "recall_se": {c: float(np.sqrt(r * (1 - r) / n_of[c])) for c, r in recall.items()}}
+           "recall_se": {c: float(np.sqrt(r * (1 - r) / n_of[c])) for c, r in recall.items()},
+           "precision": precision,
+           "precision_se": {c: float(np.sqrt(r * (1 - r) / n_pred[c])) for c, r in precision.items()},
+           "recall_n": {c: n_of[c] for c in recall}, "precision_n": {c: n_pred[c] for c in precision}}
     if acceptable:
         defective = ~np.isin(y_test, list(acceptable))
         if defective.any():
             rate = float(np.mean(np.isin(pred[defective], list(acceptable))))
             out["escape_rate"] = rate
             out["escape_rate_se"] = float(np.sqrt(rate * (1 - rate) / defective.sum()))
+            out["escape_rate_n"] = int(defective.sum())
     return out
+
+
+def _test_reach(truth: float, n: int, estimate: float) -> float:
+    """How far the test set's figure may lie from the figure on images like it (95 %), on the side
+    facing the estimate: the Wilson interval of the test figure at its count, so that a test
+    figure of exactly 1 (every one of 90 test images right) still carries its error (a binomial
+    standard error would be 0 there). 0 without a count."""
+    if not n:
+        return 0.0
+    low, high = est_mod._wilson_plain(min(1.0, max(0.0, truth)), float(n), metrics.Z95)
+    return float(truth - low) if truth > estimate else float(high - truth)
 
 
 def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, shadow, kind, seed,
@@ -263,7 +281,7 @@ def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
                 covers.append(e["low"] <= truth <= e["high"])
                 # the truth is itself a sample (the test set): its own 95 % sampling error added
                 # in quadrature to each side says whether a miss is the estimator's or the test set's
-                t = 1.96 * np.sqrt(truth * (1 - truth) / max(p.get("n_test", 0), 1)) if p.get("n_test") else 0.0
+                t = _test_reach(truth, p.get("n_test", 0), e["estimate"])
                 lo = e["estimate"] - np.hypot(e["estimate"] - e["low"], t)
                 hi = e["estimate"] + np.hypot(e["high"] - e["estimate"], t)
                 covers_noise.append(lo <= truth <= hi)
@@ -290,10 +308,10 @@ def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
 
 def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
     """Coverage, mean width and mean |error| of the difference estimator's macro-F1, escape rate
-    and per-class recall (pooled over classes) against the current model's test figures."""
+    and per-class recall and precision (pooled over classes) against the current model's test figures."""
     out = {}
     for i, count in enumerate(schedule):
-        found = {"macro_f1": [], "escape_rate": [], "recall": []}
+        found = {"macro_f1": [], "escape_rate": [], "recall": [], "precision": []}
         for r in mine:
             p = r["points"][i]
             est, truth = (p.get("estimators") or {}).get("classes"), p.get("class_truth")
@@ -301,16 +319,20 @@ def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
                 continue
             for key in ("macro_f1", "escape_rate"):
                 if est.get(key) is not None and est.get(f"{key}_interval") and truth.get(key) is not None:
-                    found[key].append((est[key], *est[f"{key}_interval"], truth[key], truth.get(f"{key}_se", 0.0)))
-            for c, t in truth["recall"].items():
-                e = est["per_class"].get(c) or {}
-                if e.get("recall") is not None and e.get("recall_interval"):
-                    found["recall"].append((e["recall"], *e["recall_interval"], t, truth.get("recall_se", {}).get(c, 0.0)))
+                    reach = (1.96 * truth.get(f"{key}_se", 0.0) if key == "macro_f1"
+                             else _test_reach(truth[key], truth.get(f"{key}_n", 0), est[key]))
+                    found[key].append((est[key], *est[f"{key}_interval"], truth[key], reach))
+            for key in ("recall", "precision"):
+                for c, t in (truth.get(key) or {}).items():
+                    e = est["per_class"].get(c) or {}
+                    if e.get(key) is not None and e.get(f"{key}_interval"):
+                        reach = _test_reach(t, (truth.get(f"{key}_n") or {}).get(c, 0), e[key])
+                        found[key].append((e[key], *e[f"{key}_interval"], t, reach))
         row = {}
         for key, vals in found.items():
             if vals:
                 a = np.asarray(vals, float)
-                t = 1.96 * a[:, 4]
+                t = a[:, 4]
                 low = a[:, 0] - np.hypot(a[:, 0] - a[:, 1], t)
                 high = a[:, 0] + np.hypot(a[:, 2] - a[:, 0], t)
                 row[key] = {"n": len(a), "mean_abs_error": float(np.mean(np.abs(a[:, 0] - a[:, 3]))),

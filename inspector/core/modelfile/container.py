@@ -43,7 +43,9 @@ from inspector.core.errors import UserError
 MAGIC = b"INSPECTOR-MODEL\n"
 #: 2: calibration bias per class and class-conditional novelty arrays, which a reader of format 1
 #: would silently ignore (other probabilities and novelty than the threshold was chosen on)
-FORMAT_VERSION = 2
+#: 3: novelty's principal-subspace arrays and its root-mean-square combination ("combine"), which a
+#: reader of format 2 would ignore (other novelty scores than the file's own scale was set for)
+FORMAT_VERSION = 3
 MODEL_SUFFIX = ".inspector-model"
 _PRELUDE = struct.Struct("<16sIQ")
 _DIGEST_BYTES = 32
