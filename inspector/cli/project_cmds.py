@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--labels-csv", metavar="FILE", help="import labels from a CSV with columns path,label")
     new.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     new.add_argument("--extractor", metavar="NAME", default=None,
-                     help="feature extractor of the project (default: the default for new projects; "
-                          "see 'inspector features PROJECT')")
+                     help="feature extractor of the project (default: texture+cnn, or texture+cnn-tiles when the "
+                          "folder's images are large parts, 448 px or more on their longer side; see "
+                          "'inspector features PROJECT')")
     new.add_argument("--annotator", default="", help="name recorded with imported labels")
     new.add_argument("--target", metavar="FIGURE=VALUE",
                      help="label until this honest figure is shown, e.g. accuracy=0.95, macro_f1=90%%, "
@@ -109,15 +110,20 @@ def cmd_new(args: argparse.Namespace) -> int:
     from inspector.cli.common import refuse_network_share
 
     refuse_network_share(project_path)
-    from inspector.core.extractor_choice import start_project_with
+    from inspector.core.extractor_choice import default_extractor_for_folder, start_project_with
     from inspector.core.features import get_extractor
 
     if args.extractor is not None:
         get_extractor(args.extractor)  # an unknown name fails before the project file is created
     project = Project.create(project_path, images)
     with project:
-        name = start_project_with(project, args.extractor)
-        print(f"Features: {name}")
+        if args.extractor is None:
+            chosen, why = default_extractor_for_folder(images)
+            name = start_project_with(project, chosen)
+            print(f"Features: {name} ({why}; change with 'inspector features PROJECT --use NAME')")
+        else:
+            name = start_project_with(project, args.extractor)
+            print(f"Features: {name}")
         if goal_target is not None or goal_budget is not None:
             stopping.write_goals(project, goal_target, goal_budget)
         nothing_usable = _scan(project, args.workers, args.quiet)

@@ -31,6 +31,7 @@ one excludes zero; otherwise the verdict is "cannot tell yet with N labels" (kee
 
 from __future__ import annotations
 
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
@@ -77,12 +78,24 @@ def project_extractor_key(project) -> tuple[str, int]:
     return extractor.name, int(extractor.version)
 
 
-def start_project_with(project, name: Optional[str] = None) -> str:
-    """Record the extractor of a new project: ``name``, or the default for new projects.
-    Raises :class:`UserError` for an unknown name. Returns the name."""
-    from inspector.core.features import default_extractor, get_extractor
+def default_extractor_for_folder(folder: Path) -> tuple[str, str]:
+    """The extractor a new project over ``folder`` starts with, and why: the default, or the tiles
+    when the folder's images are large parts (a sample of their headers decides)."""
+    from inspector.core.features import default_extractor_for_sizes
+    from inspector.core.images import sample_longer_sides
 
-    extractor = default_extractor() if name is None else get_extractor(name)
+    return default_extractor_for_sizes(sample_longer_sides(Path(folder)))
+
+
+def start_project_with(project, name: Optional[str] = None) -> str:
+    """Record the extractor of a new project: ``name``, or the one its images call for
+    (:func:`default_extractor_for_folder`). Raises :class:`UserError` for an unknown name.
+    Returns the name."""
+    from inspector.core.features import get_extractor
+
+    if name is None:
+        name, _why = default_extractor_for_folder(project.image_root)
+    extractor = get_extractor(name)
     project.set_setting(SETTING_EXTRACTOR, extractor.name)
     return extractor.name
 
@@ -490,6 +503,6 @@ def compare_extractors(project, names: Optional[Sequence[str]] = None, workers: 
 
 __all__ = [
     "SETTING_EXTRACTOR", "LEGACY_EXTRACTOR", "project_extractor", "project_extractor_name", "project_extractor_key",
-    "start_project_with", "extractor_status", "extract_features", "switch_extractor", "compare_on_features",
+    "start_project_with", "default_extractor_for_folder", "extractor_status", "extract_features", "switch_extractor", "compare_on_features",
     "compare_extractors", "Comparison", "ExtractorScore", "SwitchResult", "ExtractorStatus", "Cancelled",
 ]

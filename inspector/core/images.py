@@ -285,6 +285,36 @@ def declared_decoded_bytes(data: bytes) -> Optional[int]:
     return None if size is None else max(0, size[0]) * max(0, size[1]) * size[2]
 
 
+#: bytes read from the start of a file to find its declared size (headers sit at the start)
+_HEADER_BYTES = 1 << 18
+
+
+def declared_longer_side(path: Path) -> Optional[int]:
+    """The longer side in pixels that the file's header declares, reading only its first bytes
+    (None when the file cannot be read or its header does not say there)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HEADER_BYTES)
+    except OSError:
+        return None
+    fmt = _sniff_format(head)
+    size = _declared_size(head, fmt) if fmt else None
+    return None if size is None else max(size[0], size[1])
+
+
+def sample_longer_sides(root: Path, count: int = 16) -> list[int]:
+    """Declared longer sides of the first ``count`` readable images below ``root`` (the scan's
+    order): enough to tell a folder of large parts from one of small crops, in milliseconds."""
+    sides: list[int] = []
+    for found in walk_images(Path(root)):
+        side = declared_longer_side(Path(root) / found.relative_path)
+        if side:
+            sides.append(side)
+            if len(sides) >= count:
+                break
+    return sides
+
+
 def _check_decode_budget(width: int, height: int, bytes_per_pixel: int) -> None:
     needed = width * height * bytes_per_pixel
     if needed > DECODE_BUDGET_BYTES:

@@ -5,6 +5,7 @@ A second, cheap extractor ("histogram") is registered for these tests so they do
 the CNN's weights; images are analysed in-process (workers=1) so the registration holds."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -321,3 +322,53 @@ def test_switching_is_advised_only_when_the_lead_over_the_current_extractor_is_c
     assert "within noise of each other" in from_poor.verdict  # good and good_too tie
     from_good = choice.compare_on_features(features, y, no_audit, n_bootstrap=500, current="good")
     assert not from_good.switch_advised
+
+
+# ----------------------------------------------------------------------------- the default by image size
+
+
+def _write_blank(folder: Path, names_and_sizes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (height, width) in names_and_sizes:
+        cv2.imwrite(str(folder / name), np.full((height, width), 128, np.uint8))
+    return folder
+
+
+def test_new_projects_of_large_parts_start_with_the_tiles_and_small_crops_with_the_default(tmp_path):
+    from inspector.core.features import DEFAULT_EXTRACTOR, LARGE_PARTS_EXTRACTOR
+
+    large = _write_blank(tmp_path / "large", [(f"p{i}.png", (500, 1250)) for i in range(5)])
+    small = _write_blank(tmp_path / "small", [(f"p{i}.png", (200, 200)) for i in range(5)])
+    for folder, expected in ((large, LARGE_PARTS_EXTRACTOR), (small, DEFAULT_EXTRACTOR)):
+        project = Project.create(tmp_path / f"{folder.name}.inspector", folder)
+        with project:
+            assert choice.start_project_with(project) == expected
+            assert choice.project_extractor_name(project) == expected
+            # a name given by the engineer wins over the folder's sizes
+            assert choice.start_project_with(project, "texture") == "texture"
+    name, why = choice.default_extractor_for_folder(large)
+    assert name == LARGE_PARTS_EXTRACTOR and "1,250 px" in why
+
+
+def test_the_default_follows_the_median_size_and_survives_unreadable_files(tmp_path):
+    from inspector.core.features import (DEFAULT_EXTRACTOR, LARGE_PARTS_EXTRACTOR, LARGE_PARTS_SIDE,
+                                         default_extractor_for_sizes)
+    from inspector.core.images import declared_longer_side, sample_longer_sides
+
+    assert default_extractor_for_sizes([])[0] == DEFAULT_EXTRACTOR
+    assert default_extractor_for_sizes([LARGE_PARTS_SIDE - 1] * 3)[0] == DEFAULT_EXTRACTOR
+    assert default_extractor_for_sizes([LARGE_PARTS_SIDE] * 3)[0] == LARGE_PARTS_EXTRACTOR
+    # one odd large image among small crops does not switch the project
+    assert default_extractor_for_sizes([200, 200, 3000])[0] == DEFAULT_EXTRACTOR
+    folder = _write_blank(tmp_path / "mixed", [("a.png", (300, 900)), ("b.jpg", (900, 300)), ("c.bmp", (64, 48))])
+    (folder / "d.png").write_bytes(b"not an image at all")
+    assert declared_longer_side(folder / "d.png") is None
+    assert declared_longer_side(folder / "missing.png") is None
+    assert sorted(sample_longer_sides(folder)) == [64, 900, 900]
+    assert sample_longer_sides(folder, count=1) and len(sample_longer_sides(folder, count=1)) == 1
+    # a folder of unreadable files: the default, with the reason
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "x.png").write_bytes(b"\x89PNG broken")
+    name, why = choice.default_extractor_for_folder(junk)
+    assert name == DEFAULT_EXTRACTOR and "no image size" in why
