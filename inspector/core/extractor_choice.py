@@ -44,6 +44,8 @@ from inspector.core.progress import CancelToken, Cancelled, ProgressCallback, ch
 SETTING_EXTRACTOR = "features.extractor"
 #: what a project without the setting (made by an older Inspector) computes
 LEGACY_EXTRACTOR = "texture"
+#: project setting: why the project computes its features with its extractor, in words
+SETTING_EXTRACTOR_WHY = "features.extractor_why"
 #: fewer random audit labels than this: cross-validation over all labels instead (optimistic)
 MIN_AUDIT_FOR_COMPARISON = 30
 #: fewer labels than this (in classes with at least two labels): no comparison at all
@@ -94,10 +96,20 @@ def start_project_with(project, name: Optional[str] = None) -> str:
     from inspector.core.features import get_extractor
 
     if name is None:
-        name, _why = default_extractor_for_folder(project.image_root)
+        name, why = default_extractor_for_folder(project.image_root)
+        why = f"chosen for the images when the project was created: {why}"
+    else:
+        why = "chosen when the project was created"
     extractor = get_extractor(name)
     project.set_setting(SETTING_EXTRACTOR, extractor.name)
+    project.set_setting(SETTING_EXTRACTOR_WHY, why)
     return extractor.name
+
+
+def project_extractor_why(project) -> str:
+    """Why the project computes its features with its extractor ("" when it does not say: a
+    project made before the reason was recorded)."""
+    return str(project.get_setting(SETTING_EXTRACTOR_WHY, "") or "")
 
 
 @dataclass
@@ -112,6 +124,7 @@ class ExtractorStatus:
     labelled_with_features: int
     available: bool = True
     problem: Optional[str] = None  # why it cannot be used here
+    why: str = ""  # the current extractor: why the project uses it
 
 
 def extractor_status(project) -> list[ExtractorStatus]:
@@ -136,7 +149,8 @@ def extractor_status(project) -> list[ExtractorStatus]:
             continue
         ids, _ = project.feature_vectors(ex.name, ex.version, sorted(labelled)) if labelled else ([], None)
         out.append(ExtractorStatus(name, int(ex.version), int(ex.dim), ex.describe(), name == current,
-                                   project.feature_count(ex.name, ex.version), images, len(ids)))
+                                   project.feature_count(ex.name, ex.version), images, len(ids),
+                                   why=project_extractor_why(project) if name == current else ""))
     return out
 
 
@@ -232,6 +246,7 @@ def switch_extractor(project, name: str, workers: Optional[int] = None, progress
     if images and not features:
         raise UserError(f"no image could be described with '{extractor.name}'; the project stays on '{previous}'")
     project.set_setting(SETTING_EXTRACTOR, extractor.name)
+    project.set_setting(SETTING_EXTRACTOR_WHY, f"switched to from {previous}")
     return SwitchResult(previous, extractor.name, analysed, errors, features, images)
 
 
@@ -503,6 +518,6 @@ def compare_extractors(project, names: Optional[Sequence[str]] = None, workers: 
 
 __all__ = [
     "SETTING_EXTRACTOR", "LEGACY_EXTRACTOR", "project_extractor", "project_extractor_name", "project_extractor_key",
-    "start_project_with", "default_extractor_for_folder", "extractor_status", "extract_features", "switch_extractor", "compare_on_features",
+    "start_project_with", "default_extractor_for_folder", "project_extractor_why", "SETTING_EXTRACTOR_WHY", "extractor_status", "extract_features", "switch_extractor", "compare_on_features",
     "compare_extractors", "Comparison", "ExtractorScore", "SwitchResult", "ExtractorStatus", "Cancelled",
 ]

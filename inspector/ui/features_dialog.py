@@ -4,6 +4,8 @@ labelling goes on with the current features)."""
 
 from __future__ import annotations
 
+import html
+
 from typing import Optional
 
 from PySide6.QtCore import Qt
@@ -153,6 +155,13 @@ class FeaturesDialog(QDialog):
 
     def _status_read(self, rows) -> None:
         self._status_task = None
+        why = next((status.why for status in rows if status.current and status.why), "")
+        if why:
+            name, version = self.session.extractor
+            self.current.setText(f"This project computes its features with <b>{name}</b> (version {version}), "
+                                 f"{html.escape(why)}. Labels belong to images, not to features: switching keeps "
+                                 "every label, and the other extractor's features stay stored, so switching back "
+                                 "is instant.")
         self.table.setRowCount(len(rows))
         switching = self.session.switching_to
         for r, status in enumerate(rows):

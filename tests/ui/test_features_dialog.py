@@ -56,6 +56,10 @@ def test_compare_then_use_switches_in_the_background_and_keeps_labels(dialog, qt
     qtbot.waitUntil(lambda: session.features.shape == (24, 17), timeout=10_000)
     assert project.latest_labels() == labels
     assert "now histogram" in view.message.text()
+    # the dialog says why the project is on its extractor
+    qtbot.waitUntil(lambda: view._status_task is None, timeout=10_000)
+    view.refresh()
+    qtbot.waitUntil(lambda: "switched to from texture" in view.current.text(), timeout=10_000)
 
 
 def test_a_cancelled_switch_leaves_the_project_on_its_extractor(dialog, qtbot, monkeypatch):

@@ -115,6 +115,7 @@ def test_switch_keeps_every_label_and_the_features_of_both(tmp_path, histogram_r
     # switching back needs no extraction: the texture vectors are still there
     back = choice.switch_extractor(project, "texture", workers=1)
     assert back.analysed == 0 and choice.project_extractor_name(project) == "texture"
+    assert choice.project_extractor_why(project) == "switched to from histogram"
 
 
 def test_cancelled_switch_stays_on_the_old_extractor_and_keeps_what_was_extracted(tmp_path, histogram_registered):
@@ -344,6 +345,9 @@ def test_new_projects_of_large_parts_start_with_the_tiles_and_small_crops_with_t
         with project:
             assert choice.start_project_with(project) == expected
             assert choice.project_extractor_name(project) == expected
+            assert "when the project was created" in choice.project_extractor_why(project)
+            if expected == LARGE_PARTS_EXTRACTOR:
+                assert "large parts" in choice.project_extractor_why(project)
             # a name given by the engineer wins over the folder's sizes
             assert choice.start_project_with(project, "texture") == "texture"
     name, why = choice.default_extractor_for_folder(large)
