@@ -108,6 +108,7 @@ class ProjectSession(QObject):
         self._retrain_again = False
         self._retrain_again_reason = ""
         self._retrain_due = False  # a retrain was asked for and has not started yet
+        self._retrains_started = 0  # counter: a deferred retrain is moot once another has started
         self._refill_again = False
         self._refill_task: Optional[Task] = None
         self._refill_inputs: tuple[int, int] = (-1, -1)
@@ -642,6 +643,7 @@ class ProjectSession(QObject):
             return
         self._retrain_inputs = self._inputs()
         if write_queue:
+            self._retrains_started += 1  # (predictions only serve no due point)
             self._retrain_due = False
         self._retrain_reason = reason
         self._retrain_description = f"Training ({reason})"
@@ -739,8 +741,15 @@ class ProjectSession(QObject):
         self.job_finished.emit(self._retrain_description, summary)
         if self._retrain_again:
             self._retrain_again = False
-            reason = self._retrain_again_reason
-            QTimer.singleShot(0, lambda: self.start_retrain(reason=reason))
+            reason, started = self._retrain_again_reason, self._retrains_started
+            QTimer.singleShot(0, lambda: self._start_deferred_retrain(reason, started))
+
+    def _start_deferred_retrain(self, reason: str, started: int) -> None:
+        """The retrain that waited for a running one, unless another retrain started meanwhile
+        (the labels it waited for were committed first and started it): that one serves it, and
+        starting again would count a due point of its own (a retrain "after 1 new label")."""
+        if self._retrains_started == started:
+            self.start_retrain(reason=reason)
 
     def close(self) -> None:
         """Stop background work and close the project file."""

@@ -143,3 +143,27 @@ def test_keys_overlay_and_readme_agree():
         overlay_keys |= _key_tokens(key)
     assert {"Ctrl+K", "Ctrl+,", "F5", "Ctrl+R"} <= overlay_keys
     assert readme_keys == overlay_keys, (readme_keys ^ overlay_keys)
+
+
+def test_a_deferred_retrain_is_moot_once_another_has_started(window, qtbot, parts, tmp_path):
+    """A retrain that waited for a running one is not started (nor counted as a due point of its
+    own) when another retrain started first: the labels it waited for were committed and started
+    it. Seen in CI as a fourth retrain logged "after 10 new labels" at label 31."""
+    folder, truth = parts
+    session, view = _open(window, qtbot, folder, tmp_path)
+    for _ in range(3):
+        _label_current(view, qtbot, truth)
+    session.wait_for_labels()
+    qtbot.waitUntil(lambda: not session.busy(), timeout=30000)
+    before = list(session.retrain_log)
+    started_before = session._retrains_started
+    session.start_retrain(reason="you asked")  # the retrain that started first
+    session._start_deferred_retrain("after 10 new labels", started_before)  # queued before it started
+    qtbot.waitUntil(lambda: not session.retraining(), timeout=30000)
+    assert session.retrain_log == before + [(session._labels_given, "you asked")]
+    assert session._retrains_started == started_before + 1
+    # with nothing started since it was queued, the deferred retrain runs
+    started = session._retrains_started
+    session._start_deferred_retrain("after 10 new labels", started)
+    assert session._retrains_started == started + 1
+    qtbot.waitUntil(lambda: not session.retraining(), timeout=30000)
