@@ -241,8 +241,21 @@ def calibration_weights(is_audit: Optional[np.ndarray], selection_probability: O
     (an unbiased fit for the image pool, as the accuracy estimators weigh the same labels);
     without any recorded probability the random audit labels are weighted up instead
     (:func:`audit_weights`)."""
+    return _weights_and_basis(is_audit, selection_probability, pool_size)[0]
+
+
+#: how the labels are weighted when no pick has a recorded selection probability, in words
+AUDIT_BASIS = "the random audit labels weigh as much as the actively chosen ones"
+
+
+def _weights_and_basis(is_audit: Optional[np.ndarray], selection_probability: Optional[np.ndarray],
+                       pool_size: Optional[np.ndarray]) -> tuple[Optional[np.ndarray], str]:
+    """:func:`calibration_weights` and how they were chosen, in words for the model's basis."""
     w = importance_weights(selection_probability, pool_size) if WEIGHTING == "importance" else None
-    return audit_weights(is_audit) if w is None else w
+    if w is None:
+        return audit_weights(is_audit), AUDIT_BASIS
+    return w, ("each label weighted by how unlikely its pick was (1 / selection probability; effective size "
+               f"{effective_size(w):.0f} of {len(w)})")
 
 
 def pool_prior(model, X_pool: np.ndarray, y: np.ndarray, limit: int = 20000, random_state=0) -> np.ndarray:
@@ -267,7 +280,7 @@ def pool_prior(model, X_pool: np.ndarray, y: np.ndarray, limit: int = 20000, ran
 def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.ndarray] = None,
                     basis: str = "cross-validation over the labels",
                     prior: Optional[np.ndarray] = None, weights: Optional[np.ndarray] = None,
-                    weights_basis: str = "the random audit labels weigh as much as the actively chosen ones") -> Calibration:
+                    weights_basis: str = AUDIT_BASIS) -> Calibration:
     """Fit temperature and shrinkage on out-of-fold probabilities ``oof_proba`` for labels ``y``.
 
     ``classes`` is the model's column order; ``y`` every label the model trains on (its prior and
@@ -570,11 +583,7 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=
     # 4 seeds): ELPV's chosen labels are half right out of sample against 71 % on random parts, and
     # no reweighting of the chosen ones stands in for that shift. The selection probabilities of the
     # picks do (calibration_weights): see bench_confidence.py --calibration-weights audit|importance
-    weights = calibration_weights(is_audit, selection_probability, pool_size)
-    words = ("each label weighted by how unlikely its pick was (1 / selection probability; effective size "
-             f"{effective_size(weights):.0f} of {len(y)})"
-             if weights is not None and WEIGHTING == "importance" and importance_weights(selection_probability, pool_size)
-             is not None else "the random audit labels weigh as much as the actively chosen ones")
+    weights, words = _weights_and_basis(is_audit, selection_probability, pool_size)
     model.calibration = fit_calibration(y, model.classes, oof_proba, prior=prior, weights=weights, weights_basis=words)
     if keys is not None and oof_proba is not None and model.estimator is not None:
         _MEMORY.pop(memory_key, None)

@@ -38,6 +38,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from inspector.core.learning.calibration import effective_size
 from inspector.core.learning.metrics import Z95, wilson_interval
 
 #: below this many audit labels the prediction-powered interval is not trusted (its variance is
@@ -278,7 +279,7 @@ def weighted_accuracy(correct: np.ndarray, f_sampled: np.ndarray, q: np.ndarray,
                     {"lambda": round(lam, 3), "max_weight": float(v.max()), "se": se,
                      "se_residuals": math.sqrt(var_empirical / M), "se_pool": math.sqrt(var_pool),
                      "variance_from": "residuals" if var_empirical >= var_predicted else "predicted residuals",
-                     "effective_labels": float(v.sum() ** 2 / max(float((v * v).sum()), 1e-12))})
+                     "effective_labels": effective_size(v)})
 
 
 #: the weighted estimate is shown only when at most this share of the pool's labelled images
