@@ -117,17 +117,9 @@ def effective_interval(estimate: float, se: float, z: float = Z95, continuity: b
     if continuity:
         low, high = _wilson_float(p * n_eff, n_eff, z)
     else:
-        low, high = _wilson_plain(p, n_eff, z)
+        low, high = wilson_interval(p * n_eff, n_eff, z, continuity=False)
     # a fractional count within one of the end can put the corrected bound past the estimate
     return (min(low, p), max(high, p))
-
-
-def _wilson_plain(p: float, n: float, z: float) -> tuple[float, float]:
-    """Wilson score interval without continuity correction, for a possibly fractional n."""
-    z2 = z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(max(0.0, p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _wilson_float(successes: float, n: float, z: float) -> tuple[float, float]:

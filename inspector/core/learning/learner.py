@@ -282,10 +282,10 @@ def fit(snapshot: Snapshot, cross_validate: bool = False, cancel: Optional[Cance
     check(cancel)
     pool_mean, pool_scale = standardisation(snapshot.X)
     blocks = feature_blocks(snapshot.extractor[0] if snapshot.extractor else None, snapshot.X.shape[1])
-    model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state,
-                                classes=snapshot.classes, blocks=blocks, acceptable=snapshot.acceptable_columns())
-    proba = model.predict_proba(snapshot.X)
     acceptable_columns = snapshot.acceptable_columns()
+    model.novelty = fit_novelty(snapshot.X[rows], pool_mean, pool_scale, y=y, random_state=s.random_state,
+                                classes=snapshot.classes, blocks=blocks, acceptable=acceptable_columns)
+    proba = model.predict_proba(snapshot.X)
     names = snapshot.class_names
     oof_calibrated = None if oof is None else model.calibration.apply(oof)
     if oof_calibrated is not None:

@@ -189,23 +189,19 @@ def class_truth(y_test, pred, classes, acceptable: set) -> dict:
     n_of = {str(int(c)): int(np.sum(y_test == c)) for c in classes}
     n_pred = {str(int(c)): int(np.sum(pred == c)) for c in classes}
     macro = metrics.macro_f1(y_test, pred, classes)
-    # the test set's own sampling error of each figure: binomial on its denominator; macro-F1 by
-    # a bootstrap over the test images (the per-class F1 errors are not independent binomials)
+    # the test set's own sampling error: of a proportion, from its count (_test_reach); of macro-F1,
+    # by a bootstrap over the test images (the per-class F1 errors are not independent binomials)
     rng = np.random.default_rng(len(y_test))
     boots = [metrics.macro_f1(y_test[r], pred[r], classes)
              for r in (rng.integers(0, len(y_test), len(y_test)) for _ in range(200))]
     macro_se = float(np.std(boots, ddof=1)) if len(y_test) > 1 else 0.0
-    out = {"recall": recall, "macro_f1": macro, "macro_f1_se": macro_se,
-           "recall_se": {c: float(np.sqrt(r * (1 - r) / n_of[c])) for c, r in recall.items()},
-           "precision": precision,
-           "precision_se": {c: float(np.sqrt(r * (1 - r) / n_pred[c])) for c, r in precision.items()},
+    out = {"recall": recall, "macro_f1": macro, "macro_f1_se": macro_se, "precision": precision,
            "recall_n": {c: n_of[c] for c in recall}, "precision_n": {c: n_pred[c] for c in precision}}
     if acceptable:
         defective = ~np.isin(y_test, list(acceptable))
         if defective.any():
             rate = float(np.mean(np.isin(pred[defective], list(acceptable))))
             out["escape_rate"] = rate
-            out["escape_rate_se"] = float(np.sqrt(rate * (1 - rate) / defective.sum()))
             out["escape_rate_n"] = int(defective.sum())
     return out
 
@@ -217,7 +213,7 @@ def _test_reach(truth: float, n: int, estimate: float) -> float:
     standard error would be 0 there). 0 without a count."""
     if not n:
         return 0.0
-    low, high = est_mod._wilson_plain(min(1.0, max(0.0, truth)), float(n), metrics.Z95)
+    low, high = metrics.wilson_interval(min(1.0, max(0.0, truth)) * n, n, continuity=False)
     return float(truth - low) if truth > estimate else float(high - truth)
 
 
