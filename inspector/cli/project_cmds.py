@@ -110,19 +110,18 @@ def cmd_new(args: argparse.Namespace) -> int:
     from inspector.cli.common import refuse_network_share
 
     refuse_network_share(project_path)
-    from inspector.core.extractor_choice import default_extractor_for_folder, start_project_with
+    from inspector.core.extractor_choice import project_extractor_why, start_project_with
     from inspector.core.features import get_extractor
 
     if args.extractor is not None:
         get_extractor(args.extractor)  # an unknown name fails before the project file is created
     project = Project.create(project_path, images)
     with project:
-        if args.extractor is None:
-            chosen, why = default_extractor_for_folder(images)
-            name = start_project_with(project, chosen)
-            print(f"Features: {name} ({why}; change with 'inspector features PROJECT --use NAME')")
+        name = start_project_with(project, args.extractor)
+        if args.extractor is None:  # say why its images call for it
+            print(f"Features: {name}, {project_extractor_why(project)}; change with "
+                  "'inspector features PROJECT --use NAME'")
         else:
-            name = start_project_with(project, args.extractor)
             print(f"Features: {name}")
         if goal_target is not None or goal_budget is not None:
             stopping.write_goals(project, goal_target, goal_budget)

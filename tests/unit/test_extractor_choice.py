@@ -376,3 +376,13 @@ def test_the_default_follows_the_median_size_and_survives_unreadable_files(tmp_p
     (junk / "x.png").write_bytes(b"\x89PNG broken")
     name, why = choice.default_extractor_for_folder(junk)
     assert name == DEFAULT_EXTRACTOR and "no image size" in why
+
+
+def test_inspector_new_says_which_extractor_the_images_call_for(tmp_path, capsys):
+    from inspector.core.features import LARGE_PARTS_EXTRACTOR
+
+    large = _write_blank(tmp_path / "large", [(f"p{i}.png", (500, 1250)) for i in range(3)])
+    assert main(["new", str(tmp_path / "large.inspector"), "--images", str(large), "--workers", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"Features: {LARGE_PARTS_EXTRACTOR}, chosen for the images when the project was created: large parts" in out
+    assert "median longer side 1,250 px" in out and "--use NAME" in out
