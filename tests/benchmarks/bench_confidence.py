@@ -66,7 +66,13 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inspector.core.learning import calibration as calibration_module  # noqa: E402
-from inspector.core.learning.calibration import calibrate_model, out_of_fold_proba, reliability  # noqa: E402
+from inspector.core.learning.calibration import (  # noqa: E402
+    calibrate_model,
+    calibration_weights,
+    fit_calibration,
+    out_of_fold_proba,
+    reliability,
+)
 from inspector.core.learning.metrics import wilson_interval  # noqa: E402
 from inspector.core.learning.models import fit_model  # noqa: E402
 from inspector.core.learning.novelty import feature_blocks, fit_novelty  # noqa: E402
@@ -75,6 +81,7 @@ from inspector.core.learning.routing import PASS, choose_threshold, route  # noq
 from inspector.core.learning.strategies import get_strategy  # noqa: E402
 
 CHECKPOINTS = (50, 100, 300)
+WITH_ALL = True  # --checkpoints without "all": skip the model on every label of the labelling half
 NOVELTY = "subspace"  # --novelty: "subspace" (the product) or "knn" (before the subspace scores)
 PICK_SAMPLING = 0.3  # --pick-sampling (default: the app's strategies.DEFAULT_PICK_SAMPLING)
 DUMP = None  # --dump: a folder for each checkpoint's out-of-sample predictions
@@ -189,9 +196,9 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         summary.setdefault("time_full_cv", []).append(1 + cv_s / fit_s)
     summary.setdefault("time_ratio", []).append(1 + cal_s / fit_s)
     print(line)
-    print(f"   {'labels':>7} {'ECE raw':>8} {'ECE cal':>8} {'acc':>6} {'T':>5} {'shrink':>6} | "
+    print(f"   {'labels':>7} {'ECE raw':>8} {'ECE cal':>8} {'unflat':>7} {'acc':>6} {'T':>5} {'shrink':>6} | "
           f"{'threshold':>9} {'escapes':>12} {'escape rate (95 % CI)':>24} {'review':>7} {'novel':>6}")
-    for at in [c for c in CHECKPOINTS if c <= len(order)] + ["all"]:
+    for at in [c for c in CHECKPOINTS if c <= len(order)] + (["all"] if WITH_ALL else []):
         if at == "all":
             rows = np.arange(len(pool))
             model, oof = trained(Xp[rows], yp[rows], classes, seed=seed, X_pool=Xp, reuse=False)
@@ -208,10 +215,24 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
                      pool=np.full(len(rows), np.nan) if at == "all" else pick_pool[:at])
         ece_raw = reliability(yt, raw, classes)["ece"]
         ece_cal = reliability(yt, cal, classes)["ece"]
+        # the same out-of-sample predictions, weights and prior, fitted with the importance weights
+        # as they are (before the flattening was chosen by importance-weighted cross-validation)
+        ece_unflat = None
+        if oof is not None and at != "all":
+            flattening = calibration_module.WEIGHT_FLATTENING
+            calibration_module.WEIGHT_FLATTENING = False
+            try:
+                unflat = fit_calibration(yp[rows], classes, oof, prior=model.calibration.prior,
+                                         weights=calibration_weights(audit[:at], pick_q[:at], pick_pool[:at]))
+            finally:
+                calibration_module.WEIGHT_FLATTENING = flattening
+            ece_unflat = reliability(yt, unflat.apply(raw), classes)["ece"]
+            summary.setdefault(("ece_unflat", at), []).append(ece_unflat)
         acc = float(np.mean(classes[np.argmax(cal, axis=1)] == yt))
         summary.setdefault(("ece_raw", at), []).append(ece_raw)
         summary.setdefault(("ece_cal", at), []).append(ece_cal)
-        text = (f"   {str(at):>7} {ece_raw:8.3f} {ece_cal:8.3f} {acc:6.3f} {model.calibration.temperature:5.2f} "
+        unflat_text = f"{ece_unflat:7.3f}" if ece_unflat is not None else f"{'':>7}"
+        text = (f"   {str(at):>7} {ece_raw:8.3f} {ece_cal:8.3f} {unflat_text} {acc:6.3f} {model.calibration.temperature:5.2f} "
                 f"{model.calibration.shrink:6.3f} | ")
         if at == 50:
             print(text + "(threshold not evaluated at 50)")
@@ -300,6 +321,9 @@ def print_summary(name, summary, seeds):
         if ("ece_cal", at) in summary:
             raw, cal = np.array(summary[("ece_raw", at)]), np.array(summary[("ece_cal", at)])
             line = f"   {str(at):>4} labels: ECE raw {raw.mean():.3f} / {raw.max():.3f}, calibrated {cal.mean():.3f} / {cal.max():.3f}"
+            if ("ece_unflat", at) in summary:
+                unflat = np.array(summary[("ece_unflat", at)])
+                line += f" (weights unflattened, same labels: {unflat.mean():.3f} / {unflat.max():.3f})"
             if ("escape", at) in summary:
                 rows = summary[("escape", at)]
                 esc, n_def = sum(r[0] for r in rows), sum(r[1] for r in rows)
@@ -353,6 +377,11 @@ def main() -> int:
     parser.add_argument("--calibration-weights", choices=("importance", "audit"), default="importance",
                         help="weights of the calibration's out-of-sample predictions: the picks' selection "
                              "probabilities (the product) or the random audit labels only (before)")
+    parser.add_argument("--calibration-flattening", choices=("on", "off"), default="on",
+                        help="flatten the importance weights by the power importance-weighted cross-validation "
+                             "chooses (the product) or fit with the weights as they are (before)")
+    parser.add_argument("--checkpoints", default="50,100,300,all",
+                        help="label counts to evaluate; 'all' adds a model on every label of the labelling half")
     parser.add_argument("--novelty", choices=("subspace", "knn"), default="subspace",
                         help="novelty as the product fits it, or nearest-neighbour distances only (before)")
     parser.add_argument("--pick-sampling", type=float, default=None,
@@ -361,19 +390,24 @@ def main() -> int:
     from inspector.core.learning.simulate import folder_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
-    global EXTRACTOR, DUMP, PICK_SAMPLING, NOVELTY
+    global EXTRACTOR, DUMP, PICK_SAMPLING, NOVELTY, CHECKPOINTS, WITH_ALL
     NOVELTY = args.novelty
     from inspector.core.learning.strategies import DEFAULT_PICK_SAMPLING
 
     PICK_SAMPLING = DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling
     calibration_module.WEIGHTING = args.calibration_weights
+    calibration_module.WEIGHT_FLATTENING = args.calibration_flattening == "on"
+    points = [c.strip() for c in args.checkpoints.split(",") if c.strip()]
+    WITH_ALL = "all" in points
+    CHECKPOINTS = tuple(sorted(int(c) for c in points if c != "all"))
     EXTRACTOR = args.extractor
     DUMP = args.dump
     if DUMP is not None:
         DUMP.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(","))
     print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}; pick sampling {PICK_SAMPLING}; "
-          f"calibration weights {calibration_module.WEIGHTING}; novelty {NOVELTY}")
+          f"calibration weights {calibration_module.WEIGHTING}, flattening {args.calibration_flattening}; "
+          f"novelty {NOVELTY}")
     for name in args.datasets.split(","):
         if name in ("neu", "elpv"):
             folder = args.data / name
