@@ -41,7 +41,14 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
     .venv/bin/python tests/benchmarks/bench_confidence.py [--datasets neu,elpv,generated] [--seeds 5]
         [--sections calibration,novelty,coldstart] [--extractor texture+cnn] [--time-full-cv]
         [--out /tmp/inspector_bench_confidence] [--neu-acceptable rolled-in_scale]
-        [--calibration-weights importance|audit] [--novelty subspace|knn] [--pick-sampling 0.3]
+        [--calibration-weights importance|audit] [--calibration-flattening on|off]
+        [--novelty subspace|knn] [--pick-sampling 0.3] [--checkpoints 50,100,300,all]
+
+The calibration table's ``unflat`` column refits, at each checkpoint, the calibration on the same
+out-of-sample predictions, weights and prior with the importance weights as they are (before the
+flattening was chosen by importance-weighted cross-validation): same labels, before and after.
+``--calibration-flattening off`` replays with the unflattened fit throughout. ``--checkpoints
+50,100,300`` leaves out the model on every label (its cross-validation is most of a seed's time).
 
 Before/after in one tree: ``--calibration-weights audit --novelty knn`` fits the calibration with
 the audit weighting and novelty with nearest-neighbour distances only, as before the selection

@@ -28,6 +28,11 @@ pick), so the labels the strategy chose for being hard do not make the model loo
 is on the parts to come. Measured (bench_confidence.py, pick sampling as in the app, generated set,
 20 seeds, 100 labels): expected calibration error 0.046 mean / 0.094 worst with the audit
 weighting before, 0.023 / 0.047 with the selection probabilities.
+With a few dozen labels those weights are noisy (a handful of parts the strategy would not have
+chosen carry most of the weight), so the fit uses them flattened, ``w ** a``, with the exponent
+``a`` (0.25 to 1) that importance-weighted cross-validation over the labels prefers
+(:func:`choose_weight_flattening`): full weights where the chosen labels are far harder than a
+random part, flatter ones where the weights' noise costs more than their correction.
 
 With too few labels for cross-validation (fewer than :data:`MIN_FOR_TEMPERATURE`) the
 temperature stays 1 and the shrinkage is ``k / (n + k)`` (one pseudo-label per seen class).
