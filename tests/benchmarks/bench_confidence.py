@@ -47,6 +47,7 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
 The calibration table's ``unflat`` column refits, at each checkpoint, the calibration on the same
 out-of-sample predictions, weights and prior with the importance weights as they are (before the
 flattening was chosen by importance-weighted cross-validation): same labels, before and after.
+``--refit-dumps DIR`` refits both on the checkpoints a ``--dump DIR`` run stored (no replay).
 ``--calibration-flattening off`` replays with the unflattened fit throughout. ``--checkpoints
 50,100,300`` leaves out the model on every label (its cross-validation is most of a seed's time).
 
@@ -363,6 +364,45 @@ def print_summary(name, summary, seeds):
                   f"{v} (mean {np.mean(ok) if ok else float('nan'):.1f}, worst {max(ok) if ok else None})")
 
 
+def refit_dumps(folder: Path, names: list[str]) -> None:
+    """``--refit-dumps``: the calibration refitted on every stored checkpoint (``--dump``) with the
+    importance weights as they are and flattened as the product chooses, on the very same labels:
+    held-out ECE per seed, then mean / worst. Seconds, not a replay."""
+    import glob
+    import re
+
+    for name in names:
+        for at in CHECKPOINTS:
+            files = sorted(glob.glob(str(folder / f"{name}_s*_{at}.npz")),
+                           key=lambda f: int(re.search(r"_s(\d+)_", f).group(1)))
+            if not files:
+                continue
+            eces: dict = {False: [], True: []}
+            chosen = []
+            for f in files:
+                d = np.load(f)
+                if "q" not in d:
+                    continue  # stored before the selection probabilities were
+                classes = np.arange(d["oof"].shape[1])
+                weights = calibration_weights(d["audit"], d["q"], d["pool"])
+                for flattening in (False, True):
+                    saved = calibration_module.WEIGHT_FLATTENING
+                    calibration_module.WEIGHT_FLATTENING = flattening
+                    try:
+                        fitted = fit_calibration(d["y"], classes, d["oof"], prior=d["prior"], weights=weights)
+                    finally:
+                        calibration_module.WEIGHT_FLATTENING = saved
+                    eces[flattening].append(reliability(d["y_test"], fitted.apply(d["raw_test"]), classes)["ece"])
+                power = re.search(r"flattened to the power ([0-9.]+)", fitted.basis)
+                chosen.append(power.group(1) if power else "1")
+            if not chosen:
+                continue
+            before, after = np.array(eces[False]), np.array(eces[True])
+            print(f"{name:>9} {at:>3} labels, {len(chosen)} seeds: ECE weights as they are {before.mean():.3f} / "
+                  f"{before.max():.3f}, flattened {after.mean():.3f} / {after.max():.3f} (mean / worst); "
+                  f"per seed {' '.join(f'{b:.3f}->{a:.3f}' for b, a in zip(before, after))}; powers {' '.join(chosen)}")
+
+
 def main() -> int:
     from inspector.core.features import DEFAULT_EXTRACTOR
 
@@ -389,6 +429,9 @@ def main() -> int:
                              "chooses (the product) or fit with the weights as they are (before)")
     parser.add_argument("--checkpoints", default="50,100,300,all",
                         help="label counts to evaluate; 'all' adds a model on every label of the labelling half")
+    parser.add_argument("--refit-dumps", type=Path, default=None,
+                        help="no replay: refit the calibration on the checkpoints stored by --dump, with and "
+                             "without the flattening, and print the held-out ECE of both")
     parser.add_argument("--novelty", choices=("subspace", "knn"), default="subspace",
                         help="novelty as the product fits it, or nearest-neighbour distances only (before)")
     parser.add_argument("--pick-sampling", type=float, default=None,
@@ -411,6 +454,9 @@ def main() -> int:
     DUMP = args.dump
     if DUMP is not None:
         DUMP.mkdir(parents=True, exist_ok=True)
+    if args.refit_dumps is not None:
+        refit_dumps(args.refit_dumps, args.datasets.split(","))
+        return 0
     sections = set(args.sections.split(","))
     print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}; pick sampling {PICK_SAMPLING}; "
           f"calibration weights {calibration_module.WEIGHTING}, flattening {args.calibration_flattening}; "
