@@ -420,7 +420,10 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
     est = 1.0 - value if higher else value
     goal = 1.0 - target.value if higher else target.value
     se = np.array([max((p[ci_key][1] - p[ci_key][0]) / (2 * Z95), 1e-3) for p in points], float)
-    half_now = max((last[key] - lo) if higher else (hi - last[key]), 1e-4) if bound is not None else max((hi - lo) / 2.0, 1e-4)
+    if bound is not None:  # the distance from the estimate down (or up) to the bound
+        half_now = max((last[key] - lo) if higher else (hi - last[key]), 1e-4)
+    else:
+        half_now = max((hi - lo) / 2.0, 1e-4)
     rng = np.random.default_rng(random_state)
     horizon = n_now * MAX_EXTRAPOLATION
     grid = np.unique(np.linspace(n_now, horizon, 2000).round())
