@@ -10,12 +10,16 @@ far (the model a user would export at that moment).
 
 Prints, per data set: how often "target reached" was declared while the true test accuracy was
 below the target (per run: the first declaration; and over every retrain at which it was
-declared), the median number of labels between the true crossing and the declaration, and, for
-contrast, the same figures for the naive rule "point estimate >= target".
+declared), the median number of labels between the true crossing and the declaration, for the
+app's rule (one-sided 95 % lower bound), the rule before it (lower end of the two-sided 95 %
+interval, variance floor not checked by the labels) judged on the same replays, and, for
+contrast, the naive rule "point estimate >= target".
 
-    python tests/benchmarks/bench_stopping.py                       # NEU 0.95 and ELPV 0.65, 5 seeds
+    python tests/benchmarks/bench_stopping.py --seeds 10 --extractor texture   # NEU 0.95, ELPV 0.65, generated 0.95
+    python tests/benchmarks/bench_stopping.py --only generated --variants      # floor x bound variants, where the delay comes from
     python tests/benchmarks/bench_stopping.py --seeds 10 --only neu --budget-neu 800 --run-on
     python tests/benchmarks/bench_stopping.py --extractor texture --without-difference   # the rule before issue 14's difference estimate
+    python tests/benchmarks/bench_stopping.py --combine a.json b.json         # summarise runs split over processes (--first-seed, --json)
 
 Features are computed once with the product's extractor and cached under --cache (.npz files
 keyed by extractor version and file list). Asserts nothing; prints what it measured and the load.
