@@ -363,14 +363,18 @@ def test_class_intervals_carry_the_pools_own_sampling_error():
     truth = np.array([rng.choice(3, p=p) for p in proba])
     score = 0.3 / n + 0.7 * (1 - proba.max(1)) / (1 - proba.max(1)).sum()
     scored, _, _ = _scored_from_pool(rng, proba, truth, classes, score, draws=90, census=10)
-    widths = {}
-    for resample in (False, True):
-        out = estimators.class_difference_estimates(scored, n_bootstrap=300, resample_pool=resample)
-        widths[resample] = [out["per_class"][str(c)]["recall_interval"][1] - out["per_class"][str(c)]["recall_interval"][0]
-                            for c in (1, 2)]
-    # never narrower; wider where the bootstrap, not the Wilson floor, sets the interval
-    assert all(w_pool >= w for w_pool, w in zip(widths[True], widths[False])), widths
-    assert sum(widths[True]) > sum(widths[False]) + 0.02, widths
+    for stratify in (True, False):
+        widths = {}
+        for resample in (False, True):
+            out = estimators.class_difference_estimates(scored, n_bootstrap=300, resample_pool=resample,
+                                                        stratify=stratify)
+            widths[resample] = [out["per_class"][str(c)]["recall_interval"][1]
+                                - out["per_class"][str(c)]["recall_interval"][0] for c in (1, 2)]
+        # never narrower; wider where the bootstrap, not the Wilson floor, sets the interval (here
+        # the Wilson floor of the labels of each class sets the post-stratified ones)
+        assert all(w_pool >= w - 1e-9 for w_pool, w in zip(widths[True], widths[False])), widths
+        if not stratify:
+            assert sum(widths[True]) > sum(widths[False]) + 0.02, widths
 
 
 def test_difference_interval_is_wilson_at_the_effective_size_without_the_count_correction():

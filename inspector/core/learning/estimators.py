@@ -53,6 +53,8 @@ METHOD_WORDS = {
     "weighted": "every sampled label, importance-weighted by its selection probability, "
                 "plus the model's predictions on every image",
     "difference": "the model's predictions on every image, corrected by every sampled label",
+    "difference_classes": "the model's predicted class on every image, with the true classes within each "
+                          "predicted class counted on every sampled label (importance-weighted)",
     "none": "no estimate yet: label the images queued as 'audit'",
 }
 
@@ -821,7 +823,8 @@ def class_difference_estimates(scored: Scored, acceptable: Optional[set] = None,
             low, high = min(low, f_low), max(high, f_high)
         return [max(0.0, low), min(1.0, high)]
 
-    result = {"method": "difference", "method_words": METHOD_WORDS["difference"], "n_sampled": M,
+    result = {"method": "difference", "method_words": METHOD_WORDS["difference_classes" if stratify else "difference"],
+              "n_sampled": M,
               "n_audit": int(np.asarray(scored.is_audit).sum()), "per_class": {}, "macro_f1": None,
               "macro_f1_interval": None}
     for j, c in enumerate(classes.tolist()):
@@ -945,5 +948,5 @@ def describe_classes(per_class: Optional[dict], names: Optional[dict] = None) ->
         name = names.get(key, names.get(int(key), key) if str(key).lstrip("-").isdigit() else key)
         parts.append(f"{name}: recall {fig(r.get('recall'), r.get('recall_interval'))}, "
                      f"precision {fig(r.get('precision'), r.get('precision_interval'))}")
-    return ("By the same estimator (every sampled label; 95 % intervals, in replays less reliable than the "
-            "accuracy's): " + "; ".join(parts) + ".")
+    return ("From the same sampled labels, counted within each predicted class (95 % intervals, in replays "
+            "less reliable than the accuracy's): " + "; ".join(parts) + ".")
