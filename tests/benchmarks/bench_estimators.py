@@ -99,7 +99,14 @@ def main() -> int:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--compare-class-forms", action="store_true",
                         help="also score the class-level figures by the form before post-stratification (same run)")
+    parser.add_argument("--floor-unchecked", action="store_true",
+                        help="the accuracy interval's variance floor as before issue 14's stopping work: the "
+                             "model-implied residual variance, not scaled by the errors the labels show")
     args = parser.parse_args()
+    if args.floor_unchecked:
+        from inspector.core.learning import estimators
+
+        estimators.FLOOR_CHECKED_BY_LABELS = False
     args.out.mkdir(parents=True, exist_ok=True)
     strategies = [s for s in args.strategies.split(",") if s]
     counts = tuple(int(c) for c in args.counts.split(",") if int(c) <= args.budget)
@@ -116,7 +123,8 @@ def main() -> int:
             seconds = time.perf_counter() - started
             print(f"\n== {dataset}: {len(y)} images, {len(names)} classes, all-labels accuracy "
                   f"{summary['all_labels']['accuracy']:.3f}; pick sampling {share}; {args.seeds} seeds; batch {args.batch}; "
-                  f"{seconds:.0f} s; load {os.getloadavg()[0]:.1f}; features {args.extractor or 'default'}")
+                  f"{seconds:.0f} s; load {os.getloadavg()[0]:.1f}; features {args.extractor or 'default'}; "
+                  f"accuracy floor {'unchecked (before)' if args.floor_unchecked else 'checked by the labels'}")
             print_estimator_table(summary)
             print("Targets for the estimate shown:")
             for name, s in summary["strategies"].items():
@@ -133,7 +141,7 @@ def main() -> int:
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
                 for name, s in summary["strategies"].items()}
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.first_seed}-{args.seeds}"
-           f"_b{args.batch}_{args.strategies.replace(',', '+')}")
+           f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}")
     path = args.out / f"estimators_{tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nWrote {path}")
