@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--audit-share", type=float, default=None, help="random audit share of each batch (default 0.1)")
     sim.add_argument("--model", choices=("logistic", "svm", "forest"), default="logistic")
     sim.add_argument("--extractor", nargs="+", metavar="NAME", default=None,
-                     help="feature extractor(s) to compare side by side (default: the default for new projects)")
+                     help="feature extractor(s) to compare side by side (default: the one a new project over these images starts with)")
     sim.add_argument("--pick-sampling", type=float, default=None,
                      help="share of each batch's selection probability spread beyond the strategy's picks, so the "
                           "accuracy estimate can weight them (default: the learner's default)")
@@ -310,7 +310,8 @@ def goals_report(report: dict, target, budget) -> dict:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from inspector.core.features import DEFAULT_EXTRACTOR, get_extractor
+    from inspector.core.extractor_choice import default_extractor_for_folder
+    from inspector.core.features import get_extractor
     from inspector.core.learning.simulate import (SimulationSettings, folder_dataset, print_estimator_table,
                                                   side_by_side, simulate, write_outputs)
     from inspector.core.learning.strategies import DEFAULT_AUDIT_SHARE, DEFAULT_PICK_SAMPLING, DEFAULT_STRATEGY
@@ -321,10 +322,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if target is not None and target.figure not in ("accuracy", "macro_f1"):
         raise UserError("simulate can plan for an accuracy or macro-F1 target (its test split has no acceptable classes)")
     out = Path(args.out)
-    extractors = list(dict.fromkeys(args.extractor or [None]))
-    for name in extractors:
-        if name is not None:
+    images = Path(args.images)
+    if not images.is_dir():
+        raise UserError(f"{images} is not a folder")
+    if args.extractor:
+        extractors = list(dict.fromkeys(args.extractor))
+        for name in extractors:
             get_extractor(name)  # an unknown name is one line before any image is read
+    else:
+        # replay with the features a new project over these images would start with, so the
+        # labels it says similar data needs are the labels a project would need
+        chosen, why = default_extractor_for_folder(images)
+        extractors = [chosen]
+        print(f"Features: {chosen} ({why}; choose others with --extractor)")
     summaries = {}
     for name in extractors:
         settings = SimulationSettings(
@@ -332,15 +342,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             seeds=args.seeds, test_fraction=args.test_fraction,
             audit_share=DEFAULT_AUDIT_SHARE if args.audit_share is None else args.audit_share, kind=args.model,
             pick_sampling=DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling)
-        cache = out / ("features.npz" if name is None else f"features-{name}.npz")
-        with terminal_progress(f"Reading images{'' if name is None else f' ({name})'}",
-                               enabled=not args.quiet) as progress:
-            X, y, class_names, _ = folder_dataset(Path(args.images), workers=args.workers, progress=progress,
+        cache = out / f"features-{name}.npz"
+        with terminal_progress(f"Reading images ({name})", enabled=not args.quiet) as progress:
+            X, y, class_names, _ = folder_dataset(images, workers=args.workers, progress=progress,
                                                   cache=cache, extractor=name,
                                                   labels_csv=Path(args.labels_csv) if args.labels_csv else None)
-        with terminal_progress(f"Simulating{'' if name is None else f' ({name})'}", enabled=not args.quiet,
-                               unit="steps") as progress:
-            summaries[name or DEFAULT_EXTRACTOR] = simulate(X, y, class_names, settings, progress=progress)
+        with terminal_progress(f"Simulating ({name})", enabled=not args.quiet, unit="steps") as progress:
+            summaries[name] = simulate(X, y, class_names, settings, progress=progress)
     summary = side_by_side(summaries)
     if target is not None:
         summary["labels_to_target"] = stopping.labels_to_target(summary, target)

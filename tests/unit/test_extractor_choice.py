@@ -275,6 +275,28 @@ def test_simulate_compares_extractors_side_by_side(tmp_path, histogram_registere
     assert "All labels with histogram" in capsys.readouterr().out
 
 
+
+def test_simulate_replays_with_the_features_a_new_project_over_the_images_would_start_with(
+        tmp_path, histogram_registered, monkeypatch, capsys):
+    # the labels simulate says similar data needs are only worth reading if it replays with the
+    # features the project would have: for a folder of large parts, the tiles, as 'new' chooses
+    images = write_parts(tmp_path / "images", 20)
+    seen = []
+
+    def choose(folder):
+        seen.append(Path(folder))
+        return "histogram", "chosen for this test"
+
+    monkeypatch.setattr(choice, "default_extractor_for_folder", choose)
+    out = tmp_path / "sim"
+    assert main(["simulate", "--images", str(images), "--budget", "20", "--batch", "10", "--initial", "10",
+                 "--seeds", "1", "--workers", "1", "--out", str(out), "--quiet"]) == 0
+    assert seen == [images]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["extractors"] == ["histogram"]
+    assert "Features: histogram (chosen for this test; choose others with --extractor)" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- the real CNN
 
 
