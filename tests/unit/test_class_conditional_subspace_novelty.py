@@ -107,3 +107,21 @@ def test_a_class_too_small_for_its_own_scale_keeps_its_mean_but_no_distance_of_i
     assert np.all(sub.class_distances(parts, np.full(5, 0)) > 0)
     np.testing.assert_allclose(_round_trip(model).scores(parts, np.tile([0, 0, 0, 1.0], (5, 1))),
                                model.scores(parts, np.tile([0, 0, 0, 1.0], (5, 1))), rtol=1e-6)
+
+
+def test_a_format_3_container_still_reads_and_its_novelty_scores_as_before(tmp_path):
+    from inspector.core.modelfile import read_container, write_container
+    from inspector.core.modelfile.container import FORMAT_VERSION
+
+    assert FORMAT_VERSION >= 4
+    rng = np.random.default_rng(11)
+    X, y, _, _ = _three_kinds(rng)
+    old = fit_novelty(X, np.zeros(D), np.ones(D), y=y, classes=np.array([0, 1, 2]), class_subspace=False)
+    header = {"novelty": {k: v for k, v in old.to_header().items() if k != "class_subspace"}}
+    path = write_container(tmp_path / "format3.inspector-model", header, old.arrays(), format_version=3)
+    read_header, arrays = read_container(path)
+    assert read_header["format_version"] == 3
+    loaded = NoveltyModel.from_file(read_header["novelty"], arrays)
+    new = rng.normal(0, 1.3, (40, D))
+    proba = rng.dirichlet(np.ones(3), 40)
+    np.testing.assert_allclose(loaded.scores(new, proba), old.scores(new, proba), rtol=1e-6)
