@@ -411,6 +411,15 @@ class DashboardView(QWidget):
         status = data.goals
         if status is not None and status.target is not None and status.target.figure == "accuracy":
             value = status.target.value
+            # the target is judged on the one-sided 95 % lower bound, inside the band: drawn so that
+            # "reached" with the band's edge still below the target line reads as it should
+            with_bound = [(n, p["accuracy_bound"]) for n, p in zip(x, points) if p.get("accuracy_bound") is not None]
+            if with_bound:
+                bx, by = (np.array(v, float) for v in zip(*with_bound))
+                plot.addItem(pg.PlotDataItem(bx, by, pen=pg.mkPen("#1f4e79", width=1.5, style=Qt.PenStyle.DotLine)))
+                plot.setTitle(f"Accuracy vs labels, 95 % band; dotted: 95 % lower bound<br>({len(points)} versions; last: "
+                              f"{_METHOD_SHORT.get(last.get('method'), 'audit labels only')}, "
+                              f"{last.get('n_audit', 0)} audit labels)", color="#202020", size="10pt")
             plot.addItem(pg.InfiniteLine(pos=value, angle=0, pen=pg.mkPen("#137333", width=1.5, style=Qt.PenStyle.DashLine),
                                          label=f"target {value:.0%}", labelOpts={"position": 0.08, "color": "#137333"}))
             bottom = min(bottom, value)

@@ -90,7 +90,14 @@ def main() -> int:
     parser.add_argument("--generated-images", type=int, default=1200)
     parser.add_argument("--extractor", default=None, help="feature extractor (default: the one new projects use)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/inspector_bench_estimators"))
+    parser.add_argument("--floor-unchecked", action="store_true",
+                        help="the accuracy interval's variance floor as before issue 14's stopping work: the "
+                             "model-implied residual variance, not scaled by the errors the labels show")
     args = parser.parse_args()
+    if args.floor_unchecked:
+        from inspector.core.learning import estimators
+
+        estimators.FLOOR_CHECKED_BY_LABELS = False
     args.out.mkdir(parents=True, exist_ok=True)
     strategies = [s for s in args.strategies.split(",") if s]
     counts = tuple(int(c) for c in args.counts.split(",") if int(c) <= args.budget)
@@ -106,7 +113,8 @@ def main() -> int:
             seconds = time.perf_counter() - started
             print(f"\n== {dataset}: {len(y)} images, {len(names)} classes, all-labels accuracy "
                   f"{summary['all_labels']['accuracy']:.3f}; pick sampling {share}; {args.seeds} seeds; batch {args.batch}; "
-                  f"{seconds:.0f} s; load {os.getloadavg()[0]:.1f}; features {args.extractor or 'default'}")
+                  f"{seconds:.0f} s; load {os.getloadavg()[0]:.1f}; features {args.extractor or 'default'}; "
+                  f"accuracy floor {'unchecked (before)' if args.floor_unchecked else 'checked by the labels'}")
             print_estimator_table(summary)
             print("Targets for the estimate shown:")
             for name, s in summary["strategies"].items():
@@ -121,7 +129,7 @@ def main() -> int:
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
                 for name, s in summary["strategies"].items()}
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.seeds}"
-           f"_b{args.batch}_{args.strategies.replace(',', '+')}")
+           f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}")
     path = args.out / f"estimators_{tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nWrote {path}")

@@ -427,3 +427,70 @@ def test_a_perfect_test_figure_still_carries_its_sampling_error():
     assert _test_reach(1.0, 0, 0.99) == 0.0
     # on the side facing an estimate above it, a low figure may be higher on new images
     assert _test_reach(0.5, 100, 0.6) > 0.08
+
+
+def _weighted_replay(rng, f, correct, draws=80):
+    """Draws like the app's sampled picks (a uniform share plus uncertainty), scored by
+    weighted_accuracy; returns the estimate."""
+    score = 0.3 / len(f) + np.sqrt(f * (1 - f)) / np.sqrt(f * (1 - f)).sum()
+    taken = np.zeros(len(f), bool)
+    rows, q, remaining = [], [], []
+    for m in range(draws):
+        w = np.where(taken, 0, score)
+        p = w / w.sum()
+        i = rng.choice(len(f), p=p)
+        rows.append(i), q.append(p[i]), remaining.append(len(f) - m)
+        taken[i] = True
+    rows = np.asarray(rows)
+    return estimators.weighted_accuracy(correct[rows], f[rows], np.asarray(q), np.asarray(remaining), f)
+
+
+def test_error_scale_bound_is_the_poisson_bound_and_never_raises_the_floor():
+    # equal weights: the exact (Garwood) Poisson bound; 0 errors where 20 were predicted -> 3.69 / 20
+    assert estimators.error_scale_bound(np.ones(100), np.zeros(100), np.full(100, 0.2)) == pytest.approx(
+        3.689 / 20, rel=1e-3)
+    # as many errors as predicted: no evidence the model is under-confident, the floor stays
+    assert estimators.error_scale_bound(np.ones(100), np.r_[np.ones(20), np.zeros(80)], np.full(100, 0.2)) == 1.0
+    # a model near 100 % (one error predicted in all): no evidence either way, the floor stays
+    assert estimators.error_scale_bound(np.ones(100), np.zeros(100), np.full(100, 0.01)) == 1.0
+    # weighted: an error seen on a heavy label counts more than one on a light label
+    w = np.r_[np.full(50, 4.0), np.full(50, 0.25)]
+    heavy = estimators.error_scale_bound(w, np.r_[1, np.zeros(99)], np.full(100, 0.2))
+    light = estimators.error_scale_bound(w, np.r_[np.zeros(50), 1, np.zeros(49)], np.full(100, 0.2))
+    assert light < heavy
+
+
+def test_floor_shrinks_when_the_labels_show_an_under_confident_model_and_still_covers():
+    """A model right far more often than its probabilities say (calibration shrinks toward the
+    class prior with few labels): the model-implied floor alone kept the interval wide; checked
+    by the errors the labels show it narrows, and still covers the true accuracy."""
+    rng = np.random.default_rng(21)
+    hits, widths_checked, widths_before, reps = 0, [], [], 150
+    for _ in range(reps):
+        f = np.where(rng.random(1500) < 0.3, rng.uniform(0.5, 0.85, 1500), rng.beta(30, 2, 1500))
+        correct = rng.random(1500) < 1 - 0.25 * (1 - f)  # errors a quarter as often as stated
+        truth = correct.mean()
+        state = rng.bit_generator.state
+        checked = _weighted_replay(rng, f, correct)
+        rng.bit_generator.state = state  # the same draws, judged with the floor of the rule before
+        estimators.FLOOR_CHECKED_BY_LABELS = False
+        try:
+            before = _weighted_replay(rng, f, correct)
+        finally:
+            estimators.FLOOR_CHECKED_BY_LABELS = True
+        assert before.estimate == pytest.approx(checked.estimate)
+        hits += checked.interval[0] <= truth <= checked.interval[1]
+        widths_checked.append(checked.width)
+        widths_before.append(before.width)
+    assert np.mean(widths_checked) < 0.9 * np.mean(widths_before), (np.mean(widths_checked), np.mean(widths_before))
+    assert hits / reps >= 0.9, hits / reps
+
+
+def test_one_sided_lower_bound_lies_between_the_estimate_and_the_interval():
+    rng = np.random.default_rng(22)
+    f, correct = _population(rng, n=1500)
+    e = _weighted_replay(rng, f, correct)
+    assert e.interval[0] < e.lower_bound < e.estimate
+    assert e.as_dict()["lower_bound"] == pytest.approx(e.lower_bound) and e.as_dict()["lower_bound_level"] == 0.95
+    audit = estimators.audit_accuracy(np.r_[np.ones(38, bool), np.zeros(2, bool)])
+    assert audit.interval[0] < audit.lower_bound < audit.estimate

@@ -59,6 +59,34 @@ def test_target_is_shown_only_when_the_lower_end_clears_it():
     assert no_interval.target_state == stopping.POINT_ONLY
 
 
+def test_accuracy_target_is_judged_on_the_one_sided_95_percent_lower_bound():
+    """The question is one-sided (is the model at least this good?): the estimate's one-sided
+    95 % lower bound decides, not the two-sided interval's lower end (a 97.5 % bound)."""
+    target = stopping.make_target("accuracy", 0.95)
+    metrics = metrics_with(0.985, [0.945, 0.995])
+    metrics["estimate"]["lower_bound"] = 0.955
+    shown = stopping.goal_status(target, None, 150, metrics)
+    assert shown.target_state == stopping.SHOWN and shown.estimate.bound == 0.955
+    assert "one-sided 95 % lower bound (95.5 %) clears the 95 % target" in shown.target_sentence()
+    assert "95 % interval 94.5 %–99.5 %" in shown.target_sentence()  # the interval is still shown
+    metrics["estimate"]["lower_bound"] = 0.948
+    short = stopping.goal_status(target, None, 150, metrics)
+    assert short.target_state == stopping.POINT_ONLY
+    assert "one-sided 95 % lower bound (94.8 %) must clear 95 %" in short.target_sentence()
+    # an evaluation report carries the bound too
+    report = {"estimate": 0.985, "interval": [0.945, 0.995], "lower_bound": 0.955, "method": "words",
+              "n_audit": 15, "n_labels": 150}
+    assert stopping.goal_status(target, None, 150, report).target_shown
+
+
+def test_labels_still_needed_says_reached_when_the_bound_clears_it():
+    target = stopping.make_target("accuracy", 0.95)
+    curve = _curve([50, 100, 150], [0.9, 0.95, 0.985], [0.06, 0.05, 0.04])
+    assert stopping.labels_still_needed(curve, target)["status"] != "reached"  # lower end 0.945
+    curve[-1]["accuracy_bound"] = 0.952
+    assert stopping.labels_still_needed(curve, target)["status"] == "reached"
+
+
 def test_macro_f1_without_an_interval_is_never_shown_and_escape_rate_needs_the_upper_end():
     f1 = stopping.make_target("macro_f1", 0.8)
     few = stopping.goal_status(f1, None, 50, metrics_with(0.9, [0.8, 0.95], macro_f1=0.95, macro_f1_ci=None))

@@ -512,6 +512,7 @@ def evaluation(project, extractor=None) -> dict:
         "classes_estimate": per_class,
         "estimate": shown.get("estimate"),
         "interval": shown.get("interval"),
+        "lower_bound": shown.get("lower_bound"),  # one-sided 95 %: what a target on accuracy is judged on
         "method": shown.get("method_words", estimators.METHOD_WORDS["none"]),
         "method_key": shown.get("method", "none"),
         "estimators": shown.get("estimators", {}),

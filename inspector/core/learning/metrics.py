@@ -190,8 +190,10 @@ def learning_curve(model_versions: Sequence) -> list[dict]:
         n_labels = mv["n_labels"] if isinstance(mv, dict) else mv.n_labels
         audit = (metrics or {}).get("audit") or {}
         shown = (metrics or {}).get("estimate") or {}
+        bound = None
         if shown.get("estimate") is not None:
             accuracy, ci, method = shown["estimate"], shown.get("interval"), shown.get("method", "audit")
+            bound = shown.get("lower_bound")  # one-sided 95 % (versions recorded before it: None)
         else:  # versions recorded before the estimators: the audit estimate
             accuracy, ci, method = audit.get("accuracy"), audit.get("accuracy_ci"), "audit"
         points.append({
@@ -200,6 +202,7 @@ def learning_curve(model_versions: Sequence) -> list[dict]:
             "n_audit": audit.get("n_audit", (metrics or {}).get("n_audit", 0)),
             "accuracy": accuracy,
             "accuracy_ci": ci,
+            "accuracy_bound": bound,
             "method": method if accuracy is not None else "none",
             "macro_f1": audit.get("macro_f1"),
             "macro_f1_ci": audit.get("macro_f1_ci"),
