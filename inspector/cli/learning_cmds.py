@@ -221,7 +221,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     per_class = report.get("classes_estimate") or {}
     if per_class.get("macro_f1") is not None:
         if per_class.get("method") == "difference":
-            print("Per class (" + per_class["method_words"] + "; the same estimator as the accuracy, coverage "
+            print("Per class (" + per_class["method_words"] + "; the same sampled labels as the accuracy, coverage "
                   "measured by tests/benchmarks/bench_estimators.py):")
         else:
             print("Per class (" + per_class["method_words"] + "; coverage not yet measured, the audit figures "

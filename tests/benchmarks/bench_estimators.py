@@ -13,6 +13,11 @@ label so far|, the mean 95 % interval width and the coverage, over seeds, for
   its macro-F1, escape rate and per-class recall scored too (``difference, N labels:`` lines),
 - ``shown``: the one the app shows (estimators.choose).
 
+Then the class-level table (simulate.print_class_table): per strategy and label count, the
+accuracy shown, macro-F1, per-class recall and precision and the escape rate, each with mean and
+worst |error|, bias, width, coverage and cover*; with --compare-class-forms also the form before
+post-stratification, scored on the same replays.
+
 Each row also gives the mean signed error (bias) and ``cover*``: coverage once the test set's own
 95 % sampling error is added to the interval (the truth is itself measured on a few hundred
 images). Then the issue-14 targets for ``shown``: at 100 labels width <= 0.15, coverage >= 90 %, mean
@@ -22,7 +27,7 @@ the generated set as .npy, the same way bench_label_efficiency.py does).
 
     .venv/bin/python tests/benchmarks/bench_estimators.py [--datasets neu,elpv,generated] [--seeds 5]
         [--strategies uncertain_diverse,k_center,...] [--pick-sampling 0,0.3] [--batch 10]
-        [--counts 100,200,300] [--out DIR]
+        [--counts 100,200,300] [--out DIR] [--first-seed 0] [--compare-class-forms]
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inspector.core.learning.simulate import (  # noqa: E402
     SimulationSettings,
     folder_dataset,
+    print_class_table,
     print_estimator_table,
     simulate,
 )
@@ -90,6 +96,9 @@ def main() -> int:
     parser.add_argument("--generated-images", type=int, default=1200)
     parser.add_argument("--extractor", default=None, help="feature extractor (default: the one new projects use)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/inspector_bench_estimators"))
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--compare-class-forms", action="store_true",
+                        help="also score the class-level figures by the form before post-stratification (same run)")
     parser.add_argument("--floor-unchecked", action="store_true",
                         help="the accuracy interval's variance floor as before issue 14's stopping work: the "
                              "model-implied residual variance, not scaled by the errors the labels show")
@@ -108,7 +117,8 @@ def main() -> int:
             started = time.perf_counter()
             settings = SimulationSettings(strategies=strategies, seeds=args.seeds, budget=args.budget,
                                           batch=args.batch, initial=min(args.batch, 20), pick_sampling=share,
-                                          estimator_counts=counts)
+                                          estimator_counts=counts, first_seed=args.first_seed,
+                                          compare_class_forms=args.compare_class_forms)
             summary = simulate(X, y, names, settings)
             seconds = time.perf_counter() - started
             print(f"\n== {dataset}: {len(y)} images, {len(names)} classes, all-labels accuracy "
@@ -121,6 +131,8 @@ def main() -> int:
                 for count in counts:
                     if count in TARGETS:
                         print(check_line(name, s["estimators"]["shown"], count))
+            print_class_table(summary, title=f"{dataset}, {args.extractor or 'default features'}, pick sampling {share}, "
+                                             f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}")
             for name, s in summary["strategies"].items():
                 print(f"  {name:18s} test accuracy @100 {s['accuracy_mean'][s['label_counts'].index(100)]:.3f} "
                       f"@{args.budget} {s['accuracy_mean'][-1]:.3f}, curve area {s['area_under_accuracy_curve']:.4f}")
@@ -128,7 +140,7 @@ def main() -> int:
                 name: {"estimators": s["estimators"], "accuracy_mean": s["accuracy_mean"],
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
                 for name, s in summary["strategies"].items()}
-    tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.seeds}"
+    tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.first_seed}-{args.seeds}"
            f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}")
     path = args.out / f"estimators_{tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")

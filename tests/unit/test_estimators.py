@@ -304,14 +304,14 @@ def test_simulate_scores_the_difference_estimator_and_its_class_figures():
     test-noise-aware coverage, and coverage of macro-F1, escape rate and per-class recall."""
     import io
 
-    from inspector.core.learning.simulate import SimulationSettings, print_estimator_table, simulate
+    from inspector.core.learning.simulate import SimulationSettings, print_class_table, print_estimator_table, simulate
 
     rng = np.random.default_rng(9)
     centres = rng.normal(0, 3, (3, 8))
     y = rng.choice(3, 600, p=[0.7, 0.2, 0.1])
     X = (centres[y] + rng.normal(0, 1.5, (600, 8))).astype(np.float32)
     settings = SimulationSettings(strategies=["k_center"], seeds=1, budget=80, batch=10, initial=10,
-                                  estimator_counts=(80,), audit_share=0.2)
+                                  estimator_counts=(80,), audit_share=0.2, compare_class_forms=True)
     summary = simulate(X, y, ["ok", "scratch", "crack"], settings)
     assert settings.acceptable == (0,)  # 'ok' parts may pass: the escape rate is about the others
     est = summary["strategies"]["k_center"]["estimators"]
@@ -323,6 +323,12 @@ def test_simulate_scores_the_difference_estimator_and_its_class_figures():
     out = io.StringIO()
     print_estimator_table(summary, file=out, marks=(80,))
     assert "difference" in out.getvalue() and "escape_rate" in out.getvalue()
+    assert est["classes_before"]["80"]["macro_f1"]["n"] == 1 and "worst_abs_error" in classes["macro_f1"]
+    table = io.StringIO()
+    print_class_table(summary, file=table)
+    lines = [ln.split() for ln in table.getvalue().splitlines()]
+    figures = [ln[2] for ln in lines if ln and ln[0] == "k_center" and ln[1] == "80"]
+    assert figures[:3] == ["accuracy", "macro_f1", "before"] and "escape_rate" in figures, figures
 
 
 def test_difference_interval_covers_the_accuracy_on_new_images_not_only_the_pool():
@@ -357,14 +363,18 @@ def test_class_intervals_carry_the_pools_own_sampling_error():
     truth = np.array([rng.choice(3, p=p) for p in proba])
     score = 0.3 / n + 0.7 * (1 - proba.max(1)) / (1 - proba.max(1)).sum()
     scored, _, _ = _scored_from_pool(rng, proba, truth, classes, score, draws=90, census=10)
-    widths = {}
-    for resample in (False, True):
-        out = estimators.class_difference_estimates(scored, n_bootstrap=300, resample_pool=resample)
-        widths[resample] = [out["per_class"][str(c)]["recall_interval"][1] - out["per_class"][str(c)]["recall_interval"][0]
-                            for c in (1, 2)]
-    # never narrower; wider where the bootstrap, not the Wilson floor, sets the interval
-    assert all(w_pool >= w for w_pool, w in zip(widths[True], widths[False])), widths
-    assert sum(widths[True]) > sum(widths[False]) + 0.02, widths
+    for stratify in (True, False):
+        widths = {}
+        for resample in (False, True):
+            out = estimators.class_difference_estimates(scored, n_bootstrap=300, resample_pool=resample,
+                                                        stratify=stratify)
+            widths[resample] = [out["per_class"][str(c)]["recall_interval"][1]
+                                - out["per_class"][str(c)]["recall_interval"][0] for c in (1, 2)]
+        # never narrower; wider where the bootstrap, not the Wilson floor, sets the interval (here
+        # the Wilson floor of the labels of each class sets the post-stratified ones)
+        assert all(w_pool >= w - 1e-9 for w_pool, w in zip(widths[True], widths[False])), widths
+        if not stratify:
+            assert sum(widths[True]) > sum(widths[False]) + 0.02, widths
 
 
 def test_difference_interval_is_wilson_at_the_effective_size_without_the_count_correction():
@@ -427,6 +437,45 @@ def test_a_perfect_test_figure_still_carries_its_sampling_error():
     assert _test_reach(1.0, 0, 0.99) == 0.0
     # on the side facing an estimate above it, a low figure may be higher on new images
     assert _test_reach(0.5, 100, 0.6) > 0.08
+
+
+def test_rare_class_figures_hold_when_the_current_model_spreads_mass_over_rare_classes():
+    """The pool's probabilities come from the current model, the labels' from cross-fitted ones.
+    When the current model spreads a small mass over a rare class on the many parts it predicts
+    ok (here 5 % instead of the true 1 %), the residuals of the cross-fitted probabilities cannot
+    correct it: the difference form read the rare class's size too large, its recall and macro-F1
+    too low. Counting the sampled labels within each predicted class does not use that mass."""
+    rng = np.random.default_rng(15)
+    classes = np.array([0, 1, 2])
+    # P(true class | predicted class): the cross-fitted probabilities are exactly these
+    confusion = np.array([[0.97, 0.02, 0.01], [0.05, 0.90, 0.05], [0.05, 0.05, 0.90]])
+    current_on_ok = np.array([0.93, 0.02, 0.05])  # same prediction, rare mass inflated
+    errors = {True: [], False: []}
+    macro = {True: [], False: []}
+    hits, reps = 0, 20
+    for _ in range(reps):
+        n = 1500
+        pred = rng.choice(3, n, p=[0.8, 0.12, 0.08])
+        truth = np.array([rng.choice(3, p=confusion[k]) for k in pred])
+        proba = confusion[pred]
+        score = np.where(pred == 0, 0.3, 1.0)
+        scored, rows, unl = _scored_from_pool(rng, proba, truth, classes, score / score.sum(), draws=250, census=10)
+        current = proba[unl].copy()
+        current[pred[unl] == 0] = current_on_ok
+        scored.proba_unlabelled_current = current
+        recall_truth = np.mean(pred[truth == 2] == 2)
+        f1 = [2 * np.sum((pred == k) & (truth == k)) / (np.sum(pred == k) + np.sum(truth == k)) for k in range(3)]
+        for stratify in (True, False):
+            out = estimators.class_difference_estimates(scored, n_bootstrap=100, stratify=stratify)
+            errors[stratify].append(out["per_class"]["2"]["recall"] - recall_truth)
+            macro[stratify].append(out["macro_f1"] - np.mean(f1))
+            if stratify:
+                low, high = out["per_class"]["2"]["recall_interval"]
+                hits += low <= recall_truth <= high
+    assert abs(np.mean(errors[True])) < 0.04 and abs(np.mean(macro[True])) < 0.02, (errors[True], macro[True])
+    assert hits / reps >= 0.85, hits / reps
+    # the form before read the rare class's recall and macro-F1 low
+    assert np.mean(errors[False]) < -0.1 and np.mean(macro[False]) < -0.025, (errors[False], macro[False])
 
 
 def _weighted_replay(rng, f, correct, draws=80):

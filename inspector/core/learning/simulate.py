@@ -56,6 +56,10 @@ class SimulationSettings:
     #: class ids whose parts may pass (named ok, good, functional...; set by :func:`simulate`):
     #: the escape rate is the share of defective parts predicted acceptable
     acceptable: Sequence[int] = ()
+    #: also score the class-level figures by the form before post-stratification (the difference
+    #: form, estimators.class_difference_estimates(stratify=False)) as ``classes_before``: the
+    #: benchmark's same-run baseline
+    compare_class_forms: bool = False
 
     def validate(self, n_images: int, n_classes: int) -> None:
         if n_classes < 2:
@@ -162,7 +166,8 @@ def run_one(
                              macro_f1=metrics.macro_f1(y_test, calibrated_pred, classes))
                 point["estimators"] = estimator_point(X_pool, y_pool, classes, rows, set(audit_rows), pick_q, pick_pool,
                                                       shadow, settings.kind, seed, model=model, oof=oof,
-                                                      acceptable=set(settings.acceptable))
+                                                      acceptable=set(settings.acceptable),
+                                                      compare_class_forms=settings.compare_class_forms)
                 point["n_test"] = len(y_test)
                 point["class_truth"] = class_truth(y_test, calibrated_pred, classes, set(settings.acceptable))
                 model.calibration = saved
@@ -218,7 +223,7 @@ def _test_reach(truth: float, n: int, estimate: float) -> float:
 
 
 def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, shadow, kind, seed,
-                    model=None, oof=None, acceptable: Optional[set] = None) -> dict:
+                    model=None, oof=None, acceptable: Optional[set] = None, compare_class_forms: bool = False) -> dict:
     """Every accuracy estimator at one (seed, label count) point, as a real project would run it:
     out-of-sample predictions (the audit model for audit and unlabelled images, cross-fitting for
     the other labels) and the recorded selection probabilities. With ``model`` (the current one)
@@ -253,6 +258,11 @@ def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool,
                                                        n_bootstrap=200, random_state=seed)
         if per_class is not None:
             out["classes"] = per_class
+        if compare_class_forms:
+            before = est_mod.class_difference_estimates(scored, acceptable or None, passed_l, passed_u,
+                                                        n_bootstrap=200, random_state=seed, stratify=False)
+            if before is not None:
+                out["classes_before"] = before
     return out
 
 
@@ -297,20 +307,23 @@ def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
                                                            weights=[c["runs"] for c in runs_with]))
                                           if runs_with else None)}
     out["classes"] = summarise_class_estimates(mine, schedule)
+    if any((p.get("estimators") or {}).get("classes_before") for r in mine for p in r["points"]):
+        out["classes_before"] = summarise_class_estimates(mine, schedule, entry="classes_before")
     out["note"] = ("truth: test accuracy of the model trained on every label so far; estimators see only "
                    "out-of-sample predictions (models that did not train on the labels scored)")
     return out
 
 
-def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
-    """Coverage, mean width and mean |error| of the difference estimator's macro-F1, escape rate
-    and per-class recall and precision (pooled over classes) against the current model's test figures."""
+def summarise_class_estimates(mine: list, schedule: Sequence[int], entry: str = "classes") -> dict:
+    """Coverage, mean width, mean and worst |error| of the class-level estimates (``key``: the
+    estimator point's entry) of macro-F1, escape rate and per-class recall and precision (pooled
+    over classes) against the current model's test figures."""
     out = {}
     for i, count in enumerate(schedule):
         found = {"macro_f1": [], "escape_rate": [], "recall": [], "precision": []}
         for r in mine:
             p = r["points"][i]
-            est, truth = (p.get("estimators") or {}).get("classes"), p.get("class_truth")
+            est, truth = (p.get("estimators") or {}).get(entry), p.get("class_truth")
             if not est or not truth:
                 continue
             for key in ("macro_f1", "escape_rate"):
@@ -333,6 +346,7 @@ def summarise_class_estimates(mine: list, schedule: Sequence[int]) -> dict:
                 high = a[:, 0] + np.hypot(a[:, 2] - a[:, 0], t)
                 row[key] = {"n": len(a), "mean_abs_error": float(np.mean(np.abs(a[:, 0] - a[:, 3]))),
                             "mean_signed_error": float(np.mean(a[:, 0] - a[:, 3])),
+                            "worst_abs_error": float(np.max(np.abs(a[:, 0] - a[:, 3]))),
                             "mean_width": float(np.mean(a[:, 2] - a[:, 1])),
                             "coverage": float(np.mean((a[:, 1] <= a[:, 3]) & (a[:, 3] <= a[:, 2]))),
                             "coverage_with_test_noise": float(np.mean((low <= a[:, 3]) & (a[:, 3] <= high)))}
@@ -372,6 +386,45 @@ def print_estimator_table(summary: dict, file=None, marks=(100, 200, 300)) -> No
                      f"{v['mean_width']:.3f} cover {v['coverage']:.0%} cover* {v.get('coverage_with_test_noise', 0):.0%} "
                      f"(n {v['n']})" for key, v in row.items()]
             print(f"  difference, {count} labels: " + "; ".join(parts), file=file)
+
+
+def print_class_table(summary: dict, title: str = "", file=None) -> None:
+    """Class-level estimates against the test set, one line per strategy, label count and figure:
+    the accuracy shown, macro-F1, per-class recall and precision (pooled over classes) and the
+    escape rate, each with its count, mean and worst |error|, bias, mean 95 % interval width,
+    coverage, and coverage once the test set's own sampling error is allowed for (cover*). With
+    ``classes_before`` (SimulationSettings.compare_class_forms) the form before is printed
+    beneath each figure ("  before")."""
+    import sys
+
+    file = file or sys.stdout
+    print(f"Class-level estimates{' — ' + title if title else ''} (truth: the current model's test figures):", file=file)
+    print(f"  {'strategy':18s} {'labels':>6s} {'figure':14s} {'n':>4s} {'mean|err|':>9s} {'bias':>7s} {'worst':>6s} "
+          f"{'width':>6s} {'cover':>6s} {'cover*':>6s}", file=file)
+
+    def line(strategy, count, figure, v) -> str:
+        return (f"  {strategy:18s} {count:>6} {figure:14s} {v['n']:4d} {v['mean_abs_error']:9.3f} "
+                f"{v.get('mean_signed_error', 0):+7.3f} {v.get('worst_abs_error', float('nan')):6.3f} "
+                f"{v['mean_width']:6.3f} {v['coverage']:6.0%} {v.get('coverage_with_test_noise', float('nan')):6.0%}")
+
+    for name, s in summary["strategies"].items():
+        ests = s.get("estimators")
+        if not ests:
+            continue
+        for c in ests["shown"]["per_label_count"]:
+            if not c["runs"]:
+                continue
+            count = c["n_labels"]
+            print(line(name, count, "accuracy", {"n": c["runs"], **c}), file=file)
+            now = (ests.get("classes") or {}).get(str(count), {})
+            before = (ests.get("classes_before") or {}).get(str(count), {})
+            for figure in ("macro_f1", "recall", "precision", "escape_rate"):
+                if figure in now:
+                    print(line(name, count, figure, now[figure]), file=file)
+                if figure in before:
+                    print(line(name, count, "  before", before[figure]), file=file)
+    print("  (cover*: the interval widened by the test figure's own 95 % sampling error, in quadrature; "
+          "'before': the difference form without post-stratification)", file=file)
 
 
 def simulate(
