@@ -42,7 +42,7 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
         [--sections calibration,novelty,coldstart] [--extractor texture+cnn] [--time-full-cv]
         [--out /tmp/inspector_bench_confidence] [--neu-acceptable rolled-in_scale]
         [--calibration-weights importance|audit] [--calibration-flattening on|off]
-        [--novelty subspace|knn] [--pick-sampling 0.3] [--checkpoints 50,100,300,all]
+        [--novelty subspace,nearest-mean,knn] [--pick-sampling 0.3] [--checkpoints 50,100,300,all]
 
 The calibration table's ``unflat`` column refits, at each checkpoint, the calibration on the same
 out-of-sample predictions, weights and prior with the importance weights as they are (before the
@@ -53,7 +53,9 @@ flattening was chosen by importance-weighted cross-validation): same labels, bef
 
 Before/after in one tree: ``--calibration-weights audit --novelty knn`` fits the calibration with
 the audit weighting and novelty with nearest-neighbour distances only, as before the selection
-probabilities and the subspace scores were used; the defaults are the product's. The replay draws
+probabilities and the subspace scores were used; ``--novelty nearest-mean`` scores novelty as model
+files of format 3 did (the subspace's Mahalanobis distance to the nearest class mean only, not also
+to the predicted class's mean); the defaults are the product's. The replay draws
 picks with the app's pick sampling (``--pick-sampling 0`` for the strategies' top-k picks).
 
 Prints figures (each seed, then mean and worst over the seeds); asserts nothing. Features are
@@ -90,7 +92,9 @@ from inspector.core.learning.strategies import get_strategy  # noqa: E402
 
 CHECKPOINTS = (50, 100, 300)
 WITH_ALL = True  # --checkpoints without "all": skip the model on every label of the labelling half
-NOVELTY = "subspace"  # --novelty: "subspace" (the product) or "knn" (before the subspace scores)
+#: --novelty, one or more (compared in the same run): "subspace" (the product), "nearest-mean" (format 3)
+#: or "knn" (before the subspace scores)
+NOVELTIES = ["subspace"]
 PICK_SAMPLING = 0.3  # --pick-sampling (default: the app's strategies.DEFAULT_PICK_SAMPLING)
 DUMP = None  # --dump: a folder for each checkpoint's out-of-sample predictions
 EXTRACTOR = None  # the features' extractor name (its blocks are scored apart by novelty)
@@ -121,17 +125,18 @@ def trained(X, y, classes, seed=0, X_pool=None, is_audit=None, reuse=True, timin
     return model, oof
 
 
-def novelty_options(acceptable_cols) -> dict:
-    """fit_novelty's options as the learner passes them (--novelty subspace) or as before them (knn)."""
-    if NOVELTY == "knn":
+def novelty_options(acceptable_cols, variant) -> dict:
+    """fit_novelty's options as the learner passes them (--novelty subspace) or as before (knn, nearest-mean)."""
+    if variant == "knn":
         return {"subspace": False}
-    return {"subspace": True, "acceptable": acceptable_cols}
+    # nearest-mean: the subspace scores without the distance to the predicted class's mean (format 3)
+    return {"subspace": True, "acceptable": acceptable_cols, "class_subspace": variant != "nearest-mean"}
 
 
-def with_novelty(model, X_labelled, y_labelled, mean, std, seed, acceptable_cols=None):
+def with_novelty(model, X_labelled, y_labelled, mean, std, seed, acceptable_cols=None, variant="subspace"):
     model.novelty = fit_novelty(X_labelled, mean, std, y=y_labelled, random_state=seed, classes=model.classes,
                                 blocks=feature_blocks(EXTRACTOR, X_labelled.shape[1]),
-                                **novelty_options(acceptable_cols))
+                                **novelty_options(acceptable_cols, variant))
     return model
 
 
@@ -213,7 +218,6 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         else:
             rows = order[:at]
             model, oof = kept[at]
-        with_novelty(model, Xp[rows], yp[rows], mean, std, seed, acceptable_cols)
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
         if DUMP is not None and oof is not None:  # what the calibration saw, to compare calibrations offline
@@ -247,12 +251,16 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
             continue
         th = choose_threshold(yp[rows], model.calibration.apply(oof) if oof is not None else model.predict_proba(Xp[rows]),
                               classes, acceptable_cols, 0.01, {i: n for i, n in enumerate(class_names)})
-        novel = novel_flags(model, Xt)
-        esc, n_def, lo, hi, review = escape_row(yt, cal, novel, classes, acceptable_cols, th["value"])
-        summary.setdefault(("escape", at), []).append((esc, n_def, review, th["shown_safe"]))
         thr = f"{th['value']:.3f}" if th["shown_safe"] else "not safe"
-        print(text + f"{thr:>9} {esc:>5}/{n_def:<6} {esc / max(n_def, 1):7.2%} ({lo:.2%}-{hi:.2%}) {review:7.1%} "
-                     f"{novel.mean():6.1%}")
+        for variant in NOVELTIES:  # the same classifier and threshold, each way of fitting novelty
+            with_novelty(model, Xp[rows], yp[rows], mean, std, seed, acceptable_cols, variant)
+            novel = novel_flags(model, Xt)
+            esc, n_def, lo, hi, review = escape_row(yt, cal, novel, classes, acceptable_cols, th["value"])
+            summary.setdefault(("escape", at, variant), []).append((esc, n_def, review, th["shown_safe"]))
+            tag = f" (novelty {variant})" if len(NOVELTIES) > 1 else ""
+            print((text if variant == NOVELTIES[0] else " " * len(text))
+                  + f"{thr:>9} {esc:>5}/{n_def:<6} {esc / max(n_def, 1):7.2%} ({lo:.2%}-{hi:.2%}) {review:7.1%} "
+                    f"{novel.mean():6.1%}{tag}")
 
 
 def novelty_section(name, X, y, class_names, acceptable_name, seed, summary):
@@ -270,22 +278,24 @@ def novelty_section(name, X, y, class_names, acceptable_name, seed, summary):
             continue
         keep = yp != c
         model, oof = trained(Xp[keep], yp[keep], classes, seed=seed, X_pool=Xp, reuse=False)
-        with_novelty(model, Xp[keep], yp[keep], mean, std, seed, acceptable_cols)
         th = choose_threshold(yp[keep], model.calibration.apply(oof), classes, acceptable_cols, 0.01)
         cal = model.predict_proba(Xt)
-        novel = novel_flags(model, Xt)
-        path, review, _ = route(cal, acceptable_cols, th["value"], novel)
+        thr = f"{th['value']:.3f}" if th["shown_safe"] else "not safe"
         out = yt == c
         ok = acceptable_cols[yt]
-        # predicted acceptable and not novel: what only the review threshold stands between and the line
-        called_acceptable = acceptable_cols[np.argmax(cal, axis=1)]
-        unseen = np.mean(called_acceptable[out] & ~novel[out])
-        figures = (novel[out].mean(), review[out].mean(), np.mean(path[out] != PASS), review[ok].mean(), novel[ok].mean(),
-                   unseen)
-        summary.setdefault(("novelty", class_names[c]), []).append(figures + (bool(th["shown_safe"]),))
-        thr = f"{th['value']:.3f}" if th["shown_safe"] else "not safe"
-        print(f"   {class_names[c]:>20} {figures[0]:6.1%} {figures[1]:9.1%} {figures[2]:8.1%} | "
-              f"{figures[3]:21.1%} {figures[4]:6.1%} {thr:>9} | called acceptable, not novel {unseen:6.1%}")
+        for variant in NOVELTIES:  # the same classifier and threshold, each way of fitting novelty
+            with_novelty(model, Xp[keep], yp[keep], mean, std, seed, acceptable_cols, variant)
+            novel = novel_flags(model, Xt)
+            path, review, _ = route(cal, acceptable_cols, th["value"], novel)
+            # predicted acceptable and not novel: what only the review threshold stands between and the line
+            called_acceptable = acceptable_cols[np.argmax(cal, axis=1)]
+            unseen = np.mean(called_acceptable[out] & ~novel[out])
+            figures = (novel[out].mean(), review[out].mean(), np.mean(path[out] != PASS), review[ok].mean(),
+                       novel[ok].mean(), unseen)
+            summary.setdefault(("novelty", class_names[c], variant), []).append(figures + (bool(th["shown_safe"]),))
+            tag = f" (novelty {variant})" if len(NOVELTIES) > 1 else ""
+            print(f"   {class_names[c]:>20} {figures[0]:6.1%} {figures[1]:9.1%} {figures[2]:8.1%} | "
+                  f"{figures[3]:21.1%} {figures[4]:6.1%} {thr:>9} | called acceptable, not novel {unseen:6.1%}{tag}")
 
 
 def labels_to_see_every_class(X_pool, y_pool, classes, seed, explore_novelty, batch=10, budget=400):
@@ -332,24 +342,30 @@ def print_summary(name, summary, seeds):
             if ("ece_unflat", at) in summary:
                 unflat = np.array(summary[("ece_unflat", at)])
                 line += f" (weights unflattened, same labels: {unflat.mean():.3f} / {unflat.max():.3f})"
-            if ("escape", at) in summary:
-                rows = summary[("escape", at)]
+            print(line)
+            for variant in NOVELTIES:
+                if ("escape", at, variant) not in summary:
+                    continue
+                rows = summary[("escape", at, variant)]
                 esc, n_def = sum(r[0] for r in rows), sum(r[1] for r in rows)
                 lo, hi = wilson_interval(esc, n_def)
                 reviews = np.array([r[2] for r in rows])
-                line += (f"; escapes {esc}/{n_def} = {esc / max(n_def, 1):.2%} (95 % CI {lo:.2%}-{hi:.2%}), "
-                         f"review share {reviews.mean():.1%} / {reviews.max():.1%}, shown safe in "
-                         f"{sum(r[3] for r in rows)} of {len(rows)}")
-            print(line)
+                tag = f" (novelty {variant})" if len(NOVELTIES) > 1 else ""
+                print(f"   {'':>4}   escapes {esc}/{n_def} = {esc / max(n_def, 1):.2%} (95 % CI {lo:.2%}-{hi:.2%}), "
+                      f"review share {reviews.mean():.1%} / {reviews.max():.1%}, shown safe in "
+                      f"{sum(r[3] for r in rows)} of {len(rows)}{tag}")
     if "time_ratio" in summary:
         ratio = np.array(summary["time_ratio"])
         line = f"   retrain with/without calibration: {ratio.mean():.2f}x (worst {ratio.max():.2f}x)"
         if "time_full_cv" in summary:
             line += f"; a full cross-validation every retrain: {np.mean(summary['time_full_cv']):.2f}x"
         print(line)
-    keys = [k for k in summary if isinstance(k, tuple) and k[0] == "novelty"]
-    if keys:
-        print(f"   {'left out':>20} {'novel':>13} {'to review':>13} {'kept off':>13} | {'acceptable to review':>20}")
+    for variant in NOVELTIES:
+        keys = [k for k in summary if isinstance(k, tuple) and k[0] == "novelty" and k[2] == variant]
+        if not keys:
+            continue
+        print(f"   {'left out':>20} {'novel':>13} {'to review':>13} {'kept off':>13} | {'acceptable to review':>20}"
+              + (f"   novelty {variant}" if len(NOVELTIES) > 1 else ""))
         for key in keys:
             rows = np.array([r[:6] for r in summary[key]], np.float64)
             print(f"   {key[1]:>20} " + " ".join(f"{rows[:, j].mean():6.1%}/{rows[:, j].min():6.1%}" for j in range(3))
@@ -432,16 +448,21 @@ def main() -> int:
     parser.add_argument("--refit-dumps", type=Path, default=None,
                         help="no replay: refit the calibration on the checkpoints stored by --dump, with and "
                              "without the flattening, and print the held-out ECE of both")
-    parser.add_argument("--novelty", choices=("subspace", "knn"), default="subspace",
-                        help="novelty as the product fits it, or nearest-neighbour distances only (before)")
+    parser.add_argument("--novelty", default="subspace",
+                        help="novelty as the product fits it (subspace); its subspace scores without the "
+                             "distance to the predicted class's mean (nearest-mean: model files of format 3); "
+                             "nearest-neighbour distances only (knn: before the subspace scores); several "
+                             "comma-separated are compared on the same classifiers in one run")
     parser.add_argument("--pick-sampling", type=float, default=None,
                         help="share of each batch drawn at random around the strategy's picks (default: the app's)")
     args = parser.parse_args()
     from inspector.core.learning.simulate import folder_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
-    global EXTRACTOR, DUMP, PICK_SAMPLING, NOVELTY, CHECKPOINTS, WITH_ALL
-    NOVELTY = args.novelty
+    global EXTRACTOR, DUMP, PICK_SAMPLING, CHECKPOINTS, WITH_ALL
+    NOVELTIES[:] = args.novelty.split(",")
+    if any(v not in ("subspace", "nearest-mean", "knn") for v in NOVELTIES):
+        parser.error("--novelty: subspace, nearest-mean or knn (comma-separated to compare them in one run)")
     from inspector.core.learning.strategies import DEFAULT_PICK_SAMPLING
 
     PICK_SAMPLING = DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling
@@ -460,7 +481,7 @@ def main() -> int:
     sections = set(args.sections.split(","))
     print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}; pick sampling {PICK_SAMPLING}; "
           f"calibration weights {calibration_module.WEIGHTING}, flattening {args.calibration_flattening}; "
-          f"novelty {NOVELTY}")
+          f"novelty {', '.join(NOVELTIES)}")
     for name in args.datasets.split(","):
         if name in ("neu", "elpv"):
             folder = args.data / name

@@ -45,7 +45,9 @@ MAGIC = b"INSPECTOR-MODEL\n"
 #: would silently ignore (other probabilities and novelty than the threshold was chosen on)
 #: 3: novelty's principal-subspace arrays and its root-mean-square combination ("combine"), which a
 #: reader of format 2 would ignore (other novelty scores than the file's own scale was set for)
-FORMAT_VERSION = 3
+#: 4: novelty's class-conditional subspace distance (novelty_subspace_b_class_columns, a third
+#: scale), which a reader of format 3 would ignore (other scores than the file's own scale was set for)
+FORMAT_VERSION = 4
 MODEL_SUFFIX = ".inspector-model"
 _PRELUDE = struct.Struct("<16sIQ")
 _DIGEST_BYTES = 32
