@@ -77,3 +77,23 @@ def blob_project(tmp_path):
     yield make
     for p in made:
         p.close()
+
+
+@pytest.fixture
+def novelty_via_model_file():
+    """A novelty model as a model file would bring it back: its header through JSON and its
+    arrays checked to be plain numbers (a model file never holds objects)."""
+    import json
+
+    import numpy as np
+
+    from inspector.core.learning.novelty import NoveltyModel
+
+    def round_trip(model: NoveltyModel) -> NoveltyModel:
+        header = json.loads(json.dumps(model.to_header()))
+        arrays = model.arrays()
+        for name, array in arrays.items():
+            assert isinstance(array, np.ndarray) and array.dtype.kind in "fi", name
+        return NoveltyModel.from_file(header, arrays)
+
+    return round_trip

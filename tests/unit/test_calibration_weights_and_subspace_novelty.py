@@ -3,8 +3,6 @@ scores (Mahalanobis to the nearest class, residual outside the labelled images' 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -147,15 +145,8 @@ def test_a_near_kind_outside_the_labelled_subspace_is_novel_and_the_familiar_kin
     assert with_subspace.is_novel(stranger).mean() > knn_only.is_novel(stranger).mean()
 
 
-def _round_trip(model: NoveltyModel) -> NoveltyModel:
-    header = json.loads(json.dumps(model.to_header()))  # what the model file's header keeps
-    arrays = model.arrays()
-    for name, array in arrays.items():
-        assert isinstance(array, np.ndarray) and array.dtype.kind in "fi", name  # plain numbers only
-    return NoveltyModel.from_file(header, arrays)
 
-
-def test_subspace_novelty_survives_the_model_file_and_old_files_still_score_as_before():
+def test_subspace_novelty_survives_the_model_file_and_old_files_still_score_as_before(novelty_via_model_file):
     rng = np.random.default_rng(4)
     X = rng.normal(size=(80, 12))
     y = np.arange(80) % 2
@@ -163,7 +154,7 @@ def test_subspace_novelty_survives_the_model_file_and_old_files_still_score_as_b
     proba = np.tile([0.7, 0.3], (30, 1))
     model = fit_novelty(X, np.zeros(12), np.ones(12), y=y, classes=np.array([0, 1]), blocks=[5, 7], subspace=True)
     assert len(model.subspaces) == 2
-    np.testing.assert_allclose(_round_trip(model).scores(new, proba), model.scores(new, proba), rtol=1e-6)
+    np.testing.assert_allclose(novelty_via_model_file(model).scores(new, proba), model.scores(new, proba), rtol=1e-6)
     # a file from before the subspace scores: no "subspace" or "combine" in its header
     old = fit_novelty(X, np.zeros(12), np.ones(12), y=y, classes=np.array([0, 1]), blocks=[5, 7], subspace=False)
     header = {k: v for k, v in old.to_header().items() if k not in ("subspace", "combine")}
@@ -187,7 +178,7 @@ def test_subspace_novelty_arrays_that_do_not_fit_are_refused():
         NoveltyModel.from_file({**header, "combine": "mean"}, arrays)
 
 
-def test_a_part_called_acceptable_but_far_from_every_acceptable_label_is_novel():
+def test_a_part_called_acceptable_but_far_from_every_acceptable_label_is_novel(novelty_via_model_file):
     rng = np.random.default_rng(6)
     d = 10
     shift = np.r_[8.0, np.zeros(d - 1)]
@@ -202,7 +193,7 @@ def test_a_part_called_acceptable_but_far_from_every_acceptable_label_is_novel()
     called_ok, called_dent = np.tile([0.9, 0.1], (100, 1)), np.tile([0.1, 0.9], (100, 1))
     assert model.is_novel(dents, called_ok).mean() >= 0.95
     assert model.is_novel(dents, called_dent).mean() <= 0.2
-    unguarded = _round_trip(model)
+    unguarded = novelty_via_model_file(model)
     np.testing.assert_allclose(unguarded.scores(dents, called_ok), model.scores(dents, called_ok), rtol=1e-6)
     unguarded.acceptable_guard = 0.0
     guarded_scores, plain_scores = model.scores(dents, called_ok), unguarded.scores(dents, called_ok)

@@ -3,8 +3,6 @@ the distance to the nearest class mean: a new kind forced into a known class it 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -30,13 +28,6 @@ def _three_kinds(rng):
     return X, y, means, spread
 
 
-def _round_trip(model: NoveltyModel) -> NoveltyModel:
-    header = json.loads(json.dumps(model.to_header()))
-    arrays = model.arrays()
-    for name, array in arrays.items():
-        assert isinstance(array, np.ndarray) and array.dtype.kind in "fi", name  # plain numbers only
-    return NoveltyModel.from_file(header, arrays)
-
 
 def test_a_part_unlike_the_class_it_is_called_is_novel_though_near_another_class():
     rng = np.random.default_rng(7)
@@ -60,7 +51,7 @@ def test_a_part_unlike_the_class_it_is_called_is_novel_though_near_another_class
     assert called_mean.is_novel(familiar, called_right).mean() <= 0.25
 
 
-def test_class_conditional_subspace_survives_the_model_file_and_format_3_files_score_as_before():
+def test_class_conditional_subspace_survives_the_model_file_and_format_3_files_score_as_before(novelty_via_model_file):
     rng = np.random.default_rng(8)
     X, y, means, spread = _three_kinds(rng)
     classes = np.array([0, 1, 2])
@@ -68,7 +59,7 @@ def test_class_conditional_subspace_survives_the_model_file_and_format_3_files_s
     proba = rng.dirichlet(np.ones(3), 50)
     model = fit_novelty(X, np.zeros(D), np.ones(D), y=y, classes=classes, blocks=[3, 5])
     assert len(model.subspaces) == 2 and model.to_header()["class_subspace"]
-    np.testing.assert_allclose(_round_trip(model).scores(new, proba), model.scores(new, proba), rtol=1e-6)
+    np.testing.assert_allclose(novelty_via_model_file(model).scores(new, proba), model.scores(new, proba), rtol=1e-6)
     # a file of format 3: no class columns, two scales per subspace, no "class_subspace" in its header
     old = fit_novelty(X, np.zeros(D), np.ones(D), y=y, classes=classes, blocks=[3, 5], class_subspace=False)
     header = {k: v for k, v in old.to_header().items() if k != "class_subspace"}
@@ -94,7 +85,7 @@ def test_class_conditional_subspace_arrays_that_do_not_fit_are_refused():
             NoveltyModel.from_file(header, broken)
 
 
-def test_a_class_too_small_for_its_own_scale_keeps_its_mean_but_no_distance_of_its_own():
+def test_a_class_too_small_for_its_own_scale_keeps_its_mean_but_no_distance_of_its_own(novelty_via_model_file):
     rng = np.random.default_rng(10)
     X, y, means, spread = _three_kinds(rng)
     X = np.vstack([X, rng.normal(0, 1, (3, D)) + 6.0])  # three labels of a fourth kind
@@ -105,7 +96,7 @@ def test_a_class_too_small_for_its_own_scale_keeps_its_mean_but_no_distance_of_i
     parts = rng.normal(0, 1, (5, D)) + 6.0
     assert np.all(sub.class_distances(parts, np.full(5, 3)) == 0)
     assert np.all(sub.class_distances(parts, np.full(5, 0)) > 0)
-    np.testing.assert_allclose(_round_trip(model).scores(parts, np.tile([0, 0, 0, 1.0], (5, 1))),
+    np.testing.assert_allclose(novelty_via_model_file(model).scores(parts, np.tile([0, 0, 0, 1.0], (5, 1))),
                                model.scores(parts, np.tile([0, 0, 0, 1.0], (5, 1))), rtol=1e-6)
 
 

@@ -90,17 +90,7 @@ def test_weighted_estimate_with_predictions_covers():
     for _ in range(reps):
         f, correct = _population(rng, n=1500)
         truth = correct.mean()
-        score = 0.3 / len(f) + np.sqrt(f * (1 - f)) / np.sqrt(f * (1 - f)).sum()
-        taken = np.zeros(len(f), bool)
-        rows, q, remaining = [], [], []
-        for m in range(60):
-            w = np.where(taken, 0, score)
-            p = w / w.sum()
-            i = rng.choice(len(f), p=p)
-            rows.append(i), q.append(p[i]), remaining.append(len(f) - m)
-            taken[i] = True
-        rows = np.asarray(rows)
-        e = estimators.weighted_accuracy(correct[rows], f[rows], np.asarray(q), np.asarray(remaining), f)
+        e = _weighted_replay(rng, f, correct, draws=60)
         hits += e.interval[0] <= truth <= e.interval[1]
     assert hits / reps >= 0.88, hits / reps
 
