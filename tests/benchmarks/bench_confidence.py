@@ -45,10 +45,11 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
         [--novelty subspace,nearest-mean,knn] [--pick-sampling 0.3] [--checkpoints 50,100,300,all]
 
 The calibration table's ``unflat`` column refits, at each checkpoint, the calibration on the same
-out-of-sample predictions, weights and prior with the importance weights as they are (before the
-flattening was chosen by importance-weighted cross-validation): same labels, before and after.
-``--refit-dumps DIR`` refits both on the checkpoints a ``--dump DIR`` run stored (no replay).
-``--calibration-flattening off`` replays with the unflattened fit throughout. ``--checkpoints
+out-of-sample predictions, weights and prior with the importance weights as they are (the product):
+with ``--calibration-flattening on`` the replay fits with the weights flattened to the power
+importance-weighted cross-validation chooses, so the two columns compare both on the same labels
+(measured: the flattening is not the product, see calibration.WEIGHT_FLATTENING).
+``--refit-dumps DIR`` refits both on the checkpoints a ``--dump DIR`` run stored (no replay). ``--checkpoints
 50,100,300`` leaves out the model on every label (its cross-validation is most of a seed's time).
 
 Before/after in one tree: ``--calibration-weights audit --novelty knn`` fits the calibration with
@@ -228,7 +229,7 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         ece_raw = reliability(yt, raw, classes)["ece"]
         ece_cal = reliability(yt, cal, classes)["ece"]
         # the same out-of-sample predictions, weights and prior, fitted with the importance weights
-        # as they are (before the flattening was chosen by importance-weighted cross-validation)
+        # as they are (the product's fit; differs from ECE cal under --calibration-flattening on)
         ece_unflat = None
         if oof is not None and at != "all":
             flattening = calibration_module.WEIGHT_FLATTENING
@@ -382,7 +383,7 @@ def print_summary(name, summary, seeds):
 
 def refit_dumps(folder: Path, names: list[str]) -> None:
     """``--refit-dumps``: the calibration refitted on every stored checkpoint (``--dump``) with the
-    importance weights as they are and flattened as the product chooses, on the very same labels:
+    importance weights as they are (the product) and flattened as cross-validation chooses, on the very same labels:
     held-out ECE per seed, then mean / worst. Seconds, not a replay."""
     import glob
     import re
@@ -440,9 +441,9 @@ def main() -> int:
     parser.add_argument("--calibration-weights", choices=("importance", "audit"), default="importance",
                         help="weights of the calibration's out-of-sample predictions: the picks' selection "
                              "probabilities (the product) or the random audit labels only (before)")
-    parser.add_argument("--calibration-flattening", choices=("on", "off"), default="on",
+    parser.add_argument("--calibration-flattening", choices=("on", "off"), default="off",
                         help="flatten the importance weights by the power importance-weighted cross-validation "
-                             "chooses (the product) or fit with the weights as they are (before)")
+                             "chooses (measured, not the product) or fit with the weights as they are (the product)")
     parser.add_argument("--checkpoints", default="50,100,300,all",
                         help="label counts to evaluate; 'all' adds a model on every label of the labelling half")
     parser.add_argument("--refit-dumps", type=Path, default=None,
