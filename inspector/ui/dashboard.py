@@ -67,10 +67,17 @@ def headline(data: DashboardData) -> str:
         return "No model yet: label a few images of each class; the model trains as labels arrive."
     base = f"Model v{data.model_version}, trained on {data.n_labels_trained:,} labels. "
     audit = data.audit
+    shown = data.estimate
     if not audit or audit.get("accuracy") is None:
+        if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
+            # the estimate from every sampled label exists before the first audit label is scored:
+            # the headline says it rather than contradicting the goals line and the curve beside it
+            return base + (f"Accuracy {shown['estimate']:.2f} (95 % CI {_interval(shown.get('interval'))}) from "
+                           f"{estimators.METHOD_WORDS.get(shown['method'], shown['method'])} "
+                           f"({shown.get('n_labels', 0)} labels); no random audit labels scored yet to check it "
+                           f"against (now {data.n_audit}).")
         return base + (f"No accuracy estimate yet: it needs random audit labels (now {data.n_audit}); "
                        "keep labelling the queue, which mixes audit images in.")
-    shown = data.estimate
     if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
         text = (f"Accuracy {shown['estimate']:.2f} (95 % CI {_interval(shown.get('interval'))}) from "
                 f"{estimators.METHOD_WORDS.get(shown['method'], shown['method'])} ({shown.get('n_labels', 0)} labels); "

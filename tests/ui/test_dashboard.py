@@ -142,3 +142,18 @@ def test_headline_shows_no_zero_width_macro_f1_interval():
     text = headline(data)
     assert "0.68–1.00" in text
     assert "1.00–1.00" not in text and "too few audit labels for an interval" in text
+
+
+def test_headline_shows_the_estimate_from_every_label_before_any_audit_label_is_scored():
+    # the goals line and the curve judge on this estimate: the headline must not say there is none
+    from inspector.ui.dashboard import DashboardData, headline
+
+    estimate = {"estimate": 0.96, "interval": [0.93, 0.99], "method": "difference", "n_labels": 100}
+    data = DashboardData(classes=[], labelled={}, predicted={}, curve=[], stopping={}, audit={}, n_audit=0,
+                         cross_validation=None, model_version=10, n_labels_trained=100, estimate=estimate)
+    text = headline(data)
+    assert "No accuracy estimate yet" not in text
+    assert "Accuracy 0.96 (95 % CI 0.93–0.99)" in text and "(100 labels)" in text
+    assert "no random audit labels scored yet" in text
+    data.estimate = None
+    assert "No accuracy estimate yet" in headline(data)
