@@ -181,34 +181,41 @@ class Subspace:
         D = T - m[None, :]
         return np.einsum("ij,jk,ik->i", D, self.precision, D)
 
-    def distances(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(Mahalanobis distance to the nearest class, residual length) per row of ``Z`` (float64)."""
+    def distances(self, Z: np.ndarray, columns: Optional[np.ndarray] = None) -> tuple:
+        """(Mahalanobis distance to the nearest class, residual length) per row of ``Z`` (float64);
+        with ``columns`` also the Mahalanobis distance to the mean of the class in ``columns`` (the
+        predicted or the labelled column per row; 0 where that class has no mean here). The rows
+        are projected onto the subspace once for all three."""
         T, residual = self._coordinates(Z)
         best = np.full(len(Z), np.inf)
         for m in self.class_means:
             best = np.minimum(best, self._to_mean(T, m))
-        return np.sqrt(np.maximum(best, 0.0)), residual
-
-    def class_distances(self, Z: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each row of ``Z`` to the mean of the class in ``columns`` (the
-        predicted or the labelled column per row); 0 where that class has no mean here."""
-        T, _ = self._coordinates(Z)
-        out = np.zeros(len(Z))
+        nearest = np.sqrt(np.maximum(best, 0.0))
+        if columns is None:
+            return nearest, residual
+        own = np.zeros(len(Z))
         for i, column in enumerate(self.class_columns.tolist()):
             rows = np.flatnonzero(columns == column) if column >= 0 else []
             if len(rows):
-                out[rows] = np.sqrt(np.maximum(self._to_mean(T[rows], self.class_means[i]), 0.0))
-        return out
+                own[rows] = np.sqrt(np.maximum(self._to_mean(T[rows], self.class_means[i]), 0.0))
+        return nearest, residual, own
+
+    def class_distances(self, Z: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each row of ``Z`` to the mean of the class in ``columns``."""
+        return self.distances(Z, columns)[2]
 
     def ratios(self, Z: np.ndarray, predicted: Optional[np.ndarray] = None) -> list[np.ndarray]:
         """Mahalanobis and residual, each divided by its scale; with ``class_columns`` also the
         class-conditional Mahalanobis to the ``predicted`` column's mean (0 without ``predicted``)."""
-        maha, residual = self.distances(Z)
-        out = [maha / self.scales[0], residual / self.scales[1]]
-        if self.class_conditional:
-            own = np.zeros(len(Z)) if predicted is None else self.class_distances(Z, np.asarray(predicted))
-            out.append(own / self.scales[2])
-        return out
+        if not self.class_conditional:
+            maha, residual = self.distances(Z)
+            return [maha / self.scales[0], residual / self.scales[1]]
+        if predicted is None:
+            maha, residual = self.distances(Z)
+            own = np.zeros(len(Z))
+        else:
+            maha, residual, own = self.distances(Z, np.asarray(predicted))
+        return [maha / self.scales[0], residual / self.scales[1], own / self.scales[2]]
 
 
 def _fit_subspace(Z: np.ndarray, labels: np.ndarray, random_state=0) -> Optional[Subspace]:
@@ -265,10 +272,9 @@ def fit_subspaces(Zs: list, labels: np.ndarray, quantile: float, random_state=0,
             part = _fit_subspace(Z[train], labels[train], random_state)
             if part is None:
                 return [], []
-            maha[test], residual[test] = part.distances(Z[test])
             # a labelled image of a class its fold's model has no mean for counts 0, as a part
             # predicted as such a class does
-            to_own_class[test] = part.class_distances(Z[test], labels[test])
+            maha[test], residual[test], to_own_class[test] = part.distances(Z[test], labels[test])
         scales = [max(float(np.quantile(maha, quantile)), 1e-6), max(float(np.quantile(residual, quantile)), 1e-6)]
         own += [maha / scales[0], residual / scales[1]]
         if class_conditional:
