@@ -41,16 +41,11 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
     .venv/bin/python tests/benchmarks/bench_confidence.py [--datasets neu,elpv,generated] [--seeds 5]
         [--sections calibration,novelty,coldstart] [--extractor texture+cnn] [--time-full-cv]
         [--out /tmp/inspector_bench_confidence] [--neu-acceptable rolled-in_scale]
-        [--calibration-weights importance|audit] [--calibration-flattening on|off]
+        [--calibration-weights importance|audit]
         [--novelty subspace,nearest-mean,knn] [--pick-sampling 0.3] [--checkpoints 50,100,300,all]
 
-The calibration table's ``unflat`` column refits, at each checkpoint, the calibration on the same
-out-of-sample predictions, weights and prior with the importance weights as they are (the product):
-with ``--calibration-flattening on`` the replay fits with the weights flattened to the power
-importance-weighted cross-validation chooses, so the two columns compare both on the same labels
-(measured: the flattening is not the product, see calibration.WEIGHT_FLATTENING).
-``--refit-dumps DIR`` refits both on the checkpoints a ``--dump DIR`` run stored (no replay). ``--checkpoints
-50,100,300`` leaves out the model on every label (its cross-validation is most of a seed's time).
+``--checkpoints 50,100,300`` leaves out the model on every label (its cross-validation is most of a
+seed's time).
 
 Before/after in one tree: ``--calibration-weights audit --novelty knn`` fits the calibration with
 the audit weighting and novelty with nearest-neighbour distances only, as before the selection
@@ -77,13 +72,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inspector.core.learning import calibration as calibration_module  # noqa: E402
-from inspector.core.learning.calibration import (  # noqa: E402
-    calibrate_model,
-    calibration_weights,
-    fit_calibration,
-    out_of_fold_proba,
-    reliability,
-)
+from inspector.core.learning.calibration import calibrate_model, out_of_fold_proba, reliability  # noqa: E402
 from inspector.core.learning.metrics import wilson_interval  # noqa: E402
 from inspector.core.learning.models import fit_model  # noqa: E402
 from inspector.core.learning.novelty import feature_blocks, fit_novelty  # noqa: E402
@@ -210,7 +199,7 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         summary.setdefault("time_full_cv", []).append(1 + cv_s / fit_s)
     summary.setdefault("time_ratio", []).append(1 + cal_s / fit_s)
     print(line)
-    print(f"   {'labels':>7} {'ECE raw':>8} {'ECE cal':>8} {'unflat':>7} {'acc':>6} {'T':>5} {'shrink':>6} | "
+    print(f"   {'labels':>7} {'ECE raw':>8} {'ECE cal':>8} {'acc':>6} {'T':>5} {'shrink':>6} | "
           f"{'threshold':>9} {'escapes':>12} {'escape rate (95 % CI)':>24} {'review':>7} {'novel':>6}")
     for at in [c for c in CHECKPOINTS if c <= len(order)] + (["all"] if WITH_ALL else []):
         if at == "all":
@@ -228,24 +217,10 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
                      pool=np.full(len(rows), np.nan) if at == "all" else pick_pool[:at])
         ece_raw = reliability(yt, raw, classes)["ece"]
         ece_cal = reliability(yt, cal, classes)["ece"]
-        # the same out-of-sample predictions, weights and prior, fitted with the importance weights
-        # as they are (the product's fit; differs from ECE cal under --calibration-flattening on)
-        ece_unflat = None
-        if oof is not None and at != "all":
-            flattening = calibration_module.WEIGHT_FLATTENING
-            calibration_module.WEIGHT_FLATTENING = False
-            try:
-                unflat = fit_calibration(yp[rows], classes, oof, prior=model.calibration.prior,
-                                         weights=calibration_weights(audit[:at], pick_q[:at], pick_pool[:at]))
-            finally:
-                calibration_module.WEIGHT_FLATTENING = flattening
-            ece_unflat = reliability(yt, unflat.apply(raw), classes)["ece"]
-            summary.setdefault(("ece_unflat", at), []).append(ece_unflat)
         acc = float(np.mean(classes[np.argmax(cal, axis=1)] == yt))
         summary.setdefault(("ece_raw", at), []).append(ece_raw)
         summary.setdefault(("ece_cal", at), []).append(ece_cal)
-        unflat_text = f"{ece_unflat:7.3f}" if ece_unflat is not None else f"{'':>7}"
-        text = (f"   {str(at):>7} {ece_raw:8.3f} {ece_cal:8.3f} {unflat_text} {acc:6.3f} {model.calibration.temperature:5.2f} "
+        text = (f"   {str(at):>7} {ece_raw:8.3f} {ece_cal:8.3f} {acc:6.3f} {model.calibration.temperature:5.2f} "
                 f"{model.calibration.shrink:6.3f} | ")
         if at == 50:
             print(text + "(threshold not evaluated at 50)")
@@ -340,9 +315,6 @@ def print_summary(name, summary, seeds):
         if ("ece_cal", at) in summary:
             raw, cal = np.array(summary[("ece_raw", at)]), np.array(summary[("ece_cal", at)])
             line = f"   {str(at):>4} labels: ECE raw {raw.mean():.3f} / {raw.max():.3f}, calibrated {cal.mean():.3f} / {cal.max():.3f}"
-            if ("ece_unflat", at) in summary:
-                unflat = np.array(summary[("ece_unflat", at)])
-                line += f" (weights unflattened, same labels: {unflat.mean():.3f} / {unflat.max():.3f})"
             print(line)
             for variant in NOVELTIES:
                 if ("escape", at, variant) not in summary:
@@ -381,45 +353,6 @@ def print_summary(name, summary, seeds):
                   f"{v} (mean {np.mean(ok) if ok else float('nan'):.1f}, worst {max(ok) if ok else None})")
 
 
-def refit_dumps(folder: Path, names: list[str]) -> None:
-    """``--refit-dumps``: the calibration refitted on every stored checkpoint (``--dump``) with the
-    importance weights as they are (the product) and flattened as cross-validation chooses, on the very same labels:
-    held-out ECE per seed, then mean / worst. Seconds, not a replay."""
-    import glob
-    import re
-
-    for name in names:
-        for at in CHECKPOINTS:
-            files = sorted(glob.glob(str(folder / f"{name}_s*_{at}.npz")),
-                           key=lambda f: int(re.search(r"_s(\d+)_", f).group(1)))
-            if not files:
-                continue
-            eces: dict = {False: [], True: []}
-            chosen = []
-            for f in files:
-                d = np.load(f)
-                if "q" not in d:
-                    continue  # stored before the selection probabilities were
-                classes = np.arange(d["oof"].shape[1])
-                weights = calibration_weights(d["audit"], d["q"], d["pool"])
-                for flattening in (False, True):
-                    saved = calibration_module.WEIGHT_FLATTENING
-                    calibration_module.WEIGHT_FLATTENING = flattening
-                    try:
-                        fitted = fit_calibration(d["y"], classes, d["oof"], prior=d["prior"], weights=weights)
-                    finally:
-                        calibration_module.WEIGHT_FLATTENING = saved
-                    eces[flattening].append(reliability(d["y_test"], fitted.apply(d["raw_test"]), classes)["ece"])
-                power = re.search(r"flattened to the power ([0-9.]+)", fitted.basis)
-                chosen.append(power.group(1) if power else "1")
-            if not chosen:
-                continue
-            before, after = np.array(eces[False]), np.array(eces[True])
-            print(f"{name:>9} {at:>3} labels, {len(chosen)} seeds: ECE weights as they are {before.mean():.3f} / "
-                  f"{before.max():.3f}, flattened {after.mean():.3f} / {after.max():.3f} (mean / worst); "
-                  f"per seed {' '.join(f'{b:.3f}->{a:.3f}' for b, a in zip(before, after))}; powers {' '.join(chosen)}")
-
-
 def main() -> int:
     from inspector.core.features import DEFAULT_EXTRACTOR
 
@@ -441,14 +374,8 @@ def main() -> int:
     parser.add_argument("--calibration-weights", choices=("importance", "audit"), default="importance",
                         help="weights of the calibration's out-of-sample predictions: the picks' selection "
                              "probabilities (the product) or the random audit labels only (before)")
-    parser.add_argument("--calibration-flattening", choices=("on", "off"), default="off",
-                        help="flatten the importance weights by the power importance-weighted cross-validation "
-                             "chooses (measured, not the product) or fit with the weights as they are (the product)")
     parser.add_argument("--checkpoints", default="50,100,300,all",
                         help="label counts to evaluate; 'all' adds a model on every label of the labelling half")
-    parser.add_argument("--refit-dumps", type=Path, default=None,
-                        help="no replay: refit the calibration on the checkpoints stored by --dump, with and "
-                             "without the flattening, and print the held-out ECE of both")
     parser.add_argument("--novelty", default="subspace",
                         help="novelty as the product fits it (subspace); its subspace scores without the "
                              "distance to the predicted class's mean (nearest-mean: model files of format 3); "
@@ -468,7 +395,6 @@ def main() -> int:
 
     PICK_SAMPLING = DEFAULT_PICK_SAMPLING if args.pick_sampling is None else args.pick_sampling
     calibration_module.WEIGHTING = args.calibration_weights
-    calibration_module.WEIGHT_FLATTENING = args.calibration_flattening == "on"
     points = [c.strip() for c in args.checkpoints.split(",") if c.strip()]
     WITH_ALL = "all" in points
     CHECKPOINTS = tuple(sorted(int(c) for c in points if c != "all"))
@@ -476,12 +402,9 @@ def main() -> int:
     DUMP = args.dump
     if DUMP is not None:
         DUMP.mkdir(parents=True, exist_ok=True)
-    if args.refit_dumps is not None:
-        refit_dumps(args.refit_dumps, args.datasets.split(","))
-        return 0
     sections = set(args.sections.split(","))
     print(f"load: {os.getloadavg()[0]:.1f} (1 min); features: {args.extractor}; pick sampling {PICK_SAMPLING}; "
-          f"calibration weights {calibration_module.WEIGHTING}, flattening {args.calibration_flattening}; "
+          f"calibration weights {calibration_module.WEIGHTING}; "
           f"novelty {', '.join(NOVELTIES)}")
     for name in args.datasets.split(","):
         if name in ("neu", "elpv"):

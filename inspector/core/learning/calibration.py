@@ -29,10 +29,10 @@ is on the parts to come. Measured (bench_confidence.py, pick sampling as in the 
 20 seeds, 100 labels): expected calibration error 0.046 mean / 0.094 worst with the audit
 weighting before, 0.023 / 0.047 with the selection probabilities.
 With a few dozen labels those weights are noisy (a handful of parts the strategy would not have
-chosen carry most of the weight). Fitting them flattened, ``w ** a``, with the exponent ``a``
-(0.25 to 1) that importance-weighted cross-validation over the labels prefers
-(:func:`choose_weight_flattening`) was measured and is off (:data:`WEIGHT_FLATTENING`): it did
-not lower ELPV's error beyond its seed spread and raised the generated set's.
+chosen carry most of the weight). Flattening them (``w ** a``, the exponent chosen by
+importance-weighted cross-validation) was measured and not adopted: replayed on the same labels it
+moved ELPV's error at 100 labels only within its seed spread (0.0545 -> 0.051, 10 seeds) and raised
+the generated set's at every count (0.029 -> 0.034 at 100 labels), for 1-2 s more per retrain.
 
 With too few labels for cross-validation (fewer than :data:`MIN_FOR_TEMPERATURE`) the
 temperature stays 1 and the shrinkage is ``k / (n + k)`` (one pseudo-label per seen class).
@@ -315,15 +315,7 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
     prior_seen = prior[seen_cols]
     before = _nll(p[valid], cols[valid], w)
     floor = shrink_floor(len(y), n_seen, fitted=True)
-    flattening = 1.0
-    if w is not None and WEIGHT_FLATTENING:
-        flattening = choose_weight_flattening(z, target, w, prior_seen, floor)
-    fit_weights = w if w is None or flattening == 1.0 else w ** flattening
-    temperature, bias_seen, shrink = _fit_parameters(z, target, fit_weights, prior_seen, floor,
-                                                     n_effective=_guard_size(w, len(target)))
-    if w is not None and WEIGHT_FLATTENING and flattening != 1.0:
-        weights_basis += (f"; the weights flattened to the power {flattening:g} (chosen by importance-weighted "
-                          f"cross-validation, effective size {effective_size(fit_weights):.0f})")
+    temperature, bias_seen, shrink = _fit_parameters(z, target, w, prior_seen, floor)
     bias = np.zeros(len(prior))
     bias[seen_cols] = bias_seen
     after = _nll(apply_calibration(p[valid], temperature, shrink, prior, bias), cols[valid], w)
@@ -332,69 +324,11 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
     return Calibration(temperature, shrink, prior, len(y), int(valid.sum()), basis, before, after, bias)
 
 
-#: the flattening exponents tried for the importance weights (1: the weights as they are)
-FLATTENINGS = (0.25, 0.5, 0.75, 1.0)
-#: folds of the importance-weighted cross-validation that chooses the flattening
-FLATTENING_FOLDS = 5
-#: choose the flattening (True) or fit with the weights as they are (False, the product).
-#: Off: replayed on the same labels (bench_confidence.py, 5-10 seeds, load 3-7) it moved ELPV's
-#: ECE at 100 labels only within its seed spread (0.0545 -> 0.051 over 10 seeds) and made the
-#: generated set, the one most like real lines, worse at every count (0.034 -> 0.041 at 50,
-#: 0.029 -> 0.034 at 100, 0.011 -> 0.013 at 300) and NEU slightly worse, for 1-2 s more per
-#: retrain. Kept for comparison: bench_confidence.py --calibration-flattening on
-WEIGHT_FLATTENING = False
-
-
-def choose_weight_flattening(z: np.ndarray, target: np.ndarray, w: np.ndarray, prior_seen: np.ndarray,
-                             floor: float) -> float:
-    """The exponent ``a`` of :data:`FLATTENINGS` whose calibration, fitted with weights ``w ** a``,
-    predicts held-out labels best (Brier score), each held-out label weighing its full importance
-    weight (importance-weighted cross-validation, Sugiyama, Krauledat and Mueller 2007).
-
-    Importance weights make the fit unbiased for the parts to come but noisy: at 50-100 labels the
-    effective size is a few dozen, and which labels the replays happened to choose moved ELPV's
-    expected calibration error between 0.02 and 0.10. Flattened weights ``w ** a`` (Shimodaira 2000)
-    trade some of that bias back for variance; how much is worth it differs from line to line
-    (on the generated set the chosen labels are far harder than a random part and the full weights
-    pay; on ELPV the noise dominates), so the labels' own held-out score decides. The weights
-    are never dropped altogether (no exponent 0): the held-out score is itself noisy, and unweighted
-    labels chosen for being hard would soften the model on every line.
-    """
-    w = np.asarray(w, np.float64)
-    if len(target) < 2 * FLATTENING_FOLDS or np.ptp(w) <= 1e-12 * max(float(w.max()), 1e-300):
-        return 1.0
-    fold = np.random.default_rng(0).permutation(len(target)) % FLATTENING_FOLDS
-    # the held-out score is the Brier score: proper like the log-loss, but bounded, so that one
-    # heavily weighted label predicted wrong with confidence cannot decide the choice on its own
-    scores = np.zeros(len(FLATTENINGS))
-    for i, a in enumerate(FLATTENINGS):
-        for k in range(FLATTENING_FOLDS):
-            train, test = fold != k, fold == k
-            temperature, bias_seen, shrink = _fit_parameters(z[train], target[train], w[train] ** a, prior_seen, floor,
-                                                             n_effective=_guard_size(w[train], int(train.sum())))
-            logits = z[test] / temperature + bias_seen
-            logits -= logits.max(axis=1, keepdims=True)
-            e = np.exp(logits)
-            q = (1.0 - shrink) * e / e.sum(axis=1, keepdims=True) + shrink * prior_seen[None, :]
-            q[np.arange(int(test.sum())), target[test]] -= 1.0
-            scores[i] += float(w[test] @ (q ** 2).sum(axis=1))
-    return float(FLATTENINGS[int(np.argmin(scores))])
-
-
-def _guard_size(w: Optional[np.ndarray], n: int) -> float:
-    """How many labels the weights ``w`` (as they are, before any flattening) are worth for the
-    sharpening and bias guards (:data:`MIN_FOR_SHARPENING`, :data:`MIN_FOR_BIAS`)."""
-    return effective_size(w, n) if WEIGHTING == "importance" else float(n)
-
-
 def _fit_parameters(z: np.ndarray, target: np.ndarray, w: Optional[np.ndarray], prior_seen: np.ndarray,
-                    floor: float, n_effective: Optional[float] = None) -> tuple[float, np.ndarray, float]:
+                    floor: float) -> tuple[float, np.ndarray, float]:
     """Temperature, per-class bias (over the seen classes) and shrinkage for out-of-sample
-    log-probabilities ``z`` of labels ``target`` (column indices), weighted by ``w``.
-
-    ``n_effective`` decides whether the model may be sharpened and biased (default: the effective
-    size of ``w``); with flattened weights it is that of the weights as they were, so flattening
-    never lets a few heavy weights' worth of labels sharpen the model."""
+    log-probabilities ``z`` of labels ``target`` (column indices), weighted by ``w``; the
+    effective size of ``w`` decides whether the model may be sharpened and biased."""
     best = (np.inf, 1.0, floor)
     rows = np.arange(len(target))
     # a handful of out-of-fold predictions may soften the model but never sharpen it
@@ -404,8 +338,7 @@ def _fit_parameters(z: np.ndarray, target: np.ndarray, w: Optional[np.ndarray], 
     # guards, 0.037 / 0.112 guarding the sharpening only, 0.028 / 0.082 with the audit weighting
     # below 30 effective labels; ELPV (10 seeds) 0.052 / 0.104, 0.045 / 0.078, 0.046 / 0.075 (audit
     # weighting throughout: 0.048 / 0.127), within its seed-to-seed spread
-    if n_effective is None:
-        n_effective = effective_size(w, len(target)) if WEIGHTING == "importance" else len(target)
+    n_effective = effective_size(w, len(target)) if WEIGHTING == "importance" else len(target)
     temperatures = _TEMPERATURES if n_effective >= MIN_FOR_SHARPENING else _TEMPERATURES[_TEMPERATURES >= 1.0]
     shrinks = _SHRINKS[_SHRINKS >= floor - 1e-12]
     if len(shrinks) == 0:
