@@ -408,3 +408,11 @@ def test_inspector_new_says_which_extractor_the_images_call_for(tmp_path, capsys
     out = capsys.readouterr().out
     assert f"Features: {LARGE_PARTS_EXTRACTOR}, chosen for the images when the project was created: large parts" in out
     assert "median longer side 1,250 px" in out and "--use NAME" in out
+
+
+def test_simulate_on_a_missing_folder_says_so_in_one_line(tmp_path, capsys):
+    missing = tmp_path / "no-such-parts"
+    assert main(["simulate", "--images", str(missing), "--budget", "20", "--quiet", "--out", str(tmp_path / "sim")]) == 1
+    err = capsys.readouterr().err
+    assert f"{missing} is not a folder" in err and "Traceback" not in err
+    assert not (tmp_path / "sim").exists()  # nothing written for bad input
