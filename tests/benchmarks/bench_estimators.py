@@ -50,6 +50,8 @@ from inspector.core.learning.simulate import (  # noqa: E402
     print_estimator_table,
     simulate,
 )
+from inspector.core.learning.estimators import Z_ONE_SIDED  # noqa: E402
+from inspector.core.learning.metrics import wilson_interval  # noqa: E402
 from inspector.core.learning.strategies import strategy_names  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +86,57 @@ def check_line(strategy: str, est: dict, count: int) -> str:
             f"shown: {methods}")
 
 
+def lower_bound_forms(check: dict) -> dict:
+    """The difference estimate's one-sided 95 % lower bound in each form compared for the
+    stopping rule, from what the replay recorded (census part mapped back in): ``wilson`` the
+    Wilson form at the effective size (estimators.effective_interval), ``normal`` estimate - z se."""
+    share = float(check.get("census_share") or 0.0)
+    return {"wilson": check["lower_bound"],
+            "normal": check["estimate"] - (1.0 - share) * Z_ONE_SIDED * check["se"]}
+
+
+def one_sided_table(points: dict, near: float = 0.95) -> None:
+    """Issue 14's one-sided coverage study: per data set, strategy and label count, the share of
+    replays in which the true (test) accuracy lay below the difference estimate's one-sided 95 %
+    lower bound, per form (target: <= 5 %), with the test set's own one-sided error allowed for
+    (miss*), and the same over the points whose estimate is at least ``near`` (where the forms
+    differ most), with the mean distance from the estimate down to each bound."""
+    forms = ("wilson", "normal")
+    print(f"\nOne-sided 95 % lower bound of the difference estimate: share of replays with true accuracy below it "
+          f"(target <= 5 %); miss* allows the test set's own one-sided error; 'near 1' = estimate >= {near}")
+    for key, runs in points.items():
+        groups: dict = {}
+        for r in runs:
+            for p in r["points"]:
+                check = (p.get("estimators") or {}).get("difference_check")
+                if check is None:
+                    continue
+                for g in ((r["strategy"], p["n_labels"]), (r["strategy"], "all"), ("every strategy", "all")):
+                    groups.setdefault(g, []).append((p, check))
+        for (strategy, count), rows in groups.items():
+            parts = []
+            for subset, chosen in (("all", rows), ("near 1", [(p, c) for p, c in rows if c["estimate"] >= near])):
+                if not chosen:
+                    parts.append(f"{subset}: none")
+                    continue
+                cells = []
+                for form in forms:
+                    miss = miss_star = 0
+                    dist = []
+                    for p, c in chosen:
+                        low = lower_bound_forms(c)[form]
+                        truth, n_test = p["accuracy"], p.get("n_test", 0)
+                        test_low = (truth - wilson_interval(truth * n_test, n_test, Z_ONE_SIDED, continuity=False)[0]
+                                    if n_test else 0.0)
+                        miss += truth < low
+                        miss_star += truth < c["estimate"] - float(np.hypot(c["estimate"] - low, test_low))
+                        dist.append(c["estimate"] - low)
+                    cells.append(f"{form} {miss}/{len(chosen)} ({miss / len(chosen):.1%}) miss* {miss_star / len(chosen):.1%} "
+                                 f"est-bound {np.mean(dist):.4f}")
+                parts.append(f"{subset}: " + "; ".join(cells))
+            print(f"  {key} {strategy:16s} @{count}: " + " | ".join(parts))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="neu,elpv,generated")
@@ -102,7 +155,17 @@ def main() -> int:
     parser.add_argument("--floor-unchecked", action="store_true",
                         help="the accuracy interval's variance floor as before issue 14's stopping work: the "
                              "model-implied residual variance, not scaled by the errors the labels show")
+    parser.add_argument("--dump-points", action="store_true",
+                        help="also write every replay's scored points (truth, each estimate and the difference "
+                             "estimate's target and pieces) to points_<tag>.json for a diagnosis")
+    parser.add_argument("--from-points", type=Path, nargs="+", default=None,
+                        help="only print the one-sided lower-bound study from earlier --dump-points files")
     args = parser.parse_args()
+    if args.from_points:
+        for path in args.from_points:
+            print(f"== {path}")
+            one_sided_table(json.loads(path.read_text(encoding="utf-8")))
+        return 0
     if args.floor_unchecked:
         from inspector.core.learning import estimators
 
@@ -110,7 +173,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     strategies = [s for s in args.strategies.split(",") if s]
     counts = tuple(int(c) for c in args.counts.split(",") if int(c) <= args.budget)
-    results = {}
+    results, points = {}, {}
     for dataset in args.datasets.split(","):
         X, y, names = load(dataset, args)
         for share in [float(s) for s in args.pick_sampling.split(",")]:
@@ -136,15 +199,25 @@ def main() -> int:
             for name, s in summary["strategies"].items():
                 print(f"  {name:18s} test accuracy @100 {s['accuracy_mean'][s['label_counts'].index(100)]:.3f} "
                       f"@{args.budget} {s['accuracy_mean'][-1]:.3f}, curve area {s['area_under_accuracy_curve']:.4f}")
+            points[f"{dataset}/pick_sampling={share}"] = [
+                {"strategy": r["strategy"], "seed": r["seed"],
+                 "points": [{k: p[k] for k in ("n_labels", "accuracy", "n_test", "estimators") if k in p}
+                            for p in r["points"] if "estimators" in p]}
+                for r in summary["runs"]]
             results[f"{dataset}/pick_sampling={share}"] = {
                 name: {"estimators": s["estimators"], "accuracy_mean": s["accuracy_mean"],
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
                 for name, s in summary["strategies"].items()}
+    one_sided_table(points)
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.first_seed}-{args.seeds}"
            f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}")
     path = args.out / f"estimators_{tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nWrote {path}")
+    if args.dump_points:
+        dump = args.out / f"points_{tag}.json"
+        dump.write_text(json.dumps(points, default=float), encoding="utf-8")
+        print(f"Wrote {dump}")
     return 0
 
 

@@ -250,6 +250,9 @@ def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool,
             continue
         out[name] = {"estimate": e.estimate, "low": e.interval[0], "high": e.interval[1], "method": e.method}
     out["audit_model_pool_accuracy"] = float(np.mean(shadow.predict(X_pool) == y_pool))
+    if crossfit is not None and "difference" in found and found["difference"].estimate is not None:
+        out["difference_check"] = difference_check(found["difference"], crossfit, current_unl, y, y_pool[unl],
+                                                   classes, scored)
     if crossfit is not None:
         acceptable_columns = [j for j, c in enumerate(classes.tolist()) if int(c) in (acceptable or set())]
         passed_l = np.isin(np.argmax(crossfit, axis=1), acceptable_columns) if acceptable else None
@@ -264,6 +267,31 @@ def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool,
             if before is not None:
                 out["classes_before"] = before
     return out
+
+
+def difference_check(d, crossfit, current_unl, y_labelled, y_unlabelled, classes, scored) -> dict:
+    """What the difference estimate aimed at and where it landed, for the benchmark's diagnosis
+    of a miss: its target on this pool (the current model's correctness on every unlabelled image,
+    the cross-fitted correctness on every labelled one), the model-implied part (the mean
+    probability of being right over the pool) and the part the residuals moved it by, and its
+    standard error with its pieces. Known only in a replay (it reads the pool's true classes)."""
+    right_unl = classes[np.argmax(current_unl, axis=1)] == y_unlabelled
+    right_lab = classes[np.argmax(crossfit, axis=1)] == y_labelled
+    f_unl = est_mod.predicted_correctness(current_unl)
+    f_lab = est_mod.predicted_correctness(crossfit)
+    n_pool = len(right_unl) + len(right_lab)
+    sampled = np.isfinite(scored.q) & np.isfinite(scored.remaining) & (scored.q > 0)
+    keys = ("se", "se_residuals", "se_pool", "se_model", "lambda", "floor_scale", "effective_labels",
+            "errors_sampled", "errors_predicted", "census_share", "census_accuracy", "max_weight")
+    return {"estimate": d.estimate, "low": d.interval[0], "high": d.interval[1], "lower_bound": d.lower_bound,
+            "pool_target": float((right_unl.sum() + right_lab.sum()) / n_pool),
+            "unlabelled_accuracy": float(right_unl.mean()) if len(right_unl) else None,
+            "labelled_crossfit_accuracy": float(right_lab.mean()),
+            "sampled_crossfit_accuracy": float(right_lab[sampled].mean()) if sampled.any() else None,
+            "model_implied": float((f_unl.sum() + f_lab.sum()) / n_pool),
+            "model_implied_unlabelled": float(f_unl.mean()) if len(f_unl) else None,
+            "labelled_share": len(right_lab) / n_pool,
+            **{k: d.details[k] for k in keys if k in d.details}}
 
 
 def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
