@@ -95,20 +95,20 @@ def lower_bound_forms(check: dict) -> dict:
             "normal": check["estimate"] - (1.0 - share) * Z_ONE_SIDED * check["se"]}
 
 
-def one_sided_table(points: dict, near: float = 0.95) -> None:
+def one_sided_table(points: dict, near: float = 0.95, entry: str = "difference_check") -> None:
     """Issue 14's one-sided coverage study: per data set, strategy and label count, the share of
     replays in which the true (test) accuracy lay below the difference estimate's one-sided 95 %
     lower bound, per form (target: <= 5 %), with the test set's own one-sided error allowed for
     (miss*), and the same over the points whose estimate is at least ``near`` (where the forms
     differ most), with the mean distance from the estimate down to each bound."""
     forms = ("wilson", "normal")
-    print(f"\nOne-sided 95 % lower bound of the difference estimate: share of replays with true accuracy below it "
+    print(f"\nOne-sided 95 % lower bound of the difference estimate ({entry}): share of replays with true accuracy below it "
           f"(target <= 5 %); miss* allows the test set's own one-sided error; 'near 1' = estimate >= {near}")
     for key, runs in points.items():
         groups: dict = {}
         for r in runs:
             for p in r["points"]:
-                check = (p.get("estimators") or {}).get("difference_check")
+                check = (p.get("estimators") or {}).get(entry)
                 if check is None:
                     continue
                 for g in ((r["strategy"], p["n_labels"]), (r["strategy"], "all"), ("every strategy", "all")):
@@ -155,6 +155,9 @@ def main() -> int:
     parser.add_argument("--floor-unchecked", action="store_true",
                         help="the accuracy interval's variance floor as before issue 14's stopping work: the "
                              "model-implied residual variance, not scaled by the errors the labels show")
+    parser.add_argument("--compare-labelled-basis", action="store_true",
+                        help="also score the difference estimate with its labelled rows scored by the estimators' "
+                             "fresh 8-fold cross-fit (difference_fresh) instead of the calibration's basis (same run)")
     parser.add_argument("--dump-points", action="store_true",
                         help="also write every replay's scored points (truth, each estimate and the difference "
                              "estimate's target and pieces) to points_<tag>.json for a diagnosis")
@@ -164,7 +167,9 @@ def main() -> int:
     if args.from_points:
         for path in args.from_points:
             print(f"== {path}")
-            one_sided_table(json.loads(path.read_text(encoding="utf-8")))
+            points = json.loads(path.read_text(encoding="utf-8"))
+            for entry in ("difference_check", "difference_fresh_check"):
+                one_sided_table(points, entry=entry)
         return 0
     if args.floor_unchecked:
         from inspector.core.learning import estimators
@@ -181,7 +186,8 @@ def main() -> int:
             settings = SimulationSettings(strategies=strategies, seeds=args.seeds, budget=args.budget,
                                           batch=args.batch, initial=min(args.batch, 20), pick_sampling=share,
                                           estimator_counts=counts, first_seed=args.first_seed,
-                                          compare_class_forms=args.compare_class_forms)
+                                          compare_class_forms=args.compare_class_forms,
+                                          compare_labelled_basis=args.compare_labelled_basis)
             summary = simulate(X, y, names, settings)
             seconds = time.perf_counter() - started
             print(f"\n== {dataset}: {len(y)} images, {len(names)} classes, all-labels accuracy "
@@ -208,7 +214,9 @@ def main() -> int:
                 name: {"estimators": s["estimators"], "accuracy_mean": s["accuracy_mean"],
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
                 for name, s in summary["strategies"].items()}
-    one_sided_table(points)
+    for entry in ("difference_check", "difference_fresh_check"):
+        if any((p.get("estimators") or {}).get(entry) for runs in points.values() for r in runs for p in r["points"]):
+            one_sided_table(points, entry=entry)
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.first_seed}-{args.seeds}"
            f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}")
     path = args.out / f"estimators_{tag}.json"

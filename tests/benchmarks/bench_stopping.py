@@ -301,6 +301,7 @@ def main(argv=None) -> int:
         report(name, s)
         if args.variants:
             delays(name, runs, target_value)
+            one_sided_coverage(name, runs)
         print(f"{name}: {s['seconds']} s", flush=True)
     print(f"load after: {os.getloadavg()}")
     if args.json:
@@ -348,6 +349,33 @@ def delays(name, runs, target_value) -> None:
             continue
         med = {k: float(np.nanmedian([v[k] for v in values])) for k in values[0]}
         print(f"{name} {key} (median of {len(values)} runs): " + ", ".join(f"{k} {v:.4g}" for k, v in med.items()))
+
+
+def one_sided_coverage(name, runs, near=0.95) -> None:
+    """Issue 14's one-sided coverage study on the replays' checkpoints (every retrain of every
+    run): the share at which the true accuracy lay below each bound form (a one-sided 95 % bound
+    should miss at most 5 %), over every checkpoint with the difference or weighted estimate
+    shown and over those whose estimate is at least ``near``; with the mean distance from the
+    estimate down to the bound. The forms: the app's (Wilson at the effective size, z 1.645),
+    the normal bound estimate - 1.645 se, both with the floor checked by the labels."""
+    forms = {"wilson (app)": ("checked", 1.6448536269514722, False),
+             "normal": ("checked", 1.6448536269514722, True)}
+    for subset in ("all", f"estimate >= {near}"):
+        cells = []
+        for form, (floor, z, normal) in forms.items():
+            miss = total = 0
+            dist = []
+            for steps in runs:
+                for st in steps:
+                    low = lower_from(st, variant_se(st, floor), z, normal=normal)
+                    if low is None or (subset != "all" and st["estimate"] < near):
+                        continue
+                    total += 1
+                    miss += st["truth"] < low
+                    dist.append(st["estimate"] - low)
+            cells.append(f"{form} {miss}/{total} ({_pct(miss / total if total else None)}), "
+                         f"estimate - bound {np.mean(dist) if dist else float('nan'):.4f}")
+        print(f"{name} one-sided coverage, checkpoints {subset}: true accuracy below the bound at " + "; ".join(cells))
 
 
 def combine(paths) -> int:

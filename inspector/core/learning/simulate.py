@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -60,6 +61,10 @@ class SimulationSettings:
     #: form, estimators.class_difference_estimates(stratify=False)) as ``classes_before``: the
     #: benchmark's same-run baseline
     compare_class_forms: bool = False
+    #: also score the accuracy's difference estimate with its labelled rows scored by the
+    #: estimators' fresh cross-fit instead of the calibration's out-of-fold basis
+    #: (``difference_fresh``): the benchmark's same-run comparison
+    compare_labelled_basis: bool = False
 
     def validate(self, n_images: int, n_classes: int) -> None:
         if n_classes < 2:
@@ -167,7 +172,8 @@ def run_one(
                 point["estimators"] = estimator_point(X_pool, y_pool, classes, rows, set(audit_rows), pick_q, pick_pool,
                                                       shadow, settings.kind, seed, model=model, oof=oof,
                                                       acceptable=set(settings.acceptable),
-                                                      compare_class_forms=settings.compare_class_forms)
+                                                      compare_class_forms=settings.compare_class_forms,
+                                                      compare_labelled_basis=settings.compare_labelled_basis)
                 point["n_test"] = len(y_test)
                 point["class_truth"] = class_truth(y_test, calibrated_pred, classes, set(settings.acceptable))
                 model.calibration = saved
@@ -223,7 +229,8 @@ def _test_reach(truth: float, n: int, estimate: float) -> float:
 
 
 def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, shadow, kind, seed,
-                    model=None, oof=None, acceptable: Optional[set] = None, compare_class_forms: bool = False) -> dict:
+                    model=None, oof=None, acceptable: Optional[set] = None, compare_class_forms: bool = False,
+                    compare_labelled_basis: bool = False) -> dict:
     """Every accuracy estimator at one (seed, label count) point, as a real project would run it:
     out-of-sample predictions (the audit model for audit and unlabelled images, cross-fitting for
     the other labels) and the recorded selection probabilities. With ``model`` (the current one)
@@ -244,6 +251,11 @@ def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool,
                             proba_unl, crossfit, current_unl)
     found = est_mod.accuracy_estimates(scored)
     found["shown"] = est_mod.choose(list(found.values()))
+    if crossfit is not None and compare_labelled_basis:
+        # the same estimate with the labelled rows scored by the estimators' own fresh 8-fold
+        # cross-fit (scored.proba, already calibrated) instead of the calibration's basis
+        fresh = dataclasses.replace(scored, proba_crossfit=proba)
+        found["difference_fresh"] = est_mod.difference_accuracy(fresh)
     out = {}
     for name, e in found.items():
         if e.estimate is None:
@@ -253,6 +265,9 @@ def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool,
     if crossfit is not None and "difference" in found and found["difference"].estimate is not None:
         out["difference_check"] = difference_check(found["difference"], crossfit, current_unl, y, y_pool[unl],
                                                    classes, scored)
+    if found.get("difference_fresh") is not None and found["difference_fresh"].estimate is not None:
+        out["difference_fresh_check"] = difference_check(found["difference_fresh"], proba, current_unl, y,
+                                                         y_pool[unl], classes, scored)
     if crossfit is not None:
         acceptable_columns = [j for j, c in enumerate(classes.tolist()) if int(c) in (acceptable or set())]
         passed_l = np.isin(np.argmax(crossfit, axis=1), acceptable_columns) if acceptable else None
@@ -297,7 +312,7 @@ def difference_check(d, crossfit, current_unl, y_labelled, y_unlabelled, classes
 def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
     """Per estimator and label count: mean and worst |estimate - true test accuracy of the model
     trained on every label|, mean 95 % interval width and coverage, over seeds."""
-    names = ("audit", "ppi", "weighted", "difference", "shown")
+    names = ("audit", "ppi", "weighted", "difference", "difference_fresh", "shown")
     out = {}
     for name in names:
         per_count = []
@@ -396,14 +411,14 @@ def print_estimator_table(summary: dict, file=None, marks=(100, 200, 300)) -> No
         if not ests:
             continue
         print(f"Accuracy estimators, strategy {name} (truth: held-out test accuracy):", file=file)
-        print(f"  {'estimator':10s} {'labels':>6s} {'mean|err|':>9s} {'bias':>6s} {'worst':>6s} {'width':>6s} "
+        print(f"  {'estimator':16s} {'labels':>6s} {'mean|err|':>9s} {'bias':>6s} {'worst':>6s} {'width':>6s} "
               f"{'cover':>6s} {'cover*':>6s}  shown as", file=file)
-        for est in ("audit", "ppi", "weighted", "difference", "shown"):
-            for c in ests[est]["per_label_count"]:
+        for est in ("audit", "ppi", "weighted", "difference", "difference_fresh", "shown"):
+            for c in (ests.get(est) or {}).get("per_label_count", []):
                 if c["n_labels"] not in marks or not c["runs"]:
                     continue
                 methods = ", ".join(f"{m} {k}" for m, k in c["methods"].items()) if est == "shown" else ""
-                print(f"  {est:10s} {c['n_labels']:6d} {c['mean_abs_error']:9.3f} {c.get('mean_signed_error', 0):+6.3f} "
+                print(f"  {est:16s} {c['n_labels']:6d} {c['mean_abs_error']:9.3f} {c.get('mean_signed_error', 0):+6.3f} "
                       f"{c['worst_abs_error']:6.3f} {c['mean_width']:6.3f} {c['coverage']:6.0%} "
                       f"{c.get('coverage_with_test_noise', float('nan')):6.0%}  {methods}", file=file)
         print("  (cover*: coverage once the test set's own 95 % sampling error is added to the interval)", file=file)
