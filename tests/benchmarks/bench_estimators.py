@@ -86,24 +86,43 @@ def check_line(strategy: str, est: dict, count: int) -> str:
             f"shown: {methods}")
 
 
-def lower_bound_forms(check: dict) -> dict:
-    """The difference estimate's one-sided 95 % lower bound in each form compared for the
-    stopping rule, from what the replay recorded (census part mapped back in): ``wilson`` the
-    Wilson form at the effective size (estimators.effective_interval), ``normal`` estimate - z se."""
+FORMS = ("wilson", "normal", "wilson-low")
+
+
+def interval_forms(check: dict) -> dict:
+    """The difference estimate's 95 % interval and one-sided 95 % lower bound in each form, from
+    what the replay recorded (estimate, standard error, census part): ``wilson`` the Wilson form
+    at the effective size (estimators.effective_interval, the form before), ``normal`` estimate
+    +- z se, ``wilson-low`` the Wilson lower end and bound with the upper end the larger of the
+    two (estimators.DIFFERENCE_INTERVAL). Returns {form: (low, high, lower bound)}."""
+    from inspector.core.learning.estimators import Z95, effective_interval
+
     share = float(check.get("census_share") or 0.0)
-    return {"wilson": check["lower_bound"],
-            "normal": check["estimate"] - (1.0 - share) * Z_ONE_SIDED * check["se"]}
+    known = float(check.get("census_accuracy") or 0.0)
+    e, se = check["estimate"], check["se"]
+    part = (e - share * known) / (1.0 - share) if share < 1 else e
+
+    def back(v: float) -> float:
+        return share * known + (1.0 - share) * v
+
+    low, high = effective_interval(part, se, Z95, continuity=False)
+    out = {"wilson": (back(low), back(high), back(effective_interval(part, se, Z_ONE_SIDED, continuity=False)[0]))}
+    out["normal"] = (back(max(0.0, part - Z95 * se)), back(min(1.0, part + Z95 * se)), back(max(0.0, part - Z_ONE_SIDED * se)))
+    # each end its own 97.5 % bound: the Wilson lower end, the upper end the larger of the two
+    out["wilson-low"] = (out["wilson"][0], max(out["wilson"][1], out["normal"][1]), out["wilson"][2])
+    return out
 
 
-def one_sided_table(points: dict, near: float = 0.95, entry: str = "difference_check") -> None:
-    """Issue 14's one-sided coverage study: per data set, strategy and label count, the share of
-    replays in which the true (test) accuracy lay below the difference estimate's one-sided 95 %
-    lower bound, per form (target: <= 5 %), with the test set's own one-sided error allowed for
-    (miss*), and the same over the points whose estimate is at least ``near`` (where the forms
-    differ most), with the mean distance from the estimate down to each bound."""
-    forms = ("wilson", "normal")
-    print(f"\nOne-sided 95 % lower bound of the difference estimate ({entry}): share of replays with true accuracy below it "
-          f"(target <= 5 %); miss* allows the test set's own one-sided error; 'near 1' = estimate >= {near}")
+def interval_form_table(points: dict, near: float = 0.95, entry: str = "difference_check") -> None:
+    """Issue 14's study of the difference estimate's interval form, on the same replays: per data
+    set, strategy and label count, for each form, the mean width, the two-sided coverage of the
+    true (test) accuracy and cover* (the test set's own 95 % error allowed for, as in the table
+    above), and the one-sided study: the share of points with the true accuracy *below* the
+    one-sided 95 % lower bound (target <= 5 %), raw and with the test set's own one-sided error
+    allowed for (miss*), also over the points whose estimate is at least ``near``."""
+    print(f"\nInterval form of the difference estimate ({entry}), same replays: width, coverage / cover*, "
+          f"and below the one-sided 95 % bound (target <= 5 %; * allowing the test set's own one-sided error); "
+          f"'near 1' = estimate >= {near}")
     for key, runs in points.items():
         groups: dict = {}
         for r in runs:
@@ -111,30 +130,36 @@ def one_sided_table(points: dict, near: float = 0.95, entry: str = "difference_c
                 check = (p.get("estimators") or {}).get(entry)
                 if check is None:
                     continue
-                for g in ((r["strategy"], p["n_labels"]), (r["strategy"], "all"), ("every strategy", "all")):
+                for g in ((r["strategy"], str(p["n_labels"])), (r["strategy"], "all"), ("every strategy", "all"),
+                          ("every strategy", f"all, near 1")):
+                    if g[1] == "all, near 1" and check["estimate"] < near:
+                        continue
                     groups.setdefault(g, []).append((p, check))
-        for (strategy, count), rows in groups.items():
-            parts = []
-            for subset, chosen in (("all", rows), ("near 1", [(p, c) for p, c in rows if c["estimate"] >= near])):
-                if not chosen:
-                    parts.append(f"{subset}: none")
-                    continue
-                cells = []
-                for form in forms:
-                    miss = miss_star = 0
-                    dist = []
-                    for p, c in chosen:
-                        low = lower_bound_forms(c)[form]
-                        truth, n_test = p["accuracy"], p.get("n_test", 0)
-                        test_low = (truth - wilson_interval(truth * n_test, n_test, Z_ONE_SIDED, continuity=False)[0]
-                                    if n_test else 0.0)
-                        miss += truth < low
-                        miss_star += truth < c["estimate"] - float(np.hypot(c["estimate"] - low, test_low))
-                        dist.append(c["estimate"] - low)
-                    cells.append(f"{form} {miss}/{len(chosen)} ({miss / len(chosen):.1%}) miss* {miss_star / len(chosen):.1%} "
-                                 f"est-bound {np.mean(dist):.4f}")
-                parts.append(f"{subset}: " + "; ".join(cells))
-            print(f"  {key} {strategy:16s} @{count}: " + " | ".join(parts))
+        order = sorted(groups, key=lambda g: (g[0] == "every strategy", g[0], not g[1][0].isdigit(), g[1].zfill(6)))
+        for strategy, count in order:
+            rows = groups[(strategy, count)]
+            cells = []
+            for form in FORMS:
+                cover = cover_star = below = below_star = 0
+                widths = []
+                for p, c in rows:
+                    low, high, bound = interval_forms(c)[form]
+                    e, truth, n_test = c["estimate"], p["accuracy"], p.get("n_test", 0)
+                    if n_test:
+                        t_low, t_high = wilson_interval(truth * n_test, n_test, continuity=False)
+                        reach = (truth - t_low) if truth > e else (t_high - truth)
+                        reach_one = truth - wilson_interval(truth * n_test, n_test, Z_ONE_SIDED, continuity=False)[0]
+                    else:
+                        reach = reach_one = 0.0
+                    widths.append(high - low)
+                    cover += low <= truth <= high
+                    cover_star += e - np.hypot(e - low, reach) <= truth <= e + np.hypot(high - e, reach)
+                    below += truth < bound
+                    below_star += truth < e - np.hypot(e - bound, reach_one)
+                k = len(rows)
+                cells.append(f"{form} width {np.mean(widths):.3f} cover {cover / k:4.0%}/{cover_star / k:4.0%} "
+                             f"below bound {below}/{k} ({below / k:.1%}, * {below_star / k:.1%})")
+            print(f"  {key} {strategy:16s} @{count}: " + " | ".join(cells))
 
 
 def main() -> int:
@@ -162,15 +187,23 @@ def main() -> int:
                         help="also write every replay's scored points (truth, each estimate and the difference "
                              "estimate's target and pieces) to points_<tag>.json for a diagnosis")
     parser.add_argument("--from-points", type=Path, nargs="+", default=None,
-                        help="only print the one-sided lower-bound study from earlier --dump-points files")
+                        help="only print the interval-form study (two-sided and one-sided, both forms) from "
+                             "earlier --dump-points files")
+    parser.add_argument("--difference-interval", choices=("wilson-low", "wilson", "normal"), default=None,
+                        help="the difference estimate's interval form the app shows (default: the app's, "
+                             "estimators.DIFFERENCE_INTERVAL; wilson: the form before issue 14's coverage study)")
     args = parser.parse_args()
     if args.from_points:
         for path in args.from_points:
             print(f"== {path}")
             points = json.loads(path.read_text(encoding="utf-8"))
             for entry in ("difference_check", "difference_fresh_check"):
-                one_sided_table(points, entry=entry)
+                interval_form_table(points, entry=entry)
         return 0
+    if args.difference_interval:
+        from inspector.core.learning import estimators
+
+        estimators.DIFFERENCE_INTERVAL = args.difference_interval
     if args.floor_unchecked:
         from inspector.core.learning import estimators
 
@@ -216,7 +249,7 @@ def main() -> int:
                 for name, s in summary["strategies"].items()}
     for entry in ("difference_check", "difference_fresh_check"):
         if any((p.get("estimators") or {}).get(entry) for runs in points.values() for r in runs for p in r["points"]):
-            one_sided_table(points, entry=entry)
+            interval_form_table(points, entry=entry)
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.first_seed}-{args.seeds}"
            f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}")
     path = args.out / f"estimators_{tag}.json"
