@@ -106,6 +106,13 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     if model.reject_threshold is None:
         print("Review threshold: NONE - every part is routed to review.")
         print(threshold.get("explanation", ""))
+        points = threshold.get("operating_points") or []
+        if points:
+            from inspector.core.learning.routing import operating_point_words
+
+            print("What the labels say about thresholds you could set (export again with --review-threshold T):")
+            for point in points:
+                print(f"  {operating_point_words(point)}")
     else:
         print(f"Review threshold: {model.reject_threshold:.3f} ({threshold.get('set_by', '')})")
         if threshold.get("explanation"):
