@@ -16,7 +16,9 @@ interval, variance floor not checked by the labels) judged on the same replays, 
 contrast, the naive rule "point estimate >= target".
 
     python tests/benchmarks/bench_stopping.py --seeds 10 --extractor texture   # NEU 0.95, ELPV 0.65, generated 0.95
-    python tests/benchmarks/bench_stopping.py --only generated --variants      # floor x bound variants, where the delay comes from
+    python tests/benchmarks/bench_stopping.py --only generated --variants      # floor x bound variants, where the delay comes from,
+                                                                               # and the one-sided coverage of each bound form
+                                                                               # over every checkpoint
     python tests/benchmarks/bench_stopping.py --seeds 10 --only neu --budget-neu 800 --run-on
     python tests/benchmarks/bench_stopping.py --extractor texture --without-difference   # the rule before issue 14's difference estimate
     python tests/benchmarks/bench_stopping.py --combine a.json b.json         # summarise runs split over processes (--first-seed, --json)
