@@ -524,7 +524,8 @@ def _row_keys(X: np.ndarray, y: np.ndarray) -> list:
 
 
 def _incremental_out_of_fold(model, X: np.ndarray, y: np.ndarray, keys: list,
-                             basis: Optional[_OutOfFoldBasis]) -> Optional[np.ndarray]:
+                             basis: Optional[_OutOfFoldBasis],
+                             refresh_growth: Optional[float] = None) -> Optional[np.ndarray]:
     """Out-of-sample raw probabilities for every row without a cross-validation, or None when the
     remembered basis cannot give them honestly and fresh enough.
 
@@ -533,13 +534,14 @@ def _incremental_out_of_fold(model, X: np.ndarray, y: np.ndarray, keys: list,
     (same features, other label), a class with no labels before, or more than
     :data:`REFRESH_GROWTH` new labels since the last cross-validation: None (cross-validate again).
     """
+    growth = REFRESH_GROWTH if refresh_growth is None else float(refresh_growth)
     if basis is None or basis.proba.shape[1] != len(model.classes):
         return None
-    if len(y) > (1.0 + REFRESH_GROWTH) * basis.n_at_cross_validation:
+    if len(y) > (1.0 + growth) * basis.n_at_cross_validation:
         return None
     previous_features = {k[0]: k[1] for k in basis.row_keys}
     known = np.array([k in basis.row_keys for k in keys], bool)
-    if known.sum() * (1.0 + REFRESH_GROWTH) < len(y):
+    if known.sum() * (1.0 + growth) < len(y):
         return None  # mostly other labels (another project, many labels removed): nothing to build on
     if any(not known[i] and keys[i][0] in previous_features for i in range(len(keys))):
         return None  # relabelled
@@ -557,7 +559,8 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=
                     oof_proba: Optional[np.ndarray] = None, X_pool: Optional[np.ndarray] = None,
                     is_audit: Optional[np.ndarray] = None, reuse: bool = True,
                     selection_probability: Optional[np.ndarray] = None,
-                    pool_size: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+                    pool_size: Optional[np.ndarray] = None,
+                    refresh_growth: Optional[float] = None) -> Optional[np.ndarray]:
     """Fit ``model.calibration`` on out-of-sample predictions over its own labels ``X``/``y``.
 
     ``model`` is the TrainedModel fitted on ``X``/``y``; ``X_pool`` (every image's features, or
@@ -578,7 +581,7 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=
     if oof_proba is None:
         keys = _row_keys(X, y)
         basis = _MEMORY.get(memory_key) if reuse else None
-        oof_proba = _incremental_out_of_fold(model, X, y, keys, basis)
+        oof_proba = _incremental_out_of_fold(model, X, y, keys, basis, refresh_growth)
         if oof_proba is not None:
             n_at_cv = basis.n_at_cross_validation
         else:
