@@ -43,6 +43,15 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
         [--out /tmp/inspector_bench_confidence] [--neu-acceptable rolled-in_scale]
         [--calibration-weights importance|audit]
         [--novelty subspace,nearest-mean,knn] [--pick-sampling 0.3] [--checkpoints 50,100,300,all]
+        [--oof-variants inc:10:0.5,inc:10:0.2,fresh:10] [--time-retrain 5,10]
+
+``--oof-variants`` calibrates other out-of-fold bases on the very labels of the product's replay
+(issue 13's "the basis is weaker than the model it describes"): ``inc:FOLDS:GROWTH`` is the
+product's incremental basis with other folds / refresh growth, run along the whole replay with its
+own memory (its retrain-time ratio is printed beside the product's); ``fresh:FOLDS`` a fresh
+cross-validation at each checkpoint (never stale), whose fold models are also scored on the
+held-out half. Per checkpoint and basis: its importance-weighted accuracy and log-loss over the
+labels beside the model's held-out ones, and the calibrated held-out ECE.
 
 ``--checkpoints 50,100,300`` leaves out the model on every label (its cross-validation is most of a
 seed's time).
@@ -94,6 +103,9 @@ EXTRACTOR = None  # the features' extractor name (its blocks are scored apart by
 #: along the whole replay with its own memory; ("fresh", folds): a fresh k-fold cross-validation
 #: at each checkpoint only (what the basis would be if it were never stale)
 OOF_VARIANTS: list = []
+#: --time-retrain FOLDS,...: at the last checkpoint, time a retrain that cross-validates (fit +
+#: calibration with a fresh k-fold basis), per fold count, alternating, twice each
+TIME_RETRAIN_FOLDS: list = []
 
 
 def parse_variants(text: str) -> list:
@@ -211,6 +223,25 @@ def active_replay(X_pool, y_pool, classes, budget, seed, keep_at, timing=None, t
     return np.asarray(order, np.int64), np.asarray(audit, bool), kept, (np.asarray(q), np.asarray(sizes))
 
 
+def time_retrain(X, y, classes, seed, X_pool, is_audit, q, pool, summary):
+    """A retrain whose calibration cross-validates, per fold count (alternating, twice each; the
+    fastest of the two counts): the classifier fit plus calibrate_model without reuse."""
+    best = {f: np.inf for f in TIME_RETRAIN_FOLDS}
+    for _ in range(2):
+        for f in TIME_RETRAIN_FOLDS:
+            started = time.perf_counter()
+            m = fit_model(X, y, classes, kind="logistic", random_state=seed)
+            calibrate_model(m, X, y, X_pool=X_pool, is_audit=is_audit, selection_probability=q, pool_size=pool,
+                            reuse=False, folds=f)
+            best[f] = min(best[f], time.perf_counter() - started)
+    base = best[TIME_RETRAIN_FOLDS[0]]
+    print(f"   retrain at {len(y)} labels with a cross-validation: "
+          + ", ".join(f"{f} folds {t:.2f} s ({t / base:.2f}x)" for f, t in best.items())
+          + f"; load {os.getloadavg()[0]:.1f}")
+    for f, t in best.items():
+        summary.setdefault(("retrain_time", f), []).append(t / base)
+
+
 def fresh_out_of_fold(X, y, classes, seed, folds):
     """calibration.out_of_fold_proba's split and fits, also returning the fold models (to score them
     on the held-out half)."""
@@ -320,6 +351,8 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
             if OOF_VARIANTS:
                 basis_rows(name, at, seed, model, oof, variants, Xp[rows], yp[rows], Xt, yt, classes, Xp,
                            audit[:at], pick_q[:at], pick_pool[:at], summary)
+        if TIME_RETRAIN_FOLDS and at == max(CHECKPOINTS):
+            time_retrain(Xp[rows], yp[rows], classes, seed, Xp, audit[:at], pick_q[:at], pick_pool[:at], summary)
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
         if DUMP is not None and oof is not None:  # what the calibration saw, to compare calibrations offline
@@ -451,6 +484,9 @@ def print_summary(name, summary, seeds):
             print(f"      {key[2]:>12}: basis acc {r[:, 0].mean():.3f} log-loss {r[:, 1].mean():.3f} | ECE "
                   f"{r[:, 2].mean():.3f} / {r[:, 2].max():.3f} (mean / worst), T {r[:, 3].mean():.2f}, "
                   f"shrink {r[:, 4].mean():.3f}{folds}")
+    for key in [k for k in summary if isinstance(k, tuple) and k[0] == "retrain_time"]:
+        print(f"   retrain that cross-validates at {max(CHECKPOINTS)} labels, {key[1]} folds: "
+              f"{np.mean(summary[key]):.2f}x the first fold count's time")
     for key in [k for k in summary if isinstance(k, tuple) and k[0] == "variant_time"]:
         print(f"   retrain with/without calibration, {key[1]}: {np.mean(summary[key]):.2f}x")
     if "time_ratio" in summary:
@@ -511,6 +547,9 @@ def main() -> int:
                         help="other out-of-fold bases calibrated on the same labels beside the product's: "
                              "inc:FOLDS:GROWTH (incremental, as the product, with other folds / refresh growth) "
                              "and fresh:FOLDS (a fresh cross-validation at each checkpoint), comma-separated")
+    parser.add_argument("--time-retrain", default="",
+                        help="fold counts, e.g. 5,10: time a retrain that cross-validates at the last checkpoint "
+                             "with each (ratios to the first)")
     parser.add_argument("--pick-sampling", type=float, default=None,
                         help="share of each batch drawn at random around the strategy's picks (default: the app's)")
     args = parser.parse_args()
@@ -519,6 +558,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     global EXTRACTOR, DUMP, PICK_SAMPLING, CHECKPOINTS, WITH_ALL
     NOVELTIES[:] = args.novelty.split(",")
+    TIME_RETRAIN_FOLDS[:] = [int(f) for f in args.time_retrain.split(",") if f.strip()]
     try:
         OOF_VARIANTS[:] = parse_variants(args.oof_variants)
     except ValueError as exc:

@@ -27,7 +27,7 @@ the generated set as .npy, the same way bench_label_efficiency.py does).
 
     .venv/bin/python tests/benchmarks/bench_estimators.py [--datasets neu,elpv,generated] [--seeds 5]
         [--strategies uncertain_diverse,k_center,...] [--pick-sampling 0,0.3] [--batch 10]
-        [--counts 100,200,300] [--out DIR] [--first-seed 0] [--compare-class-forms]
+        [--counts 100,200,300] [--out DIR] [--first-seed 0] [--compare-class-forms] [--oof-folds 5]
 """
 
 from __future__ import annotations
@@ -102,7 +102,16 @@ def main() -> int:
     parser.add_argument("--floor-unchecked", action="store_true",
                         help="the accuracy interval's variance floor as before issue 14's stopping work: the "
                              "model-implied residual variance, not scaled by the errors the labels show")
+    parser.add_argument("--oof-folds", type=int, default=None,
+                        help="folds of the cross-validation behind the calibration and the difference estimator's "
+                             "cross-fitted labels (default: the product's calibration.OUT_OF_FOLD_FOLDS)")
     args = parser.parse_args()
+    from inspector.core.learning import calibration as calibration_module
+
+    if args.oof_folds is not None:
+        calibration_module.OUT_OF_FOLD_FOLDS = args.oof_folds
+    print(f"out-of-fold basis: {calibration_module.OUT_OF_FOLD_FOLDS} folds, refreshed when the labels grow by "
+          f"{calibration_module.REFRESH_GROWTH:.0%}; load {os.getloadavg()[0]:.1f}")
     if args.floor_unchecked:
         from inspector.core.learning import estimators
 

@@ -85,6 +85,9 @@ class Calibration:
     nll_after: Optional[float] = None
     #: added to the tempered log-probabilities per column (empty or zeros: none)
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: the smallest share of ``n_labels`` that a model behind an out-of-sample prediction trained
+    #: on (how much weaker than the model it describes the basis may be; None: not known)
+    basis_share: Optional[float] = None
 
     def apply(self, proba: np.ndarray) -> np.ndarray:
         """Calibrated copy of ``proba`` (rows sum to 1); same dtype as given."""
@@ -97,6 +100,7 @@ class Calibration:
                 "n_out_of_fold": int(self.n_out_of_fold), "basis": self.basis,
                 "nll_before": self.nll_before, "nll_after": self.nll_after,
                 "bias": [float(v) for v in np.asarray(self.bias, np.float64).tolist()],
+                "basis_share": None if self.basis_share is None else float(self.basis_share),
                 "method": "softmax(log p / temperature + bias) over the classes with labels, "
                           "then (1 - shrink) * p + shrink * prior"}
 
@@ -115,8 +119,10 @@ class Calibration:
         bias = np.asarray(d.get("bias") or np.zeros(n_columns), dtype=np.float64)  # files before the bias: none
         if bias.shape != (n_columns,) or not np.all(np.isfinite(bias)) or np.abs(bias).max(initial=0.0) > 50:
             raise ValueError("bias must be one finite number per class")
+        share = d.get("basis_share")  # descriptive only; files before it: None
         return cls(temperature, shrink, prior, int(d.get("n_labels", 0)), int(d.get("n_out_of_fold", 0)),
-                   str(d.get("basis", "")), d.get("nll_before"), d.get("nll_after"), bias)
+                   str(d.get("basis", "")), d.get("nll_before"), d.get("nll_after"), bias,
+                   float(share) if isinstance(share, (int, float)) else None)
 
 
 def apply_calibration(proba: np.ndarray, temperature: float, shrink: float, prior: np.ndarray,
@@ -429,6 +435,13 @@ def out_of_fold_proba(X: np.ndarray, y: np.ndarray, classes: np.ndarray, kind: s
     with one label then gets out-of-fold predictions that never saw it: honest about what one
     label is worth). None with fewer than 4 labels or fewer than 2 classes.
     """
+    found = _out_of_fold_with_sizes(X, y, classes, kind, random_state, folds, cancel)
+    return None if found is None else found[0]
+
+
+def _out_of_fold_with_sizes(X: np.ndarray, y: np.ndarray, classes: np.ndarray, kind: str, random_state,
+                            folds: int, cancel=None) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """:func:`out_of_fold_proba` and, per row, how many labels the model that predicted it trained on."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     from inspector.core.learning.models import fit_model
@@ -444,11 +457,13 @@ def out_of_fold_proba(X: np.ndarray, y: np.ndarray, classes: np.ndarray, kind: s
     else:
         splitter = KFold(k, shuffle=True, random_state=random_state).split(X)
     proba = np.zeros((len(y), len(classes)), np.float64)
+    trained_on = np.zeros(len(y), np.int64)
     for train, test in splitter:
         check(cancel)
         model = fit_model(X[train], y[train], classes, kind=kind, random_state=random_state)
         proba[test] = model.predict_proba(X[test])
-    return proba
+        trained_on[test] = len(train)
+    return proba, trained_on
 
 
 def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins: int = RELIABILITY_BINS) -> dict:
@@ -489,6 +504,9 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: n
     return reliability(y_true, proba, classes, bins)["ece"]
 
 
+#: folds of the cross-validation behind the calibration (calibrate_model's default)
+OUT_OF_FOLD_FOLDS = 5
+
 #: a full cross-validation again once the labels outgrow the last one by this fraction; in between,
 #: new labels get their out-of-sample prediction from the previous retrain's model
 REFRESH_GROWTH = 0.5
@@ -504,6 +522,7 @@ class _OutOfFoldBasis:
     proba: np.ndarray
     model: object  # TrainedModel fitted on every row in row_keys
     n_at_cross_validation: int
+    trained_on: np.ndarray  # per row of ``proba``: labels the model that predicted it trained on
 
 
 #: the last retrain's basis per (model kind, seed, classes, feature width); a handful at most
@@ -525,9 +544,10 @@ def _row_keys(X: np.ndarray, y: np.ndarray) -> list:
 
 def _incremental_out_of_fold(model, X: np.ndarray, y: np.ndarray, keys: list,
                              basis: Optional[_OutOfFoldBasis],
-                             refresh_growth: Optional[float] = None) -> Optional[np.ndarray]:
-    """Out-of-sample raw probabilities for every row without a cross-validation, or None when the
-    remembered basis cannot give them honestly and fresh enough.
+                             refresh_growth: Optional[float] = None) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Out-of-sample raw probabilities for every row without a cross-validation, and per row the
+    labels its predicting model trained on; None when the remembered basis cannot give them
+    honestly and fresh enough.
 
     Rows the previous retrain already had keep their earlier out-of-sample prediction; rows added
     since are predicted by the previous retrain's model, which never saw them. A relabelled row
@@ -548,14 +568,17 @@ def _incremental_out_of_fold(model, X: np.ndarray, y: np.ndarray, keys: list,
     if not np.array_equal(np.unique(basis.model.seen_classes), np.unique(y)):
         return None  # a class appeared or vanished: the columns the calibration spans change
     proba = np.zeros((len(y), len(model.classes)), np.float64)
+    trained_on = np.full(len(y), len(basis.row_keys), np.int64)  # new rows: the previous model's labels
     if known.any():
-        proba[known] = basis.proba[[basis.row_keys[keys[i]] for i in np.flatnonzero(known)]]
+        earlier = [basis.row_keys[keys[i]] for i in np.flatnonzero(known)]
+        proba[known] = basis.proba[earlier]
+        trained_on[known] = basis.trained_on[earlier]
     if (~known).any():
         proba[~known] = basis.model.raw_proba(X[~known])
-    return proba
+    return proba, trained_on
 
 
-def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=None,
+def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: Optional[int] = None, cancel=None,
                     oof_proba: Optional[np.ndarray] = None, X_pool: Optional[np.ndarray] = None,
                     is_audit: Optional[np.ndarray] = None, reuse: bool = True,
                     selection_probability: Optional[np.ndarray] = None,
@@ -578,15 +601,17 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=
     keys = None
     memory_key = (model.kind, repr(model.random_state), tuple(np.asarray(model.classes).tolist()), int(X.shape[1]))
     n_at_cv = len(y)
+    trained_on = None
     if oof_proba is None:
         keys = _row_keys(X, y)
         basis = _MEMORY.get(memory_key) if reuse else None
-        oof_proba = _incremental_out_of_fold(model, X, y, keys, basis, refresh_growth)
-        if oof_proba is not None:
+        found = _incremental_out_of_fold(model, X, y, keys, basis, refresh_growth)
+        if found is not None:
             n_at_cv = basis.n_at_cross_validation
         else:
-            oof_proba = out_of_fold_proba(X, y, model.classes, model.kind, model.random_state, folds=folds,
-                                          cancel=cancel)
+            found = _out_of_fold_with_sizes(X, y, model.classes, model.kind, model.random_state,
+                                            OUT_OF_FOLD_FOLDS if folds is None else folds, cancel=cancel)
+        oof_proba, trained_on = (None, None) if found is None else found
     prior = pool_prior(model, X_pool, y, random_state=model.random_state) if X_pool is not None else None
     # the labels' class mix is not re-weighted to the pool's: measured over 5 seeds it fixed the
     # generated set (ECE 0.048 -> 0.025 at 100 labels) but broke ELPV (0.043 -> 0.105), whose
@@ -600,10 +625,15 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: int = 5, cancel=
     # picks do (calibration_weights): see bench_confidence.py --calibration-weights audit|importance
     weights, words = _weights_and_basis(is_audit, selection_probability, pool_size)
     model.calibration = fit_calibration(y, model.classes, oof_proba, prior=prior, weights=weights, weights_basis=words)
+    if trained_on is not None and len(trained_on) and len(y):
+        share = float(trained_on.min()) / len(y)
+        model.calibration.basis_share = share
+        model.calibration.basis += (f"; every out-of-sample prediction from a model trained on at least {share:.0%} "
+                                    "of the labels")
     if keys is not None and oof_proba is not None and model.estimator is not None:
         _MEMORY.pop(memory_key, None)
         while len(_MEMORY) >= _MEMORY_SIZE:
             _MEMORY.pop(next(iter(_MEMORY)))
         _MEMORY[memory_key] = _OutOfFoldBasis(memory_key, {k: i for i, k in enumerate(keys)}, oof_proba, model,
-                                              n_at_cv)
+                                              n_at_cv, trained_on)
     return oof_proba
