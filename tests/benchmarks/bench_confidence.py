@@ -212,7 +212,7 @@ def active_replay(X_pool, y_pool, classes, budget, seed, keep_at, timing=None, t
             try:
                 other_oof = calibrate_model(other, X_pool[rows], y_pool[rows], X_pool=X_pool, is_audit=np.asarray(audit),
                                             selection_probability=np.asarray(q), pool_size=np.asarray(sizes),
-                                            folds=v[1], refresh_growth=v[2], min_share=0.0)
+                                            folds=v[1], refresh_growth=v[2])
             finally:
                 calibration_module._MEMORY = product_memory
             if timing is not None:

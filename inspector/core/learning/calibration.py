@@ -507,10 +507,6 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: n
 #: folds of the cross-validation behind the calibration (calibrate_model's default)
 OUT_OF_FOLD_FOLDS = 5
 
-#: the out-of-sample predictions are reused only while each came from a model trained on at least
-#: this share of the current labels (else a fresh cross-validation)
-MIN_BASIS_SHARE = 0.0
-
 #: a full cross-validation again once the labels outgrow the last one by this fraction; in between,
 #: new labels get their out-of-sample prediction from the previous retrain's model
 REFRESH_GROWTH = 0.5
@@ -548,8 +544,7 @@ def _row_keys(X: np.ndarray, y: np.ndarray) -> list:
 
 def _incremental_out_of_fold(model, X: np.ndarray, y: np.ndarray, keys: list,
                              basis: Optional[_OutOfFoldBasis],
-                             refresh_growth: Optional[float] = None,
-                             min_share: Optional[float] = None) -> Optional[tuple[np.ndarray, np.ndarray]]:
+                             refresh_growth: Optional[float] = None) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """Out-of-sample raw probabilities for every row without a cross-validation, and per row the
     labels its predicting model trained on; None when the remembered basis cannot give them
     honestly and fresh enough.
@@ -578,8 +573,6 @@ def _incremental_out_of_fold(model, X: np.ndarray, y: np.ndarray, keys: list,
         earlier = [basis.row_keys[keys[i]] for i in np.flatnonzero(known)]
         proba[known] = basis.proba[earlier]
         trained_on[known] = basis.trained_on[earlier]
-    if trained_on.min() < (MIN_BASIS_SHARE if min_share is None else min_share) * len(y):
-        return None  # some prediction would come from a model too much weaker than the one it describes
     if (~known).any():
         proba[~known] = basis.model.raw_proba(X[~known])
     return proba, trained_on
@@ -590,8 +583,7 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: Optional[int] = 
                     is_audit: Optional[np.ndarray] = None, reuse: bool = True,
                     selection_probability: Optional[np.ndarray] = None,
                     pool_size: Optional[np.ndarray] = None,
-                    refresh_growth: Optional[float] = None,
-                    min_share: Optional[float] = None) -> Optional[np.ndarray]:
+                    refresh_growth: Optional[float] = None) -> Optional[np.ndarray]:
     """Fit ``model.calibration`` on out-of-sample predictions over its own labels ``X``/``y``.
 
     ``model`` is the TrainedModel fitted on ``X``/``y``; ``X_pool`` (every image's features, or
@@ -613,7 +605,7 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: Optional[int] = 
     if oof_proba is None:
         keys = _row_keys(X, y)
         basis = _MEMORY.get(memory_key) if reuse else None
-        found = _incremental_out_of_fold(model, X, y, keys, basis, refresh_growth, min_share)
+        found = _incremental_out_of_fold(model, X, y, keys, basis, refresh_growth)
         if found is not None:
             n_at_cv = basis.n_at_cross_validation
         else:
