@@ -86,19 +86,33 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     line = f"Wrote {path}: {model.kind} model, {len(model.class_names)} classes, {model.training['n_labels']} labels"
     if shown.get("estimate") is not None:
         lo, hi = shown["interval"]
-        line += f"; estimated accuracy {shown['estimate']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, from {shown['method']})"
+        line += f"; estimated accuracy {shown['estimate']:.1%} (95 % interval {lo:.1%}-{hi:.1%}"
+        if shown.get("lower_bound") is not None:
+            line += f", at least {shown['lower_bound']:.1%} with one-sided 95 % confidence"
+        line += f", from {shown['method']})"
     elif audit and audit.get("accuracy") is not None:
         lo, hi = audit["accuracy_ci"]
         line += f"; estimated accuracy {audit['accuracy']:.1%} (95 % interval {lo:.1%}-{hi:.1%}, {audit['n_audit']} audit labels)"
     else:
         line += "; no audit labels, so no honest accuracy estimate"
     print(line)
+    goals = model.metrics.get("goals") or {}
+    for sentence in (goals.get("target_sentence"), goals.get("budget_sentence")):
+        if sentence:
+            print(sentence)
     threshold = model.header.get("reject_threshold") or {}
     acceptable = model.header.get("acceptable_classes") or []
     print(f"Acceptable classes: {', '.join(acceptable) if acceptable else 'none (every class is a defect kind)'}")
     if model.reject_threshold is None:
         print("Review threshold: NONE - every part is routed to review.")
         print(threshold.get("explanation", ""))
+        points = threshold.get("operating_points") or []
+        if points:
+            from inspector.core.learning.routing import operating_point_words
+
+            print("What the labels say about thresholds you could set (export again with --review-threshold T):")
+            for point in points:
+                print(f"  {operating_point_words(point)}")
     else:
         print(f"Review threshold: {model.reject_threshold:.3f} ({threshold.get('set_by', '')})")
         if threshold.get("explanation"):

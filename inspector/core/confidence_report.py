@@ -70,6 +70,21 @@ def confidence_section(metrics: dict, threshold: dict, acceptable: list[str]) ->
                      f"a part predicted acceptable passes only when its calibrated probability of being acceptable "
                      f"is at least {value:.3f}; novel parts always go to review; predicted defects go to the defect "
                      f"path. {esc(threshold.get('explanation') or '')}</p>")
+    points = threshold.get("operating_points") or []
+    if points:
+        rows = "".join(
+            f"<tr><td>{p['threshold']:.3f}</td><td>{p['escapes']} of {p['n_defective']}</td>"
+            f"<td>{_pct(p['escape_upper'])}</td><td>{'yes' if p['meets_target'] else 'no'}</td>"
+            f"<td>{_pct(p.get('review_share_images'), 0)}</td><td>{_pct(p.get('review_share_labelled'), 0)}</td></tr>"
+            for p in points)
+        parts.append("<p>Thresholds an engineer could set (<code>export-model --review-threshold T</code>), each the "
+                     "lowest that lets at most 0, 1, 2, ... defective out-of-sample parts pass:</p>"
+                     "<table><tr><th>threshold</th><th>defective parts passed</th><th>95 % upper bound on the "
+                     "escape rate</th><th>meets the target</th><th>review share, unlabelled images</th>"
+                     f"<th>review share, labelled parts</th></tr>{rows}</table>"
+                     "<p class='note'>The labelled parts were mostly chosen for being hard, so their escapes and "
+                     "review share run higher than on parts to come; the upper bound is what the labels can vouch "
+                     "for.</p>")
     parts.append(f"<p class='note'>Escape target {_pct(threshold.get('target'))} of defective parts "
                  f"({esc(str(threshold.get('confidence', '')))}); basis: {esc(str(threshold.get('basis', '')))}.</p>")
     escape = metrics.get("escape")

@@ -61,8 +61,9 @@ def _interval(ci) -> str:
     return "–" if not ci else f"{ci[0]:.1%} – {ci[1]:.1%}"
 
 
-def learning_curve_plot(curve: list[dict]) -> Optional[str]:
-    """PNG data URL of audit accuracy against labels with its 95 % interval; None without points."""
+def learning_curve_plot(curve: list[dict], target: Optional[float] = None) -> Optional[str]:
+    """PNG data URL of the estimated accuracy against labels with its 95 % interval, its one-sided
+    95 % lower bound and (given) the accuracy target; None without points."""
     points = [p for p in curve if p.get("accuracy") is not None and p.get("accuracy_ci")]
     if not points:
         return None
@@ -78,6 +79,16 @@ def learning_curve_plot(curve: list[dict]) -> Optional[str]:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.fill_between(x, lo, hi, color="#1f77b4", alpha=0.2, label="95 % interval")
     ax.plot(x, y, "o-", color="#1f77b4", label="estimated accuracy")
+    bounded = [p for p in points if p.get("accuracy_bound") is not None]
+    if bounded:
+        # a target on accuracy is judged on this bound (as the dashboard's curve draws it)
+        ax.plot([p["n_labels"] for p in bounded], [p["accuracy_bound"] for p in bounded], ":", color="#1f77b4",
+                label="one-sided 95 % lower bound")
+    if target is not None:
+        ax.axhline(target, color="#2ca02c", linestyle="--", linewidth=1, label=f"target {100 * target:g} %")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("labels")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
@@ -159,7 +170,7 @@ def _figure(data_url: Optional[str], caption: str, alt: str) -> str:
 def build_report_html(project) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
     from inspector.core.extractor_choice import project_extractor
-    from inspector.core.learning import metrics
+    from inspector.core.learning import metrics, stopping
     from inspector.core.learning.learner import LearnerSettings
     from inspector.core.modelfile import train_for_export
 
@@ -176,7 +187,7 @@ def build_report_html(project) -> str:
     settings = LearnerSettings.from_project(project)
     versions = project.model_versions()
     curve = metrics.learning_curve(versions)
-    stopping = metrics.plateau_signal(curve)
+    plateau = metrics.plateau_signal(curve)
 
     parts = [f"<h1>Model report — {esc(project.name)}</h1>",
              f"<p class='sub'>Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by Inspector "
@@ -188,31 +199,39 @@ def build_report_html(project) -> str:
         training = None
         parts.append(f"<p class='warn'>No model yet: {esc(str(exc))}.</p>")
 
+    # the engineer's target and budget, judged on the estimate this report shows (as the dashboard does)
+    target, budget = stopping.read_goals(project)
+    goals = (None if target is None and budget is None else
+             stopping.goal_status(target, budget, len(latest), training.metrics if training else None))
+
     # ---- honest headline
     parts.append("<section><h2>How good is the model (honest estimate)</h2>")
     audit = training.metrics.get("audit") if training else None
     shown = training.metrics.get("estimate") if training else None
-    if audit and audit.get("accuracy") is not None:
-        if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
-            parts.append(f"<p class='headline'>Estimated accuracy {_pct(shown['estimate'])} "
-                         f"<span class='note'>(95 % interval {_interval(shown['interval'])}, from "
-                         f"{esc(estimators.METHOD_WORDS[shown['method']])}; {shown.get('n_labels', 0)} labels, "
-                         f"{shown.get('n_audit', 0)} of them random audit labels)</span></p>")
+    has_audit = bool(audit and audit.get("accuracy") is not None)
+    bound = (shown or {}).get("lower_bound")
+    bound_words = (f"; at least {_pct(bound)} with one-sided 95 % confidence, the figure an accuracy target is "
+                   "judged on" if bound is not None else "")
+    if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
+        parts.append(f"<p class='headline'>Estimated accuracy {_pct(shown['estimate'])} "
+                     f"<span class='note'>(95 % interval {_interval(shown['interval'])}{esc(bound_words)}; from "
+                     f"{esc(estimators.METHOD_WORDS[shown['method']])}; {shown.get('n_labels', 0)} labels, "
+                     f"{shown.get('n_audit', 0)} of them random audit labels)</span></p>")
+        if has_audit:
             parts.append(f"<p>The random audit labels alone: {_pct(audit['accuracy'])} (95 % interval "
                          f"{_interval(audit['accuracy_ci'])}, {audit['n_audit']} labels).</p>")
-            by_estimator = estimators.describe_classes(shown.get("classes"), {str(c.id): c.name for c in classes})
-            if by_estimator:
-                parts.append(f"<p>{esc(by_estimator)}</p>")
         else:
-            parts.append(f"<p class='headline'>Estimated accuracy {_pct(audit['accuracy'])} "
-                         f"<span class='note'>(95 % interval {_interval(audit['accuracy_ci'])}, "
-                         f"from {audit['n_audit']} random audit labels)</span></p>")
-        if audit.get("macro_f1") is not None:
-            parts.append(f"<p>Macro-F1 {audit['macro_f1']:.3f} (95 % interval {_f1_ci(audit)}).</p>")
-        parts.append("<p class='note'>Basis: every label is scored with predictions of a model that did not train "
-                     "on it. Images the learner chose itself count only when they were drawn with a recorded "
-                     "probability (weighted by it), or as the known part of the pool; the random audit labels "
-                     "correct the model's own expected accuracy over every image.</p>")
+            # the estimate from every sampled label exists before any audit label is scored (as on
+            # the dashboard): said, with what it has not been checked against yet
+            parts.append("<p class='warn'>No random audit label has been scored yet to check this estimate against: "
+                         "label the audit images the queue offers (they are picked at random).</p>")
+        by_estimator = estimators.describe_classes(shown.get("classes"), {str(c.id): c.name for c in classes})
+        if by_estimator:
+            parts.append(f"<p>{esc(by_estimator)}</p>")
+    elif has_audit:
+        parts.append(f"<p class='headline'>Estimated accuracy {_pct(audit['accuracy'])} "
+                     f"<span class='note'>(95 % interval {_interval(audit['accuracy_ci'])}{esc(bound_words)}; "
+                     f"from {audit['n_audit']} random audit labels)</span></p>")
     elif training is None:
         parts.append("<p class='warn'>No current model, so no accuracy estimate (see above).</p>")
     elif not audit:
@@ -220,14 +239,36 @@ def build_report_html(project) -> str:
                      "images the queue offers (they are picked at random) to get one.</p>")
     else:
         parts.append("<p class='warn'>The audit labels are all of one kind or too few to estimate accuracy.</p>")
-    parts.append(f"<p><b>More labels?</b> {esc(stopping['message'])}</p></section>")
+    if has_audit:
+        if audit.get("macro_f1") is not None:
+            parts.append(f"<p>Macro-F1 {audit['macro_f1']:.3f} (95 % interval {_f1_ci(audit)}).</p>")
+    if has_audit or (shown and shown.get("estimate") is not None):
+        parts.append("<p class='note'>Basis: every label is scored with predictions of a model that did not train "
+                     "on it. Images the learner chose itself count only when they were drawn with a recorded "
+                     "probability (weighted by it), or as the known part of the pool; the random audit labels "
+                     "correct the model's own expected accuracy over every image.</p>")
+    if goals is not None:
+        for sentence in (goals.target_sentence(), goals.budget_sentence()):
+            if sentence:
+                parts.append(f"<p><b>{esc(sentence)}</b></p>")
+    more = plateau["message"]
+    if goals is not None and goals.target is not None:
+        # the target decides first (as on the dashboard); the plateau signal says what labels do beyond it
+        if goals.target_shown:
+            more = f"Not for the target: it is shown. Beyond it: {more}"
+        else:
+            needed = stopping.labels_still_needed(curve, goals.target)["message"]
+            more = f"For the target: {needed} Beyond it: {more}"
+    parts.append(f"<p><b>More labels?</b> {esc(more)}</p></section>")
 
     # ---- learning curve
     parts.append("<section><h2>Learning curve</h2>")
-    plot = learning_curve_plot(curve)
+    plot = learning_curve_plot(curve, goals.target.value if goals is not None and goals.target is not None
+                               and goals.target.figure == "accuracy" else None)
     if plot:
         parts.append(_figure(plot, "Estimated accuracy of each model version against the number of labels "
-                                   "(the estimate shown with each version); the band is the 95 % interval.",
+                                   "(the estimate shown with each version); the band is the 95 % interval, the dotted "
+                                   "line its one-sided 95 % lower bound.",
                              "learning curve"))
     else:
         parts.append("<p class='note'>No model version has an audit estimate yet.</p>")

@@ -13,6 +13,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
 
+from inspector.core.learning.routing import operating_point_words
+
 
 def _pct(value: Optional[float], digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}%}"
@@ -42,6 +44,10 @@ def confidence_text(metrics: dict) -> str:
             lines.append(f"<span style='color:#b45309'><b>Not shown safe</b> for a {_pct(threshold.get('target'))} "
                          f"escape target: an exported model would send every part to review"
                          + (f"; label about {more}" if more else "") + ".</span>")
+            points = threshold.get("operating_points") or []
+            if points:
+                # the lowest threshold without an out-of-sample escape: what a hand-set threshold would cost
+                lines.append(f"Lowest without an escape so far: {operating_point_words(points[0])}.")
         else:
             lines.append(f"Review threshold {threshold['value']:.3f} meets the {_pct(threshold.get('target'))} escape "
                          f"target on cross-validation (review share {_pct(threshold.get('review_share'), 0)}).")

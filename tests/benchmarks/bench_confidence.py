@@ -19,7 +19,9 @@ Sections (``--sections``):
     all labels, the review threshold the product chooses (routing.choose_threshold on the
     out-of-sample calibrated predictions, target 1 %) applied to the held-out half with novelty:
     escape rate (defective parts passed / defective parts) with its 95 % Wilson interval and the
-    review share. A model not shown safe routes every part to review (escape 0, review 100 %).
+    review share. A model not shown safe routes every part to review (escape 0, review 100 %);
+    beside it, the lowest threshold without an out-of-sample escape (the first operating point an
+    engineer could set by hand) on the same held-out half.
     Also the retrain time: per retrain of the replay, the classifier fit alone, the calibration as
     the product does it and (first seed, ``--time-full-cv``) a full 5-fold cross-validation every
     time as before; printed as ratios (retrain with calibration / retrain without).
@@ -379,9 +381,17 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
             esc, n_def, lo, hi, review = escape_row(yt, cal, novel, classes, acceptable_cols, th["value"])
             summary.setdefault(("escape", at, variant), []).append((esc, n_def, review, th["shown_safe"]))
             tag = f" (novelty {variant})" if len(NOVELTIES) > 1 else ""
+            # the operating point an engineer could set by hand: the lowest threshold without an
+            # out-of-sample escape (routing.operating_points), on the same held-out half
+            points = th.get("operating_points") or []
+            hand = ""
+            if points and points[0]["escapes"] == 0:
+                h_esc, h_def, _, _, h_review = escape_row(yt, cal, novel, classes, acceptable_cols, points[0]["threshold"])
+                summary.setdefault(("hand", at, variant), []).append((h_esc, h_def, h_review))
+                hand = f" | 0-escape point {points[0]['threshold']:.3f}: {h_esc}/{h_def} passed, review {h_review:.1%}"
             print((text if variant == NOVELTIES[0] else " " * len(text))
                   + f"{thr:>9} {esc:>5}/{n_def:<6} {esc / max(n_def, 1):7.2%} ({lo:.2%}-{hi:.2%}) {review:7.1%} "
-                    f"{novel.mean():6.1%}{tag}")
+                    f"{novel.mean():6.1%}{tag}{hand}")
 
 
 def novelty_section(name, X, y, class_names, acceptable_name, seed, summary):
@@ -472,6 +482,14 @@ def print_summary(name, summary, seeds):
                 print(f"   {'':>4}   escapes {esc}/{n_def} = {esc / max(n_def, 1):.2%} (95 % CI {lo:.2%}-{hi:.2%}), "
                       f"review share {reviews.mean():.1%} / {reviews.max():.1%}, shown safe in "
                       f"{sum(r[3] for r in rows)} of {len(rows)}{tag}")
+                hand = summary.get(("hand", at, variant))
+                if hand:
+                    esc, n_def = sum(r[0] for r in hand), sum(r[1] for r in hand)
+                    lo, hi = wilson_interval(esc, n_def)
+                    reviews = np.array([r[2] for r in hand])
+                    print(f"   {'':>4}   at the lowest threshold without an out-of-sample escape (set by hand; "
+                          f"{len(hand)} of {len(rows)} seeds had one): escapes {esc}/{n_def} = {esc / max(n_def, 1):.2%} "
+                          f"(95 % CI {lo:.2%}-{hi:.2%}), review share {reviews.mean():.1%} / {reviews.max():.1%}{tag}")
     for at in CHECKPOINTS:
         if ("model_test", at) not in summary:
             continue

@@ -139,6 +139,30 @@ def test_escapes_at_the_strictest_threshold_are_reported():
     assert result["value"] is None and "strictest" in result["explanation"]
 
 
+def test_operating_points_show_what_each_hand_set_threshold_risks_and_costs():
+    y, proba = _separated(40, 20)
+    p_ok = proba[:, 0].copy()
+    p_ok[40:43] = [0.93, 0.82, 0.71]  # three defects the model calls ok, at known probabilities
+    proba = np.c_[p_ok, 1 - p_ok]
+    pool = np.c_[np.linspace(0.0, 1.0, 101), 1 - np.linspace(0.0, 1.0, 101)]
+    result = routing.choose_threshold(y, proba, np.array([0, 1]), np.array([True, False]), 0.01, pool_proba=pool)
+    assert result["value"] is None  # 20 defective parts cannot show 1 %
+    points = result["operating_points"]
+    assert [p["escapes"] for p in points] == [0, 1, 2, 3]
+    # each is the lowest threshold of three decimals that keeps out every escape above it
+    assert [p["threshold"] for p in points][:3] == [0.931, 0.821, 0.711]
+    for point in points:
+        at = routing.escapes_at(y, proba, np.array([0, 1]), np.array([True, False]), point["threshold"])
+        assert at["escapes"] == point["escapes"] and at["review_share"] == point["review_share_labelled"]
+        assert point["escape_upper"] == pytest.approx(routing.escape_upper_bound(point["escapes"], 20))
+        assert not point["meets_target"]
+        # review share of the images to come: parts predicted ok (p >= 0.5) below the threshold
+        expected = np.mean((pool[:, 0] >= 0.5) & (pool[:, 0] < point["threshold"]))
+        assert point["review_share_images"] == pytest.approx(expected)
+    assert points[0]["review_share_images"] > points[1]["review_share_images"] > points[2]["review_share_images"]
+    assert "0 of 20 defective parts passed" in routing.operating_point_words(points[0])
+
+
 def test_escape_estimate_counts_defective_parts_passed():
     y = np.array([0, 0, 0, 1, 1, 2, 2, 2])  # class 0 acceptable; 5 defective
     passed = np.array([True, True, False, True, False, False, False, False])
@@ -234,6 +258,7 @@ def test_a_model_exported_from_five_labels_routes_every_part_to_review(tmp_path,
     assert main(["export-model", str(path), str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "every part is routed to review" in printed and "NOT SHOWN SAFE" in printed
+    assert "thresholds you could set" in printed and "--review-threshold" in printed
     model = load_model(out)
     predictions = model.predict([images], workers=1)
     assert len(predictions) == 12

@@ -84,3 +84,33 @@ def test_per_class_precision_and_recall_have_intervals():
     assert rows[1]["precision"] == pytest.approx(10 / 12)
     low, high = rows[0]["recall_ci"]
     assert low < 0.8 < high
+
+
+def test_report_and_model_file_state_the_bound_a_target_is_judged_on(tmp_path, capsys):
+    from inspector.core.learning import stopping
+    from inspector.core.modelfile import load_model
+
+    path = _project(tmp_path)
+    with Project.open(path) as project:
+        stopping.write_goals(project, stopping.make_target("accuracy", 0.6), 200)
+    assert main(["export-model", str(path), str(tmp_path / "line.inspector-model")]) == 0
+    printed = capsys.readouterr().out
+    model = load_model(tmp_path / "line.inspector-model")
+    shown = model.metrics["accuracy_estimate"]
+    assert shown["lower_bound"] is not None and shown["lower_bound_level"] == "one-sided 95 %"
+    # one-sided 95 % lies inside the two-sided 95 % interval (whose lower end is one-sided 97.5 %)
+    assert shown["interval"][0] <= shown["lower_bound"] <= shown["estimate"]
+    goals = model.metrics["goals"]
+    assert goals["target"]["figure"] == "accuracy" and goals["target"]["value"] == 0.6
+    assert goals["target_state"] in (stopping.SHOWN, stopping.POINT_ONLY, stopping.NOT_REACHED)
+    assert goals["target_sentence"] in printed and "with one-sided 95 % confidence" in printed
+    assert "Budget: 32 of 200 labels used" in goals["budget_sentence"]
+
+    with Project.open(path, read_only=True) as project:
+        text = write_report(project, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert f"at least {shown['lower_bound']:.1%} with one-sided 95 % confidence" in text
+    import html
+
+    assert html.escape(goals["target_sentence"]) in text  # the same estimate, judged the same way
+    assert "Budget: 32 of 200 labels used" in text
+    assert "dotted line its one-sided 95 % lower bound" in text

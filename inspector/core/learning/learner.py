@@ -289,8 +289,11 @@ def fit(snapshot: Snapshot, cross_validate: bool = False, cancel: Optional[Cance
     names = snapshot.class_names
     oof_calibrated = None if oof is None else model.calibration.apply(oof)
     if oof_calibrated is not None:
+        unlabelled = np.ones(len(proba), bool)
+        unlabelled[rows] = False
         threshold = routing.choose_threshold(y, oof_calibrated, snapshot.classes, acceptable_columns,
-                                             snapshot.escape_target, names)
+                                             snapshot.escape_target, names,
+                                             pool_proba=proba[unlabelled] if unlabelled.any() else None)
     else:
         threshold = routing.choose_threshold(y[:0], np.zeros((0, len(snapshot.classes))), snapshot.classes,
                                              acceptable_columns, snapshot.escape_target, names)

@@ -165,14 +165,98 @@ def defectives_needed(rate: float, target: float, limit: int = 1_000_000) -> Opt
     return None
 
 
+#: operating points list the lowest threshold with at most 0, 1, ... this many out-of-sample escapes
+OPERATING_POINT_ESCAPES = 3
+
+
+def operating_points(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acceptable_columns: np.ndarray,
+                     target: float = DEFAULT_ESCAPE_TARGET, pool_proba: Optional[np.ndarray] = None,
+                     max_escapes: int = OPERATING_POINT_ESCAPES) -> list[dict]:
+    """The thresholds an engineer could set by hand, with what the labels say about each.
+
+    For e = 0, 1, ... ``max_escapes``: the lowest threshold (smallest review share) at which at
+    most e defective out-of-sample parts pass, with the escapes, their one-sided 95 % upper bound,
+    whether that bound meets ``target``, the review share among the labelled parts and, given
+    ``pool_proba`` (calibrated probabilities of the project's unlabelled images), among every
+    image still to come. Thresholds that repeat (no defective part between them) are listed once.
+    Empty without defective out-of-sample parts.
+
+    Why: with a few dozen defective labels no threshold can *show* a 1 % escape rate (that takes
+    about 300 defective parts without an escape), so the model routes every part to review; these
+    points let the engineer see what each choice costs and risks, and pass one explicitly
+    (``export-model --review-threshold``) with the evidence in front of them.
+    """
+    y = np.asarray(y)
+    proba = np.asarray(proba, np.float64)
+    acc = np.asarray(acceptable_columns, bool)
+    if len(y) == 0:
+        return []
+    cols = _columns_of(y, classes)
+    if acc.any():
+        defective = ~acc[cols]
+        top_acc = acc[np.argmax(proba, axis=1)]
+    else:
+        defective = np.argmax(proba, axis=1) != cols
+        top_acc = np.ones(len(y), bool)
+    n_def = int(defective.sum()) if acc.any() else int(len(y))
+    if n_def == 0:
+        return []
+    p_acc = acceptable_probability(proba, acc)
+    # the escapes' own probabilities, highest first: the e-th escape-free threshold lies just above the
+    # (e+1)-th highest of them
+    escaped = np.sort(p_acc[top_acc & defective])[::-1]
+    if pool_proba is not None and len(pool_proba):
+        pool_proba = np.asarray(pool_proba, np.float64)
+        pool_top_acc = acc[np.argmax(pool_proba, axis=1)] if acc.any() else np.ones(len(pool_proba), bool)
+        pool_p_acc = acceptable_probability(pool_proba, acc)
+    else:
+        pool_proba = None
+    points: list[dict] = []
+    for e in range(max_escapes + 1):
+        if e < len(escaped):
+            # the next value of three decimals above the escape's probability: what the engineer
+            # reads is what keeps it out (0.900 would still pass a defective part at 0.9000)
+            t = round(math.floor(float(escaped[e]) * 1000.0 + 1e-9) / 1000.0 + 0.001, 3)
+            if t >= 1.0:
+                break  # an escape at 0.999 or more: no threshold below 1 keeps it out
+        else:
+            t = MIN_THRESHOLD
+        t = max(t, MIN_THRESHOLD)
+        if points and abs(points[-1]["threshold"] - t) < 1e-12:
+            continue
+        stats = escapes_at(y, proba, classes, acc, t)
+        upper = _upper(stats["escapes"], n_def)
+        point = {"threshold": t, "escapes": stats["escapes"], "n_defective": n_def,
+                 "escape_rate": stats["escape_rate"], "escape_upper": upper, "meets_target": bool(upper <= target),
+                 "review_share_labelled": stats["review_share"], "review_share_images": None}
+        if pool_proba is not None:  # the rule of route() without novelty, which only adds to the review
+            point["review_share_images"] = float(np.mean(pool_top_acc & (pool_p_acc < t)))
+        points.append(point)
+        if t <= MIN_THRESHOLD:
+            break
+    return points
+
+
+def operating_point_words(point: dict) -> str:
+    """One operating point in a sentence (CLI and dashboard)."""
+    share = point.get("review_share_images")
+    where = "of the project's unlabelled images" if share is not None else "of the labelled parts"
+    share = point.get("review_share_labelled") if share is None else share
+    return (f"threshold {point['threshold']:.3f}: {point['escapes']} of {point['n_defective']} defective parts passed "
+            f"out of sample (95 % upper bound {point['escape_upper']:.1%}), review {share:.0%} {where}")
+
+
 def choose_threshold(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acceptable_columns: np.ndarray,
                      target: float = DEFAULT_ESCAPE_TARGET, class_names: Optional[dict] = None,
-                     basis: str = "cross-validation over the labels") -> dict:
+                     basis: str = "cross-validation over the labels",
+                     pool_proba: Optional[np.ndarray] = None) -> dict:
     """The escape-safe review threshold from out-of-sample calibrated ``proba`` for labels ``y``.
 
     Returns a JSON-ready dict: ``value`` (None when not shown safe), ``shown_safe``, ``target``,
     the out-of-sample ``escape_rate`` / ``escape_upper`` / ``review_share`` at that value,
-    ``labels_needed`` ({class name: more labels}) and a plain ``explanation``.
+    ``labels_needed`` ({class name: more labels}), a plain ``explanation`` and the
+    ``operating_points`` an engineer could set by hand (:func:`operating_points`; ``pool_proba``:
+    calibrated probabilities of the unlabelled images, for the review share each would cost).
     """
     y = np.asarray(y)
     classes = np.asarray(classes)
@@ -192,6 +276,7 @@ def choose_threshold(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acce
     n_def = int(defective.sum()) if acc.any() else int(len(y))
     p_acc = acceptable_probability(proba, acc)
     result["n_defective"] = n_def
+    result["operating_points"] = operating_points(y, proba, classes, acc, target, pool_proba)
     # candidate thresholds: every distinct out-of-sample value (a part passes when p >= t)
     cand = np.unique(np.concatenate([p_acc[top_acc], [MIN_THRESHOLD]]))
     cand = cand[cand >= MIN_THRESHOLD]

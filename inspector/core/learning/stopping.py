@@ -446,9 +446,10 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
     crossing, shown = np.array(crossing), np.array(shown)
 
     def summary(values: np.ndarray) -> Optional[dict]:
-        if np.mean(np.isfinite(values)) < 0.5:
+        if np.mean(np.isfinite(values)) <= 0.5:  # at exactly half the median would fall between finite and inf
             return None
-        q10, q50, q90 = np.percentile(values, [10, 50, 90])
+        with np.errstate(invalid="ignore"):  # between two never-shown draws (inf) the percentile is nan: "or more"
+            q10, q50, q90 = np.percentile(values, [10, 50, 90])
         return {"median": int(round(q50)), "low": int(round(q10)),
                 "high": None if not np.isfinite(q90) else int(round(q90))}
 

@@ -203,6 +203,7 @@ def export_model(project, out_path: Path, progress: Optional[ProgressCallback] =
         },
         "metrics": {
             "accuracy_estimate": _estimate_for_file(training.metrics.get("estimate")),
+            "goals": _goals_for_file(project, training),
             "audit_estimate": audit,
             "audit_note": (audit or {}).get("basis") or "no audit labels: no honest accuracy estimate yet",
             "cross_validation_optimistic": training.cross_validation,
@@ -221,13 +222,31 @@ def _estimate_for_file(shown) -> dict:
 
     if not shown or shown.get("estimate") is None:
         return {"estimate": None, "interval": None, "method": estimators.METHOD_WORDS["none"]}
+    bound = shown.get("lower_bound")
     return {"estimate": shown["estimate"], "interval": shown["interval"],
+            # what a target on accuracy is judged on (stopping.judge): the interval's lower end is a
+            # one-sided 97.5 % bound, this one is one-sided 95 %
+            "lower_bound": bound,
+            "lower_bound_level": None if bound is None else f"one-sided {100 * (shown.get('lower_bound_level') or 0.95):.0f} %",
             "method": estimators.METHOD_WORDS.get(shown["method"], shown["method"]), "method_key": shown["method"],
             "n_labels": shown.get("n_labels"), "n_audit": shown.get("n_audit"),
             "estimators": {k: {"estimate": v.get("estimate"), "interval": v.get("interval")}
                            for k, v in (shown.get("estimators") or {}).items()},
             **({"by_the_same_estimator": _class_figures_for_file(shown["classes"])}
                if (shown.get("classes") or {}).get("method") == "difference" else {})}
+
+
+def _goals_for_file(project, training: ExportTraining) -> Optional[dict]:
+    """The project's target and budget judged on the estimate this file carries (None when neither
+    is set): what the engineer set out to show, and whether these labels show it."""
+    from inspector.core.learning import stopping
+
+    target, budget = stopping.read_goals(project)
+    if target is None and budget is None:
+        return None
+    n_labels = int(sum(training.metrics["class_counts"].values()))
+    status = stopping.goal_status(target, budget, n_labels, training.metrics).as_dict()
+    return {k: status[k] for k in ("target", "target_state", "target_sentence", "budget", "labels", "budget_sentence")}
 
 
 def _class_figures_for_file(per_class: dict) -> dict:
