@@ -247,17 +247,11 @@ def time_retrain(X, y, classes, seed, X_pool, is_audit, q, pool, summary):
 def fresh_out_of_fold(X, y, classes, seed, folds):
     """calibration.out_of_fold_proba's split and fits, also returning the fold models (to score them
     on the held-out half)."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from inspector.core.learning.calibration import out_of_fold_splits
 
-    _, counts = np.unique(y, return_counts=True)
-    k = int(min(folds, len(y) // 2))
-    if counts.min() >= k:
-        splitter = StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y)
-    else:
-        splitter = KFold(k, shuffle=True, random_state=seed).split(X)
     proba = np.zeros((len(y), len(classes)), np.float64)
     models = []
-    for train, test in splitter:
+    for train, test in out_of_fold_splits(X, y, folds, seed):
         m = fit_model(X[train], y[train], classes, kind="logistic", random_state=seed)
         proba[test] = m.raw_proba(X[test])
         models.append(m)

@@ -466,11 +466,22 @@ def out_of_fold_proba(X: np.ndarray, y: np.ndarray, classes: np.ndarray, kind: s
     return None if found is None else found[0]
 
 
+def out_of_fold_splits(X: np.ndarray, y: np.ndarray, folds: int, random_state):
+    """The (train, test) index pairs behind :func:`out_of_fold_proba`: ``min(folds, n // 2)`` folds,
+    stratified when every class has a label in each."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    y = np.asarray(y)
+    _, counts = np.unique(y, return_counts=True)
+    k = int(min(folds, len(y) // 2))
+    if counts.min() >= k:
+        return StratifiedKFold(k, shuffle=True, random_state=random_state).split(X, y)
+    return KFold(k, shuffle=True, random_state=random_state).split(X)
+
+
 def _out_of_fold_with_sizes(X: np.ndarray, y: np.ndarray, classes: np.ndarray, kind: str, random_state,
                             folds: int, cancel=None) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """:func:`out_of_fold_proba` and, per row, how many labels the model that predicted it trained on."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
     from inspector.core.learning.models import fit_model
     from inspector.core.progress import check
 
@@ -478,11 +489,7 @@ def _out_of_fold_with_sizes(X: np.ndarray, y: np.ndarray, classes: np.ndarray, k
     _, counts = np.unique(y, return_counts=True)
     if len(counts) < 2 or len(y) < 4:
         return None
-    k = int(min(folds, len(y) // 2))
-    if counts.min() >= k:
-        splitter = StratifiedKFold(k, shuffle=True, random_state=random_state).split(X, y)
-    else:
-        splitter = KFold(k, shuffle=True, random_state=random_state).split(X)
+    splitter = out_of_fold_splits(X, y, folds, random_state)
     proba = np.zeros((len(y), len(classes)), np.float64)
     trained_on = np.zeros(len(y), np.int64)
     for train, test in splitter:
