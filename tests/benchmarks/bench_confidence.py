@@ -45,6 +45,15 @@ rolled-in_scale) as the acceptable class; ELPV: functional; generated: ok.
         [--out /tmp/inspector_bench_confidence] [--neu-acceptable rolled-in_scale]
         [--calibration-weights importance|audit]
         [--novelty subspace,nearest-mean,knn] [--pick-sampling 0.3] [--checkpoints 50,100,300,all]
+        [--oof-variants inc:10:0.5,inc:10:0.2,fresh:10] [--time-retrain 5,10]
+
+``--oof-variants`` calibrates other out-of-fold bases on the very labels of the product's replay
+(issue 13's "the basis is weaker than the model it describes"): ``inc:FOLDS:GROWTH`` is the
+product's incremental basis with other folds / refresh growth, run along the whole replay with its
+own memory (its retrain-time ratio is printed beside the product's); ``fresh:FOLDS`` a fresh
+cross-validation at each checkpoint (never stale), whose fold models are also scored on the
+held-out half. Per checkpoint and basis: its importance-weighted accuracy and log-loss over the
+labels beside the model's held-out ones, and the calibrated held-out ECE.
 
 ``--checkpoints 50,100,300`` leaves out the model on every label (its cross-validation is most of a
 seed's time).
@@ -63,6 +72,7 @@ cached under --out per extractor.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -90,6 +100,32 @@ NOVELTIES = ["subspace"]
 PICK_SAMPLING = 0.3  # --pick-sampling (default: the app's strategies.DEFAULT_PICK_SAMPLING)
 DUMP = None  # --dump: a folder for each checkpoint's out-of-sample predictions
 EXTRACTOR = None  # the features' extractor name (its blocks are scored apart by novelty)
+#: --oof-variants: other out-of-fold bases calibrated on the same replay's labels, beside the product's.
+#: ("inc", folds, growth): the product's incremental basis with other folds / refresh growth, run
+#: along the whole replay with its own memory; ("fresh", folds): a fresh k-fold cross-validation
+#: at each checkpoint only (what the basis would be if it were never stale)
+OOF_VARIANTS: list = []
+#: --time-retrain FOLDS,...: at the last checkpoint, time a retrain that cross-validates (fit +
+#: calibration with a fresh k-fold basis), per fold count, alternating, twice each
+TIME_RETRAIN_FOLDS: list = []
+
+
+def parse_variants(text: str) -> list:
+    """``inc:10:0.2,fresh:10`` -> [("inc", 10, 0.2), ("fresh", 10)]."""
+    out = []
+    for part in [p.strip() for p in text.split(",") if p.strip()]:
+        bits = part.split(":")
+        if bits[0] == "inc" and len(bits) == 3:
+            out.append(("inc", int(bits[1]), float(bits[2])))
+        elif bits[0] == "fresh" and len(bits) == 2:
+            out.append(("fresh", int(bits[1])))
+        else:
+            raise ValueError(f"--oof-variants: {part!r} is not inc:FOLDS:GROWTH or fresh:FOLDS")
+    return out
+
+
+def variant_name(v) -> str:
+    return f"inc{v[1]}/{v[2]:g}" if v[0] == "inc" else f"fresh{v[1]}"
 
 
 def split_half(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +187,8 @@ def active_replay(X_pool, y_pool, classes, budget, seed, keep_at, timing=None, t
     q: list[float] = []
     sizes: list[float] = []
     model, kept = None, {}
+    memories = {v: {} for v in OOF_VARIANTS if v[0] == "inc"}
+    product_memory = calibration_module._MEMORY
     while len(order) < budget:
         sel = strategy(model, X_pool, labelled, min(batch, budget - len(order)), [seed, len(order)], audit_share=0.1,
                        pick_sampling=PICK_SAMPLING)
@@ -168,9 +206,101 @@ def active_replay(X_pool, y_pool, classes, budget, seed, keep_at, timing=None, t
             started = time.perf_counter()
             out_of_fold_proba(X_pool[rows], y_pool[rows], classes, "logistic", seed)
             timing["full_cv"].append(time.perf_counter() - started)
+        variants = {}
+        for v, memory in memories.items():  # the same labels, another incremental basis (own memory)
+            other = copy.copy(model)
+            started = time.perf_counter()
+            calibration_module._MEMORY = memory
+            try:
+                other_oof = calibrate_model(other, X_pool[rows], y_pool[rows], X_pool=X_pool, is_audit=np.asarray(audit),
+                                            selection_probability=np.asarray(q), pool_size=np.asarray(sizes),
+                                            folds=v[1], refresh_growth=v[2])
+            finally:
+                calibration_module._MEMORY = product_memory
+            if timing is not None:
+                timing.setdefault(("calibrate", v), []).append(time.perf_counter() - started)
+            variants[v] = (other, other_oof)
         if len(order) in keep_at:
-            kept[len(order)] = (model, oof)
+            kept[len(order)] = (model, oof, variants)
     return np.asarray(order, np.int64), np.asarray(audit, bool), kept, (np.asarray(q), np.asarray(sizes))
+
+
+def time_retrain(X, y, classes, seed, X_pool, is_audit, q, pool, summary):
+    """A retrain whose calibration cross-validates, per fold count (alternating, twice each; the
+    fastest of the two counts): the classifier fit plus calibrate_model without reuse."""
+    best = {f: np.inf for f in TIME_RETRAIN_FOLDS}
+    for _ in range(2):
+        for f in TIME_RETRAIN_FOLDS:
+            started = time.perf_counter()
+            m = fit_model(X, y, classes, kind="logistic", random_state=seed)
+            calibrate_model(m, X, y, X_pool=X_pool, is_audit=is_audit, selection_probability=q, pool_size=pool,
+                            reuse=False, folds=f)
+            best[f] = min(best[f], time.perf_counter() - started)
+    base = best[TIME_RETRAIN_FOLDS[0]]
+    print(f"   retrain at {len(y)} labels with a cross-validation: "
+          + ", ".join(f"{f} folds {t:.2f} s ({t / base:.2f}x)" for f, t in best.items())
+          + f"; load {os.getloadavg()[0]:.1f}")
+    for f, t in best.items():
+        summary.setdefault(("retrain_time", f), []).append(t / base)
+
+
+def fresh_out_of_fold(X, y, classes, seed, folds):
+    """calibration.out_of_fold_proba's split and fits, also returning the fold models (to score them
+    on the held-out half)."""
+    from inspector.core.learning.calibration import out_of_fold_splits
+
+    proba = np.zeros((len(y), len(classes)), np.float64)
+    models = []
+    for train, test in out_of_fold_splits(X, y, folds, seed):
+        m = fit_model(X[train], y[train], classes, kind="logistic", random_state=seed)
+        proba[test] = m.raw_proba(X[test])
+        models.append(m)
+    return proba, models
+
+
+def _nll_of(p, y, classes):
+    cols = np.searchsorted(classes, y)
+    return float(-np.mean(np.log(np.clip(np.asarray(p, np.float64)[np.arange(len(y)), cols], 1e-12, 1.0))))
+
+
+def basis_rows(name, at, seed, model, oof, variants, X, y, Xt, yt, classes, X_pool, is_audit, q, pool, summary):
+    """The hypothesis "the out-of-fold basis is weaker than the model it describes", per basis: its
+    importance-weighted accuracy and log-loss over the labels (what it says about a random part)
+    beside the model's own on the held-out half; for fresh cross-validations also the fold models'
+    mean held-out accuracy / log-loss; then each basis's calibrated held-out ECE."""
+    w = calibration_module.calibration_weights(is_audit, q, pool)
+    cols = np.searchsorted(classes, y)
+    raw_t = model.raw_proba(Xt)
+    acc_t = float(np.mean(classes[np.argmax(raw_t, axis=1)] == yt))
+    nll_t = _nll_of(raw_t, yt, classes)
+    summary.setdefault(("model_test", at), []).append((acc_t, nll_t))
+    entries = [("product", model, oof, None)]
+    for v, (m, o) in variants.items():
+        entries.append((variant_name(v), m, o, None))
+    for v in OOF_VARIANTS:
+        if v[0] != "fresh":
+            continue
+        o, fold_models = fresh_out_of_fold(X, y, classes, seed, v[1])
+        m = copy.copy(model)
+        calibrate_model(m, X, y, oof_proba=o, X_pool=X_pool, is_audit=is_audit, selection_probability=q,
+                        pool_size=pool)
+        folds_t = [(float(np.mean(classes[np.argmax(f.raw_proba(Xt), axis=1)] == yt)), _nll_of(f.raw_proba(Xt), yt, classes))
+                   for f in fold_models]
+        entries.append((variant_name(v), m, o, tuple(np.mean(folds_t, axis=0))))
+    print(f"   [{at} labels] held-out: model acc {acc_t:.3f}, log-loss {nll_t:.3f}")
+    for label, m, o, folds_t in entries:
+        if o is None:
+            continue
+        hit = (np.argmax(o, axis=1) == cols).astype(float)
+        acc_o = float(np.average(hit, weights=w))
+        nll_o = float(np.average(-np.log(np.clip(o[np.arange(len(y)), cols], 1e-12, 1.0)), weights=w))
+        ece = reliability(yt, m.predict_proba(Xt), classes)["ece"]
+        summary.setdefault(("basis", at, label), []).append((acc_o, nll_o, ece, m.calibration.temperature,
+                                                             m.calibration.shrink)
+                                                            + (folds_t if folds_t is not None else (np.nan, np.nan)))
+        extra = f"; fold models on the held-out half: acc {folds_t[0]:.3f}, log-loss {folds_t[1]:.3f}" if folds_t else ""
+        print(f"      {label:>12}: basis acc {acc_o:.3f} log-loss {nll_o:.3f} (weighted) | calibrated ECE {ece:.3f} "
+              f"T {m.calibration.temperature:.2f} shrink {m.calibration.shrink:.3f}{extra}")
 
 
 def escape_row(y_test, proba, novel, classes, acceptable_cols, threshold):
@@ -200,6 +330,10 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         line += f"; with a full 5-fold cross-validation every retrain (before) {1 + cv_s / fit_s:.2f}x"
         summary.setdefault("time_full_cv", []).append(1 + cv_s / fit_s)
     summary.setdefault("time_ratio", []).append(1 + cal_s / fit_s)
+    for key in [k for k in timing if isinstance(k, tuple)]:
+        ratio = 1 + float(np.sum(timing[key])) / fit_s
+        summary.setdefault(("variant_time", variant_name(key[1])), []).append(ratio)
+        line += f"; {variant_name(key[1])} {ratio:.2f}x"
     print(line)
     print(f"   {'labels':>7} {'ECE raw':>8} {'ECE cal':>8} {'acc':>6} {'T':>5} {'shrink':>6} | "
           f"{'threshold':>9} {'escapes':>12} {'escape rate (95 % CI)':>24} {'review':>7} {'novel':>6}")
@@ -209,7 +343,12 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
             model, oof = trained(Xp[rows], yp[rows], classes, seed=seed, X_pool=Xp, reuse=False)
         else:
             rows = order[:at]
-            model, oof = kept[at]
+            model, oof, variants = kept[at]
+            if OOF_VARIANTS:
+                basis_rows(name, at, seed, model, oof, variants, Xp[rows], yp[rows], Xt, yt, classes, Xp,
+                           audit[:at], pick_q[:at], pick_pool[:at], summary)
+        if TIME_RETRAIN_FOLDS and at == max(CHECKPOINTS):
+            time_retrain(Xp[rows], yp[rows], classes, seed, Xp, audit[:at], pick_q[:at], pick_pool[:at], summary)
         raw = model.raw_proba(Xt)
         cal = model.predict_proba(Xt)
         if DUMP is not None and oof is not None:  # what the calibration saw, to compare calibrations offline
@@ -345,6 +484,23 @@ def print_summary(name, summary, seeds):
                     print(f"   {'':>4}   at the lowest threshold without an out-of-sample escape (set by hand; "
                           f"{len(hand)} of {len(rows)} seeds had one): escapes {esc}/{n_def} = {esc / max(n_def, 1):.2%} "
                           f"(95 % CI {lo:.2%}-{hi:.2%}), review share {reviews.mean():.1%} / {reviews.max():.1%}{tag}")
+    for at in CHECKPOINTS:
+        if ("model_test", at) not in summary:
+            continue
+        mt = np.array(summary[("model_test", at)])
+        print(f"   basis @{at}: held-out model acc {mt[:, 0].mean():.3f}, log-loss {mt[:, 1].mean():.3f}")
+        for key in [k for k in summary if isinstance(k, tuple) and k[0] == "basis" and k[1] == at]:
+            r = np.array(summary[key], np.float64)
+            folds = (f"; fold models held-out acc {np.nanmean(r[:, 5]):.3f} log-loss {np.nanmean(r[:, 6]):.3f}"
+                     if np.isfinite(r[:, 5]).any() else "")
+            print(f"      {key[2]:>12}: basis acc {r[:, 0].mean():.3f} log-loss {r[:, 1].mean():.3f} | ECE "
+                  f"{r[:, 2].mean():.3f} / {r[:, 2].max():.3f} (mean / worst), T {r[:, 3].mean():.2f}, "
+                  f"shrink {r[:, 4].mean():.3f}{folds}")
+    for key in [k for k in summary if isinstance(k, tuple) and k[0] == "retrain_time"]:
+        print(f"   retrain that cross-validates at {max(CHECKPOINTS)} labels, {key[1]} folds: "
+              f"{np.mean(summary[key]):.2f}x the first fold count's time")
+    for key in [k for k in summary if isinstance(k, tuple) and k[0] == "variant_time"]:
+        print(f"   retrain with/without calibration, {key[1]}: {np.mean(summary[key]):.2f}x")
     if "time_ratio" in summary:
         ratio = np.array(summary["time_ratio"])
         line = f"   retrain with/without calibration: {ratio.mean():.2f}x (worst {ratio.max():.2f}x)"
@@ -399,6 +555,13 @@ def main() -> int:
                              "distance to the predicted class's mean (nearest-mean: model files of format 3); "
                              "nearest-neighbour distances only (knn: before the subspace scores); several "
                              "comma-separated are compared on the same classifiers in one run")
+    parser.add_argument("--oof-variants", default="",
+                        help="other out-of-fold bases calibrated on the same labels beside the product's: "
+                             "inc:FOLDS:GROWTH (incremental, as the product, with other folds / refresh growth) "
+                             "and fresh:FOLDS (a fresh cross-validation at each checkpoint), comma-separated")
+    parser.add_argument("--time-retrain", default="",
+                        help="fold counts, e.g. 5,10: time a retrain that cross-validates at the last checkpoint "
+                             "with each (ratios to the first)")
     parser.add_argument("--pick-sampling", type=float, default=None,
                         help="share of each batch drawn at random around the strategy's picks (default: the app's)")
     args = parser.parse_args()
@@ -407,6 +570,11 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     global EXTRACTOR, DUMP, PICK_SAMPLING, CHECKPOINTS, WITH_ALL
     NOVELTIES[:] = args.novelty.split(",")
+    TIME_RETRAIN_FOLDS[:] = [int(f) for f in args.time_retrain.split(",") if f.strip()]
+    try:
+        OOF_VARIANTS[:] = parse_variants(args.oof_variants)
+    except ValueError as exc:
+        parser.error(str(exc))
     if any(v not in ("subspace", "nearest-mean", "knn") for v in NOVELTIES):
         parser.error("--novelty: subspace, nearest-mean or knn (comma-separated to compare them in one run)")
     from inspector.core.learning.strategies import DEFAULT_PICK_SAMPLING

@@ -39,8 +39,8 @@ the generated set as .npy, the same way bench_label_efficiency.py does).
 
     .venv/bin/python tests/benchmarks/bench_estimators.py [--datasets neu,elpv,generated] [--seeds 5]
         [--strategies uncertain_diverse,k_center,...] [--pick-sampling 0,0.3] [--batch 10]
-        [--counts 100,200,300] [--out DIR] [--first-seed 0] [--compare-class-forms] [--dump-points]
-        [--compare-labelled-basis] [--difference-interval wilson-low|wilson|normal]
+        [--counts 100,200,300] [--out DIR] [--first-seed 0] [--compare-class-forms] [--oof-folds 5]
+        [--dump-points] [--compare-labelled-basis] [--difference-interval wilson-low|wilson|normal]
     .venv/bin/python tests/benchmarks/bench_estimators.py --from-points /tmp/inspector_bench_estimators/points_*.json
 """
 
@@ -206,6 +206,9 @@ def main() -> int:
     parser.add_argument("--difference-interval", choices=("wilson-low", "wilson", "normal"), default=None,
                         help="the difference estimate's interval form the app shows (default: the app's, "
                              "estimators.DIFFERENCE_INTERVAL; wilson: the form before issue 14's coverage study)")
+    parser.add_argument("--oof-folds", type=int, default=None,
+                        help="folds of the cross-validation behind the calibration and the difference estimator's "
+                             "cross-fitted labels (default: the product's calibration.OUT_OF_FOLD_FOLDS)")
     args = parser.parse_args()
     if args.from_points:
         for path in args.from_points:
@@ -218,6 +221,12 @@ def main() -> int:
         from inspector.core.learning import estimators
 
         estimators.DIFFERENCE_INTERVAL = args.difference_interval
+    from inspector.core.learning import calibration as calibration_module
+
+    if args.oof_folds is not None:
+        calibration_module.OUT_OF_FOLD_FOLDS = args.oof_folds
+    print(f"out-of-fold basis: {calibration_module.OUT_OF_FOLD_FOLDS} folds, refreshed when the labels grow by "
+          f"{calibration_module.REFRESH_GROWTH:.0%}; load {os.getloadavg()[0]:.1f}")
     if args.floor_unchecked:
         from inspector.core.learning import estimators
 

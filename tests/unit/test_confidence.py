@@ -348,8 +348,8 @@ def test_retrain_reuses_out_of_sample_predictions_until_labels_grow(monkeypatch)
     X, y = blobs(100, [0.0, 2.0, 4.0], seed=12)
     order = np.random.default_rng(0).permutation(len(y))
     runs = []
-    real = calibration_module.out_of_fold_proba
-    monkeypatch.setattr(calibration_module, "out_of_fold_proba", lambda *a, **k: runs.append(1) or real(*a, **k))
+    real = calibration_module._out_of_fold_with_sizes
+    monkeypatch.setattr(calibration_module, "_out_of_fold_with_sizes", lambda *a, **k: runs.append(1) or real(*a, **k))
     classes = np.array([0, 1, 2])
     first = order[:60]
     model = fit_model(X[first], y[first], classes)

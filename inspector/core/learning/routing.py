@@ -121,20 +121,16 @@ def _columns_of(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def escapes_at(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acceptable_columns: np.ndarray,
                threshold: Optional[float], novel: Optional[np.ndarray] = None) -> dict:
     """Escapes and review share of the decision rule on labelled parts (any predictions)."""
-    cols = _columns_of(y, classes)
     acc = np.asarray(acceptable_columns, bool)
     path, review, _ = route(proba, acc, threshold, novel)
     passed = path == PASS
-    if acc.any():
-        defective = ~acc[cols]
-    else:
-        defective = np.argmax(proba, axis=1) != cols  # no acceptable class: an escape is a wrong class passed
-    n_def = int(defective.sum()) if acc.any() else int(len(cols))
+    defective, _, n_def, _ = _defective_and_passable(y, np.asarray(proba, np.float64), classes, acc)
     escapes = int(np.sum(passed & defective))
-    return {"n": int(len(cols)), "n_defective": n_def, "escapes": escapes,
+    n = int(len(defective))
+    return {"n": n, "n_defective": n_def, "escapes": escapes,
             "escape_rate": escapes / n_def if n_def else None,
-            "review_share": float(review.mean()) if len(cols) else None,
-            "pass_share": float(passed.mean()) if len(cols) else None}
+            "review_share": float(review.mean()) if n else None,
+            "pass_share": float(passed.mean()) if n else None}
 
 
 def escape_upper_bound(escapes: int, n: int, confidence: float = 0.95) -> float:
@@ -165,6 +161,23 @@ def defectives_needed(rate: float, target: float, limit: int = 1_000_000) -> Opt
     return None
 
 
+def _defective_and_passable(y: np.ndarray, proba: np.ndarray, classes: np.ndarray,
+                            acc: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Per labelled part: defective (without acceptable classes: an escape is a wrong class passed) and
+    predicted acceptable (may pass); the number of parts that count as defective; and the
+    probability a threshold is compared with."""
+    cols = _columns_of(y, classes)
+    if acc.any():
+        defective = ~acc[cols]
+        top_acc = acc[np.argmax(proba, axis=1)]
+        n_def = int(defective.sum())
+    else:
+        defective = np.argmax(proba, axis=1) != cols
+        top_acc = np.ones(len(y), bool)
+        n_def = int(len(y))
+    return defective, top_acc, n_def, acceptable_probability(proba, acc)
+
+
 #: operating points list the lowest threshold with at most 0, 1, ... this many out-of-sample escapes
 OPERATING_POINT_ESCAPES = 3
 
@@ -191,17 +204,9 @@ def operating_points(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acce
     acc = np.asarray(acceptable_columns, bool)
     if len(y) == 0:
         return []
-    cols = _columns_of(y, classes)
-    if acc.any():
-        defective = ~acc[cols]
-        top_acc = acc[np.argmax(proba, axis=1)]
-    else:
-        defective = np.argmax(proba, axis=1) != cols
-        top_acc = np.ones(len(y), bool)
-    n_def = int(defective.sum()) if acc.any() else int(len(y))
+    defective, top_acc, n_def, p_acc = _defective_and_passable(y, proba, classes, acc)
     if n_def == 0:
         return []
-    p_acc = acceptable_probability(proba, acc)
     # the escapes' own probabilities, highest first: the e-th escape-free threshold lies just above the
     # (e+1)-th highest of them
     escaped = np.sort(p_acc[top_acc & defective])[::-1]
@@ -263,18 +268,10 @@ def choose_threshold(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acce
     acc = np.asarray(acceptable_columns, bool)
     names = class_names or {}
     proba = np.asarray(proba, np.float64)
-    cols = _columns_of(y, classes)
     result: dict = {"value": None, "shown_safe": False, "target": float(target), "confidence": "one-sided 95 % (Clopper-Pearson)",
                     "basis": basis, "n": int(len(y)), "escape_rate": None, "escape_upper": None,
                     "review_share": None, "labels_needed": {}, "mode": "acceptable" if acc.any() else "top class"}
-    if acc.any():
-        defective = ~acc[cols]
-        top_acc = acc[np.argmax(proba, axis=1)]
-    else:
-        defective = np.argmax(proba, axis=1) != cols
-        top_acc = np.ones(len(y), bool)
-    n_def = int(defective.sum()) if acc.any() else int(len(y))
-    p_acc = acceptable_probability(proba, acc)
+    defective, top_acc, n_def, p_acc = _defective_and_passable(y, proba, classes, acc)
     result["n_defective"] = n_def
     result["operating_points"] = operating_points(y, proba, classes, acc, target, pool_proba)
     # candidate thresholds: every distinct out-of-sample value (a part passes when p >= t)
