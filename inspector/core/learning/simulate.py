@@ -15,9 +15,9 @@ which image belongs to which.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
