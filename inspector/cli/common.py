@@ -131,3 +131,16 @@ def open_project(path: str | Path, read_only: bool = False):
     if not read_only and Path(path).is_file():
         refuse_network_share(path)
     return Project.open(Path(path), read_only=read_only)
+
+
+def print_operating_points(threshold: dict) -> None:
+    """The thresholds an engineer could set by hand, when the labels cannot show the escape target
+    (routing.operating_points), one line each; nothing when the threshold is shown safe."""
+    points = threshold.get("operating_points") or []
+    if threshold.get("value") is not None or not points:
+        return
+    from inspector.core.learning.routing import operating_point_words
+
+    print("What the labels say about thresholds you could set (export-model --review-threshold T):")
+    for point in points:
+        print(f"  {operating_point_words(point)}")

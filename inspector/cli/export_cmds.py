@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.cli.common import open_project, terminal_progress
+from inspector.cli.common import open_project, print_operating_points, terminal_progress
 from inspector.core.csv_cells import SafeWriter
 from inspector.core.errors import UserError
 
@@ -106,13 +106,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     if model.reject_threshold is None:
         print("Review threshold: NONE - every part is routed to review.")
         print(threshold.get("explanation", ""))
-        points = threshold.get("operating_points") or []
-        if points:
-            from inspector.core.learning.routing import operating_point_words
-
-            print("What the labels say about thresholds you could set (export again with --review-threshold T):")
-            for point in points:
-                print(f"  {operating_point_words(point)}")
+        print_operating_points(threshold)
     else:
         print(f"Review threshold: {model.reject_threshold:.3f} ({threshold.get('set_by', '')})")
         if threshold.get("explanation"):

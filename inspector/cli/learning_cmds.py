@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from inspector.cli.common import open_project, print_json, terminal_progress
+from inspector.cli.common import open_project, print_json, print_operating_points, terminal_progress
 from inspector.core.errors import UserError
 
 
@@ -271,6 +271,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     threshold = report.get("review_threshold") or {}
     if threshold.get("explanation"):
         print(threshold["explanation"])
+    print_operating_points(threshold)
     calibration = report.get("calibration") or {}
     reliability = calibration.get("reliability_audit") or calibration.get("reliability")
     if reliability and reliability.get("ece") is not None:

@@ -204,6 +204,8 @@ def test_evaluate_reports_goals(tmp_path, small_image_folder, capsys):
     assert goals["labels_still_needed"]["status"] == "cannot_tell"
     code, out, _ = run(capsys, "evaluate", project)
     assert "Budget spent: 40 of 30 labels used." in out and "Cannot tell yet" in out
+    # 10 defective labels cannot show a 1 % escape rate: the thresholds an engineer could set instead
+    assert "NOT SHOWN SAFE" in out and "thresholds you could set" in out and "defective parts passed" in out
 
 
 def test_simulate_plans_labels_to_a_target_per_strategy():
