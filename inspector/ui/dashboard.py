@@ -98,6 +98,16 @@ def headline(data: DashboardData) -> str:
                           "it scores (audit images are drawn at random).")
 
 
+def stopping_text(data: DashboardData) -> str:
+    """When to stop: a shown target first (the goals line beside it says so too), then what the
+    learning curve says about labels beyond it."""
+    message = data.stopping.get("message", "")
+    status = data.goals
+    if status is not None and status.target is not None and status.target_shown:
+        return f"When to stop: not for the target, which is shown. Beyond it: {message}"
+    return "When to stop: " + message
+
+
 def class_figures_text(data: DashboardData) -> str:
     """Macro-F1, escape rate and per-class recall/precision by the estimator the accuracy is shown
     with (difference estimator), or '' when that is not the one shown."""
@@ -341,7 +351,7 @@ class DashboardView(QWidget):
         self.headline.setText(headline(data))
         by_estimator = class_figures_text(data)
         self.headline.setToolTip(headline(data) + (f"\n\n{by_estimator}" if by_estimator else ""))
-        self.stopping.setText("When to stop: " + data.stopping.get("message", ""))
+        self.stopping.setText(stopping_text(data))
         self.goals.setText(goals_text(data))
         self.goals.setVisible(data.goals is not None)
         text = optimistic_text(data)

@@ -157,3 +157,22 @@ def test_headline_shows_the_estimate_from_every_label_before_any_audit_label_is_
     assert "no random audit labels scored yet" in text
     data.estimate = None
     assert "No accuracy estimate yet" in headline(data)
+
+
+def test_when_to_stop_does_not_say_keep_labelling_for_a_shown_target():
+    from inspector.core.learning import stopping
+    from inspector.ui.dashboard import DashboardData, stopping_text
+
+    keep = {"message": "Labels are still changing the model; keep labelling."}
+    data = DashboardData(classes=[], labelled={}, predicted={}, curve=[], stopping=keep, audit={}, n_audit=10,
+                         model_version=10, n_labels_trained=100)
+    assert stopping_text(data) == "When to stop: " + keep["message"]
+    metrics = {"estimate": {"estimate": 0.996, "interval": [0.936, 1.0], "lower_bound": 0.954, "method": "difference",
+                            "n_labels": 100, "n_audit": 10}}
+    data.goals = stopping.goal_status(stopping.make_target("accuracy", 0.95), 400, 100, metrics)
+    assert data.goals.target_shown
+    text = stopping_text(data)
+    assert text.startswith("When to stop: not for the target, which is shown.") and keep["message"] in text
+    data.goals = stopping.goal_status(stopping.make_target("accuracy", 0.97), 400, 100, metrics)
+    assert stopping_text(data) == "When to stop: " + keep["message"]
+
