@@ -143,4 +143,6 @@ def print_operating_points(threshold: dict) -> None:
 
     print("What the labels say about thresholds you could set (export-model --review-threshold T):")
     for point in points:
-        print(f"  {operating_point_words(point)}")
+        words = operating_point_words(point)
+        if words:
+            print(f"  {words}")

@@ -70,7 +70,9 @@ def confidence_section(metrics: dict, threshold: dict, acceptable: list[str]) ->
                      f"a part predicted acceptable passes only when its calibrated probability of being acceptable "
                      f"is at least {value:.3f}; novel parts always go to review; predicted defects go to the defect "
                      f"path. {esc(threshold.get('explanation') or '')}</p>")
-    points = threshold.get("operating_points") or []
+    from inspector.core.learning.routing import operating_point_words
+
+    points = [p for p in (threshold.get("operating_points") or []) if operating_point_words(p)]  # whole records only
     if points:
         rows = "".join(
             f"<tr><td>{p['threshold']:.3f}</td><td>{p['escapes']} of {p['n_defective']}</td>"

@@ -45,9 +45,10 @@ def confidence_text(metrics: dict) -> str:
                          f"escape target: an exported model would send every part to review"
                          + (f"; label about {more}" if more else "") + ".</span>")
             points = threshold.get("operating_points") or []
-            if points:
+            lowest = operating_point_words(points[0]) if isinstance(points, list) and points else ""
+            if lowest:
                 # the lowest threshold without an out-of-sample escape: what a hand-set threshold would cost
-                lines.append(f"Lowest without an escape so far: {operating_point_words(points[0])}.")
+                lines.append(f"Lowest without an escape so far: {lowest}.")
         else:
             lines.append(f"Review threshold {threshold['value']:.3f} meets the {_pct(threshold.get('target'))} escape "
                          f"target on cross-validation (review share {_pct(threshold.get('review_share'), 0)}).")

@@ -161,6 +161,8 @@ def test_operating_points_show_what_each_hand_set_threshold_risks_and_costs():
         assert point["review_share_images"] == pytest.approx(expected)
     assert points[0]["review_share_images"] > points[1]["review_share_images"] > points[2]["review_share_images"]
     assert "0 of 20 defective parts passed" in routing.operating_point_words(points[0])
+    # a damaged record (a project file from elsewhere) is skipped, not a crash
+    assert routing.operating_point_words({"threshold": "x"}) == "" and routing.operating_point_words(None) == ""
 
 
 def test_escape_estimate_counts_defective_parts_passed():

@@ -243,10 +243,16 @@ def operating_points(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acce
 
 
 def operating_point_words(point: dict) -> str:
-    """One operating point in a sentence (CLI and dashboard)."""
+    """One operating point in a sentence (CLI and dashboard); "" for a record that is not one (a
+    damaged or foreign project file must not stop the dashboard)."""
+    numbers = ("threshold", "escapes", "n_defective", "escape_upper")
+    if not isinstance(point, dict) or not all(isinstance(point.get(k), (int, float)) for k in numbers):
+        return ""
     share = point.get("review_share_images")
     where = "of the project's unlabelled images" if share is not None else "of the labelled parts"
     share = point.get("review_share_labelled") if share is None else share
+    if not isinstance(share, (int, float)):
+        return ""
     return (f"threshold {point['threshold']:.3f}: {point['escapes']} of {point['n_defective']} defective parts passed "
             f"out of sample (95 % upper bound {point['escape_upper']:.1%}), review {share:.0%} {where}")
 
