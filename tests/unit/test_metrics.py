@@ -82,6 +82,10 @@ def test_plateau_signal_in_plain_words():
             for n, c in [(100, .05), (110, .004), (120, .002)]]
     sig = metrics.plateau_signal(flat)
     assert sig["status"] == "plateau" and "stopped paying off" in sig["message"]
+    assert "(95 % interval 90%-98%, 30 audit labels)" in sig["message"]
+    # an estimate from every sampled label says so, not that it rests on the audit labels
+    flat[-1]["method"] = "difference"
+    assert "corrected by every sampled label, 30 of them audit labels" in metrics.plateau_signal(flat)["message"]
 
 
 def test_cross_validation_is_labelled_optimistic():

@@ -239,10 +239,12 @@ def plateau_signal(curve: Sequence[dict], min_audit: int = 20, change_threshold:
     acc_note = ""
     if last.get("accuracy") is not None and last.get("accuracy_ci"):
         lo, hi = last["accuracy_ci"]
-        how = {"ppi": "predictions corrected by ", "weighted": "every sampled label weighted, "}.get(
-            last.get("method"), "")
-        acc_note = (f" Estimated accuracy {last['accuracy']:.0%} (95 % interval {lo:.0%}-{hi:.0%}, "
-                    f"{how}{n_audit} audit labels).")
+        # the basis in words: a difference estimate rests on every sampled label, not on the audit labels
+        basis = {"ppi": f"predictions corrected by {n_audit} audit labels",
+                 "weighted": f"every sampled label weighted, {n_audit} audit labels",
+                 "difference": f"predictions corrected by every sampled label, {n_audit} of them audit labels",
+                 }.get(last.get("method"), f"{n_audit} audit labels")
+        acc_note = f" Estimated accuracy {last['accuracy']:.0%} (95 % interval {lo:.0%}-{hi:.0%}, {basis})."
     rising = False
     earlier = [p for p in curve[:-1] if p.get("accuracy") is not None]
     if earlier and last.get("accuracy") is not None and last.get("accuracy_ci"):
