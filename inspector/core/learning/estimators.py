@@ -416,6 +416,11 @@ class Scored:
     def correct(self) -> np.ndarray:
         return self.predicted == self.y
 
+    @property
+    def sampled(self) -> np.ndarray:
+        """Labelled rows drawn with a recorded selection probability (the rest are a census)."""
+        return np.isfinite(self.q) & np.isfinite(self.remaining) & (self.q > 0)
+
 
 def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, classes: np.ndarray,
                   kind: str, random_state: int = 0, folds: int = 8, unlabelled: Optional[np.ndarray] = None,
@@ -491,7 +496,7 @@ def accuracy_estimates(scored: Scored) -> dict[str, Estimate]:
     out["ppi"] = _with_census(ppi, correct[census], N)
 
     # importance-weighted: census = labelled images without a selection probability
-    sampled = np.isfinite(scored.q) & np.isfinite(scored.remaining) & (scored.q > 0)
+    sampled = scored.sampled
     rest_f = np.concatenate([f_unl, f[sampled]])
     w = weighted_accuracy(correct[sampled], f[sampled], scored.q[sampled], scored.remaining[sampled], rest_f)
     out["weighted"] = _with_census(w, correct[~sampled], N)
@@ -556,7 +561,7 @@ def difference_accuracy(scored: Scored) -> Estimate:
     f_unl = (predicted_correctness(scored.proba_unlabelled_current) if len(scored.proba_unlabelled_current)
              else np.zeros(0))
     N = len(correct) + len(f_unl)
-    sampled = np.isfinite(scored.q) & np.isfinite(scored.remaining) & (scored.q > 0)
+    sampled = scored.sampled
     rest_f = np.concatenate([f_unl, f[sampled]])
     w = weighted_accuracy(correct[sampled], f[sampled], scored.q[sampled], scored.remaining[sampled], rest_f)
     if w.estimate is None:
@@ -806,7 +811,7 @@ def class_difference_estimates(scored: Scored, acceptable: Optional[set] = None,
     """
     if scored.proba_crossfit is None or scored.proba_unlabelled_current is None:
         return None
-    sampled = np.isfinite(scored.q) & np.isfinite(scored.remaining) & (scored.q > 0)
+    sampled = scored.sampled
     M = int(sampled.sum())
     if M < MIN_SAMPLED:
         return None

@@ -295,7 +295,7 @@ def difference_check(d, crossfit, current_unl, y_labelled, y_unlabelled, classes
     f_unl = est_mod.predicted_correctness(current_unl)
     f_lab = est_mod.predicted_correctness(crossfit)
     n_pool = len(right_unl) + len(right_lab)
-    sampled = np.isfinite(scored.q) & np.isfinite(scored.remaining) & (scored.q > 0)
+    sampled = scored.sampled
     keys = ("se", "se_residuals", "se_pool", "se_model", "lambda", "floor_scale", "effective_labels",
             "errors_sampled", "errors_predicted", "census_share", "census_accuracy", "max_weight")
     return {"estimate": d.estimate, "low": d.interval[0], "high": d.interval[1], "lower_bound": d.lower_bound,
