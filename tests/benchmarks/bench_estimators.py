@@ -109,7 +109,7 @@ def interval_forms(check: dict) -> dict:
     at the effective size (estimators.effective_interval, the form before), ``normal`` estimate
     +- z se, ``wilson-low`` the Wilson lower end and bound with the upper end the larger of the
     two (estimators.DIFFERENCE_INTERVAL). Returns {form: (low, high, lower bound)}."""
-    from inspector.core.learning.estimators import Z95, effective_interval
+    from inspector.core.learning.estimators import difference_interval
 
     share = float(check.get("census_share") or 0.0)
     known = float(check.get("census_accuracy") or 0.0)
@@ -119,11 +119,10 @@ def interval_forms(check: dict) -> dict:
     def back(v: float) -> float:
         return share * known + (1.0 - share) * v
 
-    low, high = effective_interval(part, se, Z95, continuity=False)
-    out = {"wilson": (back(low), back(high), back(effective_interval(part, se, Z_ONE_SIDED, continuity=False)[0]))}
-    out["normal"] = (back(max(0.0, part - Z95 * se)), back(min(1.0, part + Z95 * se)), back(max(0.0, part - Z_ONE_SIDED * se)))
-    # each end its own 97.5 % bound: the Wilson lower end, the upper end the larger of the two
-    out["wilson-low"] = (out["wilson"][0], max(out["wilson"][1], out["normal"][1]), out["wilson"][2])
+    out = {}
+    for form in FORMS:
+        (low, high), lower = difference_interval(part, se, form)
+        out[form] = (back(low), back(high), back(lower))
     return out
 
 
