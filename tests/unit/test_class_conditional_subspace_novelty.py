@@ -94,8 +94,8 @@ def test_a_class_too_small_for_its_own_scale_keeps_its_mean_but_no_distance_of_i
     sub = model.subspaces[0]
     assert sub.class_columns.tolist() == [0, 1, 2, -1] and len(sub.class_means) == 4
     parts = rng.normal(0, 1, (5, D)) + 6.0
-    assert np.all(sub.class_distances(parts, np.full(5, 3)) == 0)
-    assert np.all(sub.class_distances(parts, np.full(5, 0)) > 0)
+    assert np.all(sub.distances(parts, np.full(5, 3))[2] == 0)
+    assert np.all(sub.distances(parts, np.full(5, 0))[2] > 0)
     np.testing.assert_allclose(novelty_via_model_file(model).scores(parts, np.tile([0, 0, 0, 1.0], (5, 1))),
                                model.scores(parts, np.tile([0, 0, 0, 1.0], (5, 1))), rtol=1e-6)
 

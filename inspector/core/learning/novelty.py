@@ -200,10 +200,6 @@ class Subspace:
                 own[rows] = np.sqrt(np.maximum(self._to_mean(T[rows], self.class_means[i]), 0.0))
         return nearest, residual, own
 
-    def class_distances(self, Z: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each row of ``Z`` to the mean of the class in ``columns``."""
-        return self.distances(Z, columns)[2]
-
     def ratios(self, Z: np.ndarray, predicted: Optional[np.ndarray] = None) -> list[np.ndarray]:
         """Mahalanobis and residual, each divided by its scale; with ``class_columns`` also the
         class-conditional Mahalanobis to the ``predicted`` column's mean (0 without ``predicted``)."""
