@@ -251,14 +251,9 @@ def build_report_html(project) -> str:
         for sentence in (goals.target_sentence(), goals.budget_sentence()):
             if sentence:
                 parts.append(f"<p><b>{esc(sentence)}</b></p>")
-    more = plateau["message"]
-    if goals is not None and goals.target is not None:
-        # the target decides first (as on the dashboard); the plateau signal says what labels do beyond it
-        if goals.target_shown:
-            more = f"Not for the target: it is shown. Beyond it: {more}"
-        else:
-            needed = stopping.labels_still_needed(curve, goals.target)["message"]
-            more = f"For the target: {needed} Beyond it: {more}"
+    needed = (stopping.labels_still_needed(curve, goals.target)
+              if goals is not None and goals.target is not None and not goals.target_shown else None)
+    more = stopping.more_labels_sentence(goals, plateau["message"], needed)
     parts.append(f"<p><b>More labels?</b> {esc(more)}</p></section>")
 
     # ---- learning curve

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.core.learning import estimators
+from inspector.core.learning import estimators, stopping
 from inspector.ui.workers import Task, deliver_to, pool, run_task
 from inspector.workflow import jobs
 from inspector.workflow.dashboard_data import (  # noqa: F401 - what the view draws; tests import them here
@@ -99,13 +99,9 @@ def headline(data: DashboardData) -> str:
 
 
 def stopping_text(data: DashboardData) -> str:
-    """When to stop: a shown target first (the goals line beside it says so too), then what the
-    learning curve says about labels beyond it."""
-    message = data.stopping.get("message", "")
-    status = data.goals
-    if status is not None and status.target is not None and status.target_shown:
-        return f"When to stop: not for the target, which is shown. Beyond it: {message}"
-    return "When to stop: " + message
+    """When to stop: a shown target first, then what the learning curve says about labels beyond it
+    (the labels a target still needs are on the goals line beside it)."""
+    return "When to stop: " + stopping.more_labels_sentence(data.goals, data.stopping.get("message", ""))
 
 
 def class_figures_text(data: DashboardData) -> str:

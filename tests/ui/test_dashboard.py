@@ -172,7 +172,7 @@ def test_when_to_stop_does_not_say_keep_labelling_for_a_shown_target():
     data.goals = stopping.goal_status(stopping.make_target("accuracy", 0.95), 400, 100, metrics)
     assert data.goals.target_shown
     text = stopping_text(data)
-    assert text.startswith("When to stop: not for the target, which is shown.") and keep["message"] in text
+    assert text.startswith("When to stop: Not for the target, which is shown.") and keep["message"] in text
     data.goals = stopping.goal_status(stopping.make_target("accuracy", 0.97), 400, 100, metrics)
     assert stopping_text(data) == "When to stop: " + keep["message"]
 

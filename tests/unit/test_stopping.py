@@ -232,3 +232,17 @@ def test_cli_simulate_reports_labels_to_target(tmp_path, small_image_folder, cap
     assert code == 0 and "Labels to reach accuracy ≥ 70 %" in out
     data = json.loads((tmp_path / "sim" / "summary.json").read_text())
     assert set(data["labels_to_target"]["strategies"]) == {"uncertain_diverse", "random"}
+
+
+def test_more_labels_answers_for_the_target_first():
+    metrics = {"estimate": {"estimate": 0.996, "interval": [0.936, 1.0], "lower_bound": 0.954, "method": "difference",
+                            "n_labels": 100, "n_audit": 10}}
+    plateau = "Labels are still changing the model; keep labelling."
+    assert stopping.more_labels_sentence(None, plateau) == plateau
+    shown = stopping.goal_status(stopping.make_target("accuracy", 0.95), None, 100, metrics)
+    assert stopping.more_labels_sentence(shown, plateau) == f"Not for the target, which is shown. Beyond it: {plateau}"
+    open_target = stopping.goal_status(stopping.make_target("accuracy", 0.97), None, 100, metrics)
+    needed = {"status": "estimate", "message": "About 80 more labels to show the target."}
+    assert stopping.more_labels_sentence(open_target, plateau, needed) == (
+        f"For the target: About 80 more labels to show the target. Beyond it: {plateau}")
+    assert stopping.more_labels_sentence(open_target, plateau) == plateau

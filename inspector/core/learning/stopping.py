@@ -325,6 +325,20 @@ class GoalStatus:
         }
 
 
+def more_labels_sentence(status: Optional[GoalStatus], plateau_message: str, needed: Optional[dict] = None) -> str:
+    """Whether more labels are needed, in words: the target first when one is set (shown: none for
+    it; else ``needed``'s message, :func:`labels_still_needed`, when given), then what the learning
+    curve's plateau signal (``plateau_message``) says beyond it. The dashboard and the report say it
+    alike."""
+    if status is None or status.target is None:
+        return plateau_message
+    if status.target_shown:
+        return f"Not for the target, which is shown. Beyond it: {plateau_message}"
+    if needed and needed.get("message"):
+        return f"For the target: {needed['message']} Beyond it: {plateau_message}"
+    return plateau_message
+
+
 def judge(target: Optional[Target], estimate: Optional[FigureEstimate]) -> str:
     """The target's state for one estimate: shown only when its one-sided 95 % bound clears it
     (accuracy), else when the whole 95 % interval does."""
