@@ -229,12 +229,13 @@ def operating_points(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, acce
         t = max(t, MIN_THRESHOLD)
         if points and abs(points[-1]["threshold"] - t) < 1e-12:
             continue
-        stats = escapes_at(y, proba, classes, acc, t)
-        upper = _upper(stats["escapes"], n_def)
-        point = {"threshold": t, "escapes": stats["escapes"], "n_defective": n_def,
-                 "escape_rate": stats["escape_rate"], "escape_upper": upper, "meets_target": bool(upper <= target),
-                 "review_share_labelled": stats["review_share"], "review_share_images": None}
-        if pool_proba is not None:  # the rule of route() without novelty, which only adds to the review
+        # the rule of route() on arrays already at hand (no novelty here: it only adds to the review)
+        escapes = int(np.sum(escaped >= t))
+        upper = _upper(escapes, n_def)
+        point = {"threshold": t, "escapes": escapes, "n_defective": n_def,
+                 "escape_rate": escapes / n_def, "escape_upper": upper, "meets_target": bool(upper <= target),
+                 "review_share_labelled": float(np.mean(top_acc & (p_acc < t))), "review_share_images": None}
+        if pool_proba is not None:
             point["review_share_images"] = float(np.mean(pool_top_acc & (pool_p_acc < t)))
         points.append(point)
         if t <= MIN_THRESHOLD:
