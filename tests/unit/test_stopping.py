@@ -246,3 +246,16 @@ def test_more_labels_answers_for_the_target_first():
     assert stopping.more_labels_sentence(open_target, plateau, needed) == (
         f"For the target: About 80 more labels to show the target. Beyond it: {plateau}")
     assert stopping.more_labels_sentence(open_target, plateau) == plateau
+
+
+def test_labels_needed_summary_never_takes_a_median_between_a_forecast_and_never():
+    import math
+    import warnings
+
+    half = np.array([10.0, 20.0, math.inf, math.inf])
+    assert stopping._draws_summary(half) is None  # before: int(round(inf)) raised OverflowError
+    most = np.array([10.0, 20.0, 30.0, math.inf, math.inf])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # before: numpy's invalid-value warning and a nan median
+        found = stopping._draws_summary(most)
+    assert found["median"] == 30 and found["low"] == 14 and found["high"] is None

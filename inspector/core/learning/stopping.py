@@ -400,6 +400,20 @@ MIN_AUDIT_FOR_TREND = 10
 MAX_EXTRAPOLATION = 10.0
 
 
+def _draws_summary(values: np.ndarray) -> Optional[dict]:
+    """Median and 10-90 % range of the labels the curve's draws need (inf: a draw never gets
+    there); None unless most draws get there. ``high`` None: "or more"."""
+    finite = np.isfinite(values)
+    if np.mean(finite) <= 0.5:  # at exactly half the median would fall between finite and never
+        return None
+    # "never" as a number far beyond any forecast: numpy's interpolation gives nan next to an inf,
+    # even where its weight is 0 (the median of [10, 20, 30, inf, inf] came out nan)
+    never = 1e18
+    q10, q50, q90 = np.percentile(np.where(finite, values, never), [10, 50, 90])
+    return {"median": int(round(q50)), "low": int(round(q10)),
+            "high": None if q90 >= never / 10 else int(round(q90))}
+
+
 def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
                         random_state=0) -> dict:
     """How many more labels the learning curve's trend says the target needs, with its range.
@@ -470,15 +484,7 @@ def labels_still_needed(curve: Sequence[dict], target: Target, draws: int = 400,
         shown.append(grid[s[0]] - n_now if len(s) else math.inf)
     crossing, shown = np.array(crossing), np.array(shown)
 
-    def summary(values: np.ndarray) -> Optional[dict]:
-        if np.mean(np.isfinite(values)) <= 0.5:  # at exactly half the median would fall between finite and inf
-            return None
-        with np.errstate(invalid="ignore"):  # between two never-shown draws (inf) the percentile is nan: "or more"
-            q10, q50, q90 = np.percentile(values, [10, 50, 90])
-        return {"median": int(round(q50)), "low": int(round(q10)),
-                "high": None if not np.isfinite(q90) else int(round(q90))}
-
-    out["until_crossing"], out["until_shown"] = summary(crossing), summary(shown)
+    out["until_crossing"], out["until_shown"] = _draws_summary(crossing), _draws_summary(shown)
     if out["until_shown"] is None:
         out["message"] = (f"Cannot tell yet: at the current trend the target is not shown within "
                           f"{int(horizon - n_now):,} more labels in most fits of the curve.")
