@@ -573,8 +573,9 @@ def difference_accuracy(scored: Scored) -> Estimate:
     above its target on the pool at 100 / 200 / 300 labels over 40 seeds (random picks +0.004 /
     +0.002 / +0.002), skewed (most seeds a little high, a few far low). At 200-300 labels +0.010 /
     +0.013 of it is that assumption failing: the models behind the residuals under-state their
-    accuracy on the unlabelled pool by more than the current model does (in the replays they are
-    older than in the app, see SimulationSettings.calibrate_every_retrain). Measured and not the
+    accuracy on the unlabelled pool by more than the current model does (as much with the basis
+    refreshed after every retrain as the app does, SimulationSettings.calibrate_every_retrain: +0.007
+    / +0.016). Measured and not the
     source (each within +-0.002 on average): the coefficient tuned on the same residuals, LURE's
     index in queue instead of draw order, the per-draw estimator that adds the labels known at each
     draw (conditionally unbiased at every draw; it also treats interleaved census labels exactly),
