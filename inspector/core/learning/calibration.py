@@ -517,7 +517,7 @@ def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins
     confidence = proba[np.arange(n), top]
     correct = np.asarray(classes)[top] == y_true
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    which = _confidence_bins(confidence, bins)
     ece = 0.0
     for b in range(bins):
         rows = which == b
@@ -536,6 +536,75 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: n
                                bins: int = RELIABILITY_BINS) -> Optional[float]:
     """The ECE of :func:`reliability` alone."""
     return reliability(y_true, proba, classes, bins)["ece"]
+
+
+#: draws of the perfectly calibrated stand-in behind :func:`ece_sampling_noise`
+NOISE_DRAWS = 200
+
+
+def _confidence_bins(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Bin of each confidence, as :func:`reliability` bins them (equal width, right-closed)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+
+
+def ece_sampling_noise(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins: int = RELIABILITY_BINS,
+                       draws: int = NOISE_DRAWS, random_state=0) -> dict:
+    """How much of an ECE is the test set's sampling noise:
+    ``{"ece", "floor", "floor_95", "debiased", "n"}``.
+
+    The binned ECE of a finite test set is biased upward: even a perfectly calibrated model shows
+    |accuracy - confidence| > 0 per bin from the labels' coin flips alone (about 0.02-0.03 on
+    ELPV's 1,300 held-out images in 10 bins). Two figures put the ECE in proportion:
+
+    - ``floor`` (and ``floor_95``): the mean (95th percentile) ECE a perfectly calibrated model
+      with exactly these confidences would show on this test set: each prediction right with
+      probability its confidence (Bernoulli), ``draws`` times, binned as :func:`reliability`
+      bins. An ECE near its floor cannot be told from perfect calibration on this many parts.
+    - ``debiased``: the calibration error the model would show on unlimited parts, estimated
+      with the debiased estimator of Kumar, Liang & Ma (2019, "Verified uncertainty
+      calibration"): per bin the squared gap minus the gap's own sampling variance,
+      ``(acc - conf)^2 - acc * (1 - acc) / (count - 1)``, weighted by the bin's share, is an
+      unbiased estimate of the squared calibration error; its signed square root is given (on
+      a perfectly calibrated model it scatters around 0, sometimes below). It is the root mean
+      square of the bins' gaps, which is at least their mean: held to the 0.05 target it is the
+      stricter figure. Chosen over their resampling correction of the plain ECE (still 0.02 on
+      a perfectly calibrated 1,300-part set with 10 bins: it removes only part of the bias
+      where the bias is largest) and over the plain ECE minus the floor (which over-corrects a
+      miscalibrated model, whose gaps dwarf the coin flips).
+
+    ``None`` figures when there are no predictions. Seeded (``random_state``): the same inputs
+    give the same figures.
+    """
+    proba = np.asarray(proba, np.float64)
+    y_true = np.asarray(y_true)
+    n = len(y_true)
+    if n == 0:
+        return {"ece": None, "floor": None, "floor_95": None, "debiased": None, "n": 0}
+    top = np.argmax(proba, axis=1)
+    confidence = proba[np.arange(n), top]
+    correct = (np.asarray(classes)[top] == y_true).astype(np.float64)
+    which = _confidence_bins(confidence, bins)
+    counts = np.bincount(which, minlength=bins).astype(np.float64)
+    live = counts > 0
+    count, share = counts[live], counts[live] / n
+    mean_confidence = np.bincount(which, confidence, minlength=bins)[live] / count
+    accuracy = np.bincount(which, correct, minlength=bins)[live] / count
+    gap = accuracy - mean_confidence
+    ece = float(share @ np.abs(gap))
+    # the floor: labels drawn as a perfectly calibrated model's would fall, summed per bin
+    rng = np.random.default_rng(random_state)
+    one_hot = np.zeros((n, bins))
+    one_hot[np.arange(n), which] = 1.0
+    drawn = (rng.random((draws, n)) < confidence[None, :]).astype(np.float64) @ one_hot
+    floors = np.abs(drawn[:, live] / count - mean_confidence) @ share
+    # Kumar et al.'s unbiased squared error; a bin of one part has no variance estimate of its
+    # own, so its confidence's (the variance were the model calibrated) stands in
+    variance = np.where(count > 1, accuracy * (1.0 - accuracy) / np.maximum(count - 1.0, 1.0),
+                        mean_confidence * (1.0 - mean_confidence))
+    squared = float(share @ (gap ** 2 - variance))
+    return {"ece": ece, "floor": float(floors.mean()), "floor_95": float(np.quantile(floors, 0.95)),
+            "debiased": float(np.sign(squared) * np.sqrt(abs(squared))), "n": int(n)}
 
 
 #: folds of the cross-validation behind the calibration (calibrate_model's default)
