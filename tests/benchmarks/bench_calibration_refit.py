@@ -15,7 +15,8 @@ labels:
   (calibration.ece_sampling_noise), mean / worst over the seeds, and the per-seed ECEs.
 
 Variants (comma-separated; ``product`` is the calibration as shipped):
-``floor:K``      the fitted shrinkage floor K / (n + k) instead of 1 / (n + k);
+``floor:K``      the fitted shrinkage floor K / (n + k) instead of 1 / (n + k) (``floor:seen``:
+                 k / (n + k), one pseudo-label per seen class as without a fit);
 ``penalty:F``    the per-class bias penalty F times the product's;
 ``brier``        temperature and bias fitted on the weighted Brier score instead of the log-loss;
 ``tonly``        temperature and shrinkage only (no per-class bias);
@@ -139,8 +140,14 @@ def refit(variant: str, d: dict, classes: np.ndarray):
         with patched("_fit_temperature_and_bias", _brier_fit):
             return fit_calibration(y, classes, oof, prior=prior, weights=w)
     if variant.startswith("floor:"):
-        k = float(variant.split(":")[1])
-        with patched("shrink_floor", lambda n, s, fitted=False: (k if fitted else max(int(s), 1)) / (max(int(n), 0) + max(int(s), 1))):
+        word = variant.split(":")[1]
+
+        def floor(n, seen, fitted=False):
+            k = max(int(seen), 1)
+            pseudo = k if not fitted or word == "seen" else float(word)
+            return pseudo / (max(int(n), 0) + k)
+
+        with patched("shrink_floor", floor):
             return fit_calibration(y, classes, oof, prior=prior, weights=w)
     if variant.startswith("penalty:"):
         f = float(variant.split(":")[1])
@@ -197,6 +204,7 @@ def main() -> int:
         if args.diagnose:
             for seed, d in sorted(seeds.items()):
                 diagnose(name, at, seed, d, classes)
+        base = None
         for v in variants:
             rows = []
             for seed, d in sorted(seeds.items()):
@@ -205,8 +213,15 @@ def main() -> int:
             ece = np.array([r["ece"] for r in rows])
             floor = np.array([r["floor"] for r in rows])
             deb = np.array([r["debiased"] for r in rows])
+            # paired with the first variant on the same seeds: the change beside the seeds' own spread
+            paired = ""
+            if base is None:
+                base = ece
+            elif len(ece) > 1:
+                diff = ece - base
+                paired = f"; vs {variants[0]} {diff.mean():+.4f} +- {diff.std(ddof=1) / np.sqrt(len(diff)):.4f} (paired s.e.)"
             print(f"   {v:>12}: ECE {ece.mean():.4f} / {ece.max():.3f} (floor {floor.mean():.3f}; debiased "
-                  f"{deb.mean():.3f} / {deb.max():.3f}); per seed {' '.join(f'{e:.3f}' for e in ece)}")
+                  f"{deb.mean():.3f} / {deb.max():.3f}){paired}; per seed {' '.join(f'{e:.3f}' for e in ece)}")
     return 0
 
 

@@ -90,8 +90,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inspector.core.learning import calibration as calibration_module  # noqa: E402
-from inspector.core.learning.calibration import (calibrate_model, ece_sampling_noise, out_of_fold_proba,  # noqa: E402
-                                                 reliability)
+from inspector.core.learning.calibration import (calibrate_model, confidence_level,  # noqa: E402
+                                                 ece_sampling_noise, out_of_fold_proba, reliability)
 from inspector.core.learning.metrics import wilson_interval  # noqa: E402
 from inspector.core.learning.models import fit_model  # noqa: E402
 from inspector.core.learning.novelty import feature_blocks, fit_novelty  # noqa: E402
@@ -313,6 +313,10 @@ def basis_rows(name, at, seed, model, oof, variants, X, y, Xt, yt, classes, X_po
               f"T {m.calibration.temperature:.2f} shrink {m.calibration.shrink:.3f}{extra}")
 
 
+def _or_dash(value, fmt="{:.3f}"):
+    return "-" if value is None else fmt.format(value)
+
+
 def escape_row(y_test, proba, novel, classes, acceptable_cols, threshold):
     path, review, _ = route(proba, acceptable_cols, threshold, novel)
     defective = ~acceptable_cols[np.searchsorted(classes, y_test)]
@@ -372,11 +376,16 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
         acc = float(np.mean(classes[np.argmax(cal, axis=1)] == yt))
         summary.setdefault(("ece_raw", at), []).append(ece_raw)
         summary.setdefault(("ece_cal", at), []).append(ece_cal)
+        # the held-out level error (accuracy - mean confidence) beside what the labels could tell of it
+        level_gap, _ = confidence_level(yt, cal, classes)
+        noise_cal = {**noise_cal, "level_gap": level_gap, "level_se": model.calibration.level_se}
         summary.setdefault(("noise_raw", at), []).append(noise_raw)
         summary.setdefault(("noise_cal", at), []).append(noise_cal)
         print(f"   {'':>7} ECE raw {ece_raw:.3f} (floor {noise_raw['floor']:.3f}, debiased {noise_raw['debiased']:.3f}), "
               f"calibrated {ece_cal:.3f} (floor {noise_cal['floor']:.3f}, 95 % of a perfectly calibrated model's "
-              f"<= {noise_cal['floor_95']:.3f}; debiased {noise_cal['debiased']:.3f}) on {len(yt)} held-out parts")
+              f"<= {noise_cal['floor_95']:.3f}; debiased {noise_cal['debiased']:.3f}) on {len(yt)} held-out parts; "
+              f"held-out accuracy - mean confidence {level_gap:+.3f}, the labels' s.e. on it "
+              f"{_or_dash(model.calibration.level_se)}")
         text = (f"   {str(at):>7} {ece_raw:8.3f} {ece_cal:8.3f} {acc:6.3f} {model.calibration.temperature:5.2f} "
                 f"{model.calibration.shrink:6.3f} | ")
         if at == 50:
@@ -492,6 +501,12 @@ def print_summary(name, summary, seeds):
                       f"model, same confidences and test set) {floor.mean():.3f} / {floor.max():.3f}, debiased "
                       f"(Kumar et al. 2019, root mean square) {debiased.mean():.3f} / {debiased.max():.3f}; per seed "
                       f"ECE - floor: {' '.join(f'{e - f:+.3f}' for e, f in zip(ece, floor))}")
+                if which == "noise_cal":
+                    gaps = np.array([r["level_gap"] for r in rows])
+                    se = np.array([np.nan if r["level_se"] is None else r["level_se"] for r in rows])
+                    print(f"   {'':>4}   held-out accuracy - mean confidence per seed (> 0 under-confident): "
+                          f"{' '.join(f'{g:+.3f}' for g in gaps)}; mean |gap| {np.abs(gaps).mean():.3f}, the labels' "
+                          f"own s.e. on it {np.nanmean(se):.3f} (mean)")
             for variant in NOVELTIES:
                 if ("escape", at, variant) not in summary:
                     continue

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.core.learning.calibration import ece_sampling_noise, reliability
+from inspector.core.learning.calibration import (
+    Calibration,
+    confidence_level,
+    ece_sampling_noise,
+    fit_calibration,
+    reliability,
+)
 
 CLASSES = np.arange(4)
 
@@ -51,3 +57,38 @@ def test_the_plain_figure_is_the_reliability_diagrams_ece_and_the_noise_is_seede
     assert noise == ece_sampling_noise(y, proba, CLASSES, random_state=5)
     assert noise["n"] == 400
     assert ece_sampling_noise(np.array([]), np.zeros((0, 4)), CLASSES)["floor"] is None
+
+
+# --------------------------------------------------------------------------- what the labels can tell of the level
+
+
+def test_confidence_level_gap_sign_and_its_standard_error_with_weights():
+    y, proba = predictions(4000, 7, shortfall=0.1)  # over-confident by 0.1
+    gap, se = confidence_level(y, proba, CLASSES)
+    assert gap == pytest.approx(-0.1, abs=3 * se) and gap < 0
+    small_gap, small_se = confidence_level(y[:250], proba[:250], CLASSES)
+    assert small_se == pytest.approx(se * np.sqrt(4000 / 250), rel=0.25)
+    # a few heavy weights carry less information than as many even ones: a larger error
+    w = np.where(np.arange(250) % 10 == 0, 10.0, 0.1)
+    assert confidence_level(y[:250], proba[:250], CLASSES, w)[1] > 1.5 * small_se
+
+
+def test_a_calibration_states_how_well_its_labels_know_its_level_and_keeps_it_in_the_file():
+    classes = np.arange(3)
+    outside = []
+    for seed in range(20):
+        rng = np.random.default_rng(100 + seed)
+        n = 260  # 60 labels' out-of-sample predictions, 200 parts held out
+        y = rng.integers(0, 3, n)
+        logits = rng.normal(0, 1, (n, 3))
+        logits[np.arange(n), y] += 1.5
+        raw = np.exp(2.0 * logits) / np.exp(2.0 * logits).sum(axis=1, keepdims=True)  # over-confident
+        c = fit_calibration(y[:60], classes, raw[:60])
+        assert c.level_se is not None and 0.02 < c.level_se < 0.15
+        gap, _ = confidence_level(y[60:], c.apply(raw[60:]), classes)
+        outside.append(abs(gap) > 2.5 * np.hypot(c.level_se, 0.03))  # 0.03: the 200 held-out parts' own
+    assert np.mean(outside) <= 0.15
+    again = Calibration.from_dict(c.to_dict(), 3)
+    assert again.level_se == pytest.approx(c.level_se)
+    before = {k: v for k, v in c.to_dict().items() if k != "level_se"}  # a file written before it
+    assert Calibration.from_dict(before, 3).level_se is None
