@@ -21,7 +21,9 @@ Variants (comma-separated; ``product`` is the calibration as shipped):
 ``brier``        temperature and bias fitted on the weighted Brier score instead of the log-loss;
 ``tonly``        temperature and shrinkage only (no per-class bias);
 ``select``       temperature-only or temperature + bias, whichever has the lower weighted
-                 log-loss in a 5-fold cross-validation of the calibration over the labels.
+                 log-loss in a 5-fold cross-validation of the calibration over the labels;
+``identity``     the raw probabilities with the shrinkage floor only (no temperature or bias);
+``select3``      as ``select`` among identity, temperature-only and temperature + bias.
 
     .venv/bin/python tests/benchmarks/bench_calibration_refit.py DUMP_DIR [--datasets elpv]
         [--at 50,100] [--variants product,tonly,select] [--diagnose]
@@ -102,29 +104,36 @@ def _weighted_nll(p, target_cols, w):
     return float(-np.average(np.log(np.clip(p[np.arange(len(target_cols)), target_cols], 1e-12, 1.0)), weights=w))
 
 
-def select_by_cross_validation(d: dict, classes: np.ndarray, folds: int = 5, seed: int = 0):
-    """Temperature-only or temperature + bias, whichever scores the lower weighted log-loss on
+def _fit_kind(kind: str, y, classes, oof, prior, w):
+    """``identity``: the raw probabilities with the shrinkage floor only; ``tonly``: temperature
+    and shrinkage; ``bias``: the product's temperature, bias and shrinkage."""
+    if kind == "identity":
+        with patched("_TEMPERATURES", np.array([1.0])), patched("_SHRINKS", np.zeros(0)), \
+                patched("MIN_FOR_BIAS", np.inf):
+            return fit_calibration(y, classes, oof, prior=prior, weights=w)
+    if kind == "tonly":
+        with patched("MIN_FOR_BIAS", np.inf):
+            return fit_calibration(y, classes, oof, prior=prior, weights=w)
+    return fit_calibration(y, classes, oof, prior=prior, weights=w)
+
+
+def select_by_cross_validation(d: dict, classes: np.ndarray, kinds=("tonly", "bias"), folds: int = 5, seed: int = 0):
+    """Of the calibration ``kinds`` (:func:`_fit_kind`), the one with the lower weighted log-loss on
     held-out folds of the labels' out-of-sample predictions; then fitted on all of them."""
     y, oof, prior, w = d["y"], d["oof"], d["prior"], weights_of(d)
     cols = np.searchsorted(classes, y)
     rng = np.random.default_rng(seed)
     fold = rng.permutation(len(y)) % folds
-    scores = {"tonly": [], "bias": []}
+    scores = {kind: 0.0 for kind in kinds}
     for f in range(folds):
         train, test = fold != f, fold == f
         wt = None if w is None else w[train]
-        for kind in scores:
-            if kind == "tonly":
-                with patched("MIN_FOR_BIAS", np.inf):
-                    c = fit_calibration(y[train], classes, oof[train], prior=prior, weights=wt)
-            else:
-                c = fit_calibration(y[train], classes, oof[train], prior=prior, weights=wt)
-            scores[kind].append(_weighted_nll(c.apply(oof[test]), cols[test], None if w is None else w[test])
-                                * (1.0 if w is None else w[test].sum()))
-    if sum(scores["tonly"]) <= sum(scores["bias"]):
-        with patched("MIN_FOR_BIAS", np.inf):
-            return fit_calibration(y, classes, oof, prior=prior, weights=w)
-    return fit_calibration(y, classes, oof, prior=prior, weights=w)
+        for kind in kinds:
+            c = _fit_kind(kind, y[train], classes, oof[train], prior, wt)
+            scores[kind] += (_weighted_nll(c.apply(oof[test]), cols[test], None if w is None else w[test])
+                             * (float(test.sum()) if w is None else float(w[test].sum())))
+    best = min(kinds, key=lambda k: scores[k])
+    return _fit_kind(best, y, classes, oof, prior, w)
 
 
 def refit(variant: str, d: dict, classes: np.ndarray):
@@ -136,6 +145,10 @@ def refit(variant: str, d: dict, classes: np.ndarray):
             return fit_calibration(y, classes, oof, prior=prior, weights=w)
     if variant == "select":
         return select_by_cross_validation(d, classes)
+    if variant == "select3":
+        return select_by_cross_validation(d, classes, ("identity", "tonly", "bias"))
+    if variant == "identity":
+        return _fit_kind("identity", y, classes, oof, prior, w)
     if variant == "brier":
         with patched("_fit_temperature_and_bias", _brier_fit):
             return fit_calibration(y, classes, oof, prior=prior, weights=w)
