@@ -94,8 +94,9 @@ also offered the raw probabilities (the floor only) 0.057 at 100, 0.084 -> 0.101
 labels beyond its paired noise without making NEU or the generated set worse: none adopted. Of
 note for later: the raw texture+cnn probabilities are already calibrated on NEU and the
 generated set (held-out ECE 0.006 and 0.015 at 100 labels, against 0.012 and 0.025 calibrated;
-the shrinkage floor and a temperature fitted on noisy labels cost the difference), while ELPV's
-raw ECE is 0.21.
+the shrinkage floor and a temperature fitted on noisy labels cost the difference; NEU at 50
+labels is under-confident on every seed, by 0.019-0.050, about the floor's 1 / (n + k) = 0.018),
+while ELPV's raw ECE is 0.21.
 
 With too few labels for cross-validation (fewer than :data:`MIN_FOR_TEMPERATURE`) the
 temperature stays 1 and the shrinkage is ``k / (n + k)`` (one pseudo-label per seen class).
