@@ -170,7 +170,9 @@ def refit(variant: str, d: dict, classes: np.ndarray):
     raise ValueError(f"unknown variant {variant!r}")
 
 
-def diagnose(name: str, at: str, seed: int, d: dict, classes: np.ndarray) -> None:
+def diagnose(name: str, at: str, seed: int, d: dict, classes: np.ndarray) -> tuple[float, float, float]:
+    """Print one seed's diagnosis; returns (the labels' weighted out-of-sample accuracy minus the
+    held-out accuracy, held-out mean confidence minus accuracy, the calibration's level_se)."""
     c = refit("product", d, classes)
     w = weights_of(d)
     y, oof = d["y"], d["oof"]
@@ -193,6 +195,7 @@ def diagnose(name: str, at: str, seed: int, d: dict, classes: np.ndarray) -> Non
           f"{shrink_floor(len(y), len(np.unique(y)), fitted=True):.3f}), n_eff {n_eff:.1f} of {len(y)}, prior "
           f"{np.round(c.prior, 2).tolist()}, label mix {np.bincount(cols, minlength=len(classes)).tolist()}")
     print(f"      per bin (low edge: accuracy - confidence (parts)): {gaps}")
+    return acc_o - acc_t, conf_t - acc_t, c.level_se
 
 
 def main() -> int:
@@ -215,8 +218,13 @@ def main() -> int:
         classes = np.arange(len(next(iter(seeds.values()))["prior"]))
         print(f"\n== {name}, {at} labels, {len(seeds)} seeds")
         if args.diagnose:
-            for seed, d in sorted(seeds.items()):
-                diagnose(name, at, seed, d, classes)
+            found = np.array([diagnose(name, at, seed, d, classes) for seed, d in sorted(seeds.items())], np.float64)
+            if len(found) > 2:
+                # does the held-out level error follow what the labels said of the level?
+                print(f"   held-out level error (mean confidence - accuracy) against the labels' own (their weighted "
+                      f"out-of-sample accuracy - held-out accuracy): correlation {np.corrcoef(found[:, 0], found[:, 1])[0, 1]:.2f}; "
+                      f"spread of the labels' error over the seeds {found[:, 0].std():.3f}, the calibration's level_se "
+                      f"{np.nanmean(found[:, 2]):.3f} (mean); mean |held-out level error| {np.abs(found[:, 1]).mean():.3f}")
         base = None
         for v in variants:
             rows = []
