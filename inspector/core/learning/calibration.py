@@ -80,8 +80,9 @@ spread over the seeds (0.056) equals the labels' own standard error on it (0.056
 :attr:`Calibration.level_se`): about 50 effective labels cannot place the level closer than
 +-0.06, which alone makes an ECE of 0.05-0.10 (``--diagnose`` prints these figures; on the
 generated set at 100 labels the spread is 0.033 against a level_se of 0.017: with few defect
-labels among many right answers the standard error reads low, a lower bound there). The worst seed (6) is over-confident in every
-bin because its labels read 0.738 accurate out of sample against 0.677 held out. Candidates,
+labels among many right answers the standard error reads low, a lower bound there). The worst
+seed (6) is over-confident in every bin because its labels read 0.738 accurate out of sample
+against 0.677 held out. Candidates,
 refitted on the same labels (ECE mean / worst at 100 labels, paired change per seed with its
 standard error; ``--variants``): ELPV product 0.057 / 0.117; shrink floor k / (n + k) for k seen
 classes 0.054 / 0.106 (-0.003 +- 0.002; 8 / (n + k): -0.005 +- 0.003) but NEU 0.012 -> 0.049 and
@@ -403,7 +404,7 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
         basis += f"; {weights_basis}"
     _, level_se = confidence_level(cols[valid], calibrated, np.arange(len(classes)), w)
     return Calibration(temperature, shrink, prior, len(y), int(valid.sum()), basis, before, after, bias,
-                       level_se=level_se)
+                       level_se=level_se if np.isfinite(level_se) else None)
 
 
 def confidence_level(y: np.ndarray, proba: np.ndarray, classes: np.ndarray,
