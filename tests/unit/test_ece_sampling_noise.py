@@ -10,6 +10,7 @@ from inspector.core.learning.calibration import (
     confidence_level,
     ece_sampling_noise,
     fit_calibration,
+    floor_words,
     reliability,
 )
 
@@ -92,3 +93,13 @@ def test_a_calibration_states_how_well_its_labels_know_its_level_and_keeps_it_in
     assert again.level_se == pytest.approx(c.level_se)
     before = {k: v for k, v in c.to_dict().items() if k != "level_se"}  # a file written before it
     assert Calibration.from_dict(before, 3).level_se is None
+
+
+def test_every_reliability_diagram_carries_its_floor_and_says_it_in_words():
+    y, proba = predictions(100, 9)  # as many out-of-sample predictions as a project at 100 labels has
+    rel = reliability(y, proba, CLASSES)
+    assert rel["floor"] == pytest.approx(ece_sampling_noise(y, proba, CLASSES)["floor"])
+    assert 0.04 < rel["floor"] < 0.12  # on 100 predictions chance alone shows an ECE this large
+    assert f"{rel['floor']:.3f}" in floor_words(rel) and "perfectly calibrated" in floor_words(rel)
+    assert floor_words({"ece": 0.1, "n": 100}) == ""  # written before the floor was recorded
+    assert reliability(np.array([]), np.zeros((0, 4)), CLASSES)["floor"] is None

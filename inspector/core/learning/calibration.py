@@ -577,14 +577,16 @@ def _out_of_fold_with_sizes(X: np.ndarray, y: np.ndarray, classes: np.ndarray, k
 def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins: int = RELIABILITY_BINS) -> dict:
     """Reliability of the top-class confidence: per equal-width bin, mean confidence, accuracy, count.
 
-    Returns ``{"bins": [{"low", "high", "n", "confidence", "accuracy"}], "ece", "n"}``; the
-    expected calibration error is the count-weighted mean of |accuracy - confidence|. None for
-    ``ece`` when there are no predictions.
+    Returns ``{"bins": [{"low", "high", "n", "confidence", "accuracy"}], "ece", "floor", "n"}``;
+    the expected calibration error is the count-weighted mean of |accuracy - confidence|;
+    ``floor`` is the ECE a perfectly calibrated model with these confidences would show on so
+    many predictions (:func:`ece_sampling_noise`: about 0.07 on 100 predictions, so an ECE near
+    it says nothing against the calibration). None for both when there are no predictions.
     """
     proba = np.asarray(proba, np.float64)
     y_true = np.asarray(y_true)
     n = len(y_true)
-    out = {"bins": [], "ece": None, "n": int(n)}
+    out = {"bins": [], "ece": None, "floor": None, "n": int(n)}
     if n == 0:
         return out
     top = np.argmax(proba, axis=1)
@@ -603,7 +605,18 @@ def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins
             ece += m / n * abs(entry["accuracy"] - entry["confidence"])
         out["bins"].append(entry)
     out["ece"] = float(ece)
+    out["floor"] = ece_sampling_noise(y_true, proba, classes, bins)["floor"]
     return out
+
+
+def floor_words(reliability_entry: dict) -> str:
+    """What a reliability entry's ECE would be from chance alone, as a clause ("; a perfectly
+    calibrated model would show about 0.069 on so few") to append after the ECE and its count
+    (empty for entries written before the floor was recorded)."""
+    floor = (reliability_entry or {}).get("floor")
+    if floor is None:
+        return ""
+    return f"; a perfectly calibrated model would show about {floor:.3f} on so few"
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray,
