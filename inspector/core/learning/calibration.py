@@ -681,9 +681,13 @@ def ece_sampling_noise(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarra
     ece = float(share @ np.abs(gap))
     # the floor: labels drawn as a perfectly calibrated model's would fall, summed per bin
     rng = np.random.default_rng(random_state)
-    one_hot = np.zeros((n, bins))
+    one_hot = np.zeros((n, bins), np.float32)
     one_hot[np.arange(n), which] = 1.0
-    drawn = (rng.random((draws, n)) < confidence[None, :]).astype(np.float64) @ one_hot
+    drawn = np.empty((draws, bins))
+    step = max(1, 2_000_000 // n)  # draws at a time: a few MB however many predictions
+    for start in range(0, draws, step):
+        stop = min(start + step, draws)
+        drawn[start:stop] = (rng.random((stop - start, n)) < confidence[None, :]).astype(np.float32) @ one_hot
     floors = np.abs(drawn[:, live] / count - mean_confidence) @ share
     # Kumar et al.'s unbiased squared error; a bin of one part has no variance estimate of its
     # own, so its confidence's (the variance were the model calibrated) stands in
