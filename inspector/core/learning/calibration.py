@@ -611,12 +611,12 @@ def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins
 
 def floor_words(reliability_entry: dict) -> str:
     """What a reliability entry's ECE would be from chance alone, as a clause ("; a perfectly
-    calibrated model would show about 0.069 on so few") to append after the ECE and its count
+    calibrated model would show about 0.069 on as many") to append after the ECE and its count
     (empty for entries written before the floor was recorded)."""
     floor = (reliability_entry or {}).get("floor")
     if floor is None:
         return ""
-    return f"; a perfectly calibrated model would show about {floor:.3f} on so few"
+    return f"; a perfectly calibrated model would show about {floor:.3f} on as many"
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray,
