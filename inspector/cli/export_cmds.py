@@ -121,8 +121,10 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     calibration = model.header.get("probability_calibration") or {}
     rel = calibration.get("reliability_audit") or calibration.get("reliability")
     if rel and rel.get("ece") is not None:
+        from inspector.core.learning.calibration import floor_words
+
         print(f"Calibration: temperature {calibration['temperature']:.2f}, shrinkage {calibration['shrink']:.3f}; "
-              f"expected calibration error {rel['ece']:.3f} on {rel['n']} {rel.get('basis', '')}")
+              f"expected calibration error {rel['ece']:.3f} on {rel['n']} {rel.get('basis', '')}{floor_words(rel)}")
     return 0
 
 

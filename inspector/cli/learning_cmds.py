@@ -275,7 +275,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     calibration = report.get("calibration") or {}
     reliability = calibration.get("reliability_audit") or calibration.get("reliability")
     if reliability and reliability.get("ece") is not None:
-        print(f"Calibration error (ECE): {reliability['ece']:.3f} on {reliability['n']} out-of-sample predictions")
+        from inspector.core.learning.calibration import floor_words
+
+        print(f"Calibration error (ECE): {reliability['ece']:.3f} on {reliability['n']} out-of-sample predictions"
+              f"{floor_words(reliability)}")
     print(report["stopping"]["message"])
     goals = report["goals"]
     if goals["target"] is None and goals["budget"] is None:

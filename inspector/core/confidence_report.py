@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 from typing import Optional
 
+from inspector.core.learning.calibration import floor_words
+
 
 def _pct(value: Optional[float], digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}%}"
@@ -114,7 +116,8 @@ def confidence_section(metrics: dict, threshold: dict, acceptable: list[str]) ->
 
             parts.append(_figure(plot, f"Reliability diagram: for predictions shown with a given confidence, the "
                                        f"share that were right (dots sized by count). Expected calibration error "
-                                       f"{reliability['ece']:.3f}. Basis: {reliability.get('basis', '')}.",
+                                       f"{reliability['ece']:.3f}{floor_words(reliability)}. "
+                                       f"Basis: {reliability.get('basis', '')}.",
                                  "reliability diagram"))
     if calibration:
         parts.append(f"<p class='note'>Calibration: temperature {calibration.get('temperature', 1):.2f}, shrinkage "

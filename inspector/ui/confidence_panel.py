@@ -13,6 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
 
+from inspector.core.learning.calibration import floor_words
 from inspector.core.learning.routing import operating_point_words
 
 
@@ -100,7 +101,7 @@ class ConfidencePanel(QGroupBox):
             basis = "audit labels" if reliability is calibration.get("reliability_audit") else \
                 "cross-validation over the labels"
             self.caption.setText(f"Expected calibration error <b>{reliability['ece']:.3f}</b> on {reliability['n']} "
-                                 f"out-of-sample predictions ({basis}); temperature "
+                                 f"out-of-sample predictions ({basis}){floor_words(reliability)}; temperature "
                                  f"{calibration.get('temperature', 1):.2f}, shrinkage {calibration.get('shrink', 0):.3f}.")
         else:
             self.caption.setText("No reliability diagram yet: it needs labels of at least two classes, "

@@ -15,7 +15,13 @@ Sections (``--sections``):
 ``calibration``
     Expected calibration error (ECE: 10 equal-width bins of the top-class confidence, the
     count-weighted mean of |accuracy - mean confidence| per bin) on the held-out half at 50, 100,
-    300 and all labels of the labelling half, raw classifier and calibrated; then, at 100, 300 and
+    300 and all labels of the labelling half, raw classifier and calibrated. Beside each ECE, how
+    much of it is the held-out half's sampling noise (calibration.ece_sampling_noise): the
+    *sampling floor*, the mean ECE a perfectly calibrated model with exactly these confidences
+    would show on this test set (each part right with probability its confidence, 200 draws,
+    same bins; and the 95th percentile of those draws), and the *debiased* calibration error
+    (Kumar, Liang & Ma 2019: the unbiased squared error's signed root, a root mean square over
+    the bins, at least the plain ECE's scale). Then, at 100, 300 and
     all labels, the review threshold the product chooses (routing.choose_threshold on the
     out-of-sample calibrated predictions, target 1 %) applied to the held-out half with novelty:
     escape rate (defective parts passed / defective parts) with its 95 % Wilson interval and the
@@ -84,7 +90,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from inspector.core.learning import calibration as calibration_module  # noqa: E402
-from inspector.core.learning.calibration import calibrate_model, out_of_fold_proba, reliability  # noqa: E402
+from inspector.core.learning.calibration import (calibrate_model, confidence_level,  # noqa: E402
+                                                 ece_sampling_noise, out_of_fold_proba, reliability)
 from inspector.core.learning.metrics import wilson_interval  # noqa: E402
 from inspector.core.learning.models import fit_model  # noqa: E402
 from inspector.core.learning.novelty import feature_blocks, fit_novelty  # noqa: E402
@@ -294,13 +301,20 @@ def basis_rows(name, at, seed, model, oof, variants, X, y, Xt, yt, classes, X_po
         hit = (np.argmax(o, axis=1) == cols).astype(float)
         acc_o = float(np.average(hit, weights=w))
         nll_o = float(np.average(-np.log(np.clip(o[np.arange(len(y)), cols], 1e-12, 1.0)), weights=w))
-        ece = reliability(yt, m.predict_proba(Xt), classes)["ece"]
+        noise = ece_sampling_noise(yt, m.predict_proba(Xt), classes, random_state=seed)
+        ece = noise["ece"]
         summary.setdefault(("basis", at, label), []).append((acc_o, nll_o, ece, m.calibration.temperature,
                                                              m.calibration.shrink)
-                                                            + (folds_t if folds_t is not None else (np.nan, np.nan)))
+                                                            + (folds_t if folds_t is not None else (np.nan, np.nan))
+                                                            + (noise["floor"], noise["debiased"]))
         extra = f"; fold models on the held-out half: acc {folds_t[0]:.3f}, log-loss {folds_t[1]:.3f}" if folds_t else ""
         print(f"      {label:>12}: basis acc {acc_o:.3f} log-loss {nll_o:.3f} (weighted) | calibrated ECE {ece:.3f} "
+              f"(floor {noise['floor']:.3f}, debiased {noise['debiased']:.3f}) "
               f"T {m.calibration.temperature:.2f} shrink {m.calibration.shrink:.3f}{extra}")
+
+
+def _or_dash(value, fmt="{:.3f}"):
+    return "-" if value is None else fmt.format(value)
 
 
 def escape_row(y_test, proba, novel, classes, acceptable_cols, threshold):
@@ -356,11 +370,22 @@ def calibration_section(name, X, y, class_names, acceptable_name, seed, summary,
                      prior=model.calibration.prior, audit=np.zeros(len(rows), bool) if at == "all" else audit[:at],
                      q=np.full(len(rows), np.nan) if at == "all" else pick_q[:at],
                      pool=np.full(len(rows), np.nan) if at == "all" else pick_pool[:at])
-        ece_raw = reliability(yt, raw, classes)["ece"]
-        ece_cal = reliability(yt, cal, classes)["ece"]
+        noise_raw = ece_sampling_noise(yt, raw, classes, random_state=seed)
+        noise_cal = ece_sampling_noise(yt, cal, classes, random_state=seed)
+        ece_raw, ece_cal = noise_raw["ece"], noise_cal["ece"]
         acc = float(np.mean(classes[np.argmax(cal, axis=1)] == yt))
         summary.setdefault(("ece_raw", at), []).append(ece_raw)
         summary.setdefault(("ece_cal", at), []).append(ece_cal)
+        # the held-out level error (accuracy - mean confidence) beside what the labels could tell of it
+        level_gap, _ = confidence_level(yt, cal, classes)
+        noise_cal = {**noise_cal, "level_gap": level_gap, "level_se": model.calibration.level_se}
+        summary.setdefault(("noise_raw", at), []).append(noise_raw)
+        summary.setdefault(("noise_cal", at), []).append(noise_cal)
+        print(f"   {'':>7} ECE raw {ece_raw:.3f} (floor {noise_raw['floor']:.3f}, debiased {noise_raw['debiased']:.3f}), "
+              f"calibrated {ece_cal:.3f} (floor {noise_cal['floor']:.3f}, 95 % of a perfectly calibrated model's "
+              f"<= {noise_cal['floor_95']:.3f}; debiased {noise_cal['debiased']:.3f}) on {len(yt)} held-out parts; "
+              f"held-out accuracy - mean confidence {level_gap:+.3f}, the labels' s.e. on it "
+              f"{_or_dash(model.calibration.level_se)}")
         text = (f"   {str(at):>7} {ece_raw:8.3f} {ece_cal:8.3f} {acc:6.3f} {model.calibration.temperature:5.2f} "
                 f"{model.calibration.shrink:6.3f} | ")
         if at == 50:
@@ -465,6 +490,23 @@ def print_summary(name, summary, seeds):
             raw, cal = np.array(summary[("ece_raw", at)]), np.array(summary[("ece_cal", at)])
             line = f"   {str(at):>4} labels: ECE raw {raw.mean():.3f} / {raw.max():.3f}, calibrated {cal.mean():.3f} / {cal.max():.3f}"
             print(line)
+            for which, word in (("noise_raw", "raw"), ("noise_cal", "calibrated")):
+                rows = summary.get((which, at), [])
+                if not rows:
+                    continue
+                floor = np.array([r["floor"] for r in rows])
+                debiased = np.array([r["debiased"] for r in rows])
+                ece = np.array([r["ece"] for r in rows])
+                print(f"   {'':>4}   {word}: ECE {ece.mean():.3f} / {ece.max():.3f}, sampling floor (a perfectly calibrated "
+                      f"model, same confidences and test set) {floor.mean():.3f} / {floor.max():.3f}, debiased "
+                      f"(Kumar et al. 2019, root mean square) {debiased.mean():.3f} / {debiased.max():.3f}; per seed "
+                      f"ECE - floor: {' '.join(f'{e - f:+.3f}' for e, f in zip(ece, floor))}")
+                if which == "noise_cal":
+                    gaps = np.array([r["level_gap"] for r in rows])
+                    se = np.array([np.nan if r["level_se"] is None else r["level_se"] for r in rows])
+                    print(f"   {'':>4}   held-out accuracy - mean confidence per seed (> 0 under-confident): "
+                          f"{' '.join(f'{g:+.3f}' for g in gaps)}; mean |gap| {np.abs(gaps).mean():.3f}, the labels' "
+                          f"own s.e. on it {np.nanmean(se):.3f} (mean)")
             for variant in NOVELTIES:
                 if ("escape", at, variant) not in summary:
                     continue
@@ -494,7 +536,8 @@ def print_summary(name, summary, seeds):
             folds = (f"; fold models held-out acc {np.nanmean(r[:, 5]):.3f} log-loss {np.nanmean(r[:, 6]):.3f}"
                      if np.isfinite(r[:, 5]).any() else "")
             print(f"      {key[2]:>12}: basis acc {r[:, 0].mean():.3f} log-loss {r[:, 1].mean():.3f} | ECE "
-                  f"{r[:, 2].mean():.3f} / {r[:, 2].max():.3f} (mean / worst), T {r[:, 3].mean():.2f}, "
+                  f"{r[:, 2].mean():.3f} / {r[:, 2].max():.3f} (mean / worst; floor {r[:, 7].mean():.3f}, debiased "
+                  f"{r[:, 8].mean():.3f} / {r[:, 8].max():.3f}), T {r[:, 3].mean():.2f}, "
                   f"shrink {r[:, 4].mean():.3f}{folds}")
     for key in [k for k in summary if isinstance(k, tuple) and k[0] == "retrain_time"]:
         print(f"   retrain that cross-validates at {max(CHECKPOINTS)} labels, {key[1]} folds: "

@@ -63,6 +63,7 @@ def test_report_is_one_self_contained_file(tmp_path):
     assert "texture version" in text and image_root in text
     assert "Can the line trust it" in text and "reliability diagram" in text
     assert "Expected calibration error" in text
+    assert "a perfectly calibrated model would show about" in text  # the ECE beside what chance alone gives
 
 
 def test_report_without_labels_says_so(tmp_path, capsys):
