@@ -196,6 +196,9 @@ def main() -> int:
     parser.add_argument("--compare-labelled-basis", action="store_true",
                         help="also score the difference estimate with its labelled rows scored by the estimators' "
                              "fresh 8-fold cross-fit (difference_fresh) instead of the calibration's basis (same run)")
+    parser.add_argument("--calibrate-every-retrain", action="store_true",
+                        help="refresh the out-of-fold basis after every retrain as the app does (default: only at "
+                             "the scored label counts); the picks are the same either way")
     parser.add_argument("--dump-points", action="store_true",
                         help="also write every replay's scored points (truth, each estimate and the difference "
                              "estimate's target and pieces) to points_<tag>.json for a diagnosis")
@@ -242,7 +245,8 @@ def main() -> int:
                                           batch=args.batch, initial=min(args.batch, 20), pick_sampling=share,
                                           estimator_counts=counts, first_seed=args.first_seed,
                                           compare_class_forms=args.compare_class_forms,
-                                          compare_labelled_basis=args.compare_labelled_basis)
+                                          compare_labelled_basis=args.compare_labelled_basis,
+                                          calibrate_every_retrain=args.calibrate_every_retrain)
             summary = simulate(X, y, names, settings)
             seconds = time.perf_counter() - started
             print(f"\n== {dataset}: {len(y)} images, {len(names)} classes, all-labels accuracy "
@@ -273,7 +277,8 @@ def main() -> int:
         if any((p.get("estimators") or {}).get(entry) for runs in points.values() for r in runs for p in r["points"]):
             interval_form_table(points, entry=entry)
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.first_seed}-{args.seeds}"
-           f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}")
+           f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}"
+           f"{'_basis-every-retrain' if args.calibrate_every_retrain else ''}")
     path = args.out / f"estimators_{tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nWrote {path}")

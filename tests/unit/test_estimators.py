@@ -571,3 +571,31 @@ def test_difference_interval_near_one_reaches_above_the_estimate_and_keeps_its_l
     assert covered / reps >= 0.95 and below_bound / reps <= 0.05, (covered / reps, below_bound / reps)
     assert above / reps <= 0.01, above / reps  # the Wilson form: 2-3 % of the runs, and no miss below
     assert short == 0
+
+
+def test_refreshing_the_basis_every_retrain_keeps_the_replay_and_changes_only_the_scoring():
+    """SimulationSettings.calibrate_every_retrain keeps the out-of-fold basis as fresh as the app's
+    (calibrated after every retrain) without touching the replay: the same picks and models (the
+    same test accuracy at every count before the scored one, where the truth is the calibrated
+    model's), only the models that score the labelled rows differ."""
+    from inspector.core.learning import calibration
+    from inspector.core.learning.simulate import SimulationSettings, simulate
+
+    rng = np.random.default_rng(21)
+    centres = rng.normal(0, 2, (3, 6))
+    y = rng.choice(3, 400, p=[0.7, 0.2, 0.1])
+    X = (centres[y] + rng.normal(0, 1.5, (400, 6))).astype(np.float32)
+    found = {}
+    for refresh in (False, True):
+        calibration.forget_out_of_fold_memory()
+        settings = SimulationSettings(strategies=["uncertain_diverse"], seeds=1, budget=80, batch=10, initial=10,
+                                      estimator_counts=(80,), audit_share=0.2, pick_sampling=0.3,
+                                      calibrate_every_retrain=refresh)
+        found[refresh] = simulate(X, y, ["ok", "scratch", "crack"], settings)
+        # the basis the last scored count rested on: cross-validated at 80 labels, or earlier and reused
+        found[refresh, "cv"] = next(iter(calibration._MEMORY.values())).n_at_cross_validation
+    calibration.forget_out_of_fold_memory()
+    for name in ("uncertain_diverse", "random"):
+        before, after = (found[k]["strategies"][name]["accuracy_per_seed"][0][:-1] for k in (False, True))
+        assert len(before) == 7 and before == after
+    assert found[False, "cv"] == 80 and found[True, "cv"] < 80
