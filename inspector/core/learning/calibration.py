@@ -407,6 +407,15 @@ def fit_calibration(y: np.ndarray, classes: np.ndarray, oof_proba: Optional[np.n
                        level_se=level_se if np.isfinite(level_se) else None)
 
 
+def _top_confidence(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per prediction: the top class's probability, and 1.0 where the top class is ``y``'s, else 0.0
+    (what a reliability diagram, the ECE and the confidence level are made of)."""
+    proba = np.asarray(proba, np.float64)
+    top = np.argmax(proba, axis=1)
+    confidence = proba[np.arange(len(proba)), top]
+    return confidence, (np.asarray(classes)[top] == np.asarray(y)).astype(np.float64)
+
+
 def confidence_level(y: np.ndarray, proba: np.ndarray, classes: np.ndarray,
                      weights: Optional[np.ndarray] = None) -> tuple[float, float]:
     """How far the top-class confidence sits below the accuracy over (weighted) predictions, and
@@ -424,8 +433,8 @@ def confidence_level(y: np.ndarray, proba: np.ndarray, classes: np.ndarray,
     n = len(proba)
     if n == 0:
         return 0.0, float("nan")
-    top = np.argmax(proba, axis=1)
-    r = (np.asarray(classes)[top] == np.asarray(y)).astype(np.float64) - proba[np.arange(n), top]
+    confidence, correct = _top_confidence(y, proba, classes)
+    r = correct - confidence
     w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
     gap = float(w @ r / w.sum())
     return gap, float(np.sqrt(float((w ** 2) @ (r - gap) ** 2)) / w.sum())
@@ -589,9 +598,7 @@ def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins
     out = {"bins": [], "ece": None, "floor": None, "n": int(n)}
     if n == 0:
         return out
-    top = np.argmax(proba, axis=1)
-    confidence = proba[np.arange(n), top]
-    correct = np.asarray(classes)[top] == y_true
+    confidence, correct = _top_confidence(y_true, proba, classes)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = _confidence_bins(confidence, bins)
     ece = 0.0
@@ -668,9 +675,7 @@ def ece_sampling_noise(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarra
     n = len(y_true)
     if n == 0:
         return {"ece": None, "floor": None, "floor_95": None, "debiased": None, "n": 0}
-    top = np.argmax(proba, axis=1)
-    confidence = proba[np.arange(n), top]
-    correct = (np.asarray(classes)[top] == y_true).astype(np.float64)
+    confidence, correct = _top_confidence(y_true, proba, classes)
     which = _confidence_bins(confidence, bins)
     counts = np.bincount(which, minlength=bins).astype(np.float64)
     live = counts > 0
