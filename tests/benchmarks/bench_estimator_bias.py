@@ -31,8 +31,8 @@ error over the replays of (each a paired difference on the same point, so small 
   exceed their models' pool figure than a residual fixed before the draw does).
 
 To know which model scored each label, the script wraps two private functions of calibration.py
-(the out-of-fold cross-validation, re-run here with the same splits and fits, and the reuse of
-the previous retrain's model) and the strategy call (to keep the model that chose each batch);
+(the out-of-fold cross-validation, which hands back its fold models, and the reuse of the
+previous retrain's model) and the strategy call (to keep the model that chose each batch);
 nothing in the replay changes (the estimates equal bench_estimators.py's for the same seeds).
 
 Prints figures; asserts nothing. Single command (ELPV, texture features, 10 seeds, ~15 min on 2
@@ -61,7 +61,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inspector.core.learning import calibration as calibration_module  # noqa: E402
 from inspector.core.learning import estimators as est_mod  # noqa: E402
 from inspector.core.learning import simulate as sim  # noqa: E402
-from inspector.core.learning.models import fit_model  # noqa: E402
 
 #: row key (feature hash, label) -> the model whose out-of-sample prediction the row has
 SCORED_BY: dict = {}
@@ -82,22 +81,17 @@ def _install_recorders() -> None:
                     SCORED_BY[k] = basis.model
         return found
 
+    original_cross_validate = calibration_module._out_of_fold_with_sizes
+
     def cross_validate(X, y, classes, kind, random_state, folds, cancel=None):
-        # calibration._out_of_fold_with_sizes with the fold models remembered per row
-        y = np.asarray(y)
-        _, counts = np.unique(y, return_counts=True)
-        if len(counts) < 2 or len(y) < 4:
-            return None
-        keys = calibration_module._row_keys(X, y)
-        proba = np.zeros((len(y), len(classes)), np.float64)
-        trained_on = np.zeros(len(y), np.int64)
-        for train, test in calibration_module.out_of_fold_splits(X, y, folds, random_state):
-            m = fit_model(X[train], y[train], classes, kind=kind, random_state=random_state)
-            proba[test] = m.predict_proba(X[test])
-            trained_on[test] = len(train)
+        # the product's cross-validation, with each fold's model remembered per row it predicted
+        fold_models = []
+        found = original_cross_validate(X, y, classes, kind, random_state, folds, cancel, fold_models=fold_models)
+        keys = calibration_module._row_keys(X, np.asarray(y))
+        for m, test in fold_models:
             for i in test:
                 SCORED_BY[keys[i]] = m
-        return proba, trained_on
+        return found
 
     calibration_module._incremental_out_of_fold = reuse
     calibration_module._out_of_fold_with_sizes = cross_validate

@@ -563,8 +563,11 @@ def out_of_fold_splits(X: np.ndarray, y: np.ndarray, folds: int, random_state):
 
 
 def _out_of_fold_with_sizes(X: np.ndarray, y: np.ndarray, classes: np.ndarray, kind: str, random_state,
-                            folds: int, cancel=None) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """:func:`out_of_fold_proba` and, per row, how many labels the model that predicted it trained on."""
+                            folds: int, cancel=None,
+                            fold_models: Optional[list] = None) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """:func:`out_of_fold_proba` and, per row, how many labels the model that predicted it trained on.
+    ``fold_models``, when given, receives each fold's ``(model, rows it predicted)`` (for a
+    benchmark that asks which model scored a label)."""
     from inspector.core.learning.models import fit_model
     from inspector.core.progress import check
 
@@ -580,6 +583,8 @@ def _out_of_fold_with_sizes(X: np.ndarray, y: np.ndarray, classes: np.ndarray, k
         model = fit_model(X[train], y[train], classes, kind=kind, random_state=random_state)
         proba[test] = model.predict_proba(X[test])
         trained_on[test] = len(train)
+        if fold_models is not None:
+            fold_models.append((model, test))
     return proba, trained_on
 
 
