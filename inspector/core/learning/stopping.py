@@ -29,7 +29,8 @@ test accuracy fell below the normal bound at 6.2 % of points on the generated se
 for the Wilson bound; 93-94 % one-sided coverage is short of the 95 % the bound promises, so the
 Wilson bound stays (estimators.DIFFERENCE_INTERVAL; figures in README "Target and budget"). On
 ELPV (texture features, 10 seeds) every form missed at 9.6 % of points: there the estimate itself
-reads high with the active strategies, which no bound form repairs (open).
+reads high with uncertain_diverse (40 seeds: +0.016 to +0.040, estimators.difference_accuracy),
+which no bound form repairs (open).
 
 Every figure shown against the target comes through :func:`figure_estimate`, the one place that
 reads an estimate out of a model version's recorded metrics.
