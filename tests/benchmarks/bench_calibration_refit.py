@@ -100,10 +100,6 @@ def _brier_fit(z, target, w, temperature):
     return float(np.exp(-found.x[0])), found.x[1:] - found.x[1:].mean()
 
 
-def _weighted_nll(p, target_cols, w):
-    return float(-np.average(np.log(np.clip(p[np.arange(len(target_cols)), target_cols], 1e-12, 1.0)), weights=w))
-
-
 def _fit_kind(kind: str, y, classes, oof, prior, w):
     """``identity``: the raw probabilities with the shrinkage floor only; ``tonly``: temperature
     and shrinkage; ``bias``: the product's temperature, bias and shrinkage."""
@@ -130,7 +126,7 @@ def select_by_cross_validation(d: dict, classes: np.ndarray, kinds=("tonly", "bi
         wt = None if w is None else w[train]
         for kind in kinds:
             c = _fit_kind(kind, y[train], classes, oof[train], prior, wt)
-            scores[kind] += (_weighted_nll(c.apply(oof[test]), cols[test], None if w is None else w[test])
+            scores[kind] += (cal._nll(c.apply(oof[test]), cols[test], None if w is None else w[test])
                              * (float(test.sum()) if w is None else float(w[test].sum())))
     best = min(kinds, key=lambda k: scores[k])
     return _fit_kind(best, y, classes, oof, prior, w)

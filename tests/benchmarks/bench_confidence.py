@@ -251,23 +251,8 @@ def time_retrain(X, y, classes, seed, X_pool, is_audit, q, pool, summary):
         summary.setdefault(("retrain_time", f), []).append(t / base)
 
 
-def fresh_out_of_fold(X, y, classes, seed, folds):
-    """calibration.out_of_fold_proba's split and fits, also returning the fold models (to score them
-    on the held-out half)."""
-    from inspector.core.learning.calibration import out_of_fold_splits
-
-    proba = np.zeros((len(y), len(classes)), np.float64)
-    models = []
-    for train, test in out_of_fold_splits(X, y, folds, seed):
-        m = fit_model(X[train], y[train], classes, kind="logistic", random_state=seed)
-        proba[test] = m.raw_proba(X[test])
-        models.append(m)
-    return proba, models
-
-
 def _nll_of(p, y, classes):
-    cols = np.searchsorted(classes, y)
-    return float(-np.mean(np.log(np.clip(np.asarray(p, np.float64)[np.arange(len(y)), cols], 1e-12, 1.0))))
+    return calibration_module._nll(np.asarray(p, np.float64), np.searchsorted(classes, y))
 
 
 def basis_rows(name, at, seed, model, oof, variants, X, y, Xt, yt, classes, X_pool, is_audit, q, pool, summary):
@@ -287,7 +272,12 @@ def basis_rows(name, at, seed, model, oof, variants, X, y, Xt, yt, classes, X_po
     for v in OOF_VARIANTS:
         if v[0] != "fresh":
             continue
-        o, fold_models = fresh_out_of_fold(X, y, classes, seed, v[1])
+        # the product's cross-validation with v[1] folds, its fold models handed back (to score them
+        # on the held-out half)
+        found_models = []
+        o = calibration_module._out_of_fold_with_sizes(X, y, classes, model.kind, seed, v[1],
+                                                       fold_models=found_models)[0]
+        fold_models = [m for m, _ in found_models]
         m = copy.copy(model)
         calibrate_model(m, X, y, oof_proba=o, X_pool=X_pool, is_audit=is_audit, selection_probability=q,
                         pool_size=pool)
