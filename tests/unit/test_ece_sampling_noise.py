@@ -102,4 +102,8 @@ def test_every_reliability_diagram_carries_its_floor_and_says_it_in_words():
     assert 0.04 < rel["floor"] < 0.12  # on 100 predictions chance alone shows an ECE this large
     assert f"{rel['floor']:.3f}" in floor_words(rel) and "perfectly calibrated" in floor_words(rel)
     assert floor_words({"ece": 0.1, "n": 100}) == ""  # written before the floor was recorded
+    # a damaged entry from a project or model file made elsewhere is passed over, not a crash
+    for damaged in ("0.05", None, float("nan"), True, [0.05]):
+        assert floor_words({"ece": 0.1, "n": 100, "floor": damaged}) == ""
+    assert floor_words(None) == "" and floor_words("reliability") == ""
     assert reliability(np.array([]), np.zeros((0, 4)), CLASSES)["floor"] is None

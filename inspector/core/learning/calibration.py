@@ -114,6 +114,8 @@ expected calibration error (ECE).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -624,9 +626,10 @@ def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins
 def floor_words(reliability_entry: dict) -> str:
     """What a reliability entry's ECE would be from chance alone, as a clause ("; a perfectly
     calibrated model would show about 0.069 on as many") to append after the ECE and its count
-    (empty for entries written before the floor was recorded)."""
-    floor = (reliability_entry or {}).get("floor")
-    if floor is None:
+    (empty for entries written before the floor was recorded, and for a damaged one from a file
+    made elsewhere: it must not stop the dashboard, the report or the CLI)."""
+    floor = reliability_entry.get("floor") if isinstance(reliability_entry, dict) else None
+    if not isinstance(floor, (int, float)) or isinstance(floor, bool) or not math.isfinite(floor):
         return ""
     return f"; a perfectly calibrated model would show about {floor:.3f} on as many"
 
