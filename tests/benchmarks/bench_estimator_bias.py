@@ -83,14 +83,16 @@ def _install_recorders() -> None:
 
     original_cross_validate = calibration_module._out_of_fold_with_sizes
 
-    def cross_validate(X, y, classes, kind, random_state, folds, cancel=None):
+    def cross_validate(X, y, classes, kind, random_state, folds, cancel=None, fold_models=None):
         # the product's cross-validation, with each fold's model remembered per row it predicted
-        fold_models = []
-        found = original_cross_validate(X, y, classes, kind, random_state, folds, cancel, fold_models=fold_models)
+        mine = []
+        found = original_cross_validate(X, y, classes, kind, random_state, folds, cancel, fold_models=mine)
         keys = calibration_module._row_keys(X, np.asarray(y))
-        for m, test in fold_models:
+        for m, test in mine:
             for i in test:
                 SCORED_BY[keys[i]] = m
+        if fold_models is not None:
+            fold_models.extend(mine)
         return found
 
     calibration_module._incremental_out_of_fold = reuse

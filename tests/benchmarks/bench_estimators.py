@@ -216,7 +216,7 @@ def main() -> int:
         for path in args.from_points:
             print(f"== {path}")
             points = json.loads(path.read_text(encoding="utf-8"))
-            for entry in ("difference_check", "difference_fresh_check"):
+            for entry in ("difference_check", "difference_gapless_check", "difference_fresh_check"):
                 interval_form_table(points, entry=entry)
         return 0
     if args.difference_interval:
@@ -273,7 +273,7 @@ def main() -> int:
                 name: {"estimators": s["estimators"], "accuracy_mean": s["accuracy_mean"],
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
                 for name, s in summary["strategies"].items()}
-    for entry in ("difference_check", "difference_fresh_check"):
+    for entry in ("difference_check", "difference_gapless_check", "difference_fresh_check"):
         if any((p.get("estimators") or {}).get(entry) for runs in points.values() for r in runs for p in r["points"]):
             interval_form_table(points, entry=entry)
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.first_seed}-{args.seeds}"

@@ -599,3 +599,91 @@ def test_refreshing_the_basis_every_retrain_keeps_the_replay_and_changes_only_th
         before, after = (found[k]["strategies"][name]["accuracy_per_seed"][0][:-1] for k in (False, True))
         assert len(before) == 7 and before == after
     assert found[False, "cv"] == 80 and found[True, "cv"] < 80
+
+
+def test_model_gap_spans_the_estimate_of_the_models_that_scored_the_labels():
+    """When the models behind the residuals are less sure of themselves on the unlabelled images
+    than the current model, the difference estimate's interval reaches down to the estimate with
+    their probabilities in the pool term (cross-fitted prediction-powered inference), its centre
+    lies midway and its one-sided bound moves down with it; unknown scorers leave it as it was."""
+    rng = np.random.default_rng(31)
+    f, correct = _population(rng, n=1500)
+    proba = np.stack([f, 1 - f], axis=1)
+    score = 0.3 / len(f) + 0.7 * (1 - f) / (1 - f).sum()
+    scored, rows, unl = _scored_from_pool(rng, proba, np.where(correct, 0, 1), np.array([0, 1]), score)
+    before = estimators.difference_accuracy(scored, gap_form="off")
+    assert "model_gap" not in before.details
+    current = float(np.mean(f[unl]))
+    # two scoring models: one 0.02 below the current model's mean confidence, one 0.06 below
+    theirs = np.where(np.arange(len(rows)) % 2 == 0, current - 0.02, current - 0.06)
+    scored.scorer_pool_confidence, scored.current_pool_confidence = theirs, current
+    gapless = estimators.difference_accuracy(scored, gap_form="off")
+    spanned = estimators.difference_accuracy(scored)
+    v = estimators.lure_weights(scored.q, scored.remaining)
+    expected = (np.sum(v * theirs) / np.sum(v) - current) * len(unl) / (len(unl) + len(rows))
+    assert spanned.details["model_gap"] == pytest.approx(expected, abs=1e-5)
+    assert -0.06 < expected < -0.02
+    assert spanned.estimate == pytest.approx(gapless.estimate + expected / 2, abs=1e-9)
+    assert spanned.interval[0] == pytest.approx(gapless.interval[0] + expected, abs=1e-9)
+    assert spanned.interval[1] == pytest.approx(gapless.interval[1])
+    assert spanned.lower_bound == pytest.approx(gapless.lower_bound + expected, abs=1e-9)
+    assert (gapless.estimate, gapless.interval) == (before.estimate, before.interval)
+    # a scorer not known for one sampled label: no gap, the estimate as before
+    theirs[3] = np.nan
+    scored.scorer_pool_confidence = theirs
+    unknown = estimators.difference_accuracy(scored)
+    assert "model_gap" not in unknown.details and unknown.interval == before.interval
+
+
+def test_calibration_names_the_model_behind_every_out_of_fold_prediction():
+    """calibrate_model hands back the models behind its out-of-sample predictions: after a
+    cross-validation every labelled row is predicted by exactly one fold model (whose own
+    prediction it is); when the next retrain reuses that basis the earlier rows keep their fold
+    model and the rows added since are predicted by the previous retrain's model."""
+    from inspector.core.learning import calibration
+    from inspector.core.learning.models import fit_model
+
+    calibration.forget_out_of_fold_memory()
+    rng = np.random.default_rng(4)
+    centres = rng.normal(0, 2, (3, 5))
+    y = rng.choice(3, 90, p=[0.6, 0.25, 0.15])
+    X = (centres[y] + rng.normal(0, 1.2, (90, 5))).astype(np.float32)
+    classes = np.array([0, 1, 2])
+    first = fit_model(X[:70], y[:70], classes, random_state=0)
+    scorers: list = []
+    oof = calibration.calibrate_model(first, X[:70], y[:70], scorers=scorers)
+    assert len(scorers) == calibration.OUT_OF_FOLD_FOLDS
+    rows = np.concatenate([r for _, r in scorers])
+    assert sorted(rows.tolist()) == list(range(70))
+    for model, r in scorers:
+        assert np.allclose(model.raw_proba(X[:70][r]), oof[r], atol=1e-6)
+    second = fit_model(X, y, classes, random_state=0)
+    again: list = []
+    oof2 = calibration.calibrate_model(second, X, y, scorers=again)
+    by_row = {int(i): m for m, r in again for i in r}
+    assert sorted(by_row) == list(range(90))
+    fold_of = {int(i): m for m, r in scorers for i in r}
+    assert all(by_row[i] is fold_of[i] for i in range(70))
+    assert all(by_row[i] is first for i in range(70, 90))
+    assert np.allclose(oof2[70:], first.raw_proba(X[70:]), atol=1e-6)
+    calibration.forget_out_of_fold_memory()
+
+
+def test_simulate_records_the_model_gap_and_the_estimate_without_it():
+    from inspector.core.learning.simulate import SimulationSettings, simulate
+
+    rng = np.random.default_rng(23)
+    centres = rng.normal(0, 2, (3, 6))
+    y = rng.choice(3, 500, p=[0.7, 0.2, 0.1])
+    X = (centres[y] + rng.normal(0, 1.6, (500, 6))).astype(np.float32)
+    settings = SimulationSettings(strategies=["uncertain_diverse"], seeds=1, budget=80, batch=10, initial=10,
+                                  estimator_counts=(80,), audit_share=0.2, pick_sampling=0.3)
+    summary = simulate(X, y, ["ok", "scratch", "crack"], settings)
+    run = next(r for r in summary["runs"] if r["strategy"] == "uncertain_diverse")
+    point = next(p for p in run["points"] if "estimators" in p)["estimators"]
+    gap = point["difference_check"]["model_gap"]
+    assert np.isfinite(gap) and "difference_gapless" in point
+    spanned, gapless = point["difference"], point["difference_gapless"]
+    assert spanned["estimate"] == pytest.approx(gapless["estimate"] + gap / 2 * (1 - point["difference_check"].get(
+        "census_share", 0)), abs=1e-4)
+    assert spanned["low"] <= gapless["low"] + 1e-12 and spanned["high"] >= gapless["high"] - 1e-12

@@ -150,6 +150,8 @@ def test_evaluation_has_the_stable_estimate_shape(project):
     assert report["method_key"] in ("difference", "weighted", "audit")
     assert report["method"] and " " in report["method"]  # words, not a key
     assert set(report["estimators"]) == {"audit", "ppi", "weighted", "difference"}
+    # the app's retrain knows the models behind the cross-fitted predictions: the model gap is there
+    assert abs(report["estimators"]["difference"]["details"]["model_gap"]) < 0.2
     if report["method_key"] == "difference":
         # the per-class figures come from the same estimator, each inside its own interval
         per_class = report["classes_estimate"]

@@ -407,6 +407,12 @@ class Scored:
     #: current model's calibrated probabilities on every unlabelled image (it never saw them)
     proba_crossfit: Optional[np.ndarray] = None
     proba_unlabelled_current: Optional[np.ndarray] = None
+    #: for the ``difference`` estimator's model gap (None: not known): per labelled row, the mean
+    #: calibrated probability of being right that the model which scored it (cross-fitted) gives
+    #: on the unlabelled images, NaN where that model is not known; and the current model's mean
+    #: on the same images (:func:`scorer_confidence`)
+    scorer_pool_confidence: Optional[np.ndarray] = None
+    current_pool_confidence: Optional[float] = None
 
     @property
     def predicted(self) -> np.ndarray:
@@ -472,6 +478,42 @@ def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.n
         if len(proba_unlabelled):
             proba_unlabelled = np.asarray(calibration.apply(proba_unlabelled.astype(np.float32)), np.float64)
     return out, proba_unlabelled
+
+
+#: the unlabelled images the model gap is measured on: a fixed random sample of at most this many
+#: (the gap is a difference of two means of probabilities on the same images, so a few thousand
+#: pin it to about +-0.002 and keep an archive-scale pool cheap)
+GAP_SAMPLE = 4000
+
+
+def scorer_confidence(scorers: Sequence, calibration, X_unlabelled: np.ndarray, n_rows: int,
+                      current_proba_unlabelled: np.ndarray, random_state=0) -> tuple[np.ndarray, float]:
+    """What the difference estimator needs for its model gap (:func:`difference_accuracy`).
+
+    ``scorers``: ``(model, labelled rows it predicted)`` for every model behind the cross-fitted
+    predictions (calibration.calibrate_model's ``scorers``); ``calibration``: the current model's,
+    which the cross-fitted predictions went through too; ``X_unlabelled`` and
+    ``current_proba_unlabelled``: the unlabelled images' features and the current model's
+    calibrated probabilities on them. Returns, per labelled row (``n_rows``), its scoring model's
+    mean probability of being right on (a sample of :data:`GAP_SAMPLE` of) the unlabelled images,
+    NaN where not known, and the current model's mean on the same images.
+    """
+    out = np.full(n_rows, np.nan)
+    n_unlabelled = len(X_unlabelled)
+    if n_unlabelled == 0:
+        return out, float("nan")
+    sample = np.arange(n_unlabelled)
+    if n_unlabelled > GAP_SAMPLE:
+        sample = np.sort(np.random.default_rng(random_state).choice(n_unlabelled, GAP_SAMPLE, replace=False))
+    current = float(np.mean(predicted_correctness(np.asarray(current_proba_unlabelled, np.float64)[sample])))
+    X_sample = X_unlabelled[sample]
+    for model, rows in scorers:
+        rows = np.asarray(rows, np.int64)
+        if len(rows) == 0:
+            continue
+        proba = np.asarray(calibration.apply(np.asarray(model.raw_proba(X_sample), np.float32)), np.float64)
+        out[rows] = float(np.mean(predicted_correctness(proba)))
+    return out, current
 
 
 def accuracy_estimates(scored: Scored) -> dict[str, Estimate]:
@@ -550,7 +592,7 @@ def difference_interval(estimate: float, se: float, form: Optional[str] = None) 
     return interval, lower
 
 
-def difference_accuracy(scored: Scored) -> Estimate:
+def difference_accuracy(scored: Scored, gap_form: Optional[str] = None) -> Estimate:
     """The difference (control-variate) estimator of active statistical inference (Zrnic &
     Candès 2024; PPI++ tuning) for the accuracy of the *current* model.
 
@@ -603,8 +645,49 @@ def difference_accuracy(scored: Scored) -> Estimate:
     # generated set, 36 seeds: at 100 labels 0.177 -> 0.148 wide for uncertain_diverse, coverage
     # unchanged). The upper end: see DIFFERENCE_INTERVAL
     interval, lower = difference_interval(w.estimate, w.details["se"])
-    w = Estimate("difference", w.estimate, interval, w.n, {**w.details, "interval_form": DIFFERENCE_INTERVAL}, lower)
+    details = {**w.details, "interval_form": DIFFERENCE_INTERVAL}
+    centre = w.estimate
+    gap = model_gap(scored, len(f_unl))
+    if gap is not None:
+        # the estimate corrects the current model's probabilities with residuals of the models that
+        # scored the labels, and is right only as far as both are equally well calibrated on the
+        # pool; the same correction on those models' own probabilities estimates *their* accuracy
+        # (cross-fitted prediction-powered inference), a little below the current model's. The
+        # interval spans both estimates' intervals and the centre lies midway (measured: module
+        # README section and DIFFERENCE_GAP)
+        details["model_gap"] = round(gap, 5)
+        if (DIFFERENCE_GAP if gap_form is None else gap_form) == "span":
+            centre = min(1.0, max(0.0, w.estimate + gap / 2.0))
+            interval = (max(0.0, min(interval[0], interval[0] + gap)), min(1.0, max(interval[1], interval[1] + gap)))
+            lower = max(0.0, min(lower, lower + gap))
+    w = Estimate("difference", centre, interval, w.n, details, lower)
     return _with_census(w, correct[~sampled], N)
+
+
+#: how the difference estimate uses the model gap (:func:`model_gap`): "span" (the default): the
+#: interval spans the estimate's and the scoring models' (their own probabilities corrected by
+#: the same residuals), the centre midway; "off": the gap is recorded, not used (the form before)
+DIFFERENCE_GAP = "span"
+
+
+def model_gap(scored: Scored, n_unlabelled: int) -> Optional[float]:
+    """How much lower the difference estimate would be with the pool term taken from the models
+    that scored its sampled labels instead of the current model: their mean probability of being
+    right on the unlabelled images, mixed by the LURE weights of the labels each scored, minus the
+    current model's, times the unlabelled share of the non-census pool. None when a scorer is not
+    known (projects scored before scorers were kept, out-of-fold predictions handed in)."""
+    if scored.scorer_pool_confidence is None or scored.current_pool_confidence is None:
+        return None
+    current = float(scored.current_pool_confidence)
+    sampled = scored.sampled
+    theirs = np.asarray(scored.scorer_pool_confidence, np.float64)[sampled]
+    if not np.isfinite(current) or len(theirs) == 0 or not np.all(np.isfinite(theirs)):
+        return None
+    v = lure_weights(scored.q[sampled], scored.remaining[sampled])
+    if not np.isfinite(v).all() or v.sum() <= 0:
+        return None
+    mix = float(np.sum(v * theirs) / np.sum(v))
+    return (mix - current) * n_unlabelled / max(n_unlabelled + len(theirs), 1)
 
 
 def _with_census(e: Estimate, census_correct: np.ndarray, n_pool: int) -> Estimate:

@@ -193,7 +193,8 @@ def take_snapshot(project, settings: Optional[LearnerSettings] = None, extractor
 
 def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_audit: np.ndarray, shadow,
                       threshold: Optional[float] = None, crossfit: Optional[np.ndarray] = None,
-                      current_proba: Optional[np.ndarray] = None) -> dict:
+                      current_proba: Optional[np.ndarray] = None, scorers: Optional[list] = None,
+                      calibration=None) -> dict:
     """Every accuracy estimator on out-of-sample predictions; the one shown first (see estimators).
 
     Returns ``{"method", "method_words", "estimate", "interval", "n", "n_audit", "n_labels",
@@ -202,20 +203,27 @@ def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_au
     ``crossfit``: calibrated out-of-fold probabilities of the labelled rows (the calibration's
     basis) and ``current_proba``: the current model's calibrated probabilities on every snapshot
     row; with both, the ``difference`` estimator (estimators.difference_accuracy) is computed too.
+    ``scorers`` (calibration.calibrate_model's) and the current model's ``calibration``: the models
+    behind ``crossfit``, for the difference estimate's model gap.
     """
     s = snapshot.settings
     proba, proba_unl = estimators.out_of_sample(snapshot.X, rows, y, is_audit, snapshot.classes, s.kind,
                                                 random_state=s.random_state, shadow=shadow)
     q, pool = snapshot.pick_probabilities(rows)
     current_unl = None
+    scorer_mean = current_mean = None
     if crossfit is not None and current_proba is not None:
         mask = np.ones(snapshot.X.shape[0], bool)
         mask[rows] = False
         current_unl = np.asarray(current_proba, np.float64)[mask]
         crossfit = np.asarray(crossfit, np.float64)
+        if scorers and calibration is not None:
+            scorer_mean, current_mean = estimators.scorer_confidence(
+                scorers, calibration, snapshot.X[mask], len(rows), current_unl, random_state=s.random_state)
     else:
         crossfit = None
-    scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl, crossfit, current_unl)
+    scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl, crossfit, current_unl,
+                               scorer_mean, current_mean)
     found = estimators.accuracy_estimates(scored)
     shown = estimators.choose(list(found.values()))
     passed_l = passed_u = None
@@ -277,8 +285,9 @@ def fit(snapshot: Snapshot, cross_validate: bool = False, cancel: Optional[Cance
     check(cancel)
     # calibration on out-of-fold predictions: every consumer of model.predict_proba sees it
     q, pool = snapshot.pick_probabilities(rows)
+    scorers: list = []
     oof = calibrate_model(model, snapshot.X[rows], y, cancel=cancel, X_pool=snapshot.X, is_audit=is_audit,
-                          selection_probability=q, pool_size=pool)
+                          selection_probability=q, pool_size=pool, scorers=scorers)
     check(cancel)
     pool_mean, pool_scale = standardisation(snapshot.X)
     blocks = feature_blocks(snapshot.extractor[0] if snapshot.extractor else None, snapshot.X.shape[1])
@@ -333,7 +342,7 @@ def fit(snapshot: Snapshot, cross_validate: bool = False, cancel: Optional[Cance
             check(cancel)
             result_metrics["estimate"] = estimate_accuracy(
                 snapshot, rows, y, is_audit, shadow, threshold=threshold.get("value"),
-                crossfit=oof_calibrated, current_proba=proba)
+                crossfit=oof_calibrated, current_proba=proba, scorers=scorers, calibration=model.calibration)
     if "estimate" not in result_metrics:
         result_metrics["estimate"] = {**estimators.none_estimate(int(is_audit.sum())).as_dict(),
                                       "n_audit": int(is_audit.sum()), "n_labels": len(rows), "estimators": {}}

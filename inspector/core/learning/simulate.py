@@ -178,9 +178,10 @@ def run_one(
                 from inspector.core.learning.calibration import calibrate_model
 
                 saved = model.calibration
+                scorers: list = []
                 oof = calibrate_model(model, X_pool[rows], y_pool[rows], X_pool=X_pool,
                                       is_audit=np.isin(rows, audit), selection_probability=np.asarray(pick_q, float),
-                                      pool_size=np.asarray(pick_pool, float))
+                                      pool_size=np.asarray(pick_pool, float), scorers=scorers)
                 calibrated_pred = model.predict(X_test)
                 point.update(accuracy=float(np.mean(calibrated_pred == y_test)),
                              accuracy_uncalibrated=float(np.mean(pred == y_test)),
@@ -189,7 +190,8 @@ def run_one(
                                                       shadow, settings.kind, seed, model=model, oof=oof,
                                                       acceptable=set(settings.acceptable),
                                                       compare_class_forms=settings.compare_class_forms,
-                                                      compare_labelled_basis=settings.compare_labelled_basis)
+                                                      compare_labelled_basis=settings.compare_labelled_basis,
+                                                      scorers=scorers)
                 point["n_test"] = len(y_test)
                 point["class_truth"] = class_truth(y_test, calibrated_pred, classes, set(settings.acceptable))
                 model.calibration = saved
@@ -246,27 +248,35 @@ def _test_reach(truth: float, n: int, estimate: float) -> float:
 
 def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, shadow, kind, seed,
                     model=None, oof=None, acceptable: Optional[set] = None, compare_class_forms: bool = False,
-                    compare_labelled_basis: bool = False) -> dict:
+                    compare_labelled_basis: bool = False, scorers: Optional[list] = None) -> dict:
     """Every accuracy estimator at one (seed, label count) point, as a real project would run it:
     out-of-sample predictions (the audit model for audit and unlabelled images, cross-fitting for
     the other labels) and the recorded selection probabilities. With ``model`` (the current one)
     the ``difference`` estimator too, from the same ingredients the app has after a retrain: the
     out-of-fold predictions its calibration is fitted on and its calibrated predictions on the
-    unlabelled images. Returns {name: {estimate, low, high}}."""
+    unlabelled images; with ``scorers`` (calibrate_model's) the models behind those predictions for
+    the model gap, and the estimate without it as ``difference_gapless`` (the form before).
+    Returns {name: {estimate, low, high}}."""
     is_audit = np.array([int(r) in audit_set for r in rows], bool)
     y = y_pool[rows]
     proba, proba_unl = est_mod.out_of_sample(X_pool, rows, y, is_audit, classes, kind, random_state=seed,
                                              shadow=shadow)
     n = len(rows)
     crossfit = current_unl = None
+    scorer_mean = current_mean = None
     if model is not None and oof is not None:
         crossfit = np.asarray(model.calibration.apply(oof.astype(np.float32)), np.float64)
         unl = np.setdiff1d(np.arange(len(y_pool)), rows)
         current_unl = np.asarray(model.predict_proba(X_pool[unl]), np.float64)
+        if scorers:
+            scorer_mean, current_mean = est_mod.scorer_confidence(scorers, model.calibration, X_pool[unl], n,
+                                                                  current_unl, random_state=seed)
     scored = est_mod.Scored(y, proba, classes, is_audit, np.asarray(pick_q[:n], float), np.asarray(pick_pool[:n], float),
-                            proba_unl, crossfit, current_unl)
+                            proba_unl, crossfit, current_unl, scorer_mean, current_mean)
     found = est_mod.accuracy_estimates(scored)
     found["shown"] = est_mod.choose(list(found.values()))
+    if found.get("difference") is not None and "model_gap" in found["difference"].details:
+        found["difference_gapless"] = est_mod.difference_accuracy(scored, gap_form="off")
     if crossfit is not None and compare_labelled_basis:
         # the same estimate with the labelled rows scored by the estimators' own fresh 8-fold
         # cross-fit (scored.proba, already calibrated) instead of the calibration's basis
@@ -281,6 +291,9 @@ def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool,
     if crossfit is not None and "difference" in found and found["difference"].estimate is not None:
         out["difference_check"] = difference_check(found["difference"], crossfit, current_unl, y, y_pool[unl],
                                                    classes, scored)
+    if found.get("difference_gapless") is not None and found["difference_gapless"].estimate is not None:
+        out["difference_gapless_check"] = difference_check(found["difference_gapless"], crossfit, current_unl, y,
+                                                           y_pool[unl], classes, scored)
     if found.get("difference_fresh") is not None and found["difference_fresh"].estimate is not None:
         out["difference_fresh_check"] = difference_check(found["difference_fresh"], proba, current_unl, y,
                                                          y_pool[unl], classes, scored)
@@ -313,7 +326,7 @@ def difference_check(d, crossfit, current_unl, y_labelled, y_unlabelled, classes
     n_pool = len(right_unl) + len(right_lab)
     sampled = scored.sampled
     keys = ("se", "se_residuals", "se_pool", "se_model", "lambda", "floor_scale", "effective_labels",
-            "errors_sampled", "errors_predicted", "census_share", "census_accuracy", "max_weight")
+            "errors_sampled", "errors_predicted", "census_share", "census_accuracy", "max_weight", "model_gap")
     return {"estimate": d.estimate, "low": d.interval[0], "high": d.interval[1], "lower_bound": d.lower_bound,
             "pool_target": float((right_unl.sum() + right_lab.sum()) / n_pool),
             "unlabelled_accuracy": float(right_unl.mean()) if len(right_unl) else None,
@@ -328,7 +341,7 @@ def difference_check(d, crossfit, current_unl, y_labelled, y_unlabelled, classes
 def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
     """Per estimator and label count: mean and worst |estimate - true test accuracy of the model
     trained on every label|, mean 95 % interval width and coverage, over seeds."""
-    names = ("audit", "ppi", "weighted", "difference", "difference_fresh", "shown")
+    names = ("audit", "ppi", "weighted", "difference", "difference_gapless", "difference_fresh", "shown")
     out = {}
     for name in names:
         per_count = []
@@ -429,7 +442,7 @@ def print_estimator_table(summary: dict, file=None, marks=(100, 200, 300)) -> No
         print(f"Accuracy estimators, strategy {name} (truth: held-out test accuracy):", file=file)
         print(f"  {'estimator':16s} {'labels':>6s} {'mean|err|':>9s} {'bias':>6s} {'worst':>6s} {'width':>6s} "
               f"{'cover':>6s} {'cover*':>6s}  shown as", file=file)
-        for est in ("audit", "ppi", "weighted", "difference", "difference_fresh", "shown"):
+        for est in ("audit", "ppi", "weighted", "difference", "difference_gapless", "difference_fresh", "shown"):
             for c in (ests.get(est) or {}).get("per_label_count", []):
                 if c["n_labels"] not in marks or not c["runs"]:
                     continue
