@@ -687,3 +687,29 @@ def test_simulate_records_the_model_gap_and_the_estimate_without_it():
     assert spanned["estimate"] == pytest.approx(gapless["estimate"] + gap / 2 * (1 - point["difference_check"].get(
         "census_share", 0)), abs=1e-4)
     assert spanned["low"] <= gapless["low"] + 1e-12 and spanned["high"] >= gapless["high"] - 1e-12
+
+
+def test_earlier_retrains_kept_as_scorers_are_bounded():
+    """A long session retrains many times between two cross-validations: the models of earlier
+    retrains kept to score labels stay at most calibration.MAX_EARLIER_SCORERS (the oldest one's
+    rows then count as the next one's), and every row still has a scorer."""
+    from inspector.core.learning import calibration
+    from inspector.core.learning.models import fit_model
+
+    calibration.forget_out_of_fold_memory()
+    rng = np.random.default_rng(8)
+    centres = rng.normal(0, 2, (3, 5))
+    y = rng.choice(3, 160, p=[0.6, 0.25, 0.15])
+    X = (centres[y] + rng.normal(0, 1.2, (160, 5))).astype(np.float32)
+    classes = np.array([0, 1, 2])
+    first: list = []
+    calibration.calibrate_model(fit_model(X[:100], y[:100], classes, random_state=0), X[:100], y[:100], scorers=first)
+    folds = [m for m, _ in first]
+    for n in range(105, 150, 5):  # nine retrains, five labels apart, none past +50 %
+        scorers: list = []
+        calibration.calibrate_model(fit_model(X[:n], y[:n], classes, random_state=0), X[:n], y[:n], scorers=scorers)
+        assert sorted(int(i) for _, r in scorers for i in r) == list(range(n))
+        assert [m for m, _ in scorers][:len(folds)] == folds
+        assert len(scorers) - len(folds) <= calibration.MAX_EARLIER_SCORERS
+    assert len(scorers) - len(folds) == calibration.MAX_EARLIER_SCORERS
+    calibration.forget_out_of_fold_memory()

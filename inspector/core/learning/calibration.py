@@ -735,6 +735,12 @@ class _OutOfFoldBasis:
     #: current model on the unlabelled images (estimators.scorer_confidence)
     scorers: list = field(default_factory=list)
     scorer_of: Optional[np.ndarray] = None
+    n_fold_scorers: int = 0  # the first ``scorers`` are the cross-validation's folds, then earlier retrains'
+
+
+#: earlier retrains' models kept as scorers between two cross-validations (a forest or an SVM is a
+#: few MB; a long session retrains dozens of times before the labels outgrow the last one by half)
+MAX_EARLIER_SCORERS = 4
 
 
 #: the last retrain's basis per (model kind, seed, classes, feature width); a handful at most
@@ -805,6 +811,13 @@ def _reused_scorers(basis: _OutOfFoldBasis, keys: list) -> tuple[list, np.ndarra
             scorers.append(basis.model)
             previous = len(scorers) - 1
         scorer_of[i] = previous
+    # past MAX_EARLIER_SCORERS the oldest earlier retrain's rows count as the next one's: two
+    # retrains a few labels apart give nearly the same probabilities, and memory stays bounded
+    while len(scorers) - basis.n_fold_scorers > MAX_EARLIER_SCORERS:
+        oldest = basis.n_fold_scorers
+        scorer_of[scorer_of == oldest] = oldest + 1
+        scorer_of[scorer_of > oldest] -= 1
+        del scorers[oldest]
     return scorers, scorer_of
 
 
@@ -834,6 +847,7 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: Optional[int] = 
     keys = None
     scorer_models: list = []
     scorer_of = None
+    n_fold_scorers = 0
     memory_key = (model.kind, repr(model.random_state), tuple(np.asarray(model.classes).tolist()), int(X.shape[1]))
     n_at_cv = len(y)
     trained_on = None
@@ -844,6 +858,7 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: Optional[int] = 
         if found is not None:
             n_at_cv = basis.n_at_cross_validation
             scorer_models, scorer_of = _reused_scorers(basis, keys)
+            n_fold_scorers = basis.n_fold_scorers
         else:
             fold_models: list = []
             found = _out_of_fold_with_sizes(X, y, model.classes, model.kind, model.random_state,
@@ -853,6 +868,7 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: Optional[int] = 
             for index, (fold_model, rows) in enumerate(fold_models):
                 scorer_models.append(fold_model)
                 scorer_of[np.asarray(rows, np.int64)] = index
+            n_fold_scorers = len(fold_models)
         oof_proba, trained_on = (None, None) if found is None else found
         if scorers is not None and found is not None:
             for index, scorer in enumerate(scorer_models):
@@ -880,5 +896,5 @@ def calibrate_model(model, X: np.ndarray, y: np.ndarray, folds: Optional[int] = 
         while len(_MEMORY) >= _MEMORY_SIZE:
             _MEMORY.pop(next(iter(_MEMORY)))
         _MEMORY[memory_key] = _OutOfFoldBasis(memory_key, {k: i for i, k in enumerate(keys)}, oof_proba, model,
-                                              n_at_cv, trained_on, scorer_models, scorer_of)
+                                              n_at_cv, trained_on, scorer_models, scorer_of, n_fold_scorers)
     return oof_proba
