@@ -108,7 +108,9 @@ def interval_forms(check: dict) -> dict:
     what the replay recorded (estimate, standard error, census part): ``wilson`` the Wilson form
     at the effective size (estimators.effective_interval, the form before), ``normal`` estimate
     +- z se, ``wilson-low`` the Wilson lower end and bound with the upper end the larger of the
-    two (estimators.DIFFERENCE_INTERVAL). Returns {form: (low, high, lower bound)}."""
+    two (estimators.DIFFERENCE_INTERVAL). With a model gap recorded (estimators.model_gap) each
+    form spans it as the app does: the recorded estimate is the centre midway. Returns {form:
+    (low, high, lower bound)}."""
     from inspector.core.learning.estimators import difference_interval
 
     share = float(check.get("census_share") or 0.0)
@@ -119,9 +121,13 @@ def interval_forms(check: dict) -> dict:
     def back(v: float) -> float:
         return share * known + (1.0 - share) * v
 
+    gap = check.get("model_gap") if check.get("spans_model_gap") else None
+    gap = float(gap) if gap is not None and np.isfinite(gap) else 0.0
     out = {}
     for form in FORMS:
-        (low, high), lower = difference_interval(part, se, form)
+        (low, high), lower = difference_interval(part - gap / 2.0, se, form)
+        low, high = max(0.0, min(low, low + gap)), min(1.0, max(high, high + gap))
+        lower = max(0.0, min(lower, lower + gap))
         out[form] = (back(low), back(high), back(lower))
     return out
 

@@ -621,7 +621,8 @@ def test_model_gap_spans_the_estimate_of_the_models_that_scored_the_labels():
     spanned = estimators.difference_accuracy(scored)
     v = estimators.lure_weights(scored.q, scored.remaining)
     expected = (np.sum(v * theirs) / np.sum(v) - current) * len(unl) / (len(unl) + len(rows))
-    assert spanned.details["model_gap"] == pytest.approx(expected, abs=1e-5)
+    assert spanned.details["model_gap"] == pytest.approx(expected, abs=1e-5) and spanned.details["spans_model_gap"]
+    assert gapless.details["model_gap"] == spanned.details["model_gap"] and "spans_model_gap" not in gapless.details
     assert -0.06 < expected < -0.02
     assert spanned.estimate == pytest.approx(gapless.estimate + expected / 2, abs=1e-9)
     assert spanned.interval[0] == pytest.approx(gapless.interval[0] + expected, abs=1e-9)

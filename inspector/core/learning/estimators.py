@@ -657,6 +657,7 @@ def difference_accuracy(scored: Scored, gap_form: Optional[str] = None) -> Estim
         # README section and DIFFERENCE_GAP)
         details["model_gap"] = round(gap, 5)
         if (DIFFERENCE_GAP if gap_form is None else gap_form) == "span":
+            details["spans_model_gap"] = True
             centre = min(1.0, max(0.0, w.estimate + gap / 2.0))
             interval = (max(0.0, min(interval[0], interval[0] + gap)), min(1.0, max(interval[1], interval[1] + gap)))
             lower = max(0.0, min(lower, lower + gap))

@@ -326,7 +326,8 @@ def difference_check(d, crossfit, current_unl, y_labelled, y_unlabelled, classes
     n_pool = len(right_unl) + len(right_lab)
     sampled = scored.sampled
     keys = ("se", "se_residuals", "se_pool", "se_model", "lambda", "floor_scale", "effective_labels",
-            "errors_sampled", "errors_predicted", "census_share", "census_accuracy", "max_weight", "model_gap")
+            "errors_sampled", "errors_predicted", "census_share", "census_accuracy", "max_weight", "model_gap",
+            "spans_model_gap")
     return {"estimate": d.estimate, "low": d.interval[0], "high": d.interval[1], "lower_bound": d.lower_bound,
             "pool_target": float((right_unl.sum() + right_lab.sum()) / n_pool),
             "unlabelled_accuracy": float(right_unl.mean()) if len(right_unl) else None,
