@@ -215,7 +215,7 @@ def build_report_html(project) -> str:
     if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
         parts.append(f"<p class='headline'>Estimated accuracy {_pct(shown['estimate'])} "
                      f"<span class='note'>(95 % interval {_interval(shown['interval'])}{esc(bound_words)}; from "
-                     f"{esc(estimators.METHOD_WORDS[shown['method']])}; {shown.get('n_labels', 0)} labels, "
+                     f"{esc(estimators.method_words(shown))}; {shown.get('n_labels', 0)} labels, "
                      f"{shown.get('n_audit', 0)} of them random audit labels)</span></p>")
         if has_audit:
             parts.append(f"<p>The random audit labels alone: {_pct(audit['accuracy'])} (95 % interval "

@@ -73,14 +73,14 @@ def headline(data: DashboardData) -> str:
             # the estimate from every sampled label exists before the first audit label is scored:
             # the headline says it rather than contradicting the goals line and the curve beside it
             return base + (f"Accuracy {shown['estimate']:.2f} (95 % CI {_interval(shown.get('interval'))}) from "
-                           f"{estimators.METHOD_WORDS.get(shown['method'], shown['method'])} "
+                           f"{estimators.method_words(shown)} "
                            f"({shown.get('n_labels', 0)} labels); no random audit labels scored yet to check it "
                            f"against (now {data.n_audit}).")
         return base + (f"No accuracy estimate yet: it needs random audit labels (now {data.n_audit}); "
                        "keep labelling the queue, which mixes audit images in.")
     if shown and shown.get("estimate") is not None and shown.get("method") != "audit":
         text = (f"Accuracy {shown['estimate']:.2f} (95 % CI {_interval(shown.get('interval'))}) from "
-                f"{estimators.METHOD_WORDS.get(shown['method'], shown['method'])} ({shown.get('n_labels', 0)} labels); "
+                f"{estimators.method_words(shown)} ({shown.get('n_labels', 0)} labels); "
                 f"the audit labels alone say {audit['accuracy']:.2f} ({_interval(audit.get('accuracy_ci'))}, "
                 f"{audit['n_audit']} labels)")
     else:

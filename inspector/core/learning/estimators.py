@@ -57,6 +57,8 @@ METHOD_WORDS = {
     "weighted": "every sampled label, importance-weighted by its selection probability, "
                 "plus the model's predictions on every image",
     "difference": "the model's predictions on every image, corrected by every sampled label",
+    "difference_spanned": "the model's predictions on every image, corrected by every sampled label, the interval "
+                          "widened to the same estimate from the models that scored those labels",
     "difference_classes": "the model's predicted class on every image, with the true classes within each "
                           "predicted class counted on every sampled label (importance-weighted)",
     "none": "no estimate yet: label the images queued as 'audit'",
@@ -78,6 +80,8 @@ class Estimate:
 
     @property
     def words(self) -> str:
+        if self.method == "difference" and self.details.get("spans_model_gap"):
+            return METHOD_WORDS["difference_spanned"]
         return METHOD_WORDS.get(self.method, self.method)
 
     @property
@@ -706,6 +710,12 @@ def _with_census(e: Estimate, census_correct: np.ndarray, n_pool: int) -> Estima
     return Estimate(e.method, centre, interval, e.n + len(census_correct),
                     {**e.details, "census_share": round(share, 3), "census_labels": int(len(census_correct)),
                      "census_accuracy": known}, lower)
+
+
+def method_words(shown: dict) -> str:
+    """How a recorded estimate (an ``Estimate.as_dict()``) was made, in words: the words it was
+    recorded with, else those of its method."""
+    return shown.get("method_words") or METHOD_WORDS.get(shown.get("method"), str(shown.get("method")))
 
 
 def describe(shown: Optional[dict], percent: bool = False) -> str:

@@ -228,7 +228,7 @@ def _estimate_for_file(shown) -> dict:
             # one-sided 97.5 % bound, this one is one-sided 95 %
             "lower_bound": bound,
             "lower_bound_level": None if bound is None else f"one-sided {100 * (shown.get('lower_bound_level') or 0.95):.0f} %",
-            "method": estimators.METHOD_WORDS.get(shown["method"], shown["method"]), "method_key": shown["method"],
+            "method": estimators.method_words(shown), "method_key": shown["method"],
             "n_labels": shown.get("n_labels"), "n_audit": shown.get("n_audit"),
             "estimators": {k: {"estimate": v.get("estimate"), "interval": v.get("interval")}
                            for k, v in (shown.get("estimators") or {}).items()},
