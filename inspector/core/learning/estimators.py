@@ -57,8 +57,8 @@ METHOD_WORDS = {
     "weighted": "every sampled label, importance-weighted by its selection probability, "
                 "plus the model's predictions on every image",
     "difference": "the model's predictions on every image, corrected by every sampled label",
-    "difference_spanned": "the model's predictions on every image, corrected by every sampled label, the interval "
-                          "widened to the same estimate from the models that scored those labels",
+    "difference_spanned": "the model's predictions on every image, corrected by every sampled label; the interval "
+                          "also spans the cross-checking models' estimate",
     "difference_classes": "the model's predicted class on every image, with the true classes within each "
                           "predicted class counted on every sampled label (importance-weighted)",
     "none": "no estimate yet: label the images queued as 'audit'",
