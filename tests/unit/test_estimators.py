@@ -714,3 +714,32 @@ def test_earlier_retrains_kept_as_scorers_are_bounded():
         assert len(scorers) - len(folds) <= calibration.MAX_EARLIER_SCORERS
     assert len(scorers) - len(folds) == calibration.MAX_EARLIER_SCORERS
     calibration.forget_out_of_fold_memory()
+
+
+def test_scorer_confidence_is_each_scoring_models_mean_on_the_unlabelled_images():
+    """Per labelled row, the mean probability of being right its scoring model gives on (a sample
+    of) the unlabelled images, NaN for rows no known model scored; the current model's mean on the
+    same images; a pool larger than GAP_SAMPLE is sampled, not copied whole."""
+
+    class Fixed:
+        def __init__(self, p):
+            self.p = p
+
+        def raw_proba(self, X):
+            return np.tile(np.array([self.p, 1 - self.p], np.float32), (len(X), 1))
+
+    class Identity:
+        @staticmethod
+        def apply(proba):
+            return proba
+
+    X = np.zeros((estimators.GAP_SAMPLE + 500, 2), np.float32)
+    unlabelled = np.arange(10, len(X))
+    current = np.tile([0.9, 0.1], (len(unlabelled), 1))
+    theirs, mine = estimators.scorer_confidence([(Fixed(0.8), [0, 2]), (Fixed(0.3), [1])], Identity(), X,
+                                                unlabelled, 4, current)
+    assert theirs[:3] == pytest.approx([0.8, 0.7, 0.8]) and np.isnan(theirs[3])
+    assert mine == pytest.approx(0.9)
+    none, _ = estimators.scorer_confidence([(Fixed(0.8), [0])], Identity(), X, np.zeros(0, np.int64), 2,
+                                           np.zeros((0, 2)))
+    assert np.isnan(none).all()

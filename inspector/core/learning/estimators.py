@@ -490,27 +490,28 @@ def out_of_sample(X: np.ndarray, rows: np.ndarray, y: np.ndarray, is_audit: np.n
 GAP_SAMPLE = 4000
 
 
-def scorer_confidence(scorers: Sequence, calibration, X_unlabelled: np.ndarray, n_rows: int,
+def scorer_confidence(scorers: Sequence, calibration, X: np.ndarray, unlabelled: np.ndarray, n_rows: int,
                       current_proba_unlabelled: np.ndarray, random_state=0) -> tuple[np.ndarray, float]:
     """What the difference estimator needs for its model gap (:func:`difference_accuracy`).
 
     ``scorers``: ``(model, labelled rows it predicted)`` for every model behind the cross-fitted
     predictions (calibration.calibrate_model's ``scorers``); ``calibration``: the current model's,
-    which the cross-fitted predictions went through too; ``X_unlabelled`` and
+    which the cross-fitted predictions went through too; ``X[unlabelled]`` and
     ``current_proba_unlabelled``: the unlabelled images' features and the current model's
-    calibrated probabilities on them. Returns, per labelled row (``n_rows``), its scoring model's
-    mean probability of being right on (a sample of :data:`GAP_SAMPLE` of) the unlabelled images,
-    NaN where not known, and the current model's mean on the same images.
+    calibrated probabilities on them (only the sampled rows of ``X`` are copied). Returns, per
+    labelled row (``n_rows``), its scoring model's mean probability of being right on (a sample of
+    :data:`GAP_SAMPLE` of) the unlabelled images, NaN where not known, and the current model's
+    mean on the same images.
     """
     out = np.full(n_rows, np.nan)
-    n_unlabelled = len(X_unlabelled)
-    if n_unlabelled == 0:
+    unlabelled = np.asarray(unlabelled, np.int64)
+    if len(unlabelled) == 0:
         return out, float("nan")
-    sample = np.arange(n_unlabelled)
-    if n_unlabelled > GAP_SAMPLE:
-        sample = np.sort(np.random.default_rng(random_state).choice(n_unlabelled, GAP_SAMPLE, replace=False))
+    sample = np.arange(len(unlabelled))
+    if len(unlabelled) > GAP_SAMPLE:
+        sample = np.sort(np.random.default_rng(random_state).choice(len(unlabelled), GAP_SAMPLE, replace=False))
     current = float(np.mean(predicted_correctness(np.asarray(current_proba_unlabelled, np.float64)[sample])))
-    X_sample = X_unlabelled[sample]
+    X_sample = X[unlabelled[sample]]
     for model, rows in scorers:
         rows = np.asarray(rows, np.int64)
         if len(rows) == 0:

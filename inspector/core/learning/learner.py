@@ -219,7 +219,8 @@ def estimate_accuracy(snapshot: Snapshot, rows: np.ndarray, y: np.ndarray, is_au
         crossfit = np.asarray(crossfit, np.float64)
         if scorers and calibration is not None:
             scorer_mean, current_mean = estimators.scorer_confidence(
-                scorers, calibration, snapshot.X[mask], len(rows), current_unl, random_state=s.random_state)
+                scorers, calibration, snapshot.X, np.flatnonzero(mask), len(rows), current_unl,
+                random_state=s.random_state)
     else:
         crossfit = None
     scored = estimators.Scored(y, proba, snapshot.classes, is_audit, q, pool, proba_unl, crossfit, current_unl,

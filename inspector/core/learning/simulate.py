@@ -269,7 +269,7 @@ def estimator_point(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool,
         unl = np.setdiff1d(np.arange(len(y_pool)), rows)
         current_unl = np.asarray(model.predict_proba(X_pool[unl]), np.float64)
         if scorers:
-            scorer_mean, current_mean = est_mod.scorer_confidence(scorers, model.calibration, X_pool[unl], n,
+            scorer_mean, current_mean = est_mod.scorer_confidence(scorers, model.calibration, X_pool, unl, n,
                                                                   current_unl, random_state=seed)
     scored = est_mod.Scored(y, proba, classes, is_audit, np.asarray(pick_q[:n], float), np.asarray(pick_pool[:n], float),
                             proba_unl, crossfit, current_unl, scorer_mean, current_mean)
