@@ -743,3 +743,21 @@ def test_scorer_confidence_is_each_scoring_models_mean_on_the_unlabelled_images(
     none, _ = estimators.scorer_confidence([(Fixed(0.8), [0])], Identity(), X, np.zeros(0, np.int64), 2,
                                            np.zeros((0, 2)))
     assert np.isnan(none).all()
+
+
+def test_cli_evaluate_says_each_other_estimate_once(tmp_path, small_image_folder, capsys):
+    """With fewer than MIN_AUDIT_FOR_PPI audit labels the prediction-powered estimate falls back to
+    the audit one: `evaluate` lists it once, not twice in the same words."""
+    from inspector.cli import main
+
+    project = tmp_path / "p.inspector"
+    assert main(["new", str(project), "--images", str(small_image_folder), "--labels-from-folders", "--quiet",
+                 "--workers", "1"]) == 0
+    with Project.open(project) as p:
+        labels = p.latest_labels()
+        for image_id in sorted(labels)[:estimators.MIN_AUDIT_FOR_PPI - 4]:
+            p.add_label(image_id, labels[image_id], audit=True)
+    capsys.readouterr()
+    assert main(["evaluate", str(project)]) == 0
+    also = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  also:")]
+    assert also and len(also) == len(set(also))
