@@ -745,19 +745,30 @@ def test_scorer_confidence_is_each_scoring_models_mean_on_the_unlabelled_images(
     assert np.isnan(none).all()
 
 
-def test_cli_evaluate_says_each_other_estimate_once(tmp_path, small_image_folder, capsys):
+def test_cli_evaluate_says_each_other_estimate_once(tmp_path, small_image_folder, capsys, monkeypatch):
     """With fewer than MIN_AUDIT_FOR_PPI audit labels the prediction-powered estimate falls back to
-    the audit one: `evaluate` lists it once, not twice in the same words."""
+    the audit one: when the difference estimate is shown, `evaluate` lists that audit figure once,
+    not twice in the same words."""
     from inspector.cli import main
+    from inspector.core.learning import learner
 
     project = tmp_path / "p.inspector"
     assert main(["new", str(project), "--images", str(small_image_folder), "--labels-from-folders", "--quiet",
                  "--workers", "1"]) == 0
-    with Project.open(project) as p:
-        labels = p.latest_labels()
-        for image_id in sorted(labels)[:estimators.MIN_AUDIT_FOR_PPI - 4]:
-            p.add_label(image_id, labels[image_id], audit=True)
+    real = learner.evaluation
+
+    def with_difference_shown(p, **kw):
+        report = real(p, **kw)
+        audit = estimators.audit_accuracy(np.array([True] * 5 + [False]))
+        report["estimators"] = {"audit": audit.as_dict(), "ppi": audit.as_dict(),
+                                "difference": {**report["estimators"].get("difference", {}), "estimate": 0.9,
+                                               "interval": [0.8, 0.95]}}
+        report.update(estimate=0.9, interval=[0.8, 0.95], method_key="difference",
+                      method=estimators.METHOD_WORDS["difference_spanned"])
+        return report
+
+    monkeypatch.setattr(learner, "evaluation", with_difference_shown)
     capsys.readouterr()
     assert main(["evaluate", str(project)]) == 0
     also = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  also:")]
-    assert also and len(also) == len(set(also))
+    assert len(also) == 1 and "random audit labels only" in also[0]
