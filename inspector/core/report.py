@@ -241,7 +241,9 @@ def build_report_html(project) -> str:
         parts.append("<p class='warn'>The audit labels are all of one kind or too few to estimate accuracy.</p>")
     if has_audit:
         if audit.get("macro_f1") is not None:
-            parts.append(f"<p>Macro-F1 {audit['macro_f1']:.3f} (95 % interval {_f1_ci(audit)}).</p>")
+            interval = (f"95 % interval {_f1_ci(audit)}" if audit.get("macro_f1_ci")
+                        else esc(audit.get("macro_f1_ci_note") or "no interval"))
+            parts.append(f"<p>Macro-F1 of the random audit labels {audit['macro_f1']:.3f} ({interval}).</p>")
     if has_audit or (shown and shown.get("estimate") is not None):
         parts.append("<p class='note'>Basis: every label is scored with predictions of a model that did not train "
                      "on it. Images the learner chose itself count only when they were drawn with a recorded "

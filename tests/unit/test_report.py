@@ -64,6 +64,8 @@ def test_report_is_one_self_contained_file(tmp_path):
     assert "Can the line trust it" in text and "reliability diagram" in text
     assert "Expected calibration error" in text
     assert "a perfectly calibrated model would show about" in text  # the ECE beside what chance alone gives
+    # 16 audit labels: the audit macro-F1 says why it has no interval instead of an empty one
+    assert "too few audit labels for an interval" in text and "95 % interval –)" not in text
 
 
 def test_report_without_labels_says_so(tmp_path, capsys):
