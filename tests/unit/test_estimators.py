@@ -636,6 +636,13 @@ def test_model_gap_spans_the_estimate_of_the_models_that_scored_the_labels():
     assert "model_gap" not in unknown.details and unknown.interval == before.interval
 
 
+def _three_classes(rng, n):
+    """``n`` labelled rows of three classes (60 / 25 / 15 %) in five features: (X, y, classes)."""
+    centres = rng.normal(0, 2, (3, 5))
+    y = rng.choice(3, n, p=[0.6, 0.25, 0.15])
+    return (centres[y] + rng.normal(0, 1.2, (n, 5))).astype(np.float32), y, np.array([0, 1, 2])
+
+
 def test_calibration_names_the_model_behind_every_out_of_fold_prediction():
     """calibrate_model hands back the models behind its out-of-sample predictions: after a
     cross-validation every labelled row is predicted by exactly one fold model (whose own
@@ -645,11 +652,7 @@ def test_calibration_names_the_model_behind_every_out_of_fold_prediction():
     from inspector.core.learning.models import fit_model
 
     calibration.forget_out_of_fold_memory()
-    rng = np.random.default_rng(4)
-    centres = rng.normal(0, 2, (3, 5))
-    y = rng.choice(3, 90, p=[0.6, 0.25, 0.15])
-    X = (centres[y] + rng.normal(0, 1.2, (90, 5))).astype(np.float32)
-    classes = np.array([0, 1, 2])
+    X, y, classes = _three_classes(np.random.default_rng(4), 90)
     first = fit_model(X[:70], y[:70], classes, random_state=0)
     scorers: list = []
     oof = calibration.calibrate_model(first, X[:70], y[:70], scorers=scorers)
@@ -698,11 +701,7 @@ def test_earlier_retrains_kept_as_scorers_are_bounded():
     from inspector.core.learning.models import fit_model
 
     calibration.forget_out_of_fold_memory()
-    rng = np.random.default_rng(8)
-    centres = rng.normal(0, 2, (3, 5))
-    y = rng.choice(3, 160, p=[0.6, 0.25, 0.15])
-    X = (centres[y] + rng.normal(0, 1.2, (160, 5))).astype(np.float32)
-    classes = np.array([0, 1, 2])
+    X, y, classes = _three_classes(np.random.default_rng(8), 160)
     first: list = []
     calibration.calibrate_model(fit_model(X[:100], y[:100], classes, random_state=0), X[:100], y[:100], scorers=first)
     folds = [m for m, _ in first]
