@@ -30,7 +30,8 @@ for the Wilson bound; 93-94 % one-sided coverage is short of the 95 % the bound 
 Wilson bound stays (estimators.DIFFERENCE_INTERVAL; figures in README "Target and budget"). On
 ELPV (texture features, 10 seeds) every form missed at 9.6 % of points: there the estimate itself
 reads high with uncertain_diverse (40 seeds: +0.016 to +0.040, estimators.difference_accuracy),
-which no bound form repairs (open).
+which no bound form repairs; the model gap's span (estimators.model_gap) lowered it to 3.9 % of
+points (30 seeds, uncertain_diverse and random, 10.7 % without it on the same replays).
 
 Every figure shown against the target comes through :func:`figure_estimate`, the one place that
 reads an estimate out of a model version's recorded metrics.
