@@ -273,7 +273,7 @@ def main() -> int:
             print(f"== {path}")
             table(json.loads(path.read_text(encoding="utf-8")))
         return 0
-    from bench_estimators import load
+    from bench_estimators import load, scored_points
 
     _install_recorders()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -290,9 +290,7 @@ def main() -> int:
         print(f"== {dataset}, {args.extractor} features, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, "
               f"pick sampling 0.3, batch {BATCH}: {time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.1f}")
         key = f"{dataset}/{args.extractor}"
-        points[key] = [{"strategy": r["strategy"], "seed": r["seed"],
-                        "points": [{k: p[k] for k in ("n_labels", "accuracy", "n_test", "estimators") if k in p}
-                                   for p in r["points"] if "estimators" in p]} for r in summary["runs"]]
+        points[key] = scored_points(summary)
         table({key: points[key]})
     tag = f"{args.datasets.replace(',', '+')}_{args.extractor}_s{args.first_seed}-{args.seeds}_{args.strategies.replace(',', '+')}"
     tag += "_basis-every-retrain" if args.calibrate_every_retrain else ""

@@ -103,6 +103,15 @@ def check_line(strategy: str, est: dict, count: int) -> str:
 FORMS = ("wilson", "normal", "wilson-low")
 
 
+def scored_points(summary: dict) -> list:
+    """Every replay's scored points of a :func:`simulate` summary (truth, test size, every
+    estimate), as --dump-points writes them and --from-points reads them."""
+    return [{"strategy": r["strategy"], "seed": r["seed"],
+             "points": [{k: p[k] for k in ("n_labels", "accuracy", "n_test", "estimators") if k in p}
+                        for p in r["points"] if "estimators" in p]}
+            for r in summary["runs"]]
+
+
 def interval_forms(check: dict) -> dict:
     """The difference estimate's 95 % interval and one-sided 95 % lower bound in each form, from
     what the replay recorded (estimate, standard error, census part): ``wilson`` the Wilson form
@@ -270,11 +279,7 @@ def main() -> int:
             for name, s in summary["strategies"].items():
                 print(f"  {name:18s} test accuracy @100 {s['accuracy_mean'][s['label_counts'].index(100)]:.3f} "
                       f"@{args.budget} {s['accuracy_mean'][-1]:.3f}, curve area {s['area_under_accuracy_curve']:.4f}")
-            points[f"{dataset}/pick_sampling={share}"] = [
-                {"strategy": r["strategy"], "seed": r["seed"],
-                 "points": [{k: p[k] for k in ("n_labels", "accuracy", "n_test", "estimators") if k in p}
-                            for p in r["points"] if "estimators" in p]}
-                for r in summary["runs"]]
+            points[f"{dataset}/pick_sampling={share}"] = scored_points(summary)
             results[f"{dataset}/pick_sampling={share}"] = {
                 name: {"estimators": s["estimators"], "accuracy_mean": s["accuracy_mean"],
                        "area_under_accuracy_curve": s["area_under_accuracy_curve"]}
