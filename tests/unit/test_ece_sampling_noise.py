@@ -99,6 +99,9 @@ def test_every_reliability_diagram_carries_its_floor_and_says_it_in_words():
     y, proba = predictions(100, 9)  # as many out-of-sample predictions as a project at 100 labels has
     rel = reliability(y, proba, CLASSES)
     assert rel["floor"] == pytest.approx(ece_sampling_noise(y, proba, CLASSES)["floor"])
+    # the ECE is the count-weighted mean gap of the diagram's own bins
+    assert rel["ece"] == pytest.approx(sum(b["n"] / rel["n"] * abs(b["accuracy"] - b["confidence"])
+                                           for b in rel["bins"] if b["n"]))
     assert 0.04 < rel["floor"] < 0.12  # on 100 predictions chance alone shows an ECE this large
     assert f"{rel['floor']:.3f}" in floor_words(rel) and "perfectly calibrated" in floor_words(rel)
     assert floor_words({"ece": 0.1, "n": 100}) == ""  # written before the floor was recorded

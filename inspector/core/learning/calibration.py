@@ -608,7 +608,6 @@ def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins
     confidence, correct = _top_confidence(y_true, proba, classes)
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = _confidence_bins(confidence, bins)
-    ece = 0.0
     for b in range(bins):
         rows = which == b
         m = int(rows.sum())
@@ -616,10 +615,9 @@ def reliability(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins
         if m:
             entry["confidence"] = float(confidence[rows].mean())
             entry["accuracy"] = float(correct[rows].mean())
-            ece += m / n * abs(entry["accuracy"] - entry["confidence"])
         out["bins"].append(entry)
-    out["ece"] = float(ece)
-    out["floor"] = ece_sampling_noise(y_true, proba, classes, bins)["floor"]
+    noise = ece_sampling_noise(y_true, proba, classes, bins)  # the ECE over the same bins, and its floor
+    out["ece"], out["floor"] = noise["ece"], noise["floor"]
     return out
 
 
