@@ -339,12 +339,15 @@ def difference_check(d, crossfit, current_unl, y_labelled, y_unlabelled, classes
             **{k: d.details[k] for k in keys if k in d.details}}
 
 
+#: the estimates a replay scores at each count (estimator_point), in the order the tables list them
+ESTIMATOR_NAMES = ("audit", "ppi", "weighted", "difference", "difference_gapless", "difference_fresh", "shown")
+
+
 def summarise_estimators(mine: list, schedule: Sequence[int]) -> dict:
     """Per estimator and label count: mean and worst |estimate - true test accuracy of the model
     trained on every label|, mean 95 % interval width and coverage, over seeds."""
-    names = ("audit", "ppi", "weighted", "difference", "difference_gapless", "difference_fresh", "shown")
     out = {}
-    for name in names:
+    for name in ESTIMATOR_NAMES:
         per_count = []
         for i, count in enumerate(schedule):
             errs, signed, widths, covers, covers_noise, used = [], [], [], [], [], []
@@ -443,7 +446,7 @@ def print_estimator_table(summary: dict, file=None, marks=(100, 200, 300)) -> No
         print(f"Accuracy estimators, strategy {name} (truth: held-out test accuracy):", file=file)
         print(f"  {'estimator':16s} {'labels':>6s} {'mean|err|':>9s} {'bias':>6s} {'worst':>6s} {'width':>6s} "
               f"{'cover':>6s} {'cover*':>6s}  shown as", file=file)
-        for est in ("audit", "ppi", "weighted", "difference", "difference_gapless", "difference_fresh", "shown"):
+        for est in ESTIMATOR_NAMES:
             for c in (ests.get(est) or {}).get("per_label_count", []):
                 if c["n_labels"] not in marks or not c["runs"]:
                     continue
