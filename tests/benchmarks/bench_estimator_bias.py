@@ -30,6 +30,11 @@ error over the replays of (each a paired difference on the same point, so small 
   against their own pool means (how much more the cross-fitted residuals of the sampled labels
   exceed their models' pool figure than a residual fixed before the draw does).
 
+A second table splits macro-F1's reading against the test set the same way: the class-level
+estimate minus the test figure and minus its own target on the pool (cross-fitted predictions of
+the labelled rows, the current model's of the unlabelled ones), and the pool's and the unlabelled
+rows' figures minus the test figure (how far the truth itself moves between pool and test set).
+
 To know which model scored each label, the script wraps two private functions of calibration.py
 (the out-of-fold cross-validation, which hands back its fold models, and the reuse of the
 previous retrain's model) and the strategy call (to keep the model that chose each batch);
@@ -119,6 +124,8 @@ def _install_recorders() -> None:
         if model is not None and oof is not None and "difference_check" in out:
             out["components"] = components(X_pool, y_pool, classes, np.asarray(rows), audit_set, pick_q, pick_pool,
                                            model, oof)
+            out["macro_f1_pieces"] = macro_f1_pieces(X_pool, y_pool, classes, np.asarray(rows), model, oof,
+                                                     (out.get("classes") or {}).get("macro_f1"))
         return out
 
     sim.estimator_point = point
@@ -217,6 +224,43 @@ def components(X_pool, y_pool, classes, rows, audit_set, pick_q, pick_pool, mode
     return out
 
 
+def macro_f1_pieces(X_pool, y_pool, classes, rows, model, oof, estimate) -> dict:
+    """Macro-F1 as the class-level estimate aims at it on the pool (the cross-fitted predictions
+    of the labelled rows, the current model's of the unlabelled ones), the current model's on the
+    unlabelled rows alone, and the estimate (the test-set figure is added after the replay)."""
+    from inspector.core.learning import metrics
+
+    unl = np.setdiff1d(np.arange(len(y_pool)), rows)
+    crossfit = classes[np.argmax(model.calibration.apply(oof.astype(np.float32)), axis=1)]
+    current = classes[np.argmax(model.predict_proba(X_pool[unl]), axis=1)]
+    return {"pool": metrics.macro_f1(np.r_[y_pool[rows], y_pool[unl]], np.r_[crossfit, current], classes),
+            "unlabelled": metrics.macro_f1(y_pool[unl], current, classes), "estimate": estimate}
+
+
+def macro_f1_table(runs_by_key: dict) -> None:
+    """Where macro-F1 reads against the test set: per strategy and label count, the mean (standard
+    error over seeds) of the estimate minus the test figure, minus its own target on the pool, and
+    the pool's and the unlabelled rows' figures (current model) minus the test figure."""
+    for key, runs in runs_by_key.items():
+        groups = collections.defaultdict(list)
+        for r in runs:
+            for p in r["points"]:
+                m = (p.get("estimators") or {}).get("macro_f1_pieces")
+                if not m or m.get("estimate") is None or m.get("test") is None:
+                    continue
+                groups[(r["strategy"], str(p["n_labels"]))].append(
+                    [m["estimate"] - m["test"], m["estimate"] - m["pool"], m["pool"] - m["test"],
+                     m["unlabelled"] - m["test"]])
+        print(f"\n{key}: macro-F1, mean (standard error over seeds)")
+        print(f"  {'strategy':18s} {'labels':>6s} {'n':>3s} " + " ".join(
+            f"{c:>15s}" for c in ("est-test", "est-pool", "pool-test", "unlabelled-test")))
+        for g in sorted(groups, key=lambda g: (g[0], g[1].zfill(4))):
+            a = np.array(groups[g], float)
+            se = a.std(0, ddof=1) / np.sqrt(len(a)) if len(a) > 1 else np.zeros(a.shape[1])
+            print(f"  {g[0]:18s} {g[1]:>6s} {len(a):3d} " + " ".join(
+                f"{x:+.4f}({e:.4f})" for x, e in zip(a.mean(0), se)))
+
+
 COLUMNS = ("est-pool", "est-test", "(a) models", "(b) lambda", "(c) order", "(d) per-draw", "hajek", "xfit move",
            "xfit-pool", "xfit-own", "pre-R", "cf-pre")
 
@@ -272,6 +316,7 @@ def main() -> int:
         for path in args.from_points:
             print(f"== {path}")
             table(json.loads(path.read_text(encoding="utf-8")))
+            macro_f1_table(json.loads(path.read_text(encoding="utf-8")))
         return 0
     from bench_estimators import load, scored_points
 
@@ -289,9 +334,15 @@ def main() -> int:
         summary = sim.simulate(X, y, names, settings)
         print(f"== {dataset}, {args.extractor} features, seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, "
               f"pick sampling 0.3, batch {BATCH}: {time.perf_counter() - started:.0f} s, load {os.getloadavg()[0]:.1f}")
+        for r in summary["runs"]:  # the test set's macro-F1 beside the pieces scored during the replay
+            for p in r["points"]:
+                pieces = (p.get("estimators") or {}).get("macro_f1_pieces")
+                if pieces is not None:
+                    pieces["test"] = p["class_truth"]["macro_f1"]
         key = f"{dataset}/{args.extractor}"
         points[key] = scored_points(summary)
         table({key: points[key]})
+        macro_f1_table({key: points[key]})
     tag = f"{args.datasets.replace(',', '+')}_{args.extractor}_s{args.first_seed}-{args.seeds}_{args.strategies.replace(',', '+')}"
     tag += "_basis-every-retrain" if args.calibrate_every_retrain else ""
     path = args.out / f"bias_points_{tag}.json"
