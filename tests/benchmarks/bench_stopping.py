@@ -50,13 +50,15 @@ from inspector.core.learning.simulate import folder_dataset, stratified_split  #
 
 
 def replay(X_pool, y_pool, X_test, y_test, n_classes, target, budget, batch, seed, run_on=False,
-           rules=("shown", "main")):
+           rules=("shown", "main"), pick_sampling=None):
     """One run; returns one record per retrain. Stops once every rule in ``rules`` has declared
     "target reached" unless ``run_on`` (the figures need only the first declarations; the rest
-    costs time). The rules judge the same replay: the estimate and its parts are recorded once."""
+    costs time). The rules judge the same replay: the estimate and its parts are recorded once.
+    ``pick_sampling``: the project setting (None: the app's default)."""
     pending = set(rules)
     classes = np.arange(n_classes, dtype=np.int64)
-    settings = learner.LearnerSettings(random_state=seed)
+    settings = learner.LearnerSettings(random_state=seed, **(
+        {} if pick_sampling is None else {"pick_sampling": float(pick_sampling)}))
     ids = np.arange(len(y_pool), dtype=np.int64)
     labels: dict = {}
     audit_ids: set = set()
@@ -237,6 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--without-difference", action="store_true",
                    help="judge on the estimate shown before the difference estimator (weighted or audit), "
                         "to compare how early each declares the target")
+    p.add_argument("--pick-sampling", type=float, default=None,
+                   help="the project's pick sampling share (learner.pick_sampling; default: the app's)")
     p.add_argument("--combine", type=Path, nargs="+", default=None,
                    help="only summarise runs written by earlier --json runs (e.g. one seed per process)")
     args = p.parse_args(argv)
@@ -251,7 +255,8 @@ def main(argv=None) -> int:
 
         estimators.MAX_CENSUS_SHARE_FOR_DIFFERENCE = -1.0  # never shown: the rule before it
     print(f"estimate judged: {'weighted or audit (no difference)' if args.without_difference else 'as the app shows'}; "
-          f"features {args.extractor or 'default'}")
+          f"features {args.extractor or 'default'}; pick sampling "
+          f"{learner.LearnerSettings().pick_sampling if args.pick_sampling is None else args.pick_sampling}")
     print(f"load before: {os.getloadavg()}")
     results = {}
     for name, target_value, budget in (("neu", args.target_neu, args.budget_neu),
@@ -280,7 +285,7 @@ def main(argv=None) -> int:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             pool, test = stratified_split(y, args.test_fraction, seed)
             steps = replay(X[pool], y[pool], X[test], y[test], len(class_names), target, budget, args.batch, seed,
-                           run_on=args.run_on or args.variants, rules=rules)
+                           run_on=args.run_on or args.variants, rules=rules, pick_sampling=args.pick_sampling)
             runs.append(steps)
             first = next((s for s in steps if s["state"] == stopping.SHOWN), None)
             crossing = next((s["n_labels"] for s in steps if s["truth"] >= target_value), None)
