@@ -87,6 +87,15 @@ def load(name: str, args):
     return X, y, names
 
 
+def without_class(X: np.ndarray, y: np.ndarray, names: list, absent: str):
+    """The data set without any image of the class ``absent`` (a name or an index), which stays
+    among the classes: the replays then look for a class no image shows, all session long."""
+    k = names.index(absent) if absent in names else int(absent)
+    keep = y != k
+    print(f"class {names[k]!r} defined, its {int((~keep).sum())} images left out")
+    return X[keep], y[keep]
+
+
 def check_line(strategy: str, est: dict, count: int) -> str:
     c = next((c for c in est["per_label_count"] if c["n_labels"] == count and c["runs"]), None)
     if c is None:
@@ -226,6 +235,9 @@ def main() -> int:
     parser.add_argument("--oof-folds", type=int, default=None,
                         help="folds of the cross-validation behind the calibration and the difference estimator's "
                              "cross-fitted labels (default: the product's calibration.OUT_OF_FOLD_FOLDS)")
+    parser.add_argument("--absent-class", default=None,
+                        help="leave every image of this class (name or index) out but keep the class defined, as a "
+                             "project whose class list names a defect its images never show")
     args = parser.parse_args()
     if args.from_points:
         for path in args.from_points:
@@ -254,6 +266,8 @@ def main() -> int:
     results, points = {}, {}
     for dataset in args.datasets.split(","):
         X, y, names = load(dataset, args)
+        if args.absent_class is not None:
+            X, y = without_class(X, y, names, args.absent_class)
         for share in [float(s) for s in args.pick_sampling.split(",")]:
             started = time.perf_counter()
             settings = SimulationSettings(strategies=strategies, seeds=args.seeds, budget=args.budget,
@@ -289,7 +303,8 @@ def main() -> int:
             interval_form_table(points, entry=entry)
     tag = (f"{args.datasets.replace(',', '+')}_ps{args.pick_sampling.replace(',', '+')}_s{args.first_seed}-{args.seeds}"
            f"_b{args.batch}_{args.strategies.replace(',', '+')}{'_floor-unchecked' if args.floor_unchecked else ''}"
-           f"{'_basis-every-retrain' if args.calibrate_every_retrain else ''}")
+           f"{'_basis-every-retrain' if args.calibrate_every_retrain else ''}"
+           f"{f'_absent-{args.absent_class}' if args.absent_class is not None else ''}")
     path = args.out / f"estimators_{tag}.json"
     path.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"\nWrote {path}")

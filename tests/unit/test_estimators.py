@@ -771,3 +771,25 @@ def test_cli_evaluate_says_each_other_estimate_once(tmp_path, small_image_folder
     assert main(["evaluate", str(project)]) == 0
     also = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  also:")]
     assert len(also) == 1 and "random audit labels only" in also[0]
+
+
+def test_a_defined_class_no_image_shows_does_not_leave_the_estimate_on_the_audit_labels():
+    """Issue 14: a project defines a defect class its images never show (common on a line: the
+    class list covers every defect, a batch of parts has none of some). The exploring picks look
+    for it all session; the rest of every batch is still drawn with a known probability, so the
+    shown estimate is the difference estimate on every sampled label, not the audit labels alone."""
+    from inspector.core.learning.simulate import SimulationSettings, simulate
+
+    rng = np.random.default_rng(29)
+    centres = rng.normal(0, 2, (3, 6))
+    y = rng.choice(3, 500, p=[0.7, 0.2, 0.1])
+    X = (centres[y] + rng.normal(0, 1.6, (500, 6))).astype(np.float32)
+    settings = SimulationSettings(strategies=["uncertain_diverse"], seeds=1, budget=80, batch=10, initial=10,
+                                  estimator_counts=(80,), audit_share=0.1, pick_sampling=0.3)
+    summary = simulate(X, y, ["ok", "scratch", "crack", "inclusion (never seen)"], settings)
+    run = next(r for r in summary["runs"] if r["strategy"] == "uncertain_diverse")
+    assert run["labels_until_all_classes"] is None
+    point = next(p for p in run["points"] if "estimators" in p)["estimators"]
+    assert point["shown"]["method"] == "difference"
+    # on every sampled label it is narrower than on the audit labels alone (about 8)
+    assert point["shown"]["high"] - point["shown"]["low"] < point["audit"]["high"] - point["audit"]["low"]

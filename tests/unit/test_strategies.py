@@ -203,6 +203,29 @@ def test_default_explores_when_a_class_has_no_labels():
     assert np.any(sel.indices >= 80)
 
 
+def test_while_a_class_is_unseen_only_the_exploring_picks_stay_as_chosen():
+    """Issue 14: with a class defined but not yet labelled, the default strategy's exploring picks
+    keep no selection probability (they enter the estimate as known labels), while the rest of the
+    batch is drawn with a recorded probability as usual, so the accuracy estimate can use it."""
+    X, y = blobs(n_per=40, centres=((0, 0), (6, 0), (30, 30)))
+    labelled = np.r_[0:5, 40:45]
+    model = fit_model(X[labelled], y[labelled], np.arange(3))  # class 2 defined but unseen
+    sel = get_strategy(DEFAULT_STRATEGY)(model, X, labelled, 10, 0, audit_share=0.2, pick_sampling=0.3)
+    exploring = np.array([r.startswith("explore") for r in sel.reasons])
+    assert exploring.sum() >= 1 and (~exploring & ~sel.audit).sum() >= 1
+    assert np.isnan(sel.probabilities[exploring]).all() and np.isnan(sel.pool_sizes[exploring]).all()
+    drawn = ~exploring & ~sel.audit
+    assert np.all((sel.probabilities[drawn] > 0) & (sel.probabilities[drawn] <= 1))
+    assert np.all(np.isfinite(sel.pool_sizes[drawn]))
+    assert len(set(sel.indices.tolist())) == len(sel.indices)  # no image drawn twice
+    # a drawn pick never takes an image an exploring pick already took: the draws exclude them
+    available = len(np.setdiff1d(np.arange(len(X)), labelled)) - sel.audit.sum() - exploring.sum()
+    assert sel.pool_sizes[drawn].max() == available
+    # without pick sampling every non-audit pick stays as chosen
+    top_k = get_strategy(DEFAULT_STRATEGY)(model, X, labelled, 10, 0, audit_share=0.2, pick_sampling=0.0)
+    assert np.isnan(top_k.probabilities[~top_k.audit]).all()
+
+
 def test_audit_share_is_uniform_random_from_unlabelled():
     X = np.zeros((50, 2), np.float32)
     proba = np.tile([0.5, 0.3, 0.2], (50, 1))

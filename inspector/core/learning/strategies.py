@@ -16,6 +16,11 @@ honestly from those labels. With no model, or a model that has seen fewer than t
 strategies (all but ``random``) fall back to **cold start**: cluster representatives plus outlier
 candidates, so rare defects surface early.
 
+With ``pick_sampling`` the strategy's picks are drawn at random around its choices with a known
+probability (:func:`_sample_around`), so the accuracy estimate can weigh every label. Cold-start
+picks and the default strategy's exploring picks (looking for a class no label has shown yet)
+stay as chosen; the rest of such a batch is drawn as usual.
+
 Scores are computed vectorised over the whole pool; batch strategies compose a score with a
 spreading step (k-center greedy over a shortlist).
 """
@@ -41,6 +46,9 @@ DEFAULT_AUDIT_SHARE = 0.10
 #: interval at 300 labels was 0.049 wide with 100 % coverage, against 0.084 and 20 % coverage
 #: with top-k picks, for a learning-curve area of 0.962 instead of 0.968 (same accuracy at 300)
 DEFAULT_PICK_SAMPLING = 0.3
+
+#: the reason of a pick that looks for a class no label has shown yet (kept as chosen, not sampled)
+EXPLORE_REASON = "explore: unlike anything labelled"
 
 _EPS = 1e-12
 
@@ -477,7 +485,7 @@ def _choose_uncertain_diverse(ctx: _Context):
         idx, _, _ = _choose_cold_start(sub)
         picks += idx.tolist()
         scores += [np.nan] * len(idx)
-        reasons += ["explore: unlike anything labelled"] * len(idx)
+        reasons += [EXPLORE_REASON] * len(idx)
     rest = k - len(picks)
     if rest > 0:
         cand = np.setdiff1d(ctx.candidates, picks, assume_unique=True) if picks else ctx.candidates
@@ -569,12 +577,26 @@ class Strategy:
             # uniform draws one after another: the j-th had probability 1 / (available - j)
             pick_pool = len(available) - np.arange(len(idx), dtype=np.float64)
             pick_q = 1.0 / pick_pool
-        elif share > 0 and len(idx) and chooser is not _choose_cold_start and not (
-                model is not None and len(model.unseen_classes)):
-            # while classes are still being discovered (cold start, exploring for unseen classes)
-            # the picks stay as chosen: rare defects must surface first; those labels enter the
-            # estimate as the known part of the pool
-            idx, scores, reasons, pick_q, pick_pool = _sample_around(ctx, idx, scores, list(reasons), share)
+        elif share > 0 and len(idx) and chooser is not _choose_cold_start:
+            # while classes are still being discovered the picks that look for them (cold start,
+            # exploring for a class no label has shown yet) stay as chosen: rare defects must
+            # surface first; those labels enter the estimate as the known part of the pool. The
+            # rest of the batch is drawn as always: keeping it as chosen too left the accuracy
+            # estimate on the audit labels alone for as long as one defined class stayed unseen
+            # (issue 14: ELPV at 100 labels, 7 of 10 replays)
+            exploring = np.array([str(r).startswith(EXPLORE_REASON) for r in reasons], bool)
+            if not exploring.all():
+                kept = idx[exploring]
+                rest = _Context(ctx.model, ctx.X, ctx.labelled,
+                                np.setdiff1d(ctx.candidates, kept, assume_unique=True) if len(kept) else ctx.candidates,
+                                int((~exploring).sum()), ctx.rng, ctx.probabilities(), ctx.options)
+                drawn = _sample_around(rest, idx[~exploring], scores[~exploring],
+                                       [r for r, e in zip(reasons, exploring) if not e], share)
+                idx = np.concatenate([kept, drawn[0]])
+                scores = np.concatenate([scores[exploring], drawn[1]])
+                reasons = [r for r, e in zip(reasons, exploring) if e] + list(drawn[2])
+                pick_q = np.concatenate([np.full(len(kept), np.nan), drawn[3]])
+                pick_pool = np.concatenate([np.full(len(kept), np.nan), drawn[4]])
         # audit picks go to random queue positions so they are not labelled differently
         total = len(idx) + n_audit
         audit_pos = np.sort(rng.choice(total, size=n_audit, replace=False)) if n_audit else np.zeros(0, np.int64)
