@@ -793,3 +793,17 @@ def test_a_defined_class_no_image_shows_does_not_leave_the_estimate_on_the_audit
     assert point["shown"]["method"] == "difference"
     # on every sampled label it is narrower than on the audit labels alone (about 8)
     assert point["shown"]["high"] - point["shown"]["low"] < point["audit"]["high"] - point["audit"]["low"]
+
+
+def test_the_replays_macro_f1_leaves_out_a_class_no_image_shows_and_no_prediction_names():
+    """A defined class the test images never show and the model never predicts has no F1: the
+    replays' truth leaves it out as the product's estimates do, instead of counting it as 0."""
+    from inspector.core.learning import metrics
+    from inspector.core.learning.simulate import class_truth, scored_classes
+
+    y_test, pred, classes = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), np.arange(3)
+    assert scored_classes(y_test, pred, classes) == [0, 1]
+    assert class_truth(y_test, pred, classes, set())["macro_f1"] == pytest.approx(metrics.macro_f1(y_test, pred, [0, 1]))
+    assert class_truth(y_test, pred, classes, set())["macro_f1"] > metrics.macro_f1(y_test, pred, classes)
+    # predicted but never shown: a false alarm, F1 0, and it stays in
+    assert scored_classes(y_test, np.array([0, 2, 1, 1]), classes) == [0, 1, 2]

@@ -151,7 +151,7 @@ def run_one(
         model = fit_model(X_pool[rows], y_pool[rows], classes, kind=settings.kind, random_state=seed)
         pred = model.predict(X_test)
         point = {"n_labels": len(rows), "accuracy": float(np.mean(pred == y_test)),
-                 "macro_f1": metrics.macro_f1(y_test, pred, classes)}
+                 "macro_f1": metrics.macro_f1(y_test, pred, scored_classes(y_test, pred, classes))}
         scored_here = bool(audit_rows) and (len(rows) in settings.estimator_counts or len(rows) == schedule[-1])
         if settings.calibrate_every_retrain and not scored_here:
             from inspector.core.learning.calibration import calibrate_model
@@ -185,7 +185,8 @@ def run_one(
                 calibrated_pred = model.predict(X_test)
                 point.update(accuracy=float(np.mean(calibrated_pred == y_test)),
                              accuracy_uncalibrated=float(np.mean(pred == y_test)),
-                             macro_f1=metrics.macro_f1(y_test, calibrated_pred, classes))
+                             macro_f1=metrics.macro_f1(y_test, calibrated_pred,
+                                                       scored_classes(y_test, calibrated_pred, classes)))
                 point["estimators"] = estimator_point(X_pool, y_pool, classes, rows, set(audit_rows), pick_q, pick_pool,
                                                       shadow, settings.kind, seed, model=model, oof=oof,
                                                       acceptable=set(settings.acceptable),
@@ -211,17 +212,26 @@ def run_one(
 # --------------------------------------------------------------------------- estimators (issue 14)
 
 
+def scored_classes(y_test: np.ndarray, pred: np.ndarray, classes) -> list:
+    """The classes the test set's macro-F1 averages over: those its images show or the model
+    predicts. A defined class neither shows has no F1 (not 0): the product's estimates leave it out
+    the same way (metrics.audit_estimate, estimators._class_figures), and counting it as 0 read a
+    project whose images never show one defined class 1/K below them all session."""
+    return [c for c in classes if np.any(y_test == c) or np.any(pred == c)]
+
+
 def class_truth(y_test, pred, classes, acceptable: set) -> dict:
     """Per-class recall, macro-F1 and the escape rate (defective parts predicted acceptable) on the test set."""
     recall = {str(int(c)): float(np.mean(pred[y_test == c] == c)) for c in classes if np.any(y_test == c)}
     precision = {str(int(c)): float(np.mean(y_test[pred == c] == c)) for c in classes if np.any(pred == c)}
     n_of = {str(int(c)): int(np.sum(y_test == c)) for c in classes}
     n_pred = {str(int(c)): int(np.sum(pred == c)) for c in classes}
-    macro = metrics.macro_f1(y_test, pred, classes)
+    scored = scored_classes(y_test, pred, classes)
+    macro = metrics.macro_f1(y_test, pred, scored)
     # the test set's own sampling error: of a proportion, from its count (_test_reach); of macro-F1,
     # by a bootstrap over the test images (the per-class F1 errors are not independent binomials)
     rng = np.random.default_rng(len(y_test))
-    boots = [metrics.macro_f1(y_test[r], pred[r], classes)
+    boots = [metrics.macro_f1(y_test[r], pred[r], scored)
              for r in (rng.integers(0, len(y_test), len(y_test)) for _ in range(200))]
     macro_se = float(np.std(boots, ddof=1)) if len(y_test) > 1 else 0.0
     out = {"recall": recall, "macro_f1": macro, "macro_f1_se": macro_se, "precision": precision,
@@ -538,7 +548,7 @@ def simulate(
         full = fit_model(Xp, yp, classes, kind=settings.kind, random_state=seed)
         pred = full.predict(Xt)
         all_labels.append({"seed": seed, "n_labels": len(pool), "accuracy": float(np.mean(pred == yt)),
-                           "macro_f1": metrics.macro_f1(yt, pred, classes)})
+                           "macro_f1": metrics.macro_f1(yt, pred, scored_classes(yt, pred, classes))})
         done += 1
         report(progress, done, total, f"seed {seed}: all labels")
         for name in names:
