@@ -221,9 +221,29 @@ def test_while_a_class_is_unseen_only_the_exploring_picks_stay_as_chosen():
     # a drawn pick never takes an image an exploring pick already took: the draws exclude them
     available = len(np.setdiff1d(np.arange(len(X)), labelled)) - sel.audit.sum() - exploring.sum()
     assert sel.pool_sizes[drawn].max() == available
+    # the draws stay in draw order (each one's probability depends on the draws before it)
+    assert np.all(np.diff(sel.pool_sizes[drawn]) == -1)
     # without pick sampling every non-audit pick stays as chosen
     top_k = get_strategy(DEFAULT_STRATEGY)(model, X, labelled, 10, 0, audit_share=0.2, pick_sampling=0.0)
     assert np.isnan(top_k.probabilities[~top_k.audit]).all()
+
+
+def test_exploring_picks_are_spread_through_the_queue():
+    """The app labels the first half of a queue before it retrains: exploring picks placed first
+    would make up most of the labels, not the strategy's share, and keep the estimate on the audit
+    labels. They go to random places among the drawn picks instead."""
+    X, y = blobs(n_per=40, centres=((0, 0), (6, 0), (30, 30)))
+    labelled = np.r_[0:5, 40:45]
+    model = fit_model(X[labelled], y[labelled], np.arange(3))  # class 2 defined but unseen
+    in_first_half, exploring_total = 0, 0
+    for seed in range(40):
+        sel = get_strategy(DEFAULT_STRATEGY)(model, X, labelled, 20, seed, audit_share=0.0, pick_sampling=0.3)
+        exploring = np.array([r.startswith("explore") for r in sel.reasons])
+        in_first_half += int(exploring[:10].sum())
+        exploring_total += int(exploring.sum())
+    assert exploring_total == 40 * 6  # ceil(20 x 0.3) per batch
+    # placed first, all 240 would be in the first half; at random about half are
+    assert 0.35 < in_first_half / exploring_total < 0.65
 
 
 def test_audit_share_is_uniform_random_from_unlabelled():
