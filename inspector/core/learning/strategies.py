@@ -578,35 +578,7 @@ class Strategy:
             pick_pool = len(available) - np.arange(len(idx), dtype=np.float64)
             pick_q = 1.0 / pick_pool
         elif share > 0 and len(idx) and chooser is not _choose_cold_start:
-            # while classes are still being discovered the picks that look for them (cold start,
-            # exploring for a class no label has shown yet) stay as chosen: rare defects must
-            # surface first; those labels enter the estimate as the known part of the pool. The
-            # rest of the batch is drawn as always: keeping it as chosen too left the accuracy
-            # estimate on the audit labels alone for as long as one defined class stayed unseen
-            # (issue 14: ELPV at 100 labels, 7 of 10 replays)
-            exploring = np.array([str(r).startswith(EXPLORE_REASON) for r in reasons], bool)
-            if not exploring.all():
-                kept = idx[exploring]
-                rest = _Context(ctx.model, ctx.X, ctx.labelled,
-                                np.setdiff1d(ctx.candidates, kept, assume_unique=True) if len(kept) else ctx.candidates,
-                                int((~exploring).sum()), ctx.rng, ctx.probabilities(), ctx.options)
-                drawn = _sample_around(rest, idx[~exploring], scores[~exploring],
-                                       [r for r, e in zip(reasons, exploring) if not e], share)
-                # the exploring picks go to random places among the drawn ones: the app retrains
-                # every 10 labels of a 20-pick queue, so picks placed first made up 6 of every 10
-                # labels instead of the 30 % the strategy asks for, and the estimate stayed on the
-                # audit labels (a demo project with one class no image shows: audit estimate at 100
-                # labels). The draws keep their order (each one's probability depends on it)
-                order = np.empty(len(idx), np.int64)
-                is_kept = np.zeros(len(idx), bool)
-                is_kept[ctx.rng.choice(len(idx), size=len(kept), replace=False)] = True
-                order[is_kept] = np.arange(len(kept))
-                order[~is_kept] = len(kept) + np.arange(len(idx) - len(kept))
-                idx = np.concatenate([kept, drawn[0]])[order]
-                scores = np.concatenate([scores[exploring], drawn[1]])[order]
-                reasons = [([r for r, e in zip(reasons, exploring) if e] + list(drawn[2]))[i] for i in order]
-                pick_q = np.concatenate([np.full(len(kept), np.nan), drawn[3]])[order]
-                pick_pool = np.concatenate([np.full(len(kept), np.nan), drawn[4]])[order]
+            idx, scores, reasons, pick_q, pick_pool = _draw_unless_exploring(ctx, idx, scores, list(reasons), share)
         # audit picks go to random queue positions so they are not labelled differently
         total = len(idx) + n_audit
         audit_pos = np.sort(rng.choice(total, size=n_audit, replace=False)) if n_audit else np.zeros(0, np.int64)
@@ -628,6 +600,41 @@ class Strategy:
         for p in range(total):
             order_reasons[p] = "audit" if is_audit[p] else next(it)
         return Selection(order_idx, order_scores, order_reasons, self.name, is_audit, order_q, order_pool)
+
+
+def _draw_unless_exploring(ctx: _Context, idx: np.ndarray, scores: np.ndarray, reasons: list, share: float):
+    """The batch drawn around the strategy's picks (:func:`_sample_around`), except the picks that
+    explore for a class no label has shown yet: those stay as chosen (rare defects must surface
+    first) and enter the estimate as the known part of the pool, with no probability (NaN).
+
+    Why only those: keeping the whole batch as chosen while a class was unseen left the accuracy
+    estimate on the audit labels alone for as long as one defined class had no label, all session
+    when its images never come (issue 14: ELPV at 100 labels, 12 of 20 replays). The exploring
+    picks go to random places among the drawn ones: the app retrains every 10 labels of a 20-pick
+    queue, so picks placed first made up 6 of every 10 labels instead of the strategy's 30 %. The
+    draws keep their order (each one's probability depends on the draws before it).
+    Returns (indices, scores, reasons, probabilities, pool sizes) in queue order.
+    """
+    exploring = np.array([str(r).startswith(EXPLORE_REASON) for r in reasons], bool)
+    none = np.full(len(idx), np.nan)
+    if exploring.all():
+        return idx, scores, reasons, none, none.copy()
+    if not exploring.any():
+        return _sample_around(ctx, idx, scores, reasons, share)
+    kept = idx[exploring]
+    rest = _Context(ctx.model, ctx.X, ctx.labelled, np.setdiff1d(ctx.candidates, kept, assume_unique=True),
+                    int((~exploring).sum()), ctx.rng, ctx.probabilities(), ctx.options)
+    d_idx, d_scores, d_reasons, d_q, d_pool = _sample_around(
+        rest, idx[~exploring], scores[~exploring], [r for r, e in zip(reasons, exploring) if not e], share)
+    is_kept = np.zeros(len(idx), bool)
+    is_kept[ctx.rng.choice(len(idx), size=len(kept), replace=False)] = True
+    order = np.empty(len(idx), np.int64)
+    order[is_kept] = np.arange(len(kept))
+    order[~is_kept] = len(kept) + np.arange(len(d_idx))
+    all_reasons = [r for r, e in zip(reasons, exploring) if e] + list(d_reasons)
+    return (np.concatenate([kept, d_idx])[order], np.concatenate([scores[exploring], d_scores])[order],
+            [all_reasons[i] for i in order], np.concatenate([np.full(len(kept), np.nan), d_q])[order],
+            np.concatenate([np.full(len(kept), np.nan), d_pool])[order])
 
 
 def _sample_around(ctx: _Context, idx: np.ndarray, scores: np.ndarray, reasons: list, share: float):
