@@ -187,7 +187,7 @@ def build_report_html(project) -> str:
     settings = LearnerSettings.from_project(project)
     versions = project.model_versions()
     curve = metrics.learning_curve(versions)
-    plateau = metrics.plateau_signal(curve)
+    plateau = metrics.plateau_signal(curve, class_names=names)
 
     parts = [f"<h1>Model report — {esc(project.name)}</h1>",
              f"<p class='sub'>Written {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by Inspector "

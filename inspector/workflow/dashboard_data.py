@@ -108,7 +108,7 @@ def compute_dashboard(project, classes: list, labels: dict, probabilities: Optio
     audit = latest_metrics.get("audit")
     data = DashboardData(
         classes=list(classes), labelled=labelled, predicted=predicted, curve=curve,
-        stopping=metrics.plateau_signal(curve), audit=audit,
+        stopping=metrics.plateau_signal(curve, class_names={c.id: c.name for c in classes}), audit=audit,
         n_audit=int((audit or {}).get("n_audit") or latest_metrics.get("n_audit") or 0),
         cross_validation=latest_metrics.get("cross_validation"),
         estimate=latest_metrics.get("estimate"),

@@ -105,3 +105,6 @@ def test_no_plateau_while_a_class_has_no_labels():
     curve[-1]["class_counts"] = {"1": 90, "2": 0, "3": 0, "4": 0}  # only one class labelled so far
     signal = plateau_signal(curve)
     assert signal["status"] == "improving" and "3 of 4 classes have no labels" in signal["message"]
+    # the classes are named, with the way out for a class these images never show
+    named = plateau_signal(curve, class_names={1: "ok", 2: "scratch", 3: "crack", 4: "pitting"})["message"]
+    assert "(scratch, crack, pitting)" in named and "delete it from the classes (Project ▸ Classes)" in named

@@ -534,7 +534,7 @@ def evaluation(project, extractor=None) -> dict:
         "class_counts": {names.get(int(k), k): v for k, v in fitted.metrics["class_counts"].items()},
         "audit_estimate": audit,
         "learning_curve": curve,
-        "stopping": metrics.plateau_signal(curve),
+        "stopping": metrics.plateau_signal(curve, class_names=names),
         "cross_validation_optimistic": fitted.metrics.get("cross_validation"),
         "escape_estimate": fitted.metrics.get("escape"),
         "review_threshold": fitted.metrics.get("review_threshold"),

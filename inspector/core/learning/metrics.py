@@ -214,13 +214,15 @@ def learning_curve(model_versions: Sequence) -> list[dict]:
     return points
 
 
-def plateau_signal(curve: Sequence[dict], min_audit: int = 20, change_threshold: float = 0.01) -> dict:
+def plateau_signal(curve: Sequence[dict], min_audit: int = 20, change_threshold: float = 0.01,
+                   class_names: Optional[dict] = None) -> dict:
     """Say in plain words whether more labels still pay off.
 
     Two signals: the fraction of unlabelled predictions that changed between the last model
     versions (stable predictions mean new labels barely move the model), and whether the audit
     estimate still rises beyond its own uncertainty. Returns {"status", "message"} with status
-    'too_early', 'improving' or 'plateau'.
+    'too_early', 'improving' or 'plateau'. ``class_names`` (class id -> name) names the classes
+    that have no label yet.
     """
     if len(curve) < 3:
         return {"status": "too_early", "message": "Too early to tell: train a few more model versions."}
@@ -229,9 +231,14 @@ def plateau_signal(curve: Sequence[dict], min_audit: int = 20, change_threshold:
     if unseen:
         # stable predictions mean nothing while whole classes are unlabelled: a model that has
         # never seen a class never predicts it, however many more labels of the others it gets
+        # a class list often names a defect a lot of parts does not have: say which, and the way out
+        names = {str(k): str(v) for k, v in (class_names or {}).items()}
+        which = [names.get(str(c), str(c)) for c in unseen]
+        listed = ", ".join(which[:4]) + (f" and {len(which) - 4} more" if len(which) > 4 else "")
         return {"status": "improving",
-                "message": f"Keep labelling: {len(unseen)} of {len(counts)} classes have no labels yet, and the "
-                           "model cannot recognise a class it has never seen."}
+                "message": f"Keep labelling: {len(unseen)} of {len(counts)} classes have no labels yet ({listed}), "
+                           "and the model cannot recognise a class it has never seen. If these images have none, "
+                           "delete it from the classes (Project ▸ Classes)."}
     changes = [p.get("prediction_change") for p in curve[-3:]]
     stable = all(c is not None and c < change_threshold for c in changes[-2:])
     last = curve[-1]
