@@ -673,13 +673,18 @@ def test_calibration_names_the_model_behind_every_out_of_fold_prediction():
     calibration.forget_out_of_fold_memory()
 
 
+def _replay_pool(seed: int, n: int = 500):
+    """A small pool for simulate(): three classes (70 / 20 / 10 %) in six noisy features: (X, y)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 2, (3, 6))
+    y = rng.choice(3, n, p=[0.7, 0.2, 0.1])
+    return (centres[y] + rng.normal(0, 1.6, (n, 6))).astype(np.float32), y
+
+
 def test_simulate_records_the_model_gap_and_the_estimate_without_it():
     from inspector.core.learning.simulate import SimulationSettings, simulate
 
-    rng = np.random.default_rng(23)
-    centres = rng.normal(0, 2, (3, 6))
-    y = rng.choice(3, 500, p=[0.7, 0.2, 0.1])
-    X = (centres[y] + rng.normal(0, 1.6, (500, 6))).astype(np.float32)
+    X, y = _replay_pool(23)
     settings = SimulationSettings(strategies=["uncertain_diverse"], seeds=1, budget=80, batch=10, initial=10,
                                   estimator_counts=(80,), audit_share=0.2, pick_sampling=0.3)
     summary = simulate(X, y, ["ok", "scratch", "crack"], settings)
@@ -780,10 +785,7 @@ def test_a_defined_class_no_image_shows_does_not_leave_the_estimate_on_the_audit
     shown estimate is the difference estimate on every sampled label, not the audit labels alone."""
     from inspector.core.learning.simulate import SimulationSettings, simulate
 
-    rng = np.random.default_rng(29)
-    centres = rng.normal(0, 2, (3, 6))
-    y = rng.choice(3, 500, p=[0.7, 0.2, 0.1])
-    X = (centres[y] + rng.normal(0, 1.6, (500, 6))).astype(np.float32)
+    X, y = _replay_pool(29)
     settings = SimulationSettings(strategies=["uncertain_diverse"], seeds=1, budget=80, batch=10, initial=10,
                                   estimator_counts=(80,), audit_share=0.1, pick_sampling=0.3)
     summary = simulate(X, y, ["ok", "scratch", "crack", "inclusion (never seen)"], settings)
