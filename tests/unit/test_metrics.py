@@ -107,4 +107,4 @@ def test_no_plateau_while_a_class_has_no_labels():
     assert signal["status"] == "improving" and "3 of 4 classes have no labels" in signal["message"]
     # the classes are named, with the way out for a class these images never show
     named = plateau_signal(curve, class_names={1: "ok", 2: "scratch", 3: "crack", 4: "pitting"})["message"]
-    assert "(scratch, crack, pitting)" in named and "delete it from the classes (Project ▸ Classes)" in named
+    assert "(scratch, crack, pitting)" in named and "delete it in the app (Project ▸ Classes)" in named

@@ -237,8 +237,8 @@ def plateau_signal(curve: Sequence[dict], min_audit: int = 20, change_threshold:
         listed = ", ".join(which[:4]) + (f" and {len(which) - 4} more" if len(which) > 4 else "")
         return {"status": "improving",
                 "message": f"Keep labelling: {len(unseen)} of {len(counts)} classes have no labels yet ({listed}), "
-                           "and the model cannot recognise a class it has never seen. If these images have none, "
-                           "delete it from the classes (Project ▸ Classes)."}
+                           "and the model cannot recognise a class it has never seen. If a class does not occur "
+                           "in these images, delete it in the app (Project ▸ Classes)."}
     changes = [p.get("prediction_change") for p in curve[-3:]]
     stable = all(c is not None and c < change_threshold for c in changes[-2:])
     last = curve[-1]
