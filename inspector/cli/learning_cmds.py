@@ -214,14 +214,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         lo, hi = report["interval"]
         print(f"Estimated accuracy: {report['estimate']:.1%}  95 % interval {lo:.1%}-{hi:.1%}")
         print(f"  method: {report['method']}")
-        said = set()
         for key, e in report["estimators"].items():
-            if e.get("estimate") is not None and key != report["method_key"]:
+            # an entry recorded under another method is a fallback to it (with too few audit labels
+            # the prediction-powered one is the audit one), listed under its own key already
+            if e.get("estimate") is not None and key != report["method_key"] and e.get("method", key) == key:
                 elo, ehi = e["interval"]
-                line = f"  also: {e['method_words']}: {e['estimate']:.1%} ({elo:.1%}-{ehi:.1%})"
-                if line not in said:  # with too few audit labels the prediction-powered one *is* the audit one
-                    print(line)
-                    said.add(line)
+                print(f"  also: {e['method_words']}: {e['estimate']:.1%} ({elo:.1%}-{ehi:.1%})")
     per_class = report.get("classes_estimate") or {}
     if per_class.get("macro_f1") is not None:
         if per_class.get("method") == "difference":
