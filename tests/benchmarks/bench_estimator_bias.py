@@ -233,8 +233,11 @@ def macro_f1_pieces(X_pool, y_pool, classes, rows, model, oof, estimate) -> dict
     unl = np.setdiff1d(np.arange(len(y_pool)), rows)
     crossfit = classes[np.argmax(model.calibration.apply(oof.astype(np.float32)), axis=1)]
     current = classes[np.argmax(model.predict_proba(X_pool[unl]), axis=1)]
-    return {"pool": metrics.macro_f1(np.r_[y_pool[rows], y_pool[unl]], np.r_[crossfit, current], classes),
-            "unlabelled": metrics.macro_f1(y_pool[unl], current, classes), "estimate": estimate}
+    y_all, pred_all = np.r_[y_pool[rows], y_pool[unl]], np.r_[crossfit, current]
+    # over the classes shown or predicted, as the test figure (simulate.scored_classes)
+    return {"pool": metrics.macro_f1(y_all, pred_all, sim.scored_classes(y_all, pred_all, classes)),
+            "unlabelled": metrics.macro_f1(y_pool[unl], current, sim.scored_classes(y_pool[unl], current, classes)),
+            "estimate": estimate}
 
 
 def macro_f1_table(runs_by_key: dict) -> None:

@@ -90,7 +90,12 @@ def load(name: str, args):
 def without_class(X: np.ndarray, y: np.ndarray, names: list, absent: str):
     """The data set without any image of the class ``absent`` (a name or an index), which stays
     among the classes: the replays then look for a class no image shows, all session long."""
-    k = names.index(absent) if absent in names else int(absent)
+    if absent in names:
+        k = names.index(absent)
+    elif absent.isdigit() and int(absent) < len(names):
+        k = int(absent)
+    else:
+        raise SystemExit(f"--absent-class {absent!r}: no such class; the classes are {', '.join(names)}")
     keep = y != k
     print(f"class {names[k]!r} defined, its {int((~keep).sum())} images left out")
     return X[keep], y[keep]
@@ -129,7 +134,7 @@ def interval_forms(check: dict) -> dict:
     two (estimators.DIFFERENCE_INTERVAL). With a model gap recorded (estimators.model_gap) each
     form spans it as the app does: the recorded estimate is the centre midway. Returns {form:
     (low, high, lower bound)}."""
-    from inspector.core.learning.estimators import difference_interval
+    from inspector.core.learning.estimators import difference_interval, span_model_gap
 
     share = float(check.get("census_share") or 0.0)
     known = float(check.get("census_accuracy") or 0.0)
@@ -143,9 +148,9 @@ def interval_forms(check: dict) -> dict:
     gap = float(gap) if gap is not None and np.isfinite(gap) else 0.0
     out = {}
     for form in FORMS:
-        (low, high), lower = difference_interval(part - gap / 2.0, se, form)
-        low, high = max(0.0, min(low, low + gap)), min(1.0, max(high, high + gap))
-        lower = max(0.0, min(lower, lower + gap))
+        gapless = part - gap / 2.0
+        interval, lower = difference_interval(gapless, se, form)
+        _, (low, high), lower = span_model_gap(gapless, interval, lower, gap)
         out[form] = (back(low), back(high), back(lower))
     return out
 

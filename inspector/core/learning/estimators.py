@@ -666,9 +666,7 @@ def difference_accuracy(scored: Scored, gap_form: Optional[str] = None) -> Estim
         details["model_gap"] = round(gap, 5)
         if (DIFFERENCE_GAP if gap_form is None else gap_form) == "span":
             details["spans_model_gap"] = True
-            centre = min(1.0, max(0.0, w.estimate + gap / 2.0))
-            interval = (max(0.0, min(interval[0], interval[0] + gap)), min(1.0, max(interval[1], interval[1] + gap)))
-            lower = max(0.0, min(lower, lower + gap))
+            centre, interval, lower = span_model_gap(w.estimate, interval, lower, gap)
     w = Estimate("difference", centre, interval, w.n, details, lower)
     return _with_census(w, correct[~sampled], N)
 
@@ -677,6 +675,16 @@ def difference_accuracy(scored: Scored, gap_form: Optional[str] = None) -> Estim
 #: interval spans the estimate's and the scoring models' (their own probabilities corrected by
 #: the same residuals), the centre midway; "off": the gap is recorded, not used (the form before)
 DIFFERENCE_GAP = "span"
+
+
+def span_model_gap(estimate: float, interval: tuple[float, float], lower: float,
+                   gap: float) -> tuple[float, tuple[float, float], float]:
+    """The estimate, interval and one-sided lower bound spanned over the model gap ``gap`` (the
+    scoring models' estimate is ``estimate + gap``, with the same interval shifted): the centre
+    midway, the interval covering both, the bound the lower of the two; clipped to [0, 1]."""
+    return (min(1.0, max(0.0, estimate + gap / 2.0)),
+            (max(0.0, min(interval[0], interval[0] + gap)), min(1.0, max(interval[1], interval[1] + gap))),
+            max(0.0, min(lower, lower + gap)))
 
 
 def model_gap(scored: Scored, n_unlabelled: int) -> Optional[float]:
